@@ -1,0 +1,60 @@
+"""The ``distillery`` command.
+
+Each capability registers its own subcommands (``register(subparsers)``) so this file stays a
+dispatcher. Exit codes: 0 success, 1 the thing checked is bad (an invalid dataset, a refused plan),
+2 usage or configuration errors, 3 a service could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from distillery import __version__
+from distillery.errors import ConfigurationError, DistilleryError, RetryableError
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every capability's subcommands registered."""
+    from distillery.localstack import cli as localstack_cli
+    from distillery.validation import cli as validation_cli
+
+    parser = argparse.ArgumentParser(
+        prog="distillery",
+        description="Continuous model distillation on Google Cloud (and on one laptop).",
+    )
+    parser.add_argument("--version", action="version", version=f"distillery {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    validation_cli.register(subparsers)
+    localstack_cli.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigurationError as exc:
+        print(f"distillery: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except RetryableError as exc:
+        print(f"distillery: service unavailable: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except DistilleryError as exc:
+        print(f"distillery: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

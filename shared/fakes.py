@@ -1,0 +1,152 @@
+"""In-memory implementations of the ports, for fast tests of core code.
+
+They keep the semantics that matter (generations, create-if-absent, atomic read-modify-write) but
+prove nothing about Google Cloud: the emulator tests prove the adapters.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from distillery.errors import ObjectNotFoundError, PreconditionFailedError
+from distillery.ports import Mutation, ObjectInfo, ObjectStore, Publisher, RecordStore
+
+
+class InMemoryObjectStore(ObjectStore):
+    """Objects with generations; overwriting keeps only the newest (like an unversioned bucket)."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str], tuple[int, bytes, str]] = {}
+        self._next_generation = 1_700_000_000_000_000
+        self._lock = threading.Lock()
+
+    def put(self, bucket: str, name: str, data: bytes, content_type: str = "") -> ObjectInfo:
+        """Store ``data`` unconditionally (a user's upload)."""
+        return self.write_bytes(bucket, name, data, content_type=content_type)
+
+    def stat(self, bucket: str, name: str, generation: int | None = None) -> ObjectInfo:
+        with self._lock:
+            entry = self._objects.get((bucket, name))
+        if entry is None or (generation is not None and entry[0] != generation):
+            raise ObjectNotFoundError(f"gs://{bucket}/{name} (generation {generation}) not found")
+        return ObjectInfo(bucket, name, entry[0], len(entry[1]), entry[2] or None)
+
+    @contextmanager
+    def _reader(self, data: bytes) -> Iterator[BinaryIO]:
+        yield io.BytesIO(data)
+
+    def open_read(self, bucket: str, name: str, generation: int | None = None) -> Any:
+        self.stat(bucket, name, generation)
+        return self._reader(self._objects[(bucket, name)][1])
+
+    def write_bytes(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        with self._lock:
+            if if_absent and (bucket, name) in self._objects:
+                raise PreconditionFailedError(f"gs://{bucket}/{name} already exists")
+            self._next_generation += 1
+            self._objects[(bucket, name)] = (self._next_generation, bytes(data), content_type)
+            return ObjectInfo(bucket, name, self._next_generation, len(data), content_type)
+
+    def copy(
+        self,
+        bucket: str,
+        name: str,
+        generation: int,
+        dest_bucket: str,
+        dest_name: str,
+        *,
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        self.stat(bucket, name, generation)
+        _, data, content_type = self._objects[(bucket, name)]
+        return self.write_bytes(
+            dest_bucket, dest_name, data, content_type=content_type, if_absent=if_absent
+        )
+
+    def names(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every object name in ``bucket`` under ``prefix``, sorted."""
+        return sorted(n for (b, n) in self._objects if b == bucket and n.startswith(prefix))
+
+
+@dataclass
+class PublishedMessage:
+    """One message an :class:`InMemoryPublisher` took."""
+
+    topic: str
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""
+
+
+class InMemoryPublisher(Publisher):
+    """Keeps every published message in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[PublishedMessage] = []
+        self._lock = threading.Lock()
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
+        with self._lock:
+            message_id = str(len(self.messages) + 1)
+            self.messages.append(PublishedMessage(topic, data, dict(attributes or {}), message_id))
+            return message_id
+
+    def on(self, topic: str) -> list[PublishedMessage]:
+        """The messages published to ``topic``."""
+        return [m for m in self.messages if m.topic == topic]
+
+
+class InMemoryRecordStore(RecordStore):
+    """Documents in dictionaries; transactions serialised by one lock."""
+
+    def __init__(self) -> None:
+        self._docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._lock = threading.RLock()
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            doc = self._docs.get(collection, {}).get(doc_id)
+            return copy.deepcopy(doc)
+
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
+        with self._lock:
+            docs = self._docs.setdefault(collection, {})
+            if doc_id in docs:
+                return False
+            docs[doc_id] = copy.deepcopy(dict(data))
+            return True
+
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._docs.setdefault(collection, {})[doc_id] = copy.deepcopy(dict(data))
+
+    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
+        with self._lock:
+            current = self.get(collection, doc_id)
+            updated = mutate(copy.deepcopy(current))
+            if updated is None:
+                return current
+            self.set(collection, doc_id, updated)
+            return copy.deepcopy(updated)
+
+    def list(self, collection: str, *, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            docs = list(self._docs.get(collection, {}).values())
+        where = where or {}
+        return [
+            copy.deepcopy(d) for d in docs if all(d.get(k) == v for k, v in where.items())
+        ]
