@@ -22,7 +22,7 @@ class RetryableError(DistilleryError):
 
 
 class ServiceUnavailableError(RetryableError):
-    """A backing service (storage, Pub/Sub, Firestore, Vertex AI) did not answer or was overloaded."""
+    """A backing service (Storage, Pub/Sub, Firestore, Vertex AI) failed to answer or was busy."""
 
 
 class ContentionError(RetryableError):
@@ -43,3 +43,15 @@ class ObjectNotFoundError(PermanentError):
 
 class PreconditionFailedError(DistilleryError):
     """A conditional write found the target in another state (e.g. the object already exists)."""
+
+
+class AlreadyExistsError(PreconditionFailedError):
+    """A create found the resource already there (for idempotent creates: success)."""
+
+
+class QuotaExceededError(RetryableError):
+    """The service is out of quota or capacity for now (RESOURCE_EXHAUSTED)."""
+
+
+class RequestRejectedError(PermanentError):
+    """The service refused a request as invalid (INVALID_ARGUMENT, FAILED_PRECONDITION)."""

@@ -143,10 +143,10 @@ class InMemoryRecordStore(RecordStore):
             self.set(collection, doc_id, updated)
             return copy.deepcopy(updated)
 
-    def list(self, collection: str, *, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, collection: str, *, where: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         with self._lock:
             docs = list(self._docs.get(collection, {}).values())
         where = where or {}
-        return [
-            copy.deepcopy(d) for d in docs if all(d.get(k) == v for k, v in where.items())
-        ]
+        return [copy.deepcopy(d) for d in docs if all(d.get(k) == v for k, v in where.items())]

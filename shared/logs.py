@@ -16,8 +16,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "distillery_log_context", default={}
+_context: contextvars.ContextVar[tuple[tuple[str, Any], ...]] = contextvars.ContextVar(
+    "distillery_log_context", default=()
 )
 
 _SEVERITY = {
@@ -40,7 +40,7 @@ class CloudLoggingFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
         }
-        entry.update(_context.get())
+        entry.update(dict(_context.get()))
         for key, value in vars(record).items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
@@ -65,7 +65,7 @@ def setup_logging(level: str = "INFO") -> None:
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Add ``fields`` to every log record emitted inside the ``with`` block."""
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set(tuple({**dict(_context.get()), **fields}.items()))
     try:
         yield
     finally:

@@ -151,5 +151,46 @@ class RecordStore(ABC):
         """
 
     @abstractmethod
-    def list(self, collection: str, *, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, collection: str, *, where: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """Documents of ``collection`` whose fields equal ``where`` (all of them when omitted)."""
+
+
+@dataclass(frozen=True)
+class PipelineJobInfo:
+    """What the product reads of a Vertex AI pipeline job."""
+
+    name: str
+    state: str
+    error: str | None = None
+    resource: Mapping[str, Any] | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the resource name."""
+        return self.name.rsplit("/", 1)[-1]
+
+
+class VertexPipelines(ABC):
+    """Vertex AI pipeline jobs (``pipelineJobs`` REST resource)."""
+
+    @abstractmethod
+    def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
+        """Create pipeline job ``job_id`` in ``location`` from a pipelineJobs.create ``body``.
+
+        Raises:
+            AlreadyExistsError: a job with that id exists (an idempotent retry: success).
+            RequestRejectedError: the service refused the request (permanent).
+            QuotaExceededError: out of quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def get(self, name: str) -> PipelineJobInfo:
+        """The pipeline job with resource name ``name``.
+
+        Raises:
+            ObjectNotFoundError: no such job.
+            ServiceUnavailableError: the service did not answer (transient).
+        """

@@ -83,7 +83,9 @@ class FirestoreRecordStore(RecordStore):
             # The client gives up with ValueError after max_attempts aborted commits.
             raise ContentionError(f"updating {collection}/{doc_id}: {exc}") from exc
 
-    def list(self, collection: str, *, where: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, collection: str, *, where: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query: Any = self.client.collection(collection)

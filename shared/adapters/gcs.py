@@ -43,22 +43,23 @@ class GcsObjectStore(ObjectStore):
             self._client = storage.Client(project=self._project or None)
         return self._client
 
-    def stat(self, bucket: str, name: str, generation: int | None = None) -> ObjectInfo:
-        what = f"reading gs://{bucket}/{name}"
-        with translate_google_errors(what):
+    def _blob(self, bucket: str, name: str, generation: int | None) -> Any:
+        with translate_google_errors(f"reading gs://{bucket}/{name}"):
             blob = self.client.bucket(bucket).get_blob(name, generation=generation)
         if blob is None or (generation is not None and int(blob.generation) != generation):
             suffix = f" at generation {generation}" if generation is not None else ""
             raise ObjectNotFoundError(f"gs://{bucket}/{name}{suffix} does not exist")
-        return _info(blob)
+        return blob
+
+    def stat(self, bucket: str, name: str, generation: int | None = None) -> ObjectInfo:
+        return _info(self._blob(bucket, name, generation))
 
     @contextmanager
     def open_read(
         self, bucket: str, name: str, generation: int | None = None
     ) -> Iterator[BinaryIO]:
-        info = self.stat(bucket, name, generation)
-        blob = self.client.bucket(bucket).blob(name, generation=info.generation)
-        blob.size = info.size
+        # The blob fetched with its generation pins every ranged read to that exact generation.
+        blob = self._blob(bucket, name, generation)
         with translate_google_errors(f"reading gs://{bucket}/{name}"):
             reader = blob.open("rb", chunk_size=READ_CHUNK_BYTES)
             try:
@@ -95,7 +96,9 @@ class GcsObjectStore(ObjectStore):
         if_absent: bool = False,
     ) -> ObjectInfo:
         source = self.client.bucket(bucket)
-        with translate_google_errors(f"copying gs://{bucket}/{name} to gs://{dest_bucket}/{dest_name}"):
+        with translate_google_errors(
+            f"copying gs://{bucket}/{name} to gs://{dest_bucket}/{dest_name}"
+        ):
             copied = source.copy_blob(
                 source.blob(name),
                 self.client.bucket(dest_bucket),

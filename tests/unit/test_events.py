@@ -25,7 +25,7 @@ def test_parse_storage_event_production_payload() -> None:
 def test_parse_storage_event_rejects_wrong_type() -> None:
     event = load_event("storage_finalized")
     event["type"] = "google.cloud.storage.object.v1.deleted"
-    with pytest.raises(InvalidEventError, match="expected a google.cloud.storage"):
+    with pytest.raises(InvalidEventError, match=r"expected a google\.cloud\.storage"):
         parse_storage_event(event)
 
 
@@ -95,7 +95,11 @@ def test_parse_message_rejects_non_json() -> None:
 def test_launch_request_round_trip_omits_unset_fields() -> None:
     request = LaunchRequest(dataset_uri="gs://bkt/validated/a/x.jsonl", request_id="r-1")
     wire = json.loads(request.to_bytes())
-    assert wire == {"dataset_uri": "gs://bkt/validated/a/x.jsonl", "overrides": {}, "request_id": "r-1"}
+    assert wire == {
+        "dataset_uri": "gs://bkt/validated/a/x.jsonl",
+        "overrides": {},
+        "request_id": "r-1",
+    }
     assert parse_message(request.to_bytes(), LaunchRequest) == request
 
 
