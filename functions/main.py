@@ -18,3 +18,11 @@ def validate_dataset(cloud_event: CloudEvent) -> None:
     from distillery.datasets import handle_storage_event
 
     run_handler("validate_dataset", cloud_event, handle_storage_event)
+
+
+@functions_framework.cloud_event
+def launch_job(cloud_event: CloudEvent) -> None:
+    """Submit one Vertex AI distillation job per LaunchRequest (Eventarc: distill-launch-requests)."""
+    from distillery.launcher import handle_launch_event
+
+    run_handler("launch_job", cloud_event, handle_launch_event)

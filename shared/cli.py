@@ -22,6 +22,7 @@ EXIT_UNAVAILABLE = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every capability's subcommands registered."""
+    from distillery import plan_cli
     from distillery.localstack import cli as localstack_cli
     from distillery.validation import cli as validation_cli
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     validation_cli.register(subparsers)
     localstack_cli.register(subparsers)
+    plan_cli.register(subparsers)
     return parser
 
 

@@ -14,8 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from distillery.errors import ObjectNotFoundError, PreconditionFailedError
-from distillery.ports import Mutation, ObjectInfo, ObjectStore, Publisher, RecordStore
+from distillery.errors import AlreadyExistsError, ObjectNotFoundError, PreconditionFailedError
+from distillery.ports import (
+    Mutation,
+    ObjectInfo,
+    ObjectStore,
+    PipelineJobInfo,
+    Publisher,
+    RecordStore,
+    VertexPipelines,
+)
 
 
 class InMemoryObjectStore(ObjectStore):
@@ -150,3 +158,31 @@ class InMemoryRecordStore(RecordStore):
             docs = list(self._docs.get(collection, {}).values())
         where = where or {}
         return [copy.deepcopy(d) for d in docs if all(d.get(k) == v for k, v in where.items())]
+
+
+class InMemoryVertexPipelines(VertexPipelines):
+    """Pipeline jobs in a dictionary; ``fail_next`` queues errors the next creates raise."""
+
+    def __init__(self, project: str = "p") -> None:
+        self.project = project
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.create_calls = 0
+        self.fail_next: list[Exception] = []
+        self._lock = threading.Lock()
+
+    def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
+        with self._lock:
+            self.create_calls += 1
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+            name = f"projects/{self.project}/locations/{location}/pipelineJobs/{job_id}"
+            if name in self.jobs:
+                raise AlreadyExistsError(f"pipeline job {job_id} already exists")
+            self.jobs[name] = {"name": name, **copy.deepcopy(dict(body))}
+            return PipelineJobInfo(name, "PIPELINE_STATE_PENDING", resource=self.jobs[name])
+
+    def get(self, name: str) -> PipelineJobInfo:
+        with self._lock:
+            if name not in self.jobs:
+                raise ObjectNotFoundError(f"pipeline job {name} not found")
+            return PipelineJobInfo(name, "PIPELINE_STATE_PENDING", resource=self.jobs[name])

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 GCS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])/(?P<name>.+)$")
 
@@ -118,7 +118,8 @@ class _Message(BaseModel):
 class LaunchRequest(_Message):
     """A request to distill a validated dataset (topic ``distill-launch-requests``)."""
 
-    dataset_uri: str
+    #: The validated dataset (required unless ``rerun_of`` names the job whose dataset to reuse).
+    dataset_uri: str | None = None
     eval_dataset_uri: str | None = None
     #: Any job parameter of SPEC.md ("Training parameters"), e.g. {"train_steps": 500}.
     overrides: dict[str, Any] = Field(default_factory=dict)
@@ -134,6 +135,12 @@ class LaunchRequest(_Message):
         if value is not None:
             split_gcs_uri(value)
         return value
+
+    @model_validator(mode="after")
+    def _dataset_or_rerun(self) -> LaunchRequest:
+        if self.dataset_uri is None and self.rerun_of is None:
+            raise ValueError("a LaunchRequest needs dataset_uri, or rerun_of naming a job")
+        return self
 
 
 class StatusEvent(_Message):

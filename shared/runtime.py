@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from distillery.errors import DistilleryError, PermanentError
 from distillery.events import CloudEventLike, event_identity
 from distillery.logs import log_context, setup_logging
-from distillery.ports import ObjectStore, Publisher, RecordStore
+from distillery.ports import ObjectStore, Publisher, RecordStore, VertexPipelines
 from distillery.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,20 @@ class Dependencies:
     objects: ObjectStore
     records: RecordStore
     publisher: Publisher
+    vertex: VertexPipelines | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def require_vertex(self) -> VertexPipelines:
+        """The Vertex AI port (only the functions that talk to Vertex AI are given one).
+
+        Raises:
+            ConfigurationError: none was configured.
+        """
+        if self.vertex is None:
+            from distillery.errors import ConfigurationError
+
+            raise ConfigurationError("this function was built without a Vertex AI client")
+        return self.vertex
 
 
 @functools.cache
@@ -54,15 +67,18 @@ def default_dependencies() -> Dependencies:
         ConfigurationError: a required setting is missing.
     """
     from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
+    from distillery.adapters.vertex import VertexPipelineAdapter
 
     settings = Settings.from_env()
-    settings.require("project")
+    settings.require("project", "bucket")
     setup_logging(settings.log_level)
     return Dependencies(
         settings=settings,
         objects=GcsObjectStore(project=settings.project),
         records=FirestoreRecordStore(settings.project),
         publisher=PubsubPublisher(settings.project),
+        # Cheap to build: the Vertex AI client itself is imported and made on first use.
+        vertex=VertexPipelineAdapter(settings.project, api_endpoint=settings.vertex_api_endpoint),
     )
 
 

@@ -31,6 +31,21 @@ SUPPORTED_REGIONS: tuple[str, ...] = (
     "asia-northeast3",
 )
 
+#: Data-residency areas (``DISTILLERY_DATA_RESIDENCY``) → the region-name prefixes inside each.
+#: Under a residency, every region a job touches (pipeline, model upload, tuning) must match.
+DATA_RESIDENCY_AREAS: dict[str, tuple[str, ...]] = {
+    "eu": ("europe-",),
+    "us": ("us-",),
+    "north-america": ("us-", "northamerica-"),
+    "asia": ("asia-",),
+}
+
+#: The accelerators a distillation job can tune on (SPEC: "Regions and accelerators").
+ACCELERATOR_TYPES: tuple[str, ...] = ("GPU", "TPU")
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
 
 def _env(name: str, **kwargs: Any) -> Any:
     """A dataclass field read from environment variable ``name``."""
@@ -70,6 +85,43 @@ class Settings:
 
     log_level: str = _env("DISTILLERY_LOG_LEVEL", default="INFO")
 
+    # --- Launch policy (read by distillery.policy; SPEC "Regions and accelerators") -------------
+    #: The distillation pipeline template sent as ``templateUri``.
+    template_uri: str = _env(
+        "DISTILLERY_TEMPLATE_URI",
+        default="https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0",
+    )
+    #: Default teacher and student (an override ``teacher_model_reference`` /
+    #: ``student_model_reference`` wins); configuration, never hard-wired.
+    teacher_model: str = _env("DISTILLERY_TEACHER_MODEL", default="text-unicorn@001")
+    student_model: str = _env("DISTILLERY_STUDENT_MODEL", default="text-bison@002")
+    #: Comma-separated students with a 32k context (batch 8 wherever tuning runs); every other
+    #: student is treated as an 8k-context model (batch 8 in us-central1, 24 in europe-west4).
+    long_context_students: str = _env(
+        "DISTILLERY_LONG_CONTEXT_STUDENTS", default="text-bison-32k@002"
+    )
+    #: Comma-separated accelerators in order of preference: the first that satisfies every
+    #: constraint is used. An explicit ``accelerator_type`` override bypasses this list.
+    accelerators: str = _env("DISTILLERY_ACCELERATORS", default="GPU")
+    #: Comma-separated regions a job may touch (pipeline, model upload and tuning region);
+    #: empty means every supported region.
+    allowed_regions: str = _env("DISTILLERY_ALLOWED_REGIONS", default="")
+    #: Empty, or a key of DATA_RESIDENCY_AREAS: every region a job touches must lie in that area.
+    data_residency: str = _env("DISTILLERY_DATA_RESIDENCY", default="")
+    #: Default Cloud KMS key for CMEK, used when CMEK applies (GPU, everything in us-central1);
+    #: an ``encryption_spec_key_name`` override wins.
+    cmek_key: str = _env("DISTILLERY_CMEK_KEY", default="")
+    #: Refuse every job that would not be encrypted with a customer-managed key.
+    require_cmek: bool = _env("DISTILLERY_REQUIRE_CMEK", default=False)
+    #: The service account jobs run as; empty means the project's Compute Engine default.
+    service_account: str = _env("DISTILLERY_SERVICE_ACCOUNT", default="")
+    #: Refuse a launch while this many jobs are active (0: no limit).
+    max_concurrent_jobs: int = _env("DISTILLERY_MAX_CONCURRENT_JOBS", default=0)
+    #: Refuse an explicit ``train_steps`` above this; chosen values are capped to it (0: no limit).
+    max_train_steps: int = _env("DISTILLERY_MAX_TRAIN_STEPS", default=0)
+    #: Daily budget in estimated accelerator-hours (A100-hours or TPU-v3-core-hours; 0: none).
+    daily_accelerator_hours: float = _env("DISTILLERY_DAILY_ACCELERATOR_HOURS", default=0.0)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win.
@@ -89,6 +141,18 @@ class Settings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+            elif f.type in ("float", float):
+                try:
+                    values[f.name] = float(raw)
+                except ValueError:
+                    raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+            elif f.type in ("bool", bool):
+                flag = raw.strip().lower()
+                if flag not in _TRUE | _FALSE:
+                    raise ConfigurationError(
+                        f"{name} must be true or false (or 1/0, yes/no, on/off), got {raw!r}"
+                    )
+                values[f.name] = flag in _TRUE
             else:
                 values[f.name] = raw
         values.update(overrides)
@@ -119,6 +183,49 @@ class Settings:
             )
         if self.max_findings_per_rule < 1:
             raise ConfigurationError("DISTILLERY_MAX_FINDINGS_PER_RULE must be at least 1")
+        self._check_launch_policy()
+
+    def _check_launch_policy(self) -> None:
+        """Raise :class:`ConfigurationError` when a launch-policy setting breaks a rule."""
+        accelerators = self.accelerator_list
+        if not accelerators or any(a not in ACCELERATOR_TYPES for a in accelerators):
+            raise ConfigurationError(
+                f"DISTILLERY_ACCELERATORS must list some of {', '.join(ACCELERATOR_TYPES)} "
+                f"in order of preference, got {self.accelerators!r}"
+            )
+        if len(set(accelerators)) != len(accelerators):
+            raise ConfigurationError(
+                f"DISTILLERY_ACCELERATORS repeats a type: {self.accelerators!r}"
+            )
+        unknown = [r for r in self.allowed_region_list if r not in SUPPORTED_REGIONS]
+        if unknown:
+            raise ConfigurationError(
+                f"DISTILLERY_ALLOWED_REGIONS names regions that are not distillation regions: "
+                f"{', '.join(unknown)}"
+            )
+        if self.data_residency and self.data_residency not in DATA_RESIDENCY_AREAS:
+            raise ConfigurationError(
+                f"DISTILLERY_DATA_RESIDENCY must be one of {', '.join(DATA_RESIDENCY_AREAS)} "
+                f"(or empty), got {self.data_residency!r}"
+            )
+        for name in ("max_concurrent_jobs", "max_train_steps", "daily_accelerator_hours"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{self.env_name(name)} must be 0 (no limit) or more")
+
+    @property
+    def long_context_student_list(self) -> tuple[str, ...]:
+        """``DISTILLERY_LONG_CONTEXT_STUDENTS`` as a tuple."""
+        return _split_list(self.long_context_students)
+
+    @property
+    def accelerator_list(self) -> tuple[str, ...]:
+        """``DISTILLERY_ACCELERATORS`` as a tuple, upper-cased, in order of preference."""
+        return tuple(a.upper() for a in _split_list(self.accelerators))
+
+    @property
+    def allowed_region_list(self) -> tuple[str, ...]:
+        """``DISTILLERY_ALLOWED_REGIONS`` as a tuple; every supported region when empty."""
+        return _split_list(self.allowed_regions) or SUPPORTED_REGIONS
 
     def require(self, *names: str) -> None:
         """Raise :class:`ConfigurationError` naming every empty setting among ``names``."""
@@ -137,6 +244,11 @@ class Settings:
             if f.name == field_name:
                 return str(f.metadata["env"])
         raise KeyError(field_name)
+
+
+def _split_list(raw: str) -> tuple[str, ...]:
+    """A comma-separated setting as a tuple of its non-empty, stripped items."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 #: Environment variable name → settings field, for tools that print or pass the environment.

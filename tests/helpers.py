@@ -11,9 +11,9 @@ from cloudevents.http import CloudEvent
 EVENTS = Path(__file__).parent / "events"
 
 
-def load_event(name: str, **data_changes: Any) -> CloudEvent:
-    """A CloudEvent from ``tests/events/<name>.json``, with ``data`` fields replaced."""
-    raw = json.loads((EVENTS / f"{name}.json").read_text())
+def load_event(file_stem: str, /, **data_changes: Any) -> CloudEvent:
+    """A CloudEvent from ``tests/events/<file_stem>.json``, with ``data`` fields replaced."""
+    raw = json.loads((EVENTS / f"{file_stem}.json").read_text())
     data = raw.pop("data")
     data.update(data_changes)
     raw.pop("specversion", None)

@@ -1,0 +1,36 @@
+"""Write the example datasets: a labeled training set, its eval set, and an unlabeled variant.
+
+    python examples/generate.py [OUT_DIR] [--train N] [--eval N] [--seed S]
+
+Produces OUT_DIR/news.jsonl, OUT_DIR/news.eval.jsonl and OUT_DIR/news-unlabeled.jsonl, named
+by the bucket conventions so they can be dropped under datasets/ as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from distillery.example_data import generate, write_jsonl
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", nargs="?", default="examples/data", type=Path)
+    parser.add_argument("--train", type=int, default=1000)
+    parser.add_argument("--eval", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    train, evaluation = generate(args.train, args.eval, seed=args.seed)
+    unlabeled, _ = generate(args.train, args.eval, seed=args.seed, labeled=False)
+    for name, examples in (
+        ("news.jsonl", train),
+        ("news.eval.jsonl", evaluation),
+        ("news-unlabeled.jsonl", unlabeled),
+    ):
+        path = write_jsonl(args.out_dir / name, examples)
+        print(f"wrote {len(examples):>5} examples to {path}")
+
+
+if __name__ == "__main__":
+    main()
