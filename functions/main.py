@@ -22,7 +22,7 @@ def validate_dataset(cloud_event: CloudEvent) -> None:
 
 @functions_framework.cloud_event
 def launch_job(cloud_event: CloudEvent) -> None:
-    """Submit one Vertex AI distillation job per LaunchRequest (Eventarc: distill-launch-requests)."""
+    """Submit one Vertex AI distillation job per LaunchRequest (topic distill-launch-requests)."""
     from distillery.launcher import handle_launch_event
 
     run_handler("launch_job", cloud_event, handle_launch_event)
