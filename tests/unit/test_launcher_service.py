@@ -141,9 +141,7 @@ def test_launch_converges_after_a_crash_between_vertex_and_firestore() -> None:
 
 def test_launch_rerun_applies_overrides_once(deps: Dependencies) -> None:
     original = launch(_validated_request(deps), deps)
-    rerun = LaunchRequest(
-        rerun_of=original, overrides={"train_steps": 500}, request_id="rerun-1"
-    )
+    rerun = LaunchRequest(rerun_of=original, overrides={"train_steps": 500}, request_id="rerun-1")
     first = launch(rerun, deps)
     again = launch(rerun, deps)
     assert first == again != original

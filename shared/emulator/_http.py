@@ -1,0 +1,275 @@
+"""The REST front of the emulator on the standard library's ``ThreadingHTTPServer``.
+
+Routes (JSON in and out; enums answered as names; errors as google.rpc error bodies):
+
+- ``GET /`` — readiness: 200 ``{"status": "ok"}`` once the server is up;
+- ``POST /v1/projects/{p}/locations/{l}/pipelineJobs[?pipelineJobId=ID]`` — create;
+- ``GET /v1/projects/{p}/locations/{l}/pipelineJobs[?pageSize&pageToken&filter&orderBy]`` — list;
+- ``GET /v1/projects/{p}/locations/{l}/pipelineJobs/{id}`` — get;
+- ``POST /v1/projects/{p}/locations/{l}/pipelineJobs/{id}:cancel`` — cancel (answers ``{}``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from distillery.emulator._runner import JobRunner
+from distillery.emulator._service import EmulatorConfig, PipelineService
+from distillery.emulator._status import ApiError
+from distillery.ports import ObjectStore, Publisher
+from distillery.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+#: The readiness probe: ``GET`` this path answers 200 once the server accepts requests.
+HEALTH_PATH = "/"
+MAX_BODY_BYTES = 10 << 20
+#: How often the serving loop checks for :meth:`EmulatorServer.stop` (bounds the stop latency).
+SHUTDOWN_POLL_SECONDS = 0.05
+
+_COLLECTION = re.compile(
+    r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/pipelineJobs"
+)
+_JOB = re.compile(
+    r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+    r"/pipelineJobs/(?P<job_id>[^/:]+)(?P<verb>:cancel)?"
+)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Routes one request to the :class:`PipelineService` of its server."""
+
+    server: _Server
+    protocol_version = "HTTP/1.1"
+    server_version = "DistilleryVertexEmulator/1"
+    # Headers and body leave in separate writes; without this, Nagle + delayed ACK cost ~40 ms.
+    disable_nagle_algorithm = True
+    _raw_body = b""
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("%s %s", self.address_string(), format % args)
+
+    def _dispatch(self, method: str) -> None:
+        try:
+            # Read the whole body before routing: an unread body would be taken for the next
+            # request on this keep-alive connection.
+            self._raw_body = self._read_body()
+            status, body = self._route(method)
+        except ApiError as exc:
+            status, body = exc.http_status, exc.body()
+            logger.info(
+                "request refused",
+                extra={
+                    "method": method,
+                    "path": self.path,
+                    "status": exc.status,
+                    "error": exc.message,
+                },
+            )
+        except Exception as exc:  # One bad request must never take the server down.
+            logger.exception("request failed", extra={"method": method, "path": self.path})
+            error = ApiError("INTERNAL", f"the emulator failed: {type(exc).__name__}: {exc}")
+            status, body = error.http_status, error.body()
+        self._send(status, body)
+
+    def _route(self, method: str) -> tuple[int, dict[str, Any]]:
+        parts = urlsplit(self.path)
+        path, query = parts.path, parse_qs(parts.query)
+        service = self.server.service
+        if path == HEALTH_PATH and method == "GET":
+            return 200, {"status": "ok"}
+        if match := _COLLECTION.fullmatch(path):
+            project, location = unquote(match["project"]), unquote(match["location"])
+            if method == "POST":
+                job_id = _one(query, "pipelineJobId")
+                return 200, service.create(project, location, job_id or None, self._json_body())
+            if method == "GET":
+                return 200, service.list(
+                    project,
+                    location,
+                    page_size=_page_size(_one(query, "pageSize")),
+                    page_token=_one(query, "pageToken"),
+                    filter_text=_one(query, "filter"),
+                    order_by=_one(query, "orderBy"),
+                )
+        if match := _JOB.fullmatch(path):
+            project, location = unquote(match["project"]), unquote(match["location"])
+            job_id = unquote(match["job_id"])
+            if match["verb"] and method == "POST":
+                self._json_body(allow_empty=True)
+                service.cancel(project, location, job_id)
+                return 200, {}
+            if not match["verb"] and method == "GET":
+                return 200, service.get(project, location, job_id)
+        raise ApiError("NOT_FOUND", f"The emulator has no method {method} {path}.")
+
+    def _read_body(self) -> bytes:
+        """The request body's bytes.
+
+        Raises:
+            ApiError: INVALID_ARGUMENT, a bad or too large ``Content-Length`` (the connection is
+                then closed, since the body stays unread).
+        """
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.close_connection = True
+            raise ApiError(
+                "INVALID_ARGUMENT",
+                f"Content-Length must be a number of bytes up to {MAX_BODY_BYTES}",
+            )
+        return self.rfile.read(length) if length else b""
+
+    def _json_body(self, *, allow_empty: bool = False) -> dict[str, Any]:
+        """The request body as a JSON object.
+
+        Raises:
+            ApiError: INVALID_ARGUMENT, the body is missing or not a JSON object.
+        """
+        raw = self._raw_body
+        if not raw.strip():
+            if allow_empty:
+                return {}
+            raise ApiError("INVALID_ARGUMENT", "Invalid JSON payload received. Empty body.")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError("INVALID_ARGUMENT", f"Invalid JSON payload received. {exc}.") from None
+        if not isinstance(body, dict):
+            raise ApiError(
+                "INVALID_ARGUMENT",
+                "Invalid JSON payload received. The body must be a JSON object (a PipelineJob).",
+            )
+        return body
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def _one(query: dict[str, list[str]], name: str) -> str:
+    values = query.get(name)
+    return values[-1] if values else ""
+
+
+def _page_size(raw: str) -> int:
+    try:
+        return int(raw or 0)
+    except ValueError:
+        raise ApiError("INVALID_ARGUMENT", f"pageSize must be an integer, got {raw!r}") from None
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: PipelineService) -> None:
+        self.service = service
+        super().__init__(address, _Handler)
+
+
+class EmulatorServer:
+    """The emulator's HTTP server around one :class:`PipelineService`; a context manager.
+
+    Binds at construction (``port=0`` picks a free port); :meth:`start` serves on a background
+    thread, :meth:`serve_forever` on the calling one.
+    """
+
+    def __init__(self, service: PipelineService, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.service = service
+        self._httpd = _Server((host, port), service)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        """The bound host."""
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` — the ``api_endpoint`` for the client and
+        ``DISTILLERY_VERTEX_API_ENDPOINT``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> EmulatorServer:
+        """Start the service's workers and serve on a daemon thread; returns ``self``."""
+        self.service.start()
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+            name="emulator-http",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving, cancel running jobs, publish the last events, close the socket."""
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join(timeout)
+            self._thread = None
+        self._httpd.server_close()
+        self.service.shutdown(timeout)
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def create_server(
+    settings: Settings,
+    *,
+    object_store: ObjectStore,
+    publisher: Publisher,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    runner: JobRunner | None = None,
+    max_concurrent_jobs: int = 1,
+    extra_template_uris: tuple[str, ...] = (),
+) -> EmulatorServer:
+    """A bound, not yet started emulator server.
+
+    ``runner`` defaults to :class:`~distillery.emulator.DatasetRunner` without a trainer; the
+    known templates are ``settings.template_uri`` plus ``extra_template_uris``; events go to
+    ``settings.job_events_topic`` through ``publisher``.
+
+    Raises:
+        OSError: the address cannot be bound (e.g. the port is taken).
+        ValueError: ``max_concurrent_jobs`` is below 1.
+    """
+    config = EmulatorConfig.from_settings(
+        settings, max_concurrent_jobs=max_concurrent_jobs, extra_template_uris=extra_template_uris
+    )
+    service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
+    return EmulatorServer(service, host, port)

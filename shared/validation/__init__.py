@@ -1,0 +1,53 @@
+"""Dataset validation: is a file under ``datasets/`` fit for a distillation job, and why not.
+
+The public surface is re-exported here; the modules behind it are private. A JSON Lines dataset
+is validated in one streaming pass (:func:`validate_jsonl`), a config sidecar in one read
+(:func:`validate_config`); both return a :class:`ValidationReport` that lists every rule broken
+with specific, line-numbered findings.
+"""
+
+from distillery.validation._config import ConfigValidation, validate_config
+from distillery.validation._jsonl import (
+    JsonlValidation,
+    add_overlap_findings,
+    text_digest,
+    validate_jsonl,
+)
+from distillery.validation._names import DatasetKind, classify_object_name
+from distillery.validation._render import render_text
+from distillery.validation._report import Finding, RuleResult, ValidationReport
+from distillery.validation._rules import (
+    CONFIG_RULES,
+    JSONL_RULES,
+    MAX_EXAMPLES,
+    MAX_INPUT_TOKENS,
+    MAX_LINE_BYTES,
+    MAX_OUTPUT_TOKENS,
+    RULES_BY_CODE,
+    TOKEN_ESTIMATE_METHOD,
+    Rule,
+)
+
+__all__ = [
+    "CONFIG_RULES",
+    "JSONL_RULES",
+    "MAX_EXAMPLES",
+    "MAX_INPUT_TOKENS",
+    "MAX_LINE_BYTES",
+    "MAX_OUTPUT_TOKENS",
+    "RULES_BY_CODE",
+    "TOKEN_ESTIMATE_METHOD",
+    "ConfigValidation",
+    "DatasetKind",
+    "Finding",
+    "JsonlValidation",
+    "Rule",
+    "RuleResult",
+    "ValidationReport",
+    "add_overlap_findings",
+    "classify_object_name",
+    "render_text",
+    "text_digest",
+    "validate_config",
+    "validate_jsonl",
+]

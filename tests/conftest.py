@@ -1,0 +1,82 @@
+"""Shared fixtures: the local emulator stack for integration tests, environment isolation for all.
+
+``local_stack`` (session) starts the real stack — Pub/Sub and Firestore emulators,
+fake-gcs-server, the functions and the Eventarc bridge — on free ports through the same
+:class:`~distillery.localstack.Stack` as ``distillery dev up``, and points this process's
+environment at it. It fails (never skips) when the stack cannot start: CI must not pass by
+skipping. ``stack`` (function) is the same object after a reset: no messages, documents or objects
+from an earlier test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from distillery.localstack import Stack, StackConfig
+from distillery.localstack.harness import StackHarness
+
+#: Variables the session stack set → their values before it did (None: unset), so tests that do
+#: not use the stack see the environment they would have seen without it.
+_STACK_ENV_BEFORE: dict[str, str | None] = {}
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHarness]:
+    """The running local stack (one per test session), with clients and helpers.
+
+    Sets GOOGLE_CLOUD_PROJECT, DISTILLERY_BUCKET, DISTILLERY_REGION and the three emulator
+    variables for this process while it lives; restores them afterwards.
+    """
+    state_dir = tmp_path_factory.mktemp("localstack")
+    stack = Stack(StackConfig.ephemeral(state_dir, startup_timeout=120.0))
+    stack.start()  # raises with the failing service's log: an error, not a skip
+    harness = StackHarness(stack)
+    _STACK_ENV_BEFORE.update({name: os.environ.get(name) for name in stack.env})
+    os.environ.update(stack.env)
+    try:
+        yield harness
+    finally:
+        try:
+            harness.close()
+            stack.stop()
+        finally:
+            for name, value in _STACK_ENV_BEFORE.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            _STACK_ENV_BEFORE.clear()
+
+
+@pytest.fixture
+def stack(local_stack: StackHarness) -> StackHarness:
+    """The session stack, reset: pending messages dropped, Firestore wiped, the bucket emptied.
+
+    Nothing is restarted; test subscriptions of earlier tests are deleted.
+    """
+    local_stack.reset()
+    return local_stack
+
+
+@pytest.fixture(autouse=True)
+def _isolate_environ(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Undo every change a test makes to ``os.environ``.
+
+    Tests not marked ``integration`` also run without the session stack's variables, so their
+    outcome never depends on whether an integration test ran first.
+    """
+    saved = dict(os.environ)
+    if request.node.get_closest_marker("integration") is None:
+        for name, before in _STACK_ENV_BEFORE.items():
+            if before is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

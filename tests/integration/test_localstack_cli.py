@@ -1,0 +1,95 @@
+"""``distillery dev up | status | env | down`` end to end, in subprocesses, on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from distillery.localstack.processes import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _dev(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "distillery", "dev", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+
+
+def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ports = {name: free_port() for name in ("pubsub", "firestore", "gcs", "bridge", "functions")}
+    options = [f"--{name}-port={port}" for name, port in ports.items()]
+    up = _dev("up", "--state-dir", str(state), *options, "--project", "cli-test")
+    recorded: list[int] = []
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert f"export PUBSUB_EMULATOR_HOST=127.0.0.1:{ports['pubsub']}" in up.stdout
+        services = json.loads((state / "stack.json").read_text())["services"]
+        recorded = [record["pid"] for record in services.values()]
+        assert len(recorded) == 5
+        family = {pid for pid in recorded} | {
+            child.pid for pid in recorded for child in psutil.Process(pid).children(recursive=True)
+        }
+
+        again = _dev("up", "--state-dir", str(state), *options)
+        assert again.returncode == 3
+        assert "already running" in again.stderr and "dev down" in again.stderr
+
+        status = _dev("status", "--state-dir", str(state))
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.count(" up ") == 5 and "DOWN" not in status.stdout
+
+        env = _dev("env", "--state-dir", str(state))
+        assert env.returncode == 0, env.stderr
+        script = f'eval "{env.stdout}"; echo "$GOOGLE_CLOUD_PROJECT $STORAGE_EMULATOR_HOST"'
+        shell = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True)
+        assert shell.stdout.split() == ["cli-test", f"http://127.0.0.1:{ports['gcs']}"]
+        names = [line.split("=")[0].removeprefix("export ") for line in env.stdout.splitlines()]
+        assert set(names) == {
+            "GOOGLE_CLOUD_PROJECT",
+            "DISTILLERY_BUCKET",
+            "DISTILLERY_REGION",
+            "STORAGE_EMULATOR_HOST",
+            "PUBSUB_EMULATOR_HOST",
+            "FIRESTORE_EMULATOR_HOST",
+        }
+
+        down = _dev("down", "--state-dir", str(state))
+        assert down.returncode == 0, down.stderr
+        left = [pid for pid in family if psutil.pid_exists(pid) and _alive(pid)]
+        assert left == [], f"processes left behind: {left}"
+        assert not (state / "stack.json").exists()
+
+        assert _dev("status", "--state-dir", str(state)).returncode == 3
+        after = _dev("env", "--state-dir", str(state))
+        assert after.returncode == 3 and "no local stack is running" in after.stderr
+    finally:
+        if recorded:  # a failed assertion must not leave the stack running
+            _dev("down", "--state-dir", str(state))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_localstack_cli_reports_missing_emulators(tmp_path: Path) -> None:
+    env = {**os.environ, "CLOUDSDK_ROOT_DIR": str(tmp_path / "sdk")}
+    up = _dev("up", "--state-dir", str(tmp_path / "state"), env=env)
+    assert up.returncode == 3
+    assert "gcloud components install pubsub-emulator" in up.stderr
+    assert "google-cloud-cli-firestore-emulator" in up.stderr
+    assert not (tmp_path / "state" / "stack.json").exists()

@@ -1,0 +1,163 @@
+"""``distillery validate``: exit codes, sibling files, text and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distillery.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from distillery.validation import cli as validation_cli
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def examples(first: int, last: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "input_text": f"question: What is {i} plus {i}? context: drill {i}",
+            "output_text": str(2 * i),
+        }
+        for i in range(first, last + 1)
+    ]
+
+
+def run(argv: list[str]) -> int:
+    """Run ``validate`` through a parser holding only this subcommand."""
+    parser = argparse.ArgumentParser(prog="distillery")
+    validation_cli.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+def test_validate_cli_valid_training_set_exits_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(tmp_path / "support.jsonl", examples(1, 120))
+    assert run(["validate", str(path)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.startswith(f"VALID: {path} (training) — 0 errors, 0 warnings")
+
+
+def test_validate_cli_invalid_training_set_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "support.jsonl"
+    path.write_bytes(b'{"input_text": 42}\n')
+    assert run(["validate", str(path)]) == EXIT_INVALID
+    out = capsys.readouterr().out
+    assert out.startswith("INVALID:")
+    assert "line 1, field input_text: input_text is a number (42)" in out
+
+
+def test_validate_cli_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "support.jsonl"
+    path.write_bytes(b"not json\n")
+    assert run(["validate", str(path), "--json"]) == EXIT_INVALID
+    document = json.loads(capsys.readouterr().out)
+    assert document["valid"] is False
+    assert [r["kind"] for r in document["reports"]] == ["training"]
+    assert document["reports"][0]["errors"][0]["rule"] == "invalid_json"
+
+
+def test_validate_cli_picks_up_eval_and_config_siblings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(tmp_path / "support.jsonl", examples(1, 120))
+    write_jsonl(tmp_path / "support.eval.jsonl", examples(100, 119) + examples(500, 509))
+    (tmp_path / "support.config.json").write_text('{"evaluation_interval": 10, "train_steps": 50}')
+    assert run(["validate", str(path), "--json"]) == EXIT_OK
+    document = json.loads(capsys.readouterr().out)
+    assert document["valid"] is True
+    training, evaluation, config = document["reports"]
+    assert (training["kind"], evaluation["kind"], config["kind"]) == ("training", "eval", "config")
+    overlap = training["warnings"][0]
+    assert overlap["rule"] == "train_eval_overlap" and overlap["count"] == 20
+    assert config["valid"] is True
+
+
+def test_validate_cli_invalid_eval_sibling_makes_the_result_invalid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(tmp_path / "support.jsonl", examples(1, 120))
+    write_jsonl(tmp_path / "support.eval.jsonl", examples(500, 503))
+    assert run(["validate", str(path)]) == EXIT_INVALID
+    out = capsys.readouterr().out
+    assert "eval_too_few_examples" in out
+    assert f"Overall: INVALID ({tmp_path / 'support.eval.jsonl'} not valid)" in out
+
+
+def test_validate_cli_config_without_eval_set_rejects_eval_parameters(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "support.config.json"
+    config.write_text('{"enable_early_stopping": true}')
+    assert run(["validate", str(config)]) == EXIT_INVALID
+    assert "config_needs_eval" in capsys.readouterr().out
+    write_jsonl(tmp_path / "support.eval.jsonl", examples(1, 20))
+    assert run(["validate", str(config)]) == EXIT_OK
+
+
+def test_validate_cli_eval_flag_and_eval_name_validate_as_eval(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plain = write_jsonl(tmp_path / "held_out.jsonl", examples(1, 300))
+    assert run(["validate", str(plain)]) == EXIT_OK
+    assert run(["validate", "--eval", str(plain)]) == EXIT_INVALID
+    assert "eval_too_many_examples" in capsys.readouterr().out
+    named = write_jsonl(tmp_path / "x.eval.jsonl", examples(1, 300))
+    assert run(["validate", str(named)]) == EXIT_INVALID
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing.jsonl", "no such file"),
+        (lambda tmp: tmp, "is a directory"),
+    ],
+)
+def test_validate_cli_usage_errors_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: Any, message: str
+) -> None:
+    assert run(["validate", str(make(tmp_path))]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err
+
+
+def test_validate_cli_eval_flag_on_a_config_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "a.config.json"
+    config.write_text("{}")
+    assert run(["validate", "--eval", str(config)]) == EXIT_USAGE
+    assert "--eval does not apply" in capsys.readouterr().err
+
+
+def test_validate_cli_unreadable_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", examples(1, 3))
+
+    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "open", refuse)
+    assert run(["validate", str(path)]) == EXIT_USAGE
+    assert "cannot be read: Permission denied" in capsys.readouterr().err
+
+
+def test_validate_cli_through_the_distillery_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distillery.cli import main
+
+    path = write_jsonl(tmp_path / "support.jsonl", examples(1, 120))
+    assert main(["validate", str(path), "--json"]) == EXIT_OK
+    assert json.loads(capsys.readouterr().out)["valid"] is True
