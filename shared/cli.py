@@ -22,9 +22,9 @@ EXIT_UNAVAILABLE = 3
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every capability's subcommands registered."""
+    import distillery.localstack.cli as localstack_cli
+    import distillery.validation.cli as validation_cli
     from distillery import plan_cli
-    from distillery.localstack import cli as localstack_cli
-    from distillery.validation import cli as validation_cli
 
     parser = argparse.ArgumentParser(
         prog="distillery",

@@ -33,3 +33,38 @@ def storage_event(bucket: str, name: str, generation: int, event_id: str = "evt-
     event["source"] = f"//storage.googleapis.com/projects/_/buckets/{bucket}"
     event["subject"] = f"objects/{name}"
     return event
+
+
+def wait_for(probe: Any, *, timeout: float = 30.0, interval: float = 0.2, what: str = "") -> Any:
+    """Call ``probe`` until it returns something truthy; that value. Fails after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or probe}")
+        time.sleep(interval)
+
+
+def post_cloudevent(url: str, event: CloudEvent, timeout: float = 120.0) -> int:
+    """POST ``event`` to a function in binary content mode, as Eventarc does; the HTTP status."""
+    import urllib.error
+    import urllib.request
+
+    from cloudevents.conversion import to_binary
+
+    headers, body = to_binary(event)
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def jsonl(examples: list[Any]) -> bytes:
+    """Examples (with ``to_json``) as JSON Lines bytes."""
+    return "".join(e.to_json() + "\n" for e in examples).encode()

@@ -63,7 +63,7 @@ class FirestoreRecordStore(RecordStore):
 
         ref = self.client.collection(collection).document(doc_id)
 
-        @firestore.transactional  # type: ignore[misc]
+        @firestore.transactional
         def body(transaction: firestore.Transaction) -> dict[str, Any] | None:
             snapshot = ref.get(transaction=transaction)
             current = snapshot.to_dict() if snapshot.exists else None

@@ -11,7 +11,7 @@ from distillery.errors import ObjectNotFoundError
 from distillery.ports import ObjectInfo, ObjectStore
 
 if TYPE_CHECKING:
-    from google.cloud import storage
+    import google.cloud.storage as storage
 
 #: Read datasets in chunks of this size: large enough for throughput, small enough for memory.
 READ_CHUNK_BYTES = 8 << 20
@@ -38,7 +38,7 @@ class GcsObjectStore(ObjectStore):
     def client(self) -> storage.Client:
         """The storage client, built on first use."""
         if self._client is None:
-            from google.cloud import storage
+            import google.cloud.storage as storage
 
             self._client = storage.Client(project=self._project or None)
         return self._client

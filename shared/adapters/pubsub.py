@@ -10,7 +10,7 @@ from distillery.errors import ConfigurationError, ObjectNotFoundError
 from distillery.ports import Publisher
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
 PUBLISH_TIMEOUT_SECONDS = 60.0
 
@@ -28,7 +28,7 @@ class PubsubPublisher(Publisher):
     def client(self) -> pubsub_v1.PublisherClient:
         """The publisher client, built on first use."""
         if self._client is None:
-            from google.cloud import pubsub_v1
+            import google.cloud.pubsub_v1 as pubsub_v1
 
             self._client = pubsub_v1.PublisherClient()
         return self._client

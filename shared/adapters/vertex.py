@@ -62,7 +62,7 @@ class VertexPipelineAdapter(VertexPipelines):
                 if endpoint.startswith("http://"):
                     from google.auth.credentials import AnonymousCredentials
 
-                    kwargs["credentials"] = AnonymousCredentials()
+                    kwargs["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
                 self._clients[location] = PipelineServiceClient(**kwargs)
             return self._clients[location]
 

@@ -10,15 +10,17 @@ import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from google.cloud import firestore, pubsub_v1, storage
+    import google.cloud.pubsub_v1 as pubsub_v1
+    import google.cloud.storage as storage
+    from google.cloud import firestore
 
 _environ_lock = threading.Lock()
 
 
 def publisher_client(pubsub_host: str) -> pubsub_v1.PublisherClient:
     """A Pub/Sub publisher talking plain gRPC to the emulator at ``host:port``."""
+    import google.cloud.pubsub_v1 as pubsub_v1
     import grpc
-    from google.cloud import pubsub_v1
     from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
 
     transport = PublisherGrpcTransport(channel=grpc.insecure_channel(pubsub_host))
@@ -27,8 +29,8 @@ def publisher_client(pubsub_host: str) -> pubsub_v1.PublisherClient:
 
 def subscriber_client(pubsub_host: str) -> pubsub_v1.SubscriberClient:
     """A Pub/Sub subscriber talking plain gRPC to the emulator at ``host:port``."""
+    import google.cloud.pubsub_v1 as pubsub_v1
     import grpc
-    from google.cloud import pubsub_v1
     from google.pubsub_v1.services.subscriber.transports import SubscriberGrpcTransport
 
     transport = SubscriberGrpcTransport(channel=grpc.insecure_channel(pubsub_host))
@@ -37,8 +39,8 @@ def subscriber_client(pubsub_host: str) -> pubsub_v1.SubscriberClient:
 
 def storage_client(storage_url: str, project: str) -> storage.Client:
     """A Cloud Storage client for fake-gcs-server at ``http://host:port``."""
+    import google.cloud.storage as storage
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
 
     return storage.Client(
         project=project,

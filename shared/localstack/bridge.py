@@ -42,7 +42,7 @@ from distillery.localstack.eventarc import (
 from distillery.logs import setup_logging
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
     from google.pubsub_v1.types import ReceivedMessage
 
 # Named after the module even when run with ``python -m`` (where __name__ is "__main__").

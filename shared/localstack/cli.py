@@ -57,6 +57,7 @@ def register(subparsers: Any) -> None:
         ("--firestore-port", defaults.firestore_port),
         ("--gcs-port", defaults.gcs_port),
         ("--bridge-port", defaults.bridge_port),
+        ("--vertex-port", defaults.vertex_port),
         ("--functions-port", defaults.functions_port),
     ):
         up.add_argument(option, type=_port, default=value, help="(default %(default)s; 0: any)")
@@ -116,6 +117,7 @@ def _up(args: argparse.Namespace) -> int:
         firestore_port=args.firestore_port,
         gcs_port=args.gcs_port,
         bridge_port=args.bridge_port,
+        vertex_port=args.vertex_port,
         functions_port=args.functions_port,
         state_dir=state_dir,
         functions_source=args.functions_source,

@@ -23,7 +23,9 @@ from distillery.localstack.stack import BRIDGE, FIRESTORE, GCS, PUBSUB, Stack
 from distillery.settings import Settings
 
 if TYPE_CHECKING:
-    from google.cloud import firestore, pubsub_v1, storage
+    import google.cloud.pubsub_v1 as pubsub_v1
+    import google.cloud.storage as storage
+    from google.cloud import firestore
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ from distillery.localstack.tools import Tools, find_tools
 from distillery.settings import Settings
 
 if TYPE_CHECKING:
-    from google.cloud import pubsub_v1
+    import google.cloud.pubsub_v1 as pubsub_v1
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ PUBSUB = "pubsub"
 FIRESTORE = "firestore"
 GCS = "gcs"
 BRIDGE = "bridge"
+VERTEX = "vertex"
 FUNCTION_PREFIX = "function:"
 
 DEFAULT_PROJECT = "distillery-local"
@@ -104,6 +105,10 @@ class StackConfig:
     gcs_port: int = 4443
     #: The bridge's status port.
     bridge_port: int = 8100
+    #: The local Vertex AI API (pipeline jobs) emulator.
+    vertex_port: int = 8090
+    #: Jobs the Vertex AI emulator runs at once (the rest wait PENDING).
+    vertex_max_concurrent_jobs: int = 1
     #: The first function's port; the next functions take the following ports.
     functions_port: int = 8101
     state_dir: Path = field(default_factory=default_state_dir)
@@ -131,7 +136,15 @@ class StackConfig:
     def ephemeral(cls, state_dir: Path, **changes: Any) -> StackConfig:
         """A config on free ports (picked at start), for tests."""
         ports = dict.fromkeys(
-            ("pubsub_port", "firestore_port", "gcs_port", "bridge_port", "functions_port"), 0
+            (
+                "pubsub_port",
+                "firestore_port",
+                "gcs_port",
+                "bridge_port",
+                "vertex_port",
+                "functions_port",
+            ),
+            0,
         )
         return cls(state_dir=state_dir, **{**ports, **changes})
 
@@ -294,6 +307,11 @@ class Stack:
         return f"http://{HOST}:{self.ports[GCS]}"
 
     @property
+    def vertex_url(self) -> str:
+        """The local Vertex AI API's endpoint (``DISTILLERY_VERTEX_API_ENDPOINT``)."""
+        return f"http://{HOST}:{self.ports[VERTEX]}"
+
+    @property
     def bridge_url(self) -> str:
         """The bridge's status server (``GET /healthz``)."""
         return f"http://{HOST}:{self.ports[BRIDGE]}"
@@ -318,6 +336,7 @@ class Stack:
             env["STORAGE_EMULATOR_HOST"] = self.storage_url
             env["PUBSUB_EMULATOR_HOST"] = self.pubsub_host
             env["FIRESTORE_EMULATOR_HOST"] = self.firestore_host
+            env[Settings.env_name("vertex_api_endpoint")] = self.vertex_url
         return env
 
     @property
@@ -395,6 +414,7 @@ class Stack:
             FIRESTORE: config.firestore_port,
             GCS: config.gcs_port,
             BRIDGE: config.bridge_port,
+            VERTEX: config.vertex_port,
         }
         for index, route in enumerate(config.routes):
             port = config.functions_port + index if config.functions_port else 0
@@ -430,6 +450,14 @@ class Stack:
              f"--host={HOST}", f"--port={self.ports[FIRESTORE]}",
              "--database-mode=firestore-native"],
             env=base_env, probe_path="/", statuses=(200,),
+        )  # fmt: skip
+        self._spawn(
+            VERTEX,
+            [sys.executable, "-m", "distillery.emulator", "--host", HOST,
+             "--port", str(self.ports[VERTEX]),
+             "--max-concurrent-jobs", str(self.config.vertex_max_concurrent_jobs)],
+            env={**base_env, **self.env, "PYTHONUNBUFFERED": "1"},
+            probe_path="/", statuses=(200,),
         )  # fmt: skip
         function_env = {**base_env, **self.env, **self.config.function_env}
         function_env["PYTHONUNBUFFERED"] = "1"

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from distillery.localstack.processes import free_port
+from distillery.localstack.routes import ROUTES
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +29,10 @@ def _dev(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    ports = {name: free_port() for name in ("pubsub", "firestore", "gcs", "bridge", "functions")}
+    ports = {
+        name: free_port()
+        for name in ("pubsub", "firestore", "gcs", "bridge", "vertex", "functions")
+    }
     options = [f"--{name}-port={port}" for name, port in ports.items()]
     up = _dev("up", "--state-dir", str(state), *options, "--project", "cli-test")
     recorded: list[int] = []
@@ -37,7 +41,8 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
         assert f"export PUBSUB_EMULATOR_HOST=127.0.0.1:{ports['pubsub']}" in up.stdout
         services = json.loads((state / "stack.json").read_text())["services"]
         recorded = [record["pid"] for record in services.values()]
-        assert len(recorded) == 5
+        # The emulators, fake-gcs, the bridge, the Vertex AI emulator and one process a function.
+        assert len(recorded) == 5 + len(ROUTES)
         family = {pid for pid in recorded} | {
             child.pid for pid in recorded for child in psutil.Process(pid).children(recursive=True)
         }
@@ -48,7 +53,7 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
 
         status = _dev("status", "--state-dir", str(state))
         assert status.returncode == 0, status.stderr
-        assert status.stdout.count(" up ") == 5 and "DOWN" not in status.stdout
+        assert status.stdout.count(" up ") == len(recorded) and "DOWN" not in status.stdout
 
         env = _dev("env", "--state-dir", str(state))
         assert env.returncode == 0, env.stderr
@@ -63,6 +68,7 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
             "STORAGE_EMULATOR_HOST",
             "PUBSUB_EMULATOR_HOST",
             "FIRESTORE_EMULATOR_HOST",
+            "DISTILLERY_VERTEX_API_ENDPOINT",
         }
 
         down = _dev("down", "--state-dir", str(state))
