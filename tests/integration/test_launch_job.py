@@ -1,0 +1,214 @@
+"""launch_job end to end on the local stack: upload → validation → LaunchRequest → the launch_job
+function → one pipeline job on the local Vertex AI API, recorded in Firestore and announced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
+from distillery.adapters.vertex import VertexPipelineAdapter
+from distillery.errors import ContentionError, ObjectNotFoundError
+from distillery.example_data import generate
+from distillery.launcher import launch
+from distillery.models import LaunchRequest, StatusEvent
+from distillery.ports import Mutation
+from distillery.runtime import Dependencies
+from tests.helpers import jsonl, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _vertex(stack: Any) -> VertexPipelineAdapter:
+    return VertexPipelineAdapter(
+        stack.project, api_endpoint=stack.env["DISTILLERY_VERTEX_API_ENDPOINT"]
+    )
+
+
+def _jobs(stack: Any) -> dict[str, dict[str, Any]]:
+    docs = stack.firestore_client().collection("jobs").stream()
+    return {doc.id: doc.to_dict() for doc in docs}
+
+
+def _job_in_state(stack: Any, state: str, *, count: int = 1) -> dict[str, dict[str, Any]]:
+    def probe() -> dict[str, dict[str, Any]] | None:
+        jobs = {k: v for k, v in _jobs(stack).items() if v["state"] == state}
+        return jobs if len(jobs) >= count else None
+
+    found: dict[str, dict[str, Any]] = wait_for(probe, timeout=60, what=f"{count} job(s) {state}")
+    return found
+
+
+def _upload_dataset(stack: Any, name: str = "news", config: bytes | None = None) -> LaunchRequest:
+    train, evaluation = generate(240, 20)
+    launches = stack.subscribe(stack.settings.launch_topic)
+    stack.upload(f"datasets/{name}.eval.jsonl", jsonl(evaluation))
+    if config is not None:
+        stack.upload(f"datasets/{name}.config.json", config)
+    stack.upload(f"datasets/{name}.jsonl", jsonl(train))
+    [message] = launches.pull(max_messages=1, timeout=60)
+    launches.close()
+    return LaunchRequest.model_validate(message.json())
+
+
+def test_launch_job_upload_creates_one_pipeline_job_with_the_exact_request(stack: Any) -> None:
+    statuses = stack.subscribe(stack.settings.status_topic)
+    request = _upload_dataset(stack, config=b'{"train_steps": 120, "learning_rate_multiplier": 2}')
+    [(job_id, record)] = _job_in_state(stack, "SUBMITTED").items()
+
+    job = _vertex(stack).get(record["pipeline_job"])
+    assert job.name == f"projects/{stack.project}/locations/us-central1/pipelineJobs/{job_id}"
+    assert job.resource is not None
+    assert job.resource["templateUri"] == (
+        "https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0"
+    )
+    assert job.resource["displayName"] == "news-distilled"
+    runtime = job.resource["runtimeConfig"]
+    assert runtime["gcsOutputDirectory"] == f"gs://{stack.bucket}/pipeline-root/news-distilled"
+    assert runtime["parameterValues"] == {
+        "project": stack.project,
+        "model_display_name": "news-distilled",
+        "dataset_uri": request.dataset_uri,
+        "location": "us-central1",
+        "accelerator_type": "GPU",
+        "teacher_model_reference": "text-unicorn@001",
+        "student_model_reference": "text-bison@002",
+        "train_steps": 120,
+        "learning_rate_multiplier": 2,
+        "evaluation_data_uri": request.eval_dataset_uri,
+        "evaluation_interval": 20,
+        "enable_early_stopping": True,
+        "enable_checkpoint_selection": "default",
+    }
+    assert "encryptionSpec" not in job.resource or not job.resource["encryptionSpec"]
+    assert record["spec"]["batch_size"] == 8
+    assert record["spec"]["epochs"] == pytest.approx(120 * 8 / 240)
+
+    announced = [StatusEvent.model_validate(m.json()) for m in statuses.pull(2, timeout=30)]
+    assert [(e.job_id, e.state.value) for e in announced] == [
+        (job_id, "REQUESTED"),
+        (job_id, "SUBMITTED"),
+    ]
+    assert announced[1].pipeline_job == job.name
+
+
+def test_launch_job_twenty_redeliveries_make_one_job(stack: Any) -> None:
+    request = _upload_dataset(stack)
+    [job_id] = _job_in_state(stack, "SUBMITTED")
+    delivered = _bridge_health(stack)["delivered"]
+    for _ in range(20):
+        stack.publish(stack.settings.launch_topic, request.to_bytes())
+    # Every redelivery is handled (acknowledged) before counting.
+    wait_for(lambda: _bridge_idle(stack, delivered + 20), timeout=90, what="20 deliveries")
+    assert list(_jobs(stack)) == [job_id]
+    assert _vertex(stack).get(_jobs(stack)[job_id]["pipeline_job"]).job_id == job_id
+
+
+def _bridge_health(stack: Any) -> dict[str, int]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{stack.bridge_url}/healthz", timeout=5) as response:
+        health: dict[str, int] = json.loads(response.read())
+    return health
+
+
+def _bridge_idle(stack: Any, delivered: int) -> bool:
+    """Whether the bridge has acknowledged ``delivered`` deliveries in all and holds none."""
+    health = _bridge_health(stack)
+    return health["inflight"] == 0 and health["delivered"] >= delivered
+
+
+def test_launch_job_rerun_launches_a_second_job_once(stack: Any) -> None:
+    _upload_dataset(stack)
+    [original] = _job_in_state(stack, "SUBMITTED")
+    rerun = LaunchRequest(rerun_of=original, overrides={"train_steps": 500}, request_id="rerun-1")
+    delivered = _bridge_health(stack)["delivered"]
+    stack.publish(stack.settings.launch_topic, rerun.to_bytes())
+    stack.publish(stack.settings.launch_topic, rerun.to_bytes())
+    jobs = _job_in_state(stack, "SUBMITTED", count=2)
+    [rerun_id] = [job_id for job_id in jobs if job_id != original]
+    record = jobs[rerun_id]
+    assert record["rerun_of"] == original
+    job = _vertex(stack).get(record["pipeline_job"])
+    assert job.resource is not None
+    assert job.resource["runtimeConfig"]["parameterValues"]["train_steps"] == 500
+    wait_for(lambda: _bridge_idle(stack, delivered + 2), timeout=60, what="both deliveries")
+    assert len(_jobs(stack)) == 2
+
+
+def test_launch_job_policy_refusal_submits_nothing(stack: Any) -> None:
+    _upload_dataset(stack)
+    [original] = _job_in_state(stack, "SUBMITTED")
+    statuses = stack.subscribe(stack.settings.status_topic)
+    key = f"projects/{stack.project}/locations/us-central1/keyRings/ring/cryptoKeys/key"
+    refused = LaunchRequest(
+        rerun_of=original,
+        overrides={"accelerator_type": "TPU", "encryption_spec_key_name": key},
+        request_id="tpu-with-cmek",
+    )
+    stack.publish(stack.settings.launch_topic, refused.to_bytes())
+    [(job_id, record)] = _job_in_state(stack, "REJECTED_BY_POLICY").items()
+    assert any("CMEK" in reason or "cmek" in reason.lower() for reason in record["refusals"])
+    with pytest.raises(ObjectNotFoundError):
+        _vertex(stack).get(f"projects/{stack.project}/locations/us-central1/pipelineJobs/{job_id}")
+    [announced] = [StatusEvent.model_validate(m.json()) for m in statuses.pull(1, timeout=30)]
+    assert (announced.job_id, announced.state.value) == (job_id, "REJECTED_BY_POLICY")
+    assert announced.reason
+
+
+def test_launch_job_invalid_message_is_recorded_and_acknowledged(stack: Any) -> None:
+    stack.publish(stack.settings.launch_topic, b'{"dataset_uri": "gs://b/x.jsonl", "colour": 1}')
+
+    def failures() -> list[dict[str, Any]]:
+        return [d.to_dict() for d in stack.firestore_client().collection("failed_events").stream()]
+
+    [failure] = wait_for(failures, timeout=30, what="the failure record")
+    assert failure["function"] == "launch_job"
+    assert "colour" in failure["reason"] and "request_id" in failure["reason"]
+    assert _jobs(stack) == {}
+    dead = stack.dead_letters(stack.settings.launch_topic)
+    assert dead.pull(max_messages=1, timeout=3) == []  # acknowledged, not dead-lettered
+
+
+class _CrashOnceOnSubmitted(FirestoreRecordStore):
+    """Fails the first write recording SUBMITTED: the process 'dies' after the Vertex AI call."""
+
+    crashed = False
+
+    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
+        def guarded(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            updated = mutate(current)
+            if updated and updated.get("state") == "SUBMITTED" and not self.crashed:
+                type(self).crashed = True
+                raise ContentionError("injected crash after the Vertex AI call")
+            return updated
+
+        return super().transact(collection, doc_id, guarded)
+
+
+def test_launch_job_crash_between_vertex_and_firestore_converges(stack: Any) -> None:
+    request = _upload_dataset(stack)
+    _job_in_state(stack, "SUBMITTED")  # the function's own launch of this dataset
+    deps = Dependencies(
+        settings=stack.settings,
+        objects=GcsObjectStore(project=stack.project),
+        records=_CrashOnceOnSubmitted(stack.project),
+        publisher=PubsubPublisher(stack.project),
+        vertex=_vertex(stack),
+    )
+    crash_request = request.model_copy(update={"request_id": "crash-injection"})
+    with pytest.raises(ContentionError, match="injected"):
+        launch(crash_request, deps)
+    crashed = [k for k, v in _jobs(stack).items() if v["request_id"] == "crash-injection"]
+    [job_id] = crashed
+    assert _jobs(stack)[job_id]["state"] == "REQUESTED"
+    name = f"projects/{stack.project}/locations/us-central1/pipelineJobs/{job_id}"
+    assert _vertex(stack).get(name).job_id == job_id  # the job was created before the crash
+
+    assert launch(crash_request, deps) == job_id  # the redelivery converges
+    record = _jobs(stack)[job_id]
+    assert record["state"] == "SUBMITTED"
+    assert record["pipeline_job"] == name
+    assert [h["state"] for h in record["history"]] == ["REQUESTED", "SUBMITTED"]
