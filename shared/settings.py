@@ -81,7 +81,7 @@ class Settings:
     #: How many findings of one rule a report lists before it only counts the rest.
     max_findings_per_rule: int = _env("DISTILLERY_MAX_FINDINGS_PER_RULE", default=20)
     #: A claim on a dataset's launch older than this is taken over by a redelivered event.
-    launch_claim_seconds: int = _env("DISTILLERY_LAUNCH_CLAIM_SECONDS", default=120)
+    launch_claim_seconds: int = _env("DISTILLERY_LAUNCH_CLAIM_SECONDS", default=30)
 
     log_level: str = _env("DISTILLERY_LOG_LEVEL", default="INFO")
 

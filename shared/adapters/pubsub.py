@@ -12,7 +12,8 @@ from distillery.ports import Publisher
 if TYPE_CHECKING:
     import google.cloud.pubsub_v1 as pubsub_v1
 
-PUBLISH_TIMEOUT_SECONDS = 60.0
+#: Below the launch claim (DISTILLERY_LAUNCH_CLAIM_SECONDS), so a slow publish never outlives it.
+PUBLISH_TIMEOUT_SECONDS = 20.0
 
 
 class PubsubPublisher(Publisher):
