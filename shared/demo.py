@@ -94,14 +94,13 @@ def run(state_dir: Path, name: str) -> int:
     objects.write_bytes(bucket, f"datasets/{name}.eval.jsonl", _jsonl(evaluation))
     info = objects.write_bytes(bucket, f"datasets/{name}.jsonl", _jsonl(train))
     _say(f"   uploaded gs://{bucket}/{info.name} (generation {info.generation})")
-    record = _wait(
-        lambda: (
-            (r := record_of(info.name, info.generation))
-            and r.get("launch", {}).get("state") in ("published", "not_applicable")
-            and r
-        ),
-        "validation",
-    )
+
+    def validated() -> dict[str, Any] | None:
+        found = record_of(info.name, info.generation)
+        launch_state = (found or {}).get("launch", {}).get("state")
+        return found if launch_state in ("published", "not_applicable") else None
+
+    record = _wait(validated, "validation")
     report = record["reports"][0]
     _say(
         f"   validated: {record['status'].upper()}, {report['examples']} examples, "
