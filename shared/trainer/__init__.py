@@ -1,0 +1,1 @@
+"""The local step-by-step distillation trainer (CPU; torch + transformers)."""
