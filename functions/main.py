@@ -6,6 +6,7 @@ Deployed with this file as ``main.py`` at the source root; locally served by fun
 
 from __future__ import annotations
 
+import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
@@ -26,3 +27,23 @@ def launch_job(cloud_event: CloudEvent) -> None:
     from distillery.launcher import handle_launch_event
 
     run_handler("launch_job", cloud_event, handle_launch_event)
+
+
+@functions_framework.cloud_event
+def track_status(cloud_event: CloudEvent) -> None:
+    """Apply a pipeline job state change to its job record (topic distill-job-events)."""
+    from distillery.status import handle_job_event
+
+    run_handler("track_status", cloud_event, handle_job_event)
+
+
+@functions_framework.http
+def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Poll Vertex AI for unfinished jobs and apply missed transitions (Cloud Scheduler, HTTP)."""
+    from distillery.runtime import default_dependencies
+    from distillery.status import reconcile as reconcile_jobs
+
+    summary = reconcile_jobs(default_dependencies())
+    body = {"checked": summary.checked, "moved": summary.moved, "errors": summary.errors}
+    # Jobs that could not be polled are retried on the next run; the scheduler sees a 200.
+    return flask.jsonify(body)

@@ -178,11 +178,27 @@ class InMemoryVertexPipelines(VertexPipelines):
             name = f"projects/{self.project}/locations/{location}/pipelineJobs/{job_id}"
             if name in self.jobs:
                 raise AlreadyExistsError(f"pipeline job {job_id} already exists")
-            self.jobs[name] = {"name": name, **copy.deepcopy(dict(body))}
-            return PipelineJobInfo(name, "PIPELINE_STATE_PENDING", resource=self.jobs[name])
+            self.jobs[name] = {
+                "name": name,
+                "state": "PIPELINE_STATE_PENDING",
+                **copy.deepcopy(dict(body)),
+            }
+            return self._info(name)
+
+    def _info(self, name: str) -> PipelineJobInfo:
+        job = self.jobs[name]
+        error = (job.get("error") or {}).get("message")
+        return PipelineJobInfo(name, job["state"], error=error, resource=copy.deepcopy(job))
+
+    def set_state(self, name: str, state: str, error: str | None = None) -> None:
+        """Move job ``name`` to pipeline ``state`` (what the service would do on its own)."""
+        with self._lock:
+            self.jobs[name]["state"] = state
+            if error:
+                self.jobs[name]["error"] = {"code": 9, "message": error}
 
     def get(self, name: str) -> PipelineJobInfo:
         with self._lock:
             if name not in self.jobs:
                 raise ObjectNotFoundError(f"pipeline job {name} not found")
-            return PipelineJobInfo(name, "PIPELINE_STATE_PENDING", resource=self.jobs[name])
+            return self._info(name)

@@ -160,3 +160,40 @@ class StatusEvent(_Message):
     def attributes(self) -> dict[str, str]:
         """Message attributes subscribers filter on."""
         return {"job_id": self.job_id, "state": self.state.value}
+
+
+class LogResource(BaseModel):
+    """The monitored resource of a LogEntry."""
+
+    type: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class JobEvent(BaseModel):
+    """A PipelineJob state LogEntry, as the Cloud Logging sink publishes it (distill-job-events)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    insert_id: str | None = Field(default=None, alias="insertId")
+    resource: LogResource
+    json_payload: dict[str, Any] = Field(default_factory=dict, alias="jsonPayload")
+    timestamp: datetime | None = None
+
+    @property
+    def pipeline_job_id(self) -> str | None:
+        """The pipeline job's id (our job_id), from the resource labels."""
+        return self.resource.labels.get("pipeline_job_id") or self.json_payload.get("pipelineJobId")
+
+    @property
+    def pipeline_state(self) -> str | None:
+        """``PIPELINE_STATE_*``, or None when the entry carries no state."""
+        state = self.json_payload.get("state")
+        return state if isinstance(state, str) else None
+
+    @property
+    def error_message(self) -> str | None:
+        """The job's error message, when the entry carries one."""
+        error = self.json_payload.get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        return None

@@ -81,7 +81,7 @@ class Route:
 ROUTES: tuple[Route, ...] = (
     Route("validate_dataset", StorageFinalized()),
     Route("launch_job", MessagePublished(topic_setting="launch_topic")),
-    # Route("track_status", MessagePublished(topic_setting="job_events_topic")),
+    Route("track_status", MessagePublished(topic_setting="job_events_topic")),
     # Route("promote_model", MessagePublished(topic_setting="status_topic")),
 )
 

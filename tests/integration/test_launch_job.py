@@ -3,27 +3,29 @@ function → one pipeline job on the local Vertex AI API, recorded in Firestore 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
 from distillery.adapters.vertex import VertexPipelineAdapter
-from distillery.errors import ContentionError, ObjectNotFoundError
+from distillery.errors import ObjectNotFoundError, ServiceUnavailableError
 from distillery.example_data import generate
 from distillery.launcher import launch
 from distillery.models import LaunchRequest, StatusEvent
-from distillery.ports import Mutation
+from distillery.ports import PipelineJobInfo
 from distillery.runtime import Dependencies
 from tests.helpers import jsonl, wait_for
 
 pytestmark = pytest.mark.integration
 
 
+ENDPOINT = "DISTILLERY_VERTEX_API_ENDPOINT"
+
+
 def _vertex(stack: Any) -> VertexPipelineAdapter:
-    return VertexPipelineAdapter(
-        stack.project, api_endpoint=stack.env["DISTILLERY_VERTEX_API_ENDPOINT"]
-    )
+    return VertexPipelineAdapter(stack.project, api_endpoint=stack.env[ENDPOINT])
 
 
 def _jobs(stack: Any) -> dict[str, dict[str, Any]]:
@@ -31,9 +33,15 @@ def _jobs(stack: Any) -> dict[str, dict[str, Any]]:
     return {doc.id: doc.to_dict() for doc in docs}
 
 
+#: A submitted job moves on by itself (track_status follows the pipeline job), so "SUBMITTED"
+#: means "reached SUBMITTED": it is in the job's history.
 def _job_in_state(stack: Any, state: str, *, count: int = 1) -> dict[str, dict[str, Any]]:
     def probe() -> dict[str, dict[str, Any]] | None:
-        jobs = {k: v for k, v in _jobs(stack).items() if v["state"] == state}
+        jobs = {
+            k: v
+            for k, v in _jobs(stack).items()
+            if state in [h["state"] for h in v.get("history", [])]
+        }
         return jobs if len(jobs) >= count else None
 
     found: dict[str, dict[str, Any]] = wait_for(probe, timeout=60, what=f"{count} job(s) {state}")
@@ -86,7 +94,7 @@ def test_launch_job_upload_creates_one_pipeline_job_with_the_exact_request(stack
     assert record["spec"]["epochs"] == pytest.approx(120 * 8 / 240)
 
     announced = [StatusEvent.model_validate(m.json()) for m in statuses.pull(2, timeout=30)]
-    assert [(e.job_id, e.state.value) for e in announced] == [
+    assert [(e.job_id, e.state.value) for e in announced][:2] == [
         (job_id, "REQUESTED"),
         (job_id, "SUBMITTED"),
     ]
@@ -100,7 +108,7 @@ def test_launch_job_twenty_redeliveries_make_one_job(stack: Any) -> None:
     for _ in range(20):
         stack.publish(stack.settings.launch_topic, request.to_bytes())
     # Every redelivery is handled (acknowledged) before counting.
-    wait_for(lambda: _bridge_idle(stack, delivered + 20), timeout=90, what="20 deliveries")
+    wait_for(lambda: _bridge_idle(stack, delivered + 20), timeout=180, what="20 deliveries")
     assert list(_jobs(stack)) == [job_id]
     assert _vertex(stack).get(_jobs(stack)[job_id]["pipeline_job"]).job_id == job_id
 
@@ -153,8 +161,13 @@ def test_launch_job_policy_refusal_submits_nothing(stack: Any) -> None:
     assert any("CMEK" in reason or "cmek" in reason.lower() for reason in record["refusals"])
     with pytest.raises(ObjectNotFoundError):
         _vertex(stack).get(f"projects/{stack.project}/locations/us-central1/pipelineJobs/{job_id}")
-    [announced] = [StatusEvent.model_validate(m.json()) for m in statuses.pull(1, timeout=30)]
-    assert (announced.job_id, announced.state.value) == (job_id, "REJECTED_BY_POLICY")
+
+    def refusal_announced() -> list[StatusEvent]:
+        pulled = [StatusEvent.model_validate(m.json()) for m in statuses.pull(5, timeout=2)]
+        return [e for e in pulled if e.job_id == job_id]  # the original job moves on meanwhile
+
+    [announced] = wait_for(refusal_announced, timeout=30, what="the refusal's StatusEvent")
+    assert announced.state.value == "REJECTED_BY_POLICY"
     assert announced.reason
 
 
@@ -172,20 +185,17 @@ def test_launch_job_invalid_message_is_recorded_and_acknowledged(stack: Any) -> 
     assert dead.pull(max_messages=1, timeout=3) == []  # acknowledged, not dead-lettered
 
 
-class _CrashOnceOnSubmitted(FirestoreRecordStore):
-    """Fails the first write recording SUBMITTED: the process 'dies' after the Vertex AI call."""
+class _CrashAfterCreate(VertexPipelineAdapter):
+    """The process 'dies' right after Vertex AI created the job, before anything is recorded."""
 
     crashed = False
 
-    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
-        def guarded(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            updated = mutate(current)
-            if updated and updated.get("state") == "SUBMITTED" and not self.crashed:
-                type(self).crashed = True
-                raise ContentionError("injected crash after the Vertex AI call")
-            return updated
-
-        return super().transact(collection, doc_id, guarded)
+    def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
+        info = super().create(location, job_id, body)
+        if not self.crashed:
+            self.crashed = True
+            raise ServiceUnavailableError("injected crash after the Vertex AI call")
+        return info
 
 
 def test_launch_job_crash_between_vertex_and_firestore_converges(stack: Any) -> None:
@@ -194,21 +204,21 @@ def test_launch_job_crash_between_vertex_and_firestore_converges(stack: Any) -> 
     deps = Dependencies(
         settings=stack.settings,
         objects=GcsObjectStore(project=stack.project),
-        records=_CrashOnceOnSubmitted(stack.project),
+        records=FirestoreRecordStore(stack.project),
         publisher=PubsubPublisher(stack.project),
-        vertex=_vertex(stack),
+        vertex=_CrashAfterCreate(stack.project, api_endpoint=stack.env[ENDPOINT]),
     )
     crash_request = request.model_copy(update={"request_id": "crash-injection"})
-    with pytest.raises(ContentionError, match="injected"):
+    with pytest.raises(ServiceUnavailableError, match="injected"):
         launch(crash_request, deps)
     crashed = [k for k, v in _jobs(stack).items() if v["request_id"] == "crash-injection"]
     [job_id] = crashed
-    assert _jobs(stack)[job_id]["state"] == "REQUESTED"
     name = f"projects/{stack.project}/locations/us-central1/pipelineJobs/{job_id}"
     assert _vertex(stack).get(name).job_id == job_id  # the job was created before the crash
 
     assert launch(crash_request, deps) == job_id  # the redelivery converges
     record = _jobs(stack)[job_id]
-    assert record["state"] == "SUBMITTED"
     assert record["pipeline_job"] == name
-    assert [h["state"] for h in record["history"]] == ["REQUESTED", "SUBMITTED"]
+    history = [h["state"] for h in record["history"]]
+    assert history[0] == "REQUESTED" and len(history) >= 2  # moved on, whoever moved it first
+    assert [k for k, v in _jobs(stack).items() if v["request_id"] == "crash-injection"] == [job_id]

@@ -1,0 +1,160 @@
+"""Status tracking on the in-memory ports: forward-only transitions, announcements, reconcile."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from typing import Any
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from distillery.errors import InvalidEventError
+from distillery.fakes import (
+    InMemoryObjectStore,
+    InMemoryPublisher,
+    InMemoryRecordStore,
+    InMemoryVertexPipelines,
+)
+from distillery.jobs import new_record
+from distillery.models import JobState, StatusEvent
+from distillery.runtime import Dependencies
+from distillery.settings import Settings
+from distillery.status import handle_job_event, reconcile
+
+JOB = "news-distilled-0123abcd"
+NAME = f"projects/p/locations/us-central1/pipelineJobs/{JOB}"
+
+
+@pytest.fixture
+def deps() -> Dependencies:
+    deps = Dependencies(
+        settings=Settings(project="p", bucket="b"),
+        objects=InMemoryObjectStore(),
+        records=InMemoryRecordStore(),
+        publisher=InMemoryPublisher(),
+        vertex=InMemoryVertexPipelines("p"),
+    )
+    record = new_record(JOB, JobState.SUBMITTED, deps.clock(), {"pipeline_job": NAME})
+    record["history"] = [
+        {"state": "REQUESTED", "at": record["created_at"]},
+        {"state": "SUBMITTED", "at": record["created_at"]},
+    ]
+    record["announced"] = ["REQUESTED", "SUBMITTED"]
+    deps.records.set("jobs", JOB, record)
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    deps.vertex.create("us-central1", JOB, {"displayName": "news-distilled"})
+    return deps
+
+
+def _event(
+    state: str,
+    job_id: str = JOB,
+    resource_type: str = "aiplatform.googleapis.com/PipelineJob",
+    error: str | None = None,
+) -> CloudEvent:
+    payload: dict[str, Any] = {"state": state, "pipelineJobId": job_id}
+    if error:
+        payload["error"] = {"code": 9, "message": error}
+    entry = {
+        "insertId": "abc",
+        "logName": "projects/p/logs/aiplatform.googleapis.com%2Fpipeline_job_events",
+        "resource": {"type": resource_type, "labels": {"pipeline_job_id": job_id}},
+        "jsonPayload": payload,
+        "timestamp": "2026-11-29T10:00:00Z",
+    }
+    return CloudEvent(
+        {
+            "id": f"{state}-{random.random()}",
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/p/topics/distill-job-events",
+        },
+        {
+            "message": {
+                "data": base64.b64encode(json.dumps(entry).encode()).decode(),
+                "messageId": "1",
+            }
+        },
+    )
+
+
+def _statuses(deps: Dependencies) -> list[tuple[str, str | None]]:
+    assert isinstance(deps.publisher, InMemoryPublisher)
+    events = [
+        StatusEvent.model_validate_json(m.data) for m in deps.publisher.on("distill-job-status")
+    ]
+    return [(e.state.value, e.previous_state.value if e.previous_state else None) for e in events]
+
+
+def _job(deps: Dependencies) -> dict[str, Any]:
+    record = deps.records.get("jobs", JOB)
+    assert record is not None
+    return record
+
+
+def test_handle_job_event_moves_forward_and_announces(deps: Dependencies) -> None:
+    handle_job_event(_event("PIPELINE_STATE_RUNNING"), deps)
+    assert _job(deps)["state"] == "RUNNING"
+    assert _statuses(deps) == [("RUNNING", "SUBMITTED")]
+
+
+def test_handle_job_event_duplicates_and_shuffled_events_end_in_the_right_state(
+    deps: Dependencies,
+) -> None:
+    events = ["PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING", "PIPELINE_STATE_SUCCEEDED"] * 3
+    random.Random(4).shuffle(events)
+    for state in events:
+        handle_job_event(_event(state), deps)
+    record = _job(deps)
+    assert record["state"] == "SUCCEEDED"
+    states = [h["state"] for h in record["history"]]
+    assert states[-1] == "SUCCEEDED" and len(states) == len(set(states))
+    assert [s for s, _ in _statuses(deps)] == states[2:]
+
+
+def test_handle_job_event_terminal_state_is_final(deps: Dependencies) -> None:
+    handle_job_event(_event("PIPELINE_STATE_FAILED", error="out of memory"), deps)
+    handle_job_event(_event("PIPELINE_STATE_SUCCEEDED"), deps)
+    handle_job_event(_event("PIPELINE_STATE_RUNNING"), deps)
+    record = _job(deps)
+    assert record["state"] == "FAILED"
+    assert record["reason"] == "out of memory"
+    assert _statuses(deps) == [("FAILED", "SUBMITTED")]
+
+
+def test_handle_job_event_unknown_job_is_recorded_and_acknowledged(deps: Dependencies) -> None:
+    applied = handle_job_event(_event("PIPELINE_STATE_RUNNING", job_id="someone-else"), deps)
+    assert applied is not None and not applied.known
+    [failure] = deps.records.list("failed_events")
+    assert failure["function"] == "track_status"
+    assert "someone-else" in failure["reason"]
+    assert _statuses(deps) == []
+
+
+def test_handle_job_event_ignores_other_resources_and_stateless_entries(deps: Dependencies) -> None:
+    assert (
+        handle_job_event(_event("PIPELINE_STATE_RUNNING", resource_type="gce_instance"), deps)
+        is None
+    )
+    assert handle_job_event(_event("PIPELINE_STATE_CANCELLING"), deps).target is None  # type: ignore[union-attr]
+    assert _job(deps)["state"] == "SUBMITTED"
+
+
+def test_handle_job_event_rejects_malformed_entries(deps: Dependencies) -> None:
+    event = _event("PIPELINE_STATE_RUNNING")
+    event.data["message"]["data"] = base64.b64encode(b'{"jsonPayload": {}}').decode()
+    with pytest.raises(InvalidEventError, match="resource"):
+        handle_job_event(event, deps)
+
+
+def test_reconcile_applies_missed_transitions(deps: Dependencies) -> None:
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    deps.vertex.set_state(NAME, "PIPELINE_STATE_RUNNING")
+    summary = reconcile(deps)
+    assert (summary.checked, summary.moved) == (1, [JOB])
+    deps.vertex.set_state(NAME, "PIPELINE_STATE_FAILED", error="quota")
+    assert reconcile(deps).moved == [JOB]
+    assert _job(deps)["reason"] == "quota"
+    assert reconcile(deps).checked == 0  # terminal jobs are not polled
+    assert _statuses(deps) == [("RUNNING", "SUBMITTED"), ("FAILED", "RUNNING")]
