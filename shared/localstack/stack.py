@@ -60,7 +60,7 @@ from distillery.localstack.routes import (
     default_functions_source,
 )
 from distillery.localstack.tools import Tools, find_tools
-from distillery.settings import Settings
+from distillery.settings import SUPPORTED_REGIONS, Settings
 
 if TYPE_CHECKING:
     import google.cloud.pubsub_v1 as pubsub_v1
@@ -674,14 +674,16 @@ class Stack:
     def reset(self, *, idle_timeout: float = 30.0) -> None:
         """Clear all data without restarting anything: messages, documents, objects.
 
-        Pending messages of the stack's subscriptions are acknowledged (seek to now), every other
-        subscription is deleted, deliveries in flight are waited for, then Firestore is wiped and
-        the bucket emptied. Missing topics or subscriptions (after an emulator ``/reset``) are
-        created again.
+        Unfinished pipeline jobs on the local Vertex AI API are cancelled (so no training from an
+        earlier test runs on), pending messages of the stack's subscriptions are acknowledged (seek
+        to now), every other subscription is deleted, deliveries in flight are waited for, then
+        Firestore is wiped and the bucket emptied. Missing topics or subscriptions (after an
+        emulator ``/reset``) are created again.
 
         Raises:
             ServiceStartError: an emulator did not do as asked.
         """
+        self.cancel_pipeline_jobs()
         self.provision_pubsub()
         self._drop_foreign_subscriptions()
         self._seek_to_now()
@@ -689,6 +691,36 @@ class Stack:
         self._seek_to_now()
         self.wipe_firestore()
         self.empty_bucket()
+
+    def cancel_pipeline_jobs(self) -> int:
+        """Cancel every unfinished pipeline job on the local Vertex AI API; how many.
+
+        Raises:
+            ServiceStartError: the local Vertex AI API did not answer as expected.
+        """
+        if VERTEX not in self.ports:
+            return 0
+        cancelled = 0
+        for location in dict.fromkeys((self.config.region, *SUPPORTED_REGIONS)):
+            parent = f"{self.vertex_url}/v1/projects/{self.project}/locations/{location}"
+            token = ""
+            while True:
+                query = urllib.parse.urlencode({"pageSize": 100, "pageToken": token})
+                status, body = _request("GET", f"{parent}/pipelineJobs?{query}")
+                if status != 200:
+                    raise ServiceStartError(
+                        f"the local Vertex AI API answered {status} listing jobs: {body[:200]!r}"
+                    )
+                page = json.loads(body or b"{}")
+                for job in page.get("pipelineJobs", []):
+                    if job.get("state") in _UNFINISHED_PIPELINE_STATES:
+                        job_id = job["name"].rsplit("/", 1)[-1]
+                        _request("POST", f"{parent}/pipelineJobs/{job_id}:cancel", payload={})
+                        cancelled += 1
+                token = page.get("nextPageToken", "")
+                if not token:
+                    break
+        return cancelled
 
     def _seek_to_now(self) -> None:
         subscriber = self.subscriber()
@@ -758,6 +790,12 @@ class Stack:
                 if status not in (200, 204, 404):
                     raise ServiceStartError(f"could not delete {item['name']}: {status}")
         raise ServiceStartError(f"the bucket {self.bucket} would not empty")
+
+
+#: Pipeline job states a reset cancels.
+_UNFINISHED_PIPELINE_STATES = frozenset(
+    {"PIPELINE_STATE_QUEUED", "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING"}
+)
 
 
 def _request(
