@@ -40,6 +40,8 @@ def track_status(cloud_event: CloudEvent) -> None:
 @functions_framework.http
 def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Poll Vertex AI for unfinished jobs and apply missed transitions (Cloud Scheduler, HTTP)."""
+    if request.method != "POST":
+        return flask.jsonify({"error": "Cloud Scheduler calls this function with POST"}), 405
     from distillery.runtime import default_dependencies
     from distillery.status import reconcile as reconcile_jobs
 

@@ -33,7 +33,12 @@ from cloudevents.conversion import to_binary
 from cloudevents.http import CloudEvent
 
 from distillery.errors import InvalidEventError
-from distillery.localstack.bridge_config import KIND_STORAGE, BridgeConfig, BridgeRoute
+from distillery.localstack.bridge_config import (
+    KIND_STORAGE,
+    BridgeConfig,
+    BridgeRoute,
+    BridgeSchedule,
+)
 from distillery.localstack.eventarc import (
     InboundMessage,
     message_published_event,
@@ -92,10 +97,43 @@ class Bridge:
             )
             thread.start()
             self._threads.append(thread)
+        for schedule in self.config.schedules:
+            thread = threading.Thread(
+                target=self._schedule_loop, args=(schedule,), name=f"schedule-{schedule.target}",
+                daemon=True,
+            )  # fmt: skip
+            thread.start()
+            self._threads.append(thread)
         logger.info(
             "bridge started",
             extra={"routes": [f"{r.subscription} -> {r.url}" for r in self.config.routes]},
         )
+
+    def _schedule_loop(self, schedule: BridgeSchedule) -> None:
+        """POST to a scheduled function every ``every_seconds``, as Cloud Scheduler would."""
+        while not self._stop.wait(schedule.every_seconds):
+            started = time.monotonic()
+            headers = {"Content-Type": "application/json", "User-Agent": "Google-Cloud-Scheduler"}
+            request = urllib.request.Request(
+                schedule.url, data=b"{}", method="POST", headers=headers
+            )
+            try:
+                with urllib.request.urlopen(
+                    request, timeout=self.config.request_timeout_seconds
+                ) as response:
+                    status: int | str = int(response.status)
+            except urllib.error.HTTPError as exc:
+                status = int(exc.code)
+            except OSError as exc:
+                status = f"unreachable: {exc}"
+            logger.info(
+                "scheduled call",
+                extra={
+                    "target": schedule.target,
+                    "status": status,
+                    "latency_ms": round((time.monotonic() - started) * 1000),
+                },
+            )
 
     def stop(self, timeout: float = 1.0) -> None:
         """Stop pulling; deliveries in flight are left to finish or be redelivered."""

@@ -28,6 +28,15 @@ class BridgeRoute:
 
 
 @dataclass(frozen=True)
+class BridgeSchedule:
+    """A scheduled HTTP function: POSTed to every ``every_seconds`` (local Cloud Scheduler)."""
+
+    target: str
+    url: str
+    every_seconds: int
+
+
+@dataclass(frozen=True)
 class BridgeConfig:
     """Everything the bridge process needs, written as JSON by the stack."""
 
@@ -43,6 +52,7 @@ class BridgeConfig:
     max_backoff_seconds: int = 60
     #: How long a function may take to answer (below the subscription's ack deadline).
     request_timeout_seconds: float = 540.0
+    schedules: tuple[BridgeSchedule, ...] = ()
 
     def to_json(self) -> str:
         """The configuration as JSON text."""
@@ -58,4 +68,5 @@ class BridgeConfig:
         """
         raw = json.loads(path.read_text())
         routes = tuple(BridgeRoute(**route) for route in raw.pop("routes"))
-        return cls(routes=routes, **raw)
+        schedules = tuple(BridgeSchedule(**item) for item in raw.pop("schedules", []))
+        return cls(routes=routes, schedules=schedules, **raw)

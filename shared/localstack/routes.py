@@ -61,7 +61,15 @@ class MessagePublished:
         return value
 
 
-Trigger = StorageFinalized | MessagePublished
+@dataclass(frozen=True)
+class Scheduled:
+    """Trigger: Cloud Scheduler calling an HTTP function every ``every_seconds``."""
+
+    event_type: ClassVar[str] = "scheduled"
+    every_seconds: int = 60
+
+
+Trigger = StorageFinalized | MessagePublished | Scheduled
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,7 @@ ROUTES: tuple[Route, ...] = (
     Route("validate_dataset", StorageFinalized()),
     Route("launch_job", MessagePublished(topic_setting="launch_topic")),
     Route("track_status", MessagePublished(topic_setting="job_events_topic")),
+    Route("reconcile", Scheduled(every_seconds=30)),
     # Route("promote_model", MessagePublished(topic_setting="status_topic")),
 )
 

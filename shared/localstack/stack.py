@@ -33,6 +33,7 @@ from distillery.localstack.bridge_config import (
     KIND_STORAGE,
     BridgeConfig,
     BridgeRoute,
+    BridgeSchedule,
 )
 from distillery.localstack.errors import (
     MissingToolError,
@@ -55,6 +56,7 @@ from distillery.localstack.routes import (
     PRODUCT_TOPIC_SETTINGS,
     ROUTES,
     Route,
+    Scheduled,
     StorageFinalized,
     dead_letter_topic,
     default_functions_source,
@@ -344,10 +346,20 @@ class Stack:
         """The functions' source file."""
         return (self.config.functions_source or default_functions_source()).resolve()
 
+    @property
+    def event_routes(self) -> list[Route]:
+        """The routes fed by events (through the bridge's subscriptions)."""
+        return [r for r in self.config.routes if not isinstance(r.trigger, Scheduled)]
+
+    @property
+    def scheduled_routes(self) -> list[Route]:
+        """The routes the bridge calls on a schedule (HTTP functions)."""
+        return [r for r in self.config.routes if isinstance(r.trigger, Scheduled)]
+
     def topics(self) -> list[str]:
         """Every topic the stack creates: the product's, the routes', notifications, their DLQs."""
         names = [getattr(self.settings, name) for name in PRODUCT_TOPIC_SETTINGS]
-        for route in self.config.routes:
+        for route in self.event_routes:
             names.append(self._route_topic(route))
         base = list(dict.fromkeys(names))
         return base + [dead_letter_topic(topic) for topic in base]
@@ -355,6 +367,8 @@ class Stack:
     def _route_topic(self, route: Route) -> str:
         if isinstance(route.trigger, StorageFinalized):
             return self.config.notifications_topic
+        if isinstance(route.trigger, Scheduled):
+            raise ValueError(f"the scheduled route {route.target} has no topic")
         return route.trigger.topic_name(self.settings)
 
     def dead_letter_subscriptions(self) -> dict[str, str]:
@@ -363,7 +377,7 @@ class Stack:
 
     def managed_subscriptions(self) -> list[str]:
         """Every subscription the stack owns: the bridge's and the dead-letter pulls."""
-        return [route.subscription for route in self.config.routes] + list(
+        return [route.subscription for route in self.event_routes] + list(
             self.dead_letter_subscriptions().values()
         )
 
@@ -463,11 +477,13 @@ class Stack:
         function_env["PYTHONUNBUFFERED"] = "1"
         for route in self.config.routes:
             name = FUNCTION_PREFIX + route.target
+            # Scheduled functions are HTTP functions; they answer a GET probe with 405 too.
+            signature = "http" if isinstance(route.trigger, Scheduled) else "cloudevent"
             self._spawn(
                 name,
                 [sys.executable, "-m", "functions_framework",
                  "--source", str(self.functions_source), "--target", route.target,
-                 "--signature-type", "cloudevent", "--host", HOST,
+                 "--signature-type", signature, "--host", HOST,
                  "--port", str(self.ports[name])],
                 env=function_env, probe_path="/", statuses=(405,),
                 cwd=self.functions_source.parent,
@@ -581,7 +597,16 @@ class Stack:
                 topic=self._route_topic(route),
                 url=self.function_url(route.target),
             )
+            for route in self.event_routes
+        )
+        schedules = tuple(
+            BridgeSchedule(
+                target=route.target,
+                url=self.function_url(route.target),
+                every_seconds=route.trigger.every_seconds,
+            )
             for route in self.config.routes
+            if isinstance(route.trigger, Scheduled)
         )
         return BridgeConfig(
             project=self.project,
@@ -589,6 +614,7 @@ class Stack:
             pubsub_host=self.pubsub_host,
             status_port=self.ports[BRIDGE],
             routes=routes,
+            schedules=schedules,
             concurrency=self.config.bridge_concurrency,
             backoff_base_seconds=self.config.backoff_base_seconds,
             max_backoff_seconds=self.config.max_backoff_seconds,
@@ -629,7 +655,7 @@ class Stack:
             for topic in self.topics():
                 with contextlib.suppress(api_exceptions.AlreadyExists):
                     publisher.create_topic(request={"name": publisher.topic_path(project, topic)})
-            for route in self.config.routes:
+            for route in self.event_routes:
                 topic = self._route_topic(route)
                 request = {
                     "name": subscriber.subscription_path(project, route.subscription),

@@ -1,0 +1,96 @@
+"""track_status and reconcile on the local stack: pipeline events from the local Vertex AI API move
+job records forward, and a job whose events were lost is recovered by reconcile."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from distillery.adapters.vertex import VertexPipelineAdapter
+from distillery.example_data import generate
+from distillery.jobs import new_record
+from distillery.models import JobState, StatusEvent
+from tests.helpers import jsonl, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _jobs(stack: Any) -> dict[str, dict[str, Any]]:
+    return {d.id: d.to_dict() for d in stack.firestore_client().collection("jobs").stream()}
+
+
+def _vertex(stack: Any) -> VertexPipelineAdapter:
+    return VertexPipelineAdapter(
+        stack.project, api_endpoint=stack.env["DISTILLERY_VERTEX_API_ENDPOINT"]
+    )
+
+
+def test_track_status_follows_the_pipeline_job_to_its_end(stack: Any) -> None:
+    statuses = stack.subscribe(stack.settings.status_topic)
+    train, _ = generate(150, 20)
+    stack.upload("datasets/tracked.config.json", b'{"train_steps": 10}')  # a short job
+    stack.upload("datasets/tracked.jsonl", jsonl(train))
+
+    def finished() -> dict[str, Any] | None:
+        done = [j for j in _jobs(stack).values() if j["state"] in ("SUCCEEDED", "FAILED")]
+        return done[0] if done else None
+
+    record = wait_for(finished, timeout=240, what="the job to finish")
+    history = [h["state"] for h in record["history"]]
+    assert history[:3] == ["REQUESTED", "SUBMITTED", "RUNNING"]
+    info = _vertex(stack).get(record["pipeline_job"])
+    expected = {"PIPELINE_STATE_SUCCEEDED": "SUCCEEDED", "PIPELINE_STATE_FAILED": "FAILED"}
+    assert record["state"] == expected[info.state]
+
+    announced: list[StatusEvent] = []
+
+    def all_announced() -> bool:
+        announced.extend(StatusEvent.model_validate(m.json()) for m in statuses.pull(10, timeout=2))
+        return len(announced) >= len(history)
+
+    wait_for(all_announced, timeout=30, what="every transition on the status topic")
+    assert [e.state.value for e in announced] == history  # every transition, in order
+    assert {m.job_id for m in announced} == {record["job_id"]}
+
+
+def test_reconcile_recovers_a_job_whose_events_were_lost(stack: Any) -> None:
+    vertex = _vertex(stack)
+    body = {
+        "displayName": "lost-events",
+        "templateUri": stack.settings.template_uri,
+        "runtimeConfig": {
+            "gcsOutputDirectory": f"gs://{stack.bucket}/pipeline-root/lost-events",
+            "parameterValues": {
+                "project": stack.project,
+                "model_display_name": "lost-events",
+                "dataset_uri": f"gs://{stack.bucket}/validated/none/lost.jsonl",
+                "location": "us-central1",
+            },
+        },
+    }
+    info = vertex.create("us-central1", "lost-events-1", body)
+    wait_for(
+        lambda: vertex.get(info.name).state == "PIPELINE_STATE_FAILED",
+        timeout=60,
+        what="the pipeline job to fail (its dataset does not exist)",
+    )
+    # The job record appears only now: every event of the job reached track_status before it.
+    record = new_record(
+        "lost-events-1",
+        JobState.SUBMITTED,
+        datetime.now(UTC),
+        {"pipeline_job": info.name, "location": "us-central1"},
+    )
+    stack.firestore_client().collection("jobs").document("lost-events-1").set(record)
+
+    request = urllib.request.Request(stack.function_url("reconcile"), data=b"{}", method="POST")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        summary = json.loads(response.read())
+    assert summary["moved"] == ["lost-events-1"]
+    recovered = _jobs(stack)["lost-events-1"]
+    assert recovered["state"] == "FAILED"
+    assert "lost.jsonl" in recovered["reason"]
