@@ -1,0 +1,19 @@
+# The (default) Firestore database in Native mode: the functions' clients use the default
+# database, and the collections (datasets, jobs, models, failed_events) need no declaration.
+# A project that already has one: `terraform import google_firestore_database.default
+# projects/PROJECT/databases/(default)` (README, Deployment).
+resource "google_firestore_database" "default" {
+  project     = var.project
+  name        = "(default)"
+  location_id = var.firestore_location
+  type        = "FIRESTORE_NATIVE"
+
+  app_engine_integration_mode = "DISABLED"
+  # Job records and history are the audit trail: keep 7 days of versions to recover from mistakes.
+  point_in_time_recovery_enablement = "POINT_IN_TIME_RECOVERY_ENABLED"
+  # Protected unless the operator chose to delete it with the deployment.
+  delete_protection_state = var.firestore_deletion_policy == "DELETE" ? "DELETE_PROTECTION_DISABLED" : "DELETE_PROTECTION_ENABLED"
+  deletion_policy         = var.firestore_deletion_policy
+
+  depends_on = [google_project_service.required]
+}

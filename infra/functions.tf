@@ -1,0 +1,193 @@
+# The Cloud Functions (2nd gen), one per entry point of functions/main.py, each with its own
+# service account, trigger and environment.
+
+locals {
+  # Everything about each function that is not a sizing choice: its trigger and what it may do.
+  # Keys are entry points in functions/main.py. var.functions switches them on and off.
+  #   trigger:      storage (object finalized in the datasets bucket), pubsub (a product topic),
+  #                 or schedule (Cloud Scheduler calls it over HTTPS)
+  #   topic:        for pubsub, the key in local.product_topics it consumes
+  #   project_roles, publishes_to (keys of local.product_topics), bucket_roles (prefix "" means
+  #   the whole bucket): its service account's grants (iam.tf; table in README, Deployment).
+  function_catalog = {
+    validate_dataset = {
+      description   = "Validates datasets dropped under the datasets prefix; copies valid ones to the validated prefix and requests their launch."
+      trigger       = "storage"
+      topic         = null
+      project_roles = ["roles/datastore.user"]
+      publishes_to  = ["launch"]
+      bucket_roles = [
+        { role = "roles/storage.objectViewer", prefix = "" },                    # reads datasets and their siblings
+        { role = "roles/storage.objectCreator", prefix = var.validated_prefix }, # immutable copies: create only
+        { role = "roles/storage.objectUser", prefix = var.reports_prefix },      # a redelivery overwrites its report
+      ]
+      uses_pipeline_service_account = false
+    }
+    launch_job = {
+      description   = "Submits one Vertex AI distillation pipeline job per LaunchRequest."
+      trigger       = "pubsub"
+      topic         = "launch"
+      project_roles = ["roles/aiplatform.user", "roles/datastore.user"]
+      publishes_to  = ["status"]
+      # Reads no object: the validated copy is found in Firestore and read by the pipeline.
+      bucket_roles                  = []
+      uses_pipeline_service_account = true
+    }
+    track_status = {
+      description                   = "Turns PipelineJob state LogEntries into job transitions and StatusEvents."
+      trigger                       = "pubsub"
+      topic                         = "job_events"
+      project_roles                 = ["roles/aiplatform.viewer", "roles/datastore.user"]
+      publishes_to                  = ["status"]
+      bucket_roles                  = []
+      uses_pipeline_service_account = false
+    }
+    promote_model = {
+      description   = "Gates a SUCCEEDED job's model on its eval metrics and promotes it to an endpoint."
+      trigger       = "pubsub"
+      topic         = "status"
+      project_roles = ["roles/aiplatform.user", "roles/datastore.user"]
+      publishes_to  = ["status"]
+      bucket_roles = [
+        { role = "roles/storage.objectViewer", prefix = var.pipeline_root_prefix }, # the job's metrics
+      ]
+      uses_pipeline_service_account = false
+    }
+    reconcile = {
+      description                   = "Polls Vertex AI for active jobs whose state change the logging sink did not deliver."
+      trigger                       = "schedule"
+      topic                         = null
+      project_roles                 = ["roles/aiplatform.viewer", "roles/datastore.user"]
+      publishes_to                  = ["status"]
+      bucket_roles                  = []
+      uses_pipeline_service_account = false
+    }
+  }
+
+  enabled_functions = {
+    for name, options in var.functions : name => merge(local.function_catalog[name], options)
+    if options.enabled
+  }
+
+  # The functions' environment: every variable distillery.settings reads, from the variables of
+  # the same name (variables.tf). Not set, deliberately:
+  #   DISTILLERY_VERTEX_API_ENDPOINT  unset in production: the client then calls
+  #                                   {region}-aiplatform.googleapis.com (the local stack sets it).
+  function_environment = {
+    GOOGLE_CLOUD_PROJECT               = var.project
+    DISTILLERY_BUCKET                  = local.datasets_bucket_name
+    DISTILLERY_REGION                  = var.pipeline_region
+    DISTILLERY_LAUNCH_TOPIC            = var.launch_topic
+    DISTILLERY_JOB_EVENTS_TOPIC        = var.job_events_topic
+    DISTILLERY_STATUS_TOPIC            = var.status_topic
+    DISTILLERY_DATASETS_COLLECTION     = var.datasets_collection
+    DISTILLERY_JOBS_COLLECTION         = var.jobs_collection
+    DISTILLERY_MODELS_COLLECTION       = var.models_collection
+    DISTILLERY_FAILURES_COLLECTION     = var.failures_collection
+    DISTILLERY_DATASETS_PREFIX         = var.datasets_prefix
+    DISTILLERY_VALIDATED_PREFIX        = var.validated_prefix
+    DISTILLERY_REPORTS_PREFIX          = var.reports_prefix
+    DISTILLERY_PIPELINE_ROOT_PREFIX    = var.pipeline_root_prefix
+    DISTILLERY_MAX_FINDINGS_PER_RULE   = tostring(var.max_findings_per_rule)
+    DISTILLERY_LAUNCH_CLAIM_SECONDS    = tostring(var.launch_claim_seconds)
+    DISTILLERY_LOG_LEVEL               = var.log_level
+    DISTILLERY_TEMPLATE_URI            = var.template_uri
+    DISTILLERY_TEACHER_MODEL           = var.teacher_model
+    DISTILLERY_STUDENT_MODEL           = var.student_model
+    DISTILLERY_LONG_CONTEXT_STUDENTS   = var.long_context_students
+    DISTILLERY_ACCELERATORS            = var.accelerators
+    DISTILLERY_ALLOWED_REGIONS         = var.allowed_regions
+    DISTILLERY_DATA_RESIDENCY          = var.data_residency
+    DISTILLERY_CMEK_KEY                = var.cmek_key
+    DISTILLERY_REQUIRE_CMEK            = tostring(var.require_cmek)
+    DISTILLERY_SERVICE_ACCOUNT         = local.pipeline_service_email
+    DISTILLERY_MAX_CONCURRENT_JOBS     = tostring(var.max_concurrent_jobs)
+    DISTILLERY_MAX_TRAIN_STEPS         = tostring(var.max_train_steps)
+    DISTILLERY_DAILY_ACCELERATOR_HOURS = tostring(var.daily_accelerator_hours)
+  }
+
+  event_types = {
+    storage = "google.cloud.storage.object.v1.finalized"
+    pubsub  = "google.cloud.pubsub.topic.v1.messagePublished"
+  }
+}
+
+resource "google_cloudfunctions2_function" "function" {
+  for_each = local.enabled_functions
+
+  name        = replace(each.key, "_", "-") # function (Cloud Run service) names take no "_"
+  project     = var.project
+  location    = var.region
+  description = each.value.description
+  labels      = var.labels
+
+  build_config {
+    runtime         = var.python_runtime
+    entry_point     = each.key
+    service_account = google_service_account.build.id
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.functions_source.name
+      }
+    }
+  }
+
+  service_config {
+    available_memory   = each.value.available_memory
+    timeout_seconds    = each.value.timeout_seconds
+    min_instance_count = each.value.min_instance_count
+    max_instance_count = each.value.max_instance_count
+    # One event at a time per instance: validation streams large files, and Eventarc scales out.
+    max_instance_request_concurrency = 1
+    # Event deliveries (Eventarc) count as internal traffic; Cloud Scheduler calls reconcile from
+    # outside the project's network, so that one accepts all traffic but requires IAM (no
+    # allUsers invoker anywhere).
+    ingress_settings               = each.value.trigger == "schedule" ? "ALLOW_ALL" : "ALLOW_INTERNAL_ONLY"
+    all_traffic_on_latest_revision = true
+    service_account_email          = google_service_account.function[each.key].email
+    environment_variables          = local.function_environment
+  }
+
+  dynamic "event_trigger" {
+    for_each = each.value.trigger == "schedule" ? [] : [each.value.trigger]
+    content {
+      trigger_region        = var.region # a storage trigger must be where the bucket is
+      event_type            = local.event_types[event_trigger.value]
+      pubsub_topic          = event_trigger.value == "pubsub" ? google_pubsub_topic.product[each.value.topic].id : null
+      retry_policy          = "RETRY_POLICY_RETRY" # a raised error means "transient": deliver again
+      service_account_email = google_service_account.trigger.email
+
+      dynamic "event_filters" {
+        for_each = event_trigger.value == "storage" ? [google_storage_bucket.datasets.name] : []
+        content {
+          attribute = "bucket"
+          value     = event_filters.value
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.required,
+    google_project_iam_member.build,
+    google_project_iam_member.trigger_event_receiver,
+    google_project_iam_member.storage_agent_publisher,
+    google_project_iam_member.function,
+    google_pubsub_topic_iam_member.function_publisher,
+    google_storage_bucket_iam_member.function,
+    google_firestore_database.default,
+  ]
+}
+
+# Only the Eventarc trigger's account may invoke the event-driven functions, and only the
+# scheduler's account may invoke reconcile (on that function's own Cloud Run service).
+resource "google_cloud_run_v2_service_iam_member" "trigger_invoker" {
+  for_each = { for name, fn in local.enabled_functions : name => fn if fn.trigger != "schedule" }
+
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.function[each.key].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.trigger.email}"
+}

@@ -1,0 +1,341 @@
+# Inputs. Two kinds:
+#  - deployment choices (project, region, sizes, switches);
+#  - the product's settings: one variable per environment variable of distillery.settings,
+#    named like the Settings field, with the same default. They reach the functions unchanged
+#    through local.function_environment (functions.tf); tests/unit/test_infra.py holds the two
+#    sides together.
+
+# --- Deployment -----------------------------------------------------------------------------
+
+variable "project" {
+  description = "The Google Cloud project ID to deploy into (needs billing)."
+  type        = string
+}
+
+variable "region" {
+  description = "Region of the functions, the datasets bucket, their Eventarc triggers and the scheduler job. The storage trigger must live where the bucket lives, so both follow this."
+  type        = string
+  default     = "us-central1"
+}
+
+variable "labels" {
+  description = "Labels put on every resource that takes them."
+  type        = map(string)
+  default     = { app = "distillery" }
+}
+
+variable "datasets_bucket_name" {
+  description = "Name of the datasets bucket (DISTILLERY_BUCKET). Empty: <project>-distillery-datasets."
+  type        = string
+  default     = ""
+}
+
+variable "bucket_versioning" {
+  description = "Keep noncurrent object versions in the datasets bucket (an overwritten or deleted dataset can be restored)."
+  type        = bool
+  default     = true
+}
+
+variable "noncurrent_version_retention_days" {
+  description = "With versioning on: days a noncurrent object version is kept before it is deleted."
+  type        = number
+  default     = 30
+}
+
+variable "bucket_force_destroy" {
+  description = "Let `terraform destroy` delete the buckets with their objects. Off by default: destroying the deployment must not silently destroy the datasets."
+  type        = bool
+  default     = false
+}
+
+variable "source_archive" {
+  description = "Path of the functions' source archive built by scripts/package. Empty: ../build/functions-source.zip next to this folder."
+  type        = string
+  default     = ""
+}
+
+variable "python_runtime" {
+  description = "Cloud Functions runtime; the project targets Python 3.11."
+  type        = string
+  default     = "python311"
+}
+
+variable "functions" {
+  description = <<-EOT
+    The functions to deploy, by entry point (functions/main.py). Each key must be one of
+    local.function_catalog (functions.tf), which fixes its trigger and roles. An entry whose code
+    is not in main.py yet stays disabled (tests/unit/test_infra.py checks that the enabled
+    entries are exactly main.py's). Sizes are optional per entry.
+  EOT
+  type = map(object({
+    enabled            = bool
+    available_memory   = optional(string, "512Mi")
+    timeout_seconds    = optional(number, 300)
+    min_instance_count = optional(number, 0)
+    max_instance_count = optional(number, 10)
+  }))
+  default = {
+    validate_dataset = { enabled = true, available_memory = "1Gi", timeout_seconds = 540 }
+    launch_job       = { enabled = true }
+    track_status     = { enabled = true }
+    promote_model    = { enabled = false } # not in functions/main.py yet
+    reconcile        = { enabled = true }
+  }
+
+  validation {
+    # The keys of local.function_catalog (functions.tf).
+    condition = alltrue([
+      for name in keys(var.functions) :
+      contains(["validate_dataset", "launch_job", "track_status", "promote_model", "reconcile"], name)
+    ])
+    error_message = "functions keys must be entry points known to local.function_catalog: validate_dataset, launch_job, track_status, promote_model, reconcile."
+  }
+}
+
+variable "firestore_location" {
+  description = "Location of the (default) Firestore database (e.g. nam5, eur3, us-central1). Fixed once created."
+  type        = string
+  default     = "nam5"
+}
+
+variable "firestore_deletion_policy" {
+  description = "What `terraform destroy` does with the Firestore database: ABANDON keeps it (and its records), DELETE deletes it."
+  type        = string
+  default     = "ABANDON"
+
+  validation {
+    condition     = contains(["ABANDON", "DELETE"], var.firestore_deletion_policy)
+    error_message = "firestore_deletion_policy must be ABANDON or DELETE."
+  }
+}
+
+variable "attach_dead_letter_policies" {
+  description = "After each event-triggered function is deployed, attach a dead-letter policy to the Pub/Sub subscription its Eventarc trigger created (needs gcloud where Terraform runs; see README, Deployment)."
+  type        = bool
+  default     = true
+}
+
+variable "max_delivery_attempts" {
+  description = "Deliveries of one event before it is moved to the dead-letter topic (Pub/Sub allows 5 to 100)."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.max_delivery_attempts >= 5 && var.max_delivery_attempts <= 100
+    error_message = "max_delivery_attempts must be between 5 and 100."
+  }
+}
+
+variable "storage_events_dead_letter_topic" {
+  description = "Dead-letter topic of the storage trigger (validate_dataset), whose transport topic Eventarc names itself."
+  type        = string
+  default     = "distill-dataset-events-dlq"
+}
+
+variable "dead_letter_retention" {
+  description = "How long a dead-lettered message waits in its pull subscription (max 7 days)."
+  type        = string
+  default     = "604800s"
+}
+
+variable "reconcile_schedule" {
+  description = "Cron schedule of the reconcile function (polls Vertex AI for states the logging sink may have lost)."
+  type        = string
+  default     = "*/15 * * * *"
+}
+
+variable "reconcile_time_zone" {
+  description = "Time zone of reconcile_schedule."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "cmek_key" {
+  description = "Optional Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K). When set: the datasets bucket's default key, and DISTILLERY_CMEK_KEY for the launcher (Vertex AI applies it where CMEK is possible: GPU, everything in us-central1). The key must be in the bucket's location."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.cmek_key == "" || can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.cmek_key))
+    error_message = "cmek_key must be empty or projects/P/locations/L/keyRings/R/cryptoKeys/K."
+  }
+}
+
+variable "pipeline_service_account" {
+  description = "Email of the service account Vertex AI pipeline jobs run as (DISTILLERY_SERVICE_ACCOUNT). Empty: the distillery-pipeline account created here."
+  type        = string
+  default     = ""
+}
+
+# --- Product settings (distillery.settings.Settings; same names and defaults) ---------------
+
+variable "pipeline_region" {
+  description = "DISTILLERY_REGION: region of the Vertex AI pipeline jobs (a distillation region)."
+  type        = string
+  default     = "us-central1"
+
+  validation {
+    # distillery.settings.SUPPORTED_REGIONS
+    condition = contains([
+      "us-central1", "europe-west4", "asia-southeast1", "us-west1", "europe-west3", "europe-west2",
+      "asia-northeast1", "us-east4", "us-west4", "northamerica-northeast1", "europe-west9",
+      "europe-west1", "asia-northeast3",
+    ], var.pipeline_region)
+    error_message = "pipeline_region must be a region that supports distillation (see distillery.settings.SUPPORTED_REGIONS)."
+  }
+}
+
+variable "launch_topic" {
+  description = "DISTILLERY_LAUNCH_TOPIC: LaunchRequests (validate_dataset and users publish, launch_job consumes)."
+  type        = string
+  default     = "distill-launch-requests"
+}
+
+variable "job_events_topic" {
+  description = "DISTILLERY_JOB_EVENTS_TOPIC: PipelineJob state LogEntries from the logging sink (track_status consumes)."
+  type        = string
+  default     = "distill-job-events"
+}
+
+variable "status_topic" {
+  description = "DISTILLERY_STATUS_TOPIC: StatusEvents (users and promote_model subscribe)."
+  type        = string
+  default     = "distill-job-status"
+}
+
+variable "datasets_collection" {
+  description = "DISTILLERY_DATASETS_COLLECTION: Firestore collection of validation records."
+  type        = string
+  default     = "datasets"
+}
+
+variable "jobs_collection" {
+  description = "DISTILLERY_JOBS_COLLECTION: Firestore collection of job records."
+  type        = string
+  default     = "jobs"
+}
+
+variable "models_collection" {
+  description = "DISTILLERY_MODELS_COLLECTION: Firestore collection of champion models."
+  type        = string
+  default     = "models"
+}
+
+variable "failures_collection" {
+  description = "DISTILLERY_FAILURES_COLLECTION: Firestore collection of events rejected as malformed."
+  type        = string
+  default     = "failed_events"
+}
+
+variable "datasets_prefix" {
+  description = "DISTILLERY_DATASETS_PREFIX: the watched prefix users upload to."
+  type        = string
+  default     = "datasets/"
+}
+
+variable "validated_prefix" {
+  description = "DISTILLERY_VALIDATED_PREFIX: immutable, content-addressed validated copies."
+  type        = string
+  default     = "validated/"
+}
+
+variable "reports_prefix" {
+  description = "DISTILLERY_REPORTS_PREFIX: validation reports."
+  type        = string
+  default     = "reports/"
+}
+
+variable "pipeline_root_prefix" {
+  description = "DISTILLERY_PIPELINE_ROOT_PREFIX: pipeline job outputs."
+  type        = string
+  default     = "pipeline-root/"
+}
+
+variable "max_findings_per_rule" {
+  description = "DISTILLERY_MAX_FINDINGS_PER_RULE: findings a report lists per rule."
+  type        = number
+  default     = 20
+}
+
+variable "launch_claim_seconds" {
+  description = "DISTILLERY_LAUNCH_CLAIM_SECONDS: how long a launch claim holds off other deliveries."
+  type        = number
+  default     = 30
+}
+
+variable "log_level" {
+  description = "DISTILLERY_LOG_LEVEL: log level of the functions."
+  type        = string
+  default     = "INFO"
+}
+
+variable "template_uri" {
+  description = "DISTILLERY_TEMPLATE_URI: the distillation pipeline template."
+  type        = string
+  default     = "https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0"
+}
+
+variable "teacher_model" {
+  description = "DISTILLERY_TEACHER_MODEL: default teacher."
+  type        = string
+  default     = "text-unicorn@001"
+}
+
+variable "student_model" {
+  description = "DISTILLERY_STUDENT_MODEL: default student."
+  type        = string
+  default     = "text-bison@002"
+}
+
+variable "long_context_students" {
+  description = "DISTILLERY_LONG_CONTEXT_STUDENTS: comma list of 32k-context students."
+  type        = string
+  default     = "text-bison-32k@002"
+}
+
+variable "accelerators" {
+  description = "DISTILLERY_ACCELERATORS: accelerators in order of preference (GPU, TPU, or GPU,TPU for fallback)."
+  type        = string
+  default     = "GPU"
+}
+
+variable "allowed_regions" {
+  description = "DISTILLERY_ALLOWED_REGIONS: comma list of regions a job may touch; empty: every distillation region."
+  type        = string
+  default     = ""
+}
+
+variable "data_residency" {
+  description = "DISTILLERY_DATA_RESIDENCY: empty, eu, us, north-america or asia."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = contains(["", "eu", "us", "north-america", "asia"], var.data_residency)
+    error_message = "data_residency must be empty, eu, us, north-america or asia."
+  }
+}
+
+variable "require_cmek" {
+  description = "DISTILLERY_REQUIRE_CMEK: refuse every job that would not be encrypted with a customer-managed key."
+  type        = bool
+  default     = false
+}
+
+variable "max_concurrent_jobs" {
+  description = "DISTILLERY_MAX_CONCURRENT_JOBS: refuse launches while this many jobs are active (0: no limit)."
+  type        = number
+  default     = 0
+}
+
+variable "max_train_steps" {
+  description = "DISTILLERY_MAX_TRAIN_STEPS: refuse explicit train_steps above it (0: no limit)."
+  type        = number
+  default     = 0
+}
+
+variable "daily_accelerator_hours" {
+  description = "DISTILLERY_DAILY_ACCELERATOR_HOURS: daily budget of estimated accelerator-hours (0: none)."
+  type        = number
+  default     = 0
+}
