@@ -41,7 +41,10 @@ def test_track_status_follows_the_pipeline_job_to_its_end(stack: Any) -> None:
 
     record = wait_for(finished, timeout=240, what="the job to finish")
     history = [h["state"] for h in record["history"]]
-    assert history[:3] == ["REQUESTED", "SUBMITTED", "RUNNING"]
+    # RUNNING may be skipped: a quick job's FAILED can be delivered before its RUNNING, and an
+    # event never moves a job backwards.
+    assert history[:2] == ["REQUESTED", "SUBMITTED"]
+    assert history[-1] == record["state"] and len(history) == len(set(history))
     info = _vertex(stack).get(record["pipeline_job"])
     expected = {"PIPELINE_STATE_SUCCEEDED": "SUCCEEDED", "PIPELINE_STATE_FAILED": "FAILED"}
     assert record["state"] == expected[info.state]
