@@ -22,6 +22,7 @@ from distillery.datasets import dataset_id
 from distillery.errors import DistilleryError
 from distillery.example_data import generate
 from distillery.localstack.stack import StackState, default_state_dir
+from distillery.pipeline_outputs import read_progress
 from distillery.settings import Settings
 
 T = TypeVar("T")
@@ -129,19 +130,43 @@ def run(state_dir: Path, name: str) -> int:
         _say(f"     {line}")
     _say()
 
-    _say("4. The pipeline job on the local Vertex AI API:")
+    _say("4. The pipeline job on the local Vertex AI API (training on this machine's CPU):")
     seen: set[str] = set()
+    last_step: list[Any] = [None]
 
     def pipeline_done() -> str | None:
         info = vertex.get(launched["pipeline_job"])
         if info.state not in seen:
             seen.add(info.state)
             _say(f"   {info.state}")
+        progress = read_progress(info)
+        if progress.get("step") not in (None, last_step[0]):
+            last_step[0] = progress["step"]
+            loss = progress.get("train_total_loss")
+            accuracy = progress.get("eval_fraction_of_correct_next_step_preds")
+            # Struct values come back as floats.
+            line = f"   step {int(progress['step'])}/{int(progress.get('train_steps') or 0)}"
+            if isinstance(loss, int | float):
+                line += f"  loss {loss:.4f}"
+            if isinstance(accuracy, int | float):
+                line += f"  eval token accuracy {accuracy:.3f}"
+            _say(line)
         return info.state if info.state in TERMINAL_PIPELINE_STATES else None
 
-    final = _wait(pipeline_done, "the pipeline job to finish", timeout=600)
+    final = _wait(pipeline_done, "the pipeline job to finish", timeout=900)
     if final != "PIPELINE_STATE_SUCCEEDED":
         _say(f"   {vertex.get(launched['pipeline_job']).error}")
+        return 1
+
+    def tracked() -> dict[str, Any] | None:
+        job = records.get(settings.jobs_collection, launched["job_id"])
+        return job if job and job["state"] == "SUCCEEDED" else None
+
+    finished = _wait(tracked, "track_status to record the result")
+    _say(f"5. Job {finished['job_id']}: SUCCEEDED (recorded by track_status)")
+    _say(f"   model: {finished.get('model')}")
+    for name, value in sorted((finished.get("metrics") or {}).items()):
+        _say(f"   {name:<45} {value:.4f}")
     _say()
     _say('The stack keeps running: `eval "$(distillery dev env)"` points gcloud-style clients')
     _say("at it, `distillery dev status` shows it, and `distillery dev down` stops it.")

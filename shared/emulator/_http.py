@@ -6,22 +6,42 @@ Routes (JSON in and out; enums answered as names; errors as google.rpc error bod
 - ``POST /v1/projects/{p}/locations/{l}/pipelineJobs[?pipelineJobId=ID]`` — create;
 - ``GET /v1/projects/{p}/locations/{l}/pipelineJobs[?pageSize&pageToken&filter&orderBy]`` — list;
 - ``GET /v1/projects/{p}/locations/{l}/pipelineJobs/{id}`` — get;
-- ``POST /v1/projects/{p}/locations/{l}/pipelineJobs/{id}:cancel`` — cancel (answers ``{}``).
+- ``POST /v1/projects/{p}/locations/{l}/pipelineJobs/{id}:cancel`` — cancel (answers ``{}``);
+- ``GET /v1/projects/{p}/locations/{l}/models[?pageSize&pageToken&filter]`` — list models
+  (filter: ``display_name``, ``model_id``, ``labels.KEY``);
+- ``GET /v1/projects/{p}/locations/{l}/models/{id}`` — get a model;
+- ``POST /v1/projects/{p}/locations/{l}/endpoints[?endpointId=ID]`` — create (an Operation);
+- ``GET /v1/projects/{p}/locations/{l}/endpoints[?pageSize&pageToken&filter]`` — list;
+- ``GET|DELETE /v1/projects/{p}/locations/{l}/endpoints/{id}`` — get, delete (an Operation);
+- ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:deployModel|:undeployModel`` (Operations);
+- ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:predict`` — online prediction;
+- ``GET /v1/{resource}/operations/{id}`` — an Operation again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import importlib
 import json
 import logging
 import re
+import shutil
+import tempfile
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from distillery.emulator._runner import JobRunner
+from distillery.emulator._config import TrainerOptions
+from distillery.emulator._endpoints import EndpointService, PredictorLoader
+from distillery.emulator._registry import ArtifactCache, ModelRegistry
+from distillery.emulator._runner import DatasetRunner, JobRunner
 from distillery.emulator._service import EmulatorConfig, PipelineService
 from distillery.emulator._status import ApiError
+from distillery.emulator._training import LocalTrainer
 from distillery.ports import ObjectStore, Publisher
 from distillery.settings import Settings
 
@@ -40,6 +60,16 @@ _JOB = re.compile(
     r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
     r"/pipelineJobs/(?P<job_id>[^/:]+)(?P<verb>:cancel)?"
 )
+_PARENT = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+_MODELS = re.compile(_PARENT + r"/models")
+_MODEL = re.compile(_PARENT + r"/models/(?P<id>[^/:]+)")
+_ENDPOINTS = re.compile(_PARENT + r"/endpoints")
+_ENDPOINT = re.compile(
+    _PARENT + r"/endpoints/(?P<id>[^/:]+)(?P<verb>:deployModel|:undeployModel|:predict)?"
+)
+_OPERATION = re.compile(r"/v1/(?P<name>projects/[^:]+/operations/[^/:]+)")
+#: A request header that makes the traffic-split draw of ``:predict`` deterministic.
+SEED_HEADER = "X-Distillery-Seed"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -119,7 +149,67 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, {}
             if not match["verb"] and method == "GET":
                 return 200, service.get(project, location, job_id)
-        raise ApiError("NOT_FOUND", f"The emulator has no method {method} {path}.")
+        answer = self._route_serving(method, path, query)
+        if answer is None:
+            raise ApiError("NOT_FOUND", f"The emulator has no method {method} {path}.")
+        return answer
+
+    def _route_serving(
+        self, method: str, path: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Models, endpoints and operations; None when no route matches."""
+        models, endpoints = self.server.models, self.server.endpoints
+        if match := _MODELS.fullmatch(path):
+            if method == "GET":
+                return 200, models.list(
+                    unquote(match["project"]),
+                    unquote(match["location"]),
+                    page_size=_page_size(_one(query, "pageSize")),
+                    page_token=_one(query, "pageToken"),
+                    filter_text=_one(query, "filter"),
+                )
+            return None
+        if match := _MODEL.fullmatch(path):
+            if method == "GET":
+                return 200, models.get(
+                    unquote(match["project"]), unquote(match["location"]), unquote(match["id"])
+                )
+            return None
+        if match := _ENDPOINTS.fullmatch(path):
+            project, location = unquote(match["project"]), unquote(match["location"])
+            if method == "POST":
+                endpoint_id = _one(query, "endpointId")
+                return 200, endpoints.create(
+                    project, location, endpoint_id or None, self._json_body()
+                )
+            if method == "GET":
+                return 200, endpoints.list(
+                    project,
+                    location,
+                    page_size=_page_size(_one(query, "pageSize")),
+                    page_token=_one(query, "pageToken"),
+                    filter_text=_one(query, "filter"),
+                )
+            return None
+        if match := _ENDPOINT.fullmatch(path):
+            project, location = unquote(match["project"]), unquote(match["location"])
+            endpoint_id, verb = unquote(match["id"]), match["verb"]
+            if verb and method == "POST":
+                body = self._json_body(allow_empty=verb != ":predict")
+                if verb == ":deployModel":
+                    return 200, endpoints.deploy_model(project, location, endpoint_id, body)
+                if verb == ":undeployModel":
+                    return 200, endpoints.undeploy_model(project, location, endpoint_id, body)
+                seed = self.headers.get(SEED_HEADER)
+                return 200, endpoints.predict(project, location, endpoint_id, body, seed)
+            if not verb and method == "GET":
+                return 200, endpoints.get(project, location, endpoint_id)
+            if not verb and method == "DELETE":
+                return 200, endpoints.delete(project, location, endpoint_id)
+            return None
+        if (match := _OPERATION.fullmatch(path)) and method == "GET":
+            return 200, endpoints.get_operation(unquote(match["name"]))
+        return None
 
     def _read_body(self) -> bytes:
         """The request body's bytes.
@@ -186,8 +276,16 @@ def _page_size(raw: str) -> int:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], service: PipelineService) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        service: PipelineService,
+        models: ModelRegistry,
+        endpoints: EndpointService,
+    ) -> None:
         self.service = service
+        self.models = models
+        self.endpoints = endpoints
         super().__init__(address, _Handler)
 
 
@@ -198,9 +296,21 @@ class EmulatorServer:
     thread, :meth:`serve_forever` on the calling one.
     """
 
-    def __init__(self, service: PipelineService, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        service: PipelineService,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        models: ModelRegistry | None = None,
+        endpoints: EndpointService | None = None,
+        on_stop: Callable[[], None] | None = None,
+    ) -> None:
         self.service = service
-        self._httpd = _Server((host, port), service)
+        self.models = models or ModelRegistry()
+        self.endpoints = endpoints or EndpointService(self.models, None, None)
+        self._on_stop = on_stop
+        self._httpd = _Server((host, port), service, self.models, self.endpoints)
         self._thread: threading.Thread | None = None
 
     @property
@@ -239,6 +349,9 @@ class EmulatorServer:
             self._thread = None
         self._httpd.server_close()
         self.service.shutdown(timeout)
+        if self._on_stop is not None:
+            self._on_stop()
+            self._on_stop = None
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
@@ -257,12 +370,17 @@ def create_server(
     runner: JobRunner | None = None,
     max_concurrent_jobs: int = 1,
     extra_template_uris: tuple[str, ...] = (),
+    trainer: TrainerOptions | None = None,
 ) -> EmulatorServer:
     """A bound, not yet started emulator server.
 
-    ``runner`` defaults to :class:`~distillery.emulator.DatasetRunner` without a trainer; the
-    known templates are ``settings.template_uri`` plus ``extra_template_uris``; events go to
-    ``settings.job_events_topic`` through ``publisher``.
+    With ``trainer`` options, jobs are trained by :class:`~distillery.emulator.LocalTrainer`
+    (worker processes; the ``settings.long_context_student_list`` decides batch sizes unless the
+    options name their own) and deployed models are served by the trainer module's
+    ``load_predictor``; without, the default :class:`~distillery.emulator.DatasetRunner` fails
+    every job after reading its data (no trainer installed) and ``:predict`` is refused. An
+    explicit ``runner`` wins over both. The known templates are ``settings.template_uri`` plus
+    ``extra_template_uris``; events go to ``settings.job_events_topic`` through ``publisher``.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
@@ -271,5 +389,40 @@ def create_server(
     config = EmulatorConfig.from_settings(
         settings, max_concurrent_jobs=max_concurrent_jobs, extra_template_uris=extra_template_uris
     )
+    models = ModelRegistry()
+    endpoints = EndpointService(models, None, None)
+    on_stop: Callable[[], None] | None = None
+    if trainer is not None:
+        if not trainer.long_context_students:
+            trainer = dataclasses.replace(
+                trainer, long_context_students=settings.long_context_student_list
+            )
+        if trainer.data_dir is not None:
+            root = trainer.data_dir
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix="distillery-emulator-"))
+            on_stop = functools.partial(shutil.rmtree, root, ignore_errors=True)
+        cache = ArtifactCache(object_store, root)
+        endpoints = EndpointService(models, cache, _predictor_loader(trainer.trainer_module))
+        if runner is None:
+            runner = DatasetRunner(LocalTrainer(trainer, models, cache, root))
     service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
-    return EmulatorServer(service, host, port)
+    try:
+        return EmulatorServer(
+            service, host, port, models=models, endpoints=endpoints, on_stop=on_stop
+        )
+    except BaseException:
+        if on_stop is not None:
+            on_stop()
+        raise
+
+
+def _predictor_loader(module_name: str) -> PredictorLoader:
+    """``load_predictor`` of the trainer module, imported on first use (torch is heavy)."""
+
+    def load(model_dir: Path) -> Any:
+        module = importlib.import_module(module_name)
+        return module.load_predictor(model_dir)
+
+    return load

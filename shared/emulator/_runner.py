@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,11 +41,18 @@ class RunContext:
 
     object_store: ObjectStore
     cancel_requested: threading.Event = field(default_factory=threading.Event)
+    #: Receives the job's current ``jobDetail`` while it runs (see :meth:`report_detail`).
+    on_detail: Callable[[Mapping[str, Any]], None] | None = None
 
     @property
     def cancelled(self) -> bool:
         """Whether ``pipelineJobs.cancel`` was called for this job."""
         return self.cancel_requested.is_set()
+
+    def report_detail(self, job_detail: Mapping[str, Any]) -> None:
+        """Show ``job_detail`` as the running job's ``jobDetail`` (live progress)."""
+        if self.on_detail is not None:
+            self.on_detail(job_detail)
 
     def raise_if_cancelled(self) -> None:
         """Stop the run at a safe point once cancel was asked.
@@ -75,9 +82,11 @@ class RunResult:
         return cls(SUCCEEDED, None, job_detail)
 
     @classmethod
-    def failed(cls, code: str, message: str) -> RunResult:
+    def failed(
+        cls, code: str, message: str, job_detail: Mapping[str, Any] | None = None
+    ) -> RunResult:
         """A failed run; ``code`` is a canonical code name such as ``FAILED_PRECONDITION``."""
-        return cls(FAILED, rpc_status(code, message))
+        return cls(FAILED, rpc_status(code, message), job_detail)
 
 
 class JobRunner(ABC):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import itertools
 import logging
 import queue
@@ -210,7 +211,9 @@ class PipelineService:
                 echoed=accepted.echoed,
                 state=PENDING,
                 update_time=created,
-                context=RunContext(self._object_store),
+                context=RunContext(
+                    self._object_store, on_detail=functools.partial(self._set_detail, name)
+                ),
             )
             self._records[name] = record
             self._transition(record, PENDING, created)
@@ -305,6 +308,14 @@ class PipelineService:
             raise ApiError("NOT_FOUND", f"PipelineJob {name} is not found.")
         return record
 
+    def _set_detail(self, name: str, job_detail: Mapping[str, Any]) -> None:
+        """A runner's live ``jobDetail`` for job ``name`` (ignored once the job ended)."""
+        with self._lock:
+            record = self._records[name]
+            if record.state not in TERMINAL_STATES:
+                record.job_detail = job_detail
+                record.update_time = now()
+
     def _generate_id(self, project: str, location: str, moment: datetime) -> str:
         """A fresh id like the service's: the pipeline name and the creation time."""
         while True:
@@ -391,7 +402,8 @@ class PipelineService:
                 record.error = result.error if result.state == FAILED else None
                 if result.state == FAILED and not record.error:
                     record.error = rpc_status("UNKNOWN", "the pipeline job failed")
-                record.job_detail = result.job_detail
+                if result.job_detail is not None:
+                    record.job_detail = result.job_detail
                 state = result.state
             else:
                 record.error = rpc_status(

@@ -111,6 +111,10 @@ class StackConfig:
     vertex_port: int = 8090
     #: Jobs the Vertex AI emulator runs at once (the rest wait PENDING).
     vertex_max_concurrent_jobs: int = 1
+    #: Whether the Vertex AI emulator trains jobs (False: jobs fail after reading their data).
+    vertex_trainer: bool = True
+    #: Torch threads per training worker (0: every core).
+    vertex_worker_threads: int = 0
     #: The first function's port; the next functions take the following ports.
     functions_port: int = 8101
     state_dir: Path = field(default_factory=default_state_dir)
@@ -465,12 +469,19 @@ class Stack:
              "--database-mode=firestore-native"],
             env=base_env, probe_path="/", statuses=(200,),
         )  # fmt: skip
+        vertex_argv = [
+            sys.executable, "-m", "distillery.emulator", "--host", HOST,
+            "--port", str(self.ports[VERTEX]),
+            "--max-concurrent-jobs", str(self.config.vertex_max_concurrent_jobs),
+            # Model caches and work directories stay with the stack's state, not in /tmp.
+            "--data-dir", str(self.config.state_dir / "vertex"),
+        ]  # fmt: skip
+        if not self.config.vertex_trainer:
+            vertex_argv.append("--no-trainer")
+        if self.config.vertex_worker_threads:
+            vertex_argv += ["--worker-threads", str(self.config.vertex_worker_threads)]
         self._spawn(
-            VERTEX,
-            [sys.executable, "-m", "distillery.emulator", "--host", HOST,
-             "--port", str(self.ports[VERTEX]),
-             "--max-concurrent-jobs", str(self.config.vertex_max_concurrent_jobs)],
-            env={**base_env, **self.env, "PYTHONUNBUFFERED": "1"},
+            VERTEX, vertex_argv, env={**base_env, **self.env, "PYTHONUNBUFFERED": "1"},
             probe_path="/", statuses=(200,),
         )  # fmt: skip
         function_env = {**base_env, **self.env, **self.config.function_env}

@@ -46,8 +46,14 @@ def test_track_status_follows_the_pipeline_job_to_its_end(stack: Any) -> None:
     assert history[:2] == ["REQUESTED", "SUBMITTED"]
     assert history[-1] == record["state"] and len(history) == len(set(history))
     info = _vertex(stack).get(record["pipeline_job"])
-    expected = {"PIPELINE_STATE_SUCCEEDED": "SUCCEEDED", "PIPELINE_STATE_FAILED": "FAILED"}
-    assert record["state"] == expected[info.state]
+    assert (info.state, record["state"]) == ("PIPELINE_STATE_SUCCEEDED", "SUCCEEDED")
+    # On SUCCEEDED, the model and the metrics of the pipeline job are recorded.
+    assert record["model"].startswith(f"projects/{stack.project}/locations/us-central1/models/")
+    assert set(record["metrics"]) >= {
+        "train_total_loss",
+        "train_fraction_of_correct_next_step_preds",
+        "train_num_predictions",
+    }
 
     announced: list[StatusEvent] = []
 
