@@ -144,7 +144,9 @@ def test_validate_dataset_malformed_event_is_recorded_and_acknowledged(stack: An
     assert post_cloudevent(url, event) == 200  # acknowledged: never a crash loop
     assert post_cloudevent(url, event) == 200
 
-    failures = [d.to_dict() for d in stack.firestore_client().collection("failed_events").stream()]
+    docs = stack.firestore_client().collection("failed_events").stream()
+    # Only the validator's: events of jobs cancelled by the reset may still reach track_status.
+    failures = [d.to_dict() for d in docs if d.to_dict()["function"] == "validate_dataset"]
     assert len(failures) == 1  # one record per event, however often it is delivered
     assert failures[0]["function"] == "validate_dataset"
     assert failures[0]["event"]["id"] == "malformed-1"
