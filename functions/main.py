@@ -37,6 +37,25 @@ def track_status(cloud_event: CloudEvent) -> None:
     run_handler("track_status", cloud_event, handle_job_event)
 
 
+@functions_framework.cloud_event
+def promote_model(cloud_event: CloudEvent) -> None:
+    """Gate a SUCCEEDED job's model and promote it to its endpoint (topic distill-job-status)."""
+    if _state_of(cloud_event) not in (None, "SUCCEEDED"):
+        return  # Every other state change reaches this topic too: dropped before any client.
+    from distillery.promoter import handle_status_event
+
+    run_handler("promote_model", cloud_event, handle_status_event)
+
+
+def _state_of(cloud_event: CloudEvent) -> str | None:
+    """The ``state`` attribute of the Pub/Sub message inside ``cloud_event`` (None: absent)."""
+    data = cloud_event.get_data()
+    message = data.get("message") if isinstance(data, dict) else None
+    attributes = message.get("attributes") if isinstance(message, dict) else None
+    state = attributes.get("state") if isinstance(attributes, dict) else None
+    return state if isinstance(state, str) else None
+
+
 @functions_framework.http
 def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Poll Vertex AI for unfinished jobs and apply missed transitions (Cloud Scheduler, HTTP)."""

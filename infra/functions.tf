@@ -104,6 +104,12 @@ locals {
     DISTILLERY_MAX_CONCURRENT_JOBS     = tostring(var.max_concurrent_jobs)
     DISTILLERY_MAX_TRAIN_STEPS         = tostring(var.max_train_steps)
     DISTILLERY_DAILY_ACCELERATOR_HOURS = tostring(var.daily_accelerator_hours)
+    DISTILLERY_MIN_EVAL_ACCURACY       = tostring(var.min_eval_accuracy)
+    DISTILLERY_MAX_EVAL_LOSS           = tostring(var.max_eval_loss)
+    DISTILLERY_MIN_EVAL_PREDICTIONS    = tostring(var.min_eval_predictions)
+    DISTILLERY_PROMOTION_MARGIN        = tostring(var.promotion_margin)
+    DISTILLERY_PROMOTE_WITHOUT_EVAL    = tostring(var.promote_without_eval)
+    DISTILLERY_CANARY_PERCENT          = tostring(var.canary_percent)
   }
 
   event_types = {

@@ -78,7 +78,7 @@ variable "functions" {
     validate_dataset = { enabled = true, available_memory = "1Gi", timeout_seconds = 540 }
     launch_job       = { enabled = true }
     track_status     = { enabled = true }
-    promote_model    = { enabled = false } # not in functions/main.py yet
+    promote_model    = { enabled = true }
     reconcile        = { enabled = true }
   }
 
@@ -336,6 +336,42 @@ variable "max_train_steps" {
 
 variable "daily_accelerator_hours" {
   description = "DISTILLERY_DAILY_ACCELERATOR_HOURS: daily budget of estimated accelerator-hours (0: none)."
+  type        = number
+  default     = 0
+}
+
+variable "min_eval_accuracy" {
+  description = "DISTILLERY_MIN_EVAL_ACCURACY: minimum eval_fraction_of_correct_next_step_preds a model needs to be promoted (0 to 1)."
+  type        = number
+  default     = 0
+}
+
+variable "max_eval_loss" {
+  description = "DISTILLERY_MAX_EVAL_LOSS: maximum eval_total_loss a promoted model may have (0: no maximum)."
+  type        = number
+  default     = 0
+}
+
+variable "min_eval_predictions" {
+  description = "DISTILLERY_MIN_EVAL_PREDICTIONS: minimum eval_num_predictions (eval tokens scored) a promoted model needs (0: no minimum)."
+  type        = number
+  default     = 0
+}
+
+variable "promotion_margin" {
+  description = "DISTILLERY_PROMOTION_MARGIN: how much a model must beat the champion's eval accuracy by to replace it."
+  type        = number
+  default     = 0
+}
+
+variable "promote_without_eval" {
+  description = "DISTILLERY_PROMOTE_WITHOUT_EVAL: promote models that have no eval metrics."
+  type        = bool
+  default     = false
+}
+
+variable "canary_percent" {
+  description = "DISTILLERY_CANARY_PERCENT: a promoted model's share of the traffic while the champion keeps the rest (0: all of it)."
   type        = number
   default     = 0
 }

@@ -160,7 +160,9 @@ def run(state_dir: Path, name: str) -> int:
 
     def tracked() -> dict[str, Any] | None:
         job = records.get(settings.jobs_collection, launched["job_id"])
-        return job if job and job["state"] == "SUCCEEDED" else None
+        # promote_model may already have moved it on (PROMOTED or REJECTED): look at its history.
+        reached = [entry["state"] for entry in (job or {}).get("history", [])]
+        return job if job and "SUCCEEDED" in reached else None
 
     finished = _wait(tracked, "track_status to record the result")
     _say(f"5. Job {finished['job_id']}: SUCCEEDED (recorded by track_status)")

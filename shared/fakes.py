@@ -14,8 +14,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from distillery.errors import AlreadyExistsError, ObjectNotFoundError, PreconditionFailedError
+from distillery.errors import (
+    AlreadyExistsError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    RequestRejectedError,
+)
 from distillery.ports import (
+    DeployedModelInfo,
+    EndpointInfo,
+    ModelEndpoints,
+    ModelInfo,
     Mutation,
     ObjectInfo,
     ObjectStore,
@@ -23,6 +32,7 @@ from distillery.ports import (
     Publisher,
     RecordStore,
     VertexPipelines,
+    canary_split,
 )
 
 
@@ -202,3 +212,128 @@ class InMemoryVertexPipelines(VertexPipelines):
             if name not in self.jobs:
                 raise ObjectNotFoundError(f"pipeline job {name} not found")
             return self._info(name)
+
+
+class InMemoryModelEndpoints(ModelEndpoints):
+    """Endpoints and models in dictionaries, with the traffic rules of Vertex AI.
+
+    ``deploy_calls`` counts deployments; :meth:`add_model` registers what a job would upload.
+    """
+
+    def __init__(self, project: str = "p") -> None:
+        self.project = project
+        self.models: dict[str, ModelInfo] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.deploy_calls = 0
+        self._ids = 0
+        self._lock = threading.RLock()
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return str(1000 + self._ids)
+
+    def add_model(
+        self, model_id: str, display_name: str, metrics: Mapping[str, float] | None = None
+    ) -> str:
+        """Register a model in ``us-central1``; returns its resource name."""
+        name = f"projects/{self.project}/locations/us-central1/models/{model_id}"
+        self.models[name] = ModelInfo(name, display_name, dict(metrics or {}))
+        return name
+
+    def _endpoint(self, name: str) -> dict[str, Any]:
+        if name not in self.endpoints:
+            raise ObjectNotFoundError(f"endpoint {name} not found")
+        return self.endpoints[name]
+
+    def _info(self, name: str) -> EndpointInfo:
+        endpoint = self.endpoints[name]
+        return EndpointInfo(
+            name=name,
+            display_name=endpoint["display_name"],
+            deployed_models=tuple(
+                DeployedModelInfo(deployed_id, model)
+                for deployed_id, model in endpoint["deployed"].items()
+            ),
+            traffic_split=dict(endpoint["traffic"]),
+        )
+
+    def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
+        with self._lock:
+            prefix = f"projects/{self.project}/locations/{location}/endpoints/"
+            for name, endpoint in self.endpoints.items():
+                if name.startswith(prefix) and endpoint["display_name"] == display_name:
+                    return self._info(name)
+            return None
+
+    def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
+        with self._lock:
+            name = f"projects/{self.project}/locations/{location}/endpoints/{self._next_id()}"
+            self.endpoints[name] = {"display_name": display_name, "deployed": {}, "traffic": {}}
+            return self._info(name)
+
+    def get_endpoint(self, name: str) -> EndpointInfo:
+        with self._lock:
+            self._endpoint(name)
+            return self._info(name)
+
+    def deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        with self._lock:
+            target = self._endpoint(endpoint)
+            if model not in self.models:
+                raise ObjectNotFoundError(f"model {model} not found")
+            self.deploy_calls += 1
+            deployed_id = self._next_id()
+            split = canary_split(
+                {k: target["traffic"].get(k, 0) for k in target["deployed"]},
+                traffic_percent,
+                incumbent,
+            )
+            target["deployed"][deployed_id] = model
+            target["traffic"] = {
+                (deployed_id if k == "0" else k): v for k, v in split.items() if v > 0
+            }
+            return deployed_id
+
+    def undeploy(
+        self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None
+    ) -> None:
+        with self._lock:
+            target = self._endpoint(endpoint)
+            if deployed_model_id not in target["deployed"]:
+                raise ObjectNotFoundError(f"{deployed_model_id} is not deployed on {endpoint}")
+            remaining = [k for k in target["deployed"] if k != deployed_model_id]
+            if traffic_split is not None:
+                self._check(traffic_split, remaining)
+                traffic = {k: v for k, v in traffic_split.items() if v > 0}
+            elif target["traffic"].get(deployed_model_id) and remaining:
+                raise RequestRejectedError(f"{deployed_model_id} still receives traffic")
+            else:
+                traffic = {k: v for k, v in target["traffic"].items() if k != deployed_model_id}
+            del target["deployed"][deployed_model_id]
+            target["traffic"] = traffic if remaining else {}
+
+    def set_traffic(self, endpoint: str, traffic_split: Mapping[str, int]) -> EndpointInfo:
+        with self._lock:
+            target = self._endpoint(endpoint)
+            self._check(traffic_split, list(target["deployed"]))
+            target["traffic"] = {k: v for k, v in traffic_split.items() if v > 0}
+            return self._info(endpoint)
+
+    @staticmethod
+    def _check(split: Mapping[str, int], deployed: list[str]) -> None:
+        if any(k not in deployed for k in split) or (deployed and sum(split.values()) != 100):
+            raise RequestRejectedError(f"invalid traffic split {dict(split)} for {deployed}")
+
+    def get_model(self, name: str) -> ModelInfo:
+        with self._lock:
+            if name not in self.models:
+                raise ObjectNotFoundError(f"model {name} not found")
+            return self.models[name]
+
+    def serving(self, endpoint: str) -> dict[str, int]:
+        """Model resource name → percentage of ``endpoint``'s traffic it receives."""
+        with self._lock:
+            target = self._endpoint(endpoint)
+            return {target["deployed"][k]: v for k, v in target["traffic"].items()}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 
@@ -192,5 +192,147 @@ class VertexPipelines(ABC):
 
         Raises:
             ObjectNotFoundError: no such job.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+
+@dataclass(frozen=True)
+class DeployedModelInfo:
+    """One model deployed on an endpoint."""
+
+    deployed_model_id: str
+    model: str
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """What the product reads of a Vertex AI endpoint."""
+
+    name: str
+    display_name: str
+    deployed_models: tuple[DeployedModelInfo, ...] = ()
+    #: Deployed model id → percentage of the traffic it receives.
+    traffic_split: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """The endpoint's location (from its resource name)."""
+        return location_of(self.name)
+
+    def deployed_id_of(self, model: str) -> str | None:
+        """The deployed model id serving ``model`` here, or None when it is not deployed."""
+        for deployed in self.deployed_models:
+            if deployed.model == model:
+                return deployed.deployed_model_id
+        return None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the product reads of a Model Registry entry."""
+
+    name: str
+    display_name: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+def location_of(resource_name: str) -> str:
+    """``projects/P/locations/L/...`` → ``L`` (empty when the name has no location)."""
+    parts = resource_name.split("/")
+    if len(parts) >= 4 and parts[0] == "projects" and parts[2] == "locations":
+        return parts[3]
+    return ""
+
+
+def canary_split(
+    current: Mapping[str, int], percent: int, incumbent: str | None = None
+) -> dict[str, int]:
+    """The traffic split deploying a model with ``percent`` of an endpoint's traffic.
+
+    Key ``"0"`` is the model being deployed (Vertex AI's convention); the rest of the traffic
+    goes to the deployed model ``incumbent`` (by default, the one that receives most now), and
+    every other model gets none. With no model to give the rest to, the new model takes it all.
+    """
+    serving = {k: v for k, v in current.items() if v > 0}
+    if incumbent is None and serving:
+        incumbent = max(serving, key=lambda k: serving[k])
+    if percent >= 100 or incumbent is None or incumbent not in current:
+        return {"0": 100}
+    return {"0": percent, incumbent: 100 - percent}
+
+
+class ModelEndpoints(ABC):
+    """Vertex AI endpoints (``endpoints`` REST resource) and the Model Registry's ``models.get``."""
+
+    @abstractmethod
+    def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
+        """The endpoint named ``display_name`` in ``location`` (the oldest if several), or None.
+
+        Raises:
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
+        """Create an endpoint named ``display_name`` in ``location`` (waits for the operation).
+
+        Raises:
+            RequestRejectedError: the service refused the request (permanent).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def get_endpoint(self, name: str) -> EndpointInfo:
+        """The endpoint with resource name ``name``.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        """Deploy ``model`` on ``endpoint`` with ``traffic_percent`` of its traffic.
+
+        The rest goes to the deployed model ``incumbent`` as :func:`canary_split` says. Returns
+        the new deployed model id.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or model.
+            RequestRejectedError: the service refused the deployment (permanent).
+            QuotaExceededError: out of serving quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def undeploy(
+        self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None
+    ) -> None:
+        """Remove a deployed model; ``traffic_split`` (of the remaining ones) replaces the split.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or deployed model.
+            RequestRejectedError: the model still has traffic and no split moves it away.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def set_traffic(self, endpoint: str, traffic_split: Mapping[str, int]) -> EndpointInfo:
+        """Replace the endpoint's traffic split (deployed model ids → percentages, summing to 100).
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            RequestRejectedError: the split names unknown models or does not add up to 100.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def get_model(self, name: str) -> ModelInfo:
+        """The Model Registry entry ``name``, with the metrics in its metadata (if any).
+
+        Raises:
+            ObjectNotFoundError: no such model.
             ServiceUnavailableError: the service did not answer (transient).
         """

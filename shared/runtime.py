@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from distillery.errors import DistilleryError, PermanentError
 from distillery.events import CloudEventLike, event_identity
 from distillery.logs import log_context, setup_logging
-from distillery.ports import ObjectStore, Publisher, RecordStore, VertexPipelines
+from distillery.ports import ModelEndpoints, ObjectStore, Publisher, RecordStore, VertexPipelines
 from distillery.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ class Dependencies:
     records: RecordStore
     publisher: Publisher
     vertex: VertexPipelines | None = None
+    endpoints: ModelEndpoints | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def require_vertex(self) -> VertexPipelines:
@@ -56,6 +57,18 @@ class Dependencies:
             raise ConfigurationError("this function was built without a Vertex AI client")
         return self.vertex
 
+    def require_endpoints(self) -> ModelEndpoints:
+        """The Vertex AI endpoints port (only the functions that manage endpoints use it).
+
+        Raises:
+            ConfigurationError: none was configured.
+        """
+        if self.endpoints is None:
+            from distillery.errors import ConfigurationError
+
+            raise ConfigurationError("this function was built without a Vertex AI endpoints client")
+        return self.endpoints
+
 
 @functools.cache
 def default_dependencies() -> Dependencies:
@@ -67,7 +80,7 @@ def default_dependencies() -> Dependencies:
         ConfigurationError: a required setting is missing.
     """
     from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
-    from distillery.adapters.vertex import VertexPipelineAdapter
+    from distillery.adapters.vertex import VertexModelEndpointsAdapter, VertexPipelineAdapter
 
     settings = Settings.from_env()
     settings.require("project", "bucket")
@@ -79,6 +92,9 @@ def default_dependencies() -> Dependencies:
         publisher=PubsubPublisher(settings.project),
         # Cheap to build: the Vertex AI client itself is imported and made on first use.
         vertex=VertexPipelineAdapter(settings.project, api_endpoint=settings.vertex_api_endpoint),
+        endpoints=VertexModelEndpointsAdapter(
+            settings.project, api_endpoint=settings.vertex_api_endpoint
+        ),
     )
 
 

@@ -122,6 +122,22 @@ class Settings:
     #: Daily budget in estimated accelerator-hours (A100-hours or TPU-v3-core-hours; 0: none).
     daily_accelerator_hours: float = _env("DISTILLERY_DAILY_ACCELERATOR_HOURS", default=0.0)
 
+    # --- Promotion (read by distillery.promoter; SPEC "After the job") --------------------------
+    #: Minimum ``eval_fraction_of_correct_next_step_preds`` (eval token accuracy, 0 to 1).
+    min_eval_accuracy: float = _env("DISTILLERY_MIN_EVAL_ACCURACY", default=0.0)
+    #: Maximum ``eval_total_loss`` (0: no maximum).
+    max_eval_loss: float = _env("DISTILLERY_MAX_EVAL_LOSS", default=0.0)
+    #: Minimum ``eval_num_predictions`` (eval target tokens scored), so a model is never judged
+    #: on a tiny evaluation set (0: no minimum).
+    min_eval_predictions: int = _env("DISTILLERY_MIN_EVAL_PREDICTIONS", default=0)
+    #: How much a model must beat the champion's eval accuracy by to replace it (never worse).
+    promotion_margin: float = _env("DISTILLERY_PROMOTION_MARGIN", default=0.0)
+    #: Promote a model that has no eval metrics (it still never replaces a champion that has).
+    promote_without_eval: bool = _env("DISTILLERY_PROMOTE_WITHOUT_EVAL", default=False)
+    #: A promoted model's share of its endpoint's traffic while the champion keeps the rest
+    #: (0: all of it; the first model of an endpoint always takes all of it).
+    canary_percent: int = _env("DISTILLERY_CANARY_PERCENT", default=0)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win.
@@ -184,6 +200,20 @@ class Settings:
         if self.max_findings_per_rule < 1:
             raise ConfigurationError("DISTILLERY_MAX_FINDINGS_PER_RULE must be at least 1")
         self._check_launch_policy()
+        self._check_promotion()
+
+    def _check_promotion(self) -> None:
+        """Raise :class:`ConfigurationError` when a promotion setting breaks a rule."""
+        for name in ("min_eval_accuracy", "promotion_margin"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigurationError(f"{self.env_name(name)} must be between 0 and 1")
+        for name in ("max_eval_loss", "min_eval_predictions"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{self.env_name(name)} must be 0 (no limit) or more")
+        if not 0 <= self.canary_percent < 100:
+            raise ConfigurationError(
+                "DISTILLERY_CANARY_PERCENT must be 0 (full traffic) or a percentage below 100"
+            )
 
     def _check_launch_policy(self) -> None:
         """Raise :class:`ConfigurationError` when a launch-policy setting breaks a rule."""

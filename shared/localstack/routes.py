@@ -85,13 +85,13 @@ class Route:
         return f"eventarc-local-{self.target}"
 
 
-#: The product's triggers. Later: launch_job, track_status, promote_model (one line each).
+#: The product's triggers (one line each).
 ROUTES: tuple[Route, ...] = (
     Route("validate_dataset", StorageFinalized()),
     Route("launch_job", MessagePublished(topic_setting="launch_topic")),
     Route("track_status", MessagePublished(topic_setting="job_events_topic")),
     Route("reconcile", Scheduled(every_seconds=30)),
-    # Route("promote_model", MessagePublished(topic_setting="status_topic")),
+    Route("promote_model", MessagePublished(topic_setting="status_topic")),
 )
 
 

@@ -1,0 +1,402 @@
+"""The promoter on the in-memory ports: gates, champions, canaries, idempotency and rollback."""
+
+from __future__ import annotations
+
+import base64
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cloudevents.http import CloudEvent
+
+from distillery.errors import ConfigurationError
+from distillery.fakes import (
+    InMemoryModelEndpoints,
+    InMemoryObjectStore,
+    InMemoryPublisher,
+    InMemoryRecordStore,
+)
+from distillery.jobs import new_record
+from distillery.models import JobState, StatusEvent
+from distillery.ports import ModelInfo, canary_split
+from distillery.promoter import (
+    ACCURACY,
+    NothingToRollBackError,
+    Thresholds,
+    UnknownJobError,
+    gate,
+    handle_status_event,
+    promote,
+    rollback,
+)
+from distillery.runtime import Dependencies, run_handler
+from distillery.settings import Settings
+
+FAMILY = "news-distilled"
+GOOD = {ACCURACY: 0.9, "eval_total_loss": 0.4, "eval_num_predictions": 500.0}
+
+Make = Callable[..., Dependencies]
+
+
+@pytest.fixture
+def make() -> Make:
+    def build(**settings: Any) -> Dependencies:
+        return Dependencies(
+            settings=Settings(project="p", bucket="b", **settings),
+            objects=InMemoryObjectStore(),
+            records=InMemoryRecordStore(),
+            publisher=InMemoryPublisher(),
+            endpoints=InMemoryModelEndpoints("p"),
+        )
+
+    return build
+
+
+def _fake(deps: Dependencies) -> InMemoryModelEndpoints:
+    assert isinstance(deps.endpoints, InMemoryModelEndpoints)
+    return deps.endpoints
+
+
+def _succeeded(
+    deps: Dependencies, job_id: str, metrics: dict[str, float] | None, family: str = FAMILY
+) -> str:
+    """A SUCCEEDED job whose model (registered on the fake) has ``metrics``; its model name."""
+    model = _fake(deps).add_model(f"m-{job_id}", family, metrics)
+    record = new_record(
+        job_id,
+        JobState.SUCCEEDED,
+        deps.clock(),
+        {
+            "spec": {"model_display_name": family},
+            "model": model,
+            "request": {"dataset_uri": "gs://b/validated/x/news.jsonl"},
+            **({"metrics": metrics} if metrics is not None else {}),
+        },
+    )
+    record["announced"] = ["SUCCEEDED"]
+    deps.records.set("jobs", job_id, record)
+    return model
+
+
+def _event(job_id: str, state: str = "SUCCEEDED") -> CloudEvent:
+    status = StatusEvent(job_id=job_id, state=JobState(state), at="2026-11-29T10:00:00Z")
+    return CloudEvent(
+        {
+            "id": f"{state}-{random.random()}",
+            "type": "google.cloud.pubsub.topic.v1.messagePublished",
+            "source": "//pubsub.googleapis.com/projects/p/topics/distill-job-status",
+        },
+        {
+            "message": {
+                "data": base64.b64encode(status.to_bytes()).decode(),
+                "attributes": status.attributes(),
+                "messageId": "1",
+            },
+            "subscription": "projects/p/subscriptions/promote",
+        },
+    )
+
+
+def _job(deps: Dependencies, job_id: str) -> dict[str, Any]:
+    record = deps.records.get("jobs", job_id)
+    assert record is not None
+    return record
+
+
+def _announced(deps: Dependencies) -> list[tuple[str, str]]:
+    assert isinstance(deps.publisher, InMemoryPublisher)
+    return [
+        (m.attributes["job_id"], m.attributes["state"])
+        for m in deps.publisher.on("distill-job-status")
+    ]
+
+
+# --- the gates ------------------------------------------------------------------------------
+
+
+def test_gate_passes_good_metrics_without_a_champion() -> None:
+    assert gate(GOOD, Thresholds(min_eval_accuracy=0.8, max_eval_loss=1.0)) == []
+
+
+def test_gate_lists_every_failed_rule_with_its_figures() -> None:
+    thresholds = Thresholds(min_eval_accuracy=0.95, max_eval_loss=0.3, min_eval_predictions=1000)
+    champion = {"job_id": "old", "model": "m-old", "metrics": {ACCURACY: 0.93}}
+    failures = gate(GOOD, thresholds, champion)
+    assert len(failures) == 4
+    assert "0.9 is below the minimum 0.95" in failures[0]
+    assert "eval_total_loss 0.4 is above the maximum 0.3" in failures[1]
+    assert "eval_num_predictions 500 is below the minimum 1000" in failures[2]
+    assert "job old" in failures[3] and "0.93" in failures[3]
+
+
+def test_gate_rejects_missing_eval_metrics_unless_allowed() -> None:
+    train_only = {"train_total_loss": 0.2}
+    [failure] = gate(train_only, Thresholds())
+    assert "no eval metrics" in failure and "DISTILLERY_PROMOTE_WITHOUT_EVAL" in failure
+    assert gate(train_only, Thresholds(promote_without_eval=True)) == []
+    # Without eval metrics it still never replaces a champion that has them.
+    champion = {"job_id": "old", "model": "m", "metrics": {ACCURACY: 0.5}}
+    [failure] = gate(train_only, Thresholds(promote_without_eval=True), champion)
+    assert "could be worse than the champion" in failure
+
+
+def test_gate_missing_loss_and_predictions_fail_when_their_limits_are_set() -> None:
+    failures = gate({ACCURACY: 0.9}, Thresholds(max_eval_loss=1.0, min_eval_predictions=10))
+    assert [f.split(" ")[0] for f in failures] == ["eval_total_loss", "eval_num_predictions"]
+
+
+@pytest.mark.parametrize(
+    ("ours", "margin", "passes"),
+    [(0.90, 0.0, True), (0.89, 0.0, False), (0.92, 0.05, False), (0.95, 0.05, True)],
+)
+def test_gate_champion_comparison_with_margin(ours: float, margin: float, passes: bool) -> None:
+    champion = {"job_id": "old", "model": "m", "metrics": {ACCURACY: 0.9}}
+    failures = gate({ACCURACY: ours}, Thresholds(promotion_margin=margin), champion)
+    assert (failures == []) is passes
+    if not passes:
+        assert "DISTILLERY_PROMOTION_MARGIN" in failures[0]
+
+
+# --- promotion ------------------------------------------------------------------------------
+
+
+def test_promoter_first_model_creates_the_endpoint_and_becomes_champion(make: Make) -> None:
+    deps = make()
+    model = _succeeded(deps, "job-1", GOOD)
+    outcome = handle_status_event(_event("job-1"), deps)
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    fake = _fake(deps)
+    [(endpoint, info)] = fake.endpoints.items()
+    assert info["display_name"] == FAMILY and outcome.endpoint == endpoint
+    assert fake.serving(endpoint) == {model: 100}
+    record = _job(deps, "job-1")
+    assert record["state"] == "PROMOTED" and record["endpoint"] == endpoint
+    assert record["promotion"]["decision"] == "promote"
+    family = deps.records.get("models", FAMILY)
+    assert family is not None
+    assert family["champion"]["job_id"] == "job-1" and family["champion"]["metrics"] == GOOD
+    assert family["history"] == []
+    assert _announced(deps) == [("job-1", "PROMOTED")]
+    [message] = [m for m in deps.publisher.on("distill-job-status")]  # type: ignore[attr-defined]
+    assert StatusEvent.model_validate_json(message.data).endpoint == endpoint
+
+
+def test_promoter_better_model_replaces_the_champion_keeping_history(make: Make) -> None:
+    deps = make()
+    old = _succeeded(deps, "job-1", GOOD)
+    promote("job-1", deps)
+    new = _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
+    outcome = promote("job-2", deps)
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    assert _fake(deps).serving(str(outcome.endpoint)) == {new: 100}
+    family = deps.records.get("models", FAMILY)
+    assert family is not None
+    assert family["champion"]["job_id"] == "job-2"
+    assert [h["job_id"] for h in family["history"]] == ["job-1"]
+    # The previous champion stays deployed (no traffic) so a rollback is instant.
+    info = _fake(deps).get_endpoint(str(outcome.endpoint))
+    assert info.deployed_id_of(old) is not None
+
+
+def test_promoter_worse_model_is_rejected_with_every_reason(make: Make) -> None:
+    deps = make(min_eval_accuracy=0.85)
+    _succeeded(deps, "job-1", GOOD)
+    promote("job-1", deps)
+    _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.6})
+    outcome = promote("job-2", deps)
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    record = _job(deps, "job-2")
+    assert record["state"] == "REJECTED"
+    assert "0.6 is below the minimum 0.85" in record["reason"]
+    assert "job job-1" in record["reason"] and "0.9" in record["reason"]
+    family = deps.records.get("models", FAMILY)
+    assert family is not None and family["champion"]["job_id"] == "job-1"
+    assert _fake(deps).deploy_calls == 1
+    rejected = [m for m in deps.publisher.on("distill-job-status")][-1]  # type: ignore[attr-defined]
+    assert StatusEvent.model_validate_json(rejected.data).reason == record["reason"]
+
+
+def test_promoter_rejects_a_job_without_eval_metrics(make: Make) -> None:
+    deps = make()
+    _succeeded(deps, "job-1", {"train_total_loss": 0.1})
+    outcome = promote("job-1", deps)
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    assert "no eval metrics" in str(outcome.reason)
+    assert _fake(deps).endpoints == {}
+
+
+def test_promoter_reads_the_model_metrics_when_the_job_has_none(make: Make) -> None:
+    deps = make()
+    model = _succeeded(deps, "job-1", None)
+    _fake(deps).models[model] = ModelInfo(model, FAMILY, GOOD)  # the registry's metadata
+    outcome = promote("job-1", deps)
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    assert _job(deps, "job-1")["promotion"]["metrics"] == GOOD
+
+
+def test_promoter_canary_splits_the_traffic_with_the_champion(make: Make) -> None:
+    deps = make(canary_percent=10)
+    first = _succeeded(deps, "job-1", GOOD)
+    endpoint = str(promote("job-1", deps).endpoint)  # type: ignore[union-attr]
+    assert _fake(deps).serving(endpoint) == {first: 100}  # the first model takes everything
+    second = _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.92})
+    promote("job-2", deps)
+    assert _fake(deps).serving(endpoint) == {first: 90, second: 10}
+    third = _succeeded(deps, "job-3", {**GOOD, ACCURACY: 0.94})
+    promote("job-3", deps)
+    # The canary shares with the champion (job-2); job-1 no longer serves and is undeployed.
+    assert _fake(deps).serving(endpoint) == {second: 90, third: 10}
+    assert _fake(deps).get_endpoint(endpoint).deployed_id_of(first) is None
+
+
+def test_promoter_redelivered_event_deploys_once(make: Make) -> None:
+    deps = make()
+    _succeeded(deps, "job-1", GOOD)
+    for _ in range(3):
+        run_handler("promote_model", _event("job-1"), handle_status_event, deps)
+    assert _fake(deps).deploy_calls == 1
+    assert _announced(deps) == [("job-1", "PROMOTED")]
+    family = deps.records.get("models", FAMILY)
+    assert family is not None and family["history"] == []
+
+
+def test_promoter_converges_after_a_crash_between_deploy_and_transition(make: Make) -> None:
+    deps = make()
+    _succeeded(deps, "job-1", GOOD)
+    fake = _fake(deps)
+    real_get = fake.get_endpoint
+    calls = {"n": 0}
+
+    def crash_after_deploy(name: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the read after the deployment, before the champion is crowned
+            raise ConnectionError("crash")
+        return real_get(name)
+
+    fake.get_endpoint = crash_after_deploy  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        promote("job-1", deps)
+    fake.get_endpoint = real_get  # type: ignore[method-assign]
+    assert _job(deps, "job-1")["state"] == "SUCCEEDED"
+    promote("job-1", deps)
+    promote("job-1", deps)
+    assert fake.deploy_calls == 1 and _job(deps, "job-1")["state"] == "PROMOTED"
+
+
+def test_promoter_decision_never_flips_on_redelivery(make: Make) -> None:
+    deps = make(min_eval_accuracy=0.95)
+    _succeeded(deps, "job-1", GOOD)
+    assert promote("job-1", deps).state is JobState.REJECTED  # type: ignore[union-attr]
+    # Even if the thresholds change, a redelivered event keeps the recorded decision.
+    relaxed = Dependencies(
+        settings=Settings(project="p", bucket="b"),
+        objects=deps.objects,
+        records=deps.records,
+        publisher=deps.publisher,
+        endpoints=deps.endpoints,
+    )
+    assert promote("job-1", relaxed).state is JobState.REJECTED  # type: ignore[union-attr]
+    assert _fake(deps).deploy_calls == 0
+    assert _announced(deps) == [("job-1", "REJECTED")]
+
+
+def test_promoter_ignores_other_states_and_unknown_jobs_are_permanent(make: Make) -> None:
+    deps = make()
+    assert handle_status_event(_event("job-1", "RUNNING"), deps) is None
+    assert handle_status_event(_event("job-1", "PROMOTED"), deps) is None
+    with pytest.raises(UnknownJobError):
+        handle_status_event(_event("nobody"), deps)
+    _succeeded(deps, "job-1", GOOD)
+    record = _job(deps, "job-1")
+    record["state"] = "RUNNING"
+    deps.records.set("jobs", "job-1", record)
+    assert promote("job-1", deps) is None
+
+
+def test_promoter_rejects_a_job_without_a_model(make: Make) -> None:
+    deps = make()
+    _succeeded(deps, "job-1", GOOD)
+    record = _job(deps, "job-1")
+    del record["model"]
+    deps.records.set("jobs", "job-1", record)
+    outcome = promote("job-1", deps)
+    assert outcome is not None and "no model" in str(outcome.reason)
+
+
+# --- rollback -------------------------------------------------------------------------------
+
+
+def test_rollback_restores_the_previous_champion(make: Make) -> None:
+    deps = make()
+    old = _succeeded(deps, "job-1", GOOD)
+    promote("job-1", deps)
+    new = _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
+    endpoint = str(promote("job-2", deps).endpoint)  # type: ignore[union-attr]
+    published = len(_announced(deps))
+
+    family = rollback(FAMILY, deps, from_job="job-2")
+    assert family["champion"]["job_id"] == "job-1" and family["history"] == []
+    assert [r["job_id"] for r in family["rolled_back"]] == ["job-2"]
+    fake = _fake(deps)
+    assert fake.serving(endpoint) == {old: 100}
+    assert fake.get_endpoint(endpoint).deployed_id_of(new) is None
+    assert _job(deps, "job-2")["rolled_back_at"]
+    assert _job(deps, "job-2")["state"] == "PROMOTED"  # no job state means "rolled back"
+    assert len(_announced(deps)) == published
+    with pytest.raises(NothingToRollBackError):
+        rollback(FAMILY, deps, from_job="job-2")  # a repeated call does nothing
+    with pytest.raises(NothingToRollBackError):
+        rollback(FAMILY, deps)  # job-1 has no predecessor
+
+
+def test_rollback_redeploys_a_previous_champion_that_was_undeployed(make: Make) -> None:
+    deps = make()
+    old = _succeeded(deps, "job-1", GOOD)
+    endpoint = str(promote("job-1", deps).endpoint)  # type: ignore[union-attr]
+    _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
+    promote("job-2", deps)
+    fake = _fake(deps)
+    info = fake.get_endpoint(endpoint)
+    fake.undeploy(endpoint, str(info.deployed_id_of(old)))
+    rollback(FAMILY, deps)
+    assert fake.serving(endpoint) == {old: 100}
+
+
+def test_rollback_of_an_unknown_family_is_refused(make: Make) -> None:
+    with pytest.raises(NothingToRollBackError):
+        rollback("nobody", make())
+
+
+# --- settings and the split -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DISTILLERY_CANARY_PERCENT", "100"),
+        ("DISTILLERY_CANARY_PERCENT", "-1"),
+        ("DISTILLERY_MIN_EVAL_ACCURACY", "1.5"),
+        ("DISTILLERY_PROMOTION_MARGIN", "-0.1"),
+        ("DISTILLERY_MAX_EVAL_LOSS", "-1"),
+        ("DISTILLERY_MIN_EVAL_PREDICTIONS", "-5"),
+    ],
+)
+def test_promotion_settings_refuse_out_of_range_values(name: str, value: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_promotion_settings_read_the_environment() -> None:
+    settings = Settings.from_env(
+        {"DISTILLERY_CANARY_PERCENT": "20", "DISTILLERY_PROMOTE_WITHOUT_EVAL": "true"}
+    )
+    assert (settings.canary_percent, settings.promote_without_eval) == (20, True)
+
+
+def test_canary_split_gives_the_rest_to_the_incumbent() -> None:
+    assert canary_split({}, 10) == {"0": 100}
+    assert canary_split({"a": 100}, 100) == {"0": 100}
+    assert canary_split({"a": 70, "b": 30}, 10) == {"0": 10, "a": 90}
+    assert canary_split({"a": 70, "b": 30}, 10, incumbent="b") == {"0": 10, "b": 90}
+    assert canary_split({"a": 100}, 10, incumbent="gone") == {"0": 100}
