@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +52,20 @@ def _wait(probe: Callable[[], T | None], what: str, timeout: float = 120.0) -> T
 
 def _jsonl(examples: Sequence[Any]) -> bytes:
     return "".join(e.to_json() + "\n" for e in examples).encode()
+
+
+def _predict(api_endpoint: str, endpoint: str, prompt: str) -> str:
+    """One prediction from a local endpoint (the text-model ``:predict`` shape)."""
+    body = json.dumps({"instances": [{"prompt": prompt}]}).encode()
+    request = urllib.request.Request(
+        f"{api_endpoint}/v1/{endpoint}:predict",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer: str = json.loads(response.read())["predictions"][0]["content"]
+    return answer
 
 
 def run(state_dir: Path, name: str) -> int:
@@ -169,6 +184,28 @@ def run(state_dir: Path, name: str) -> int:
     _say(f"   model: {finished.get('model')}")
     for name, value in sorted((finished.get("metrics") or {}).items()):
         _say(f"   {name:<45} {value:.4f}")
+    _say()
+
+    def decided() -> dict[str, Any] | None:
+        job = records.get(settings.jobs_collection, launched["job_id"])
+        return job if job and job["state"] in ("PROMOTED", "REJECTED") else None
+
+    decision = _wait(decided, "promote_model's decision")
+    _say(f"6. promote_model: {decision['state']}")
+    if decision["state"] != "PROMOTED":
+        _say(f"   reason: {decision.get('reason')}")
+        return 1
+    endpoint = decision["endpoint"]
+    _say(f"   endpoint: {endpoint}")
+    _say("   a few eval prompts sent to the endpoint (:predict):")
+    correct = 0
+    sample = evaluation[:8]
+    for example in sample:
+        answer = _predict(settings.vertex_api_endpoint, endpoint, example.input_text)
+        correct += answer == example.output_text
+        text = example.input_text.rsplit("Text: ", 1)[-1]
+        _say(f"   {text[:60]:<60} -> {answer!r} (expected {example.output_text!r})")
+    _say(f"   {correct}/{len(sample)} correct")
     _say()
     _say('The stack keeps running: `eval "$(distillery dev env)"` points gcloud-style clients')
     _say("at it, `distillery dev status` shows it, and `distillery dev down` stops it.")
