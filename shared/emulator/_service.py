@@ -8,8 +8,6 @@ the lock is held, so events leave in transition order.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import itertools
 import logging
@@ -36,6 +34,7 @@ from distillery.emulator._model import (
     now,
     rfc3339,
 )
+from distillery.emulator._registry import encode_page_token, page_bounds
 from distillery.emulator._runner import (
     DatasetRunner,
     JobCancelledError,
@@ -50,8 +49,6 @@ from distillery.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PAGE_SIZE = 100
-MAX_PAGE_SIZE = 1000
 CANCELLED_MESSAGE = "the pipeline job was cancelled"
 _ORDER_FIELDS = {
     "create_time": "create_time",
@@ -251,10 +248,7 @@ class PipelineService:
         Raises:
             ApiError: INVALID_ARGUMENT for a bad page size, token, filter or order.
         """
-        if page_size < 0:
-            raise ApiError("INVALID_ARGUMENT", f"pageSize must not be negative, got {page_size}")
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        offset = _decode_token(page_token)
+        offset, size = page_bounds(page_size, page_token)
         clauses = _parse_filter(filter_text)
         sort_field, descending = _parse_order(order_by)
         prefix = f"projects/{project}/locations/{location}/pipelineJobs/"
@@ -268,7 +262,7 @@ class PipelineService:
             page = records[offset : offset + size]
             answer: dict[str, Any] = {"pipelineJobs": [self._resource(r, full=False) for r in page]}
             if offset + size < len(records):
-                answer["nextPageToken"] = _encode_token(offset + size)
+                answer["nextPageToken"] = encode_page_token(offset + size)
         return answer
 
     def cancel(self, project: str, location: str, job_id: str) -> None:
@@ -449,32 +443,6 @@ def _template_name(template_uri: str) -> str:
     """The package name of an Artifact Registry template URI (``.../PACKAGE/VERSION``)."""
     parts = template_uri.rstrip("/").split("/")
     return parts[-2] if len(parts) >= 2 else template_uri
-
-
-def _encode_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
-
-
-def _decode_token(token: str) -> int:
-    """The offset in a page token ("" → 0).
-
-    Raises:
-        ApiError: INVALID_ARGUMENT, not a token this emulator issued.
-    """
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token.encode()).decode()
-        kind, _, number = text.partition(":")
-        if kind != "offset" or not number.isdigit():
-            raise ValueError(text)
-        return int(number)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(
-            "INVALID_ARGUMENT",
-            f"Invalid pageToken {token!r}",
-            [FieldViolation("pageToken", "not a token from a previous list")],
-        ) from None
 
 
 def _parse_filter(text: str) -> list[tuple[str, str, str]]:
