@@ -26,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillery.models import LaunchRequest
-from distillery.settings import DATA_RESIDENCY_AREAS, SUPPORTED_REGIONS, Settings
+from distillery.settings import (
+    DATA_RESIDENCY_AREAS,
+    PROMOTION_GATE_KEYS,
+    SUPPORTED_REGIONS,
+    Settings,
+)
 
 # --- SPEC facts ----------------------------------------------------------------------------------
 
@@ -379,8 +384,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "task": _task,
 }
 
-#: Every job parameter a LaunchRequest may override.
-OVERRIDABLE_PARAMETERS: tuple[str, ...] = tuple(_PARSERS)
+#: Every job parameter a LaunchRequest may override, and the promotion gates it may set.
+OVERRIDABLE_PARAMETERS: tuple[str, ...] = (*_PARSERS, *PROMOTION_GATE_KEYS)
 
 
 @dataclass
@@ -440,6 +445,8 @@ def _parse_overrides(
     refusals: list[str] = []
     given: set[str] = set()
     for key, value in raw.items():
+        if key in PROMOTION_GATE_KEYS:
+            continue  # Read by the promoter, not a job parameter (the validator checked it).
         parser = _PARSERS.get(key)
         if parser is None:
             if key not in flagged:

@@ -5,7 +5,8 @@ dropped from the message attributes, before the body is parsed). For a job it:
 
 1. reads the model and eval metrics track_status recorded on the job (the selected checkpoint's
    when checkpoint selection is on; the Model Registry entry's metadata when the job has none);
-2. decides once: the metrics are gated on the thresholds of the settings and against the current
+2. decides once: the metrics are gated on the thresholds of the settings (or those the job's
+   config sidecar or rerun set: ``min_eval_accuracy`` and the like) and against the current
    champion of the model's family (``models/{family}``, family = the job's model display name),
    and the decision is written on the job (``promotion``) with a compare-and-set, so a
    redelivery never flips it;
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from distillery.errors import ObjectNotFoundError, PermanentError
@@ -36,7 +37,7 @@ from distillery.jobs import announce, transition
 from distillery.models import JobState, StatusEvent
 from distillery.ports import location_of
 from distillery.runtime import Dependencies
-from distillery.settings import Settings
+from distillery.settings import PROMOTION_GATE_KEYS, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -61,24 +62,37 @@ class NothingToRollBackError(PermanentError):
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The gates a model must pass (from :class:`~distillery.settings.Settings`)."""
+    """The gates a model must pass: the settings', or the job's config where it sets them."""
 
     min_eval_accuracy: float = 0.0
     max_eval_loss: float = 0.0
     min_eval_predictions: int = 0
     promotion_margin: float = 0.0
     promote_without_eval: bool = False
+    #: Where each gate comes from, as reasons name it (default: the setting's variable).
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Thresholds:
-        """The thresholds ``settings`` set."""
-        return cls(
-            min_eval_accuracy=settings.min_eval_accuracy,
-            max_eval_loss=settings.max_eval_loss,
-            min_eval_predictions=settings.min_eval_predictions,
-            promotion_margin=settings.promotion_margin,
-            promote_without_eval=settings.promote_without_eval,
-        )
+    def from_settings(
+        cls, settings: Settings, overrides: Mapping[str, Any] | None = None
+    ) -> Thresholds:
+        """The thresholds ``settings`` set, with the gates of ``overrides`` (a job's config
+        sidecar and ``--set`` values, already validated) in their place."""
+        values: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for name in PROMOTION_GATE_KEYS:
+            given = (overrides or {}).get(name)
+            if given is None or isinstance(given, bool):
+                values[name] = getattr(settings, name)
+                sources[name] = settings.env_name(name)
+            else:
+                values[name] = type(getattr(settings, name))(given)
+                sources[name] = f"the job's config {name}"
+        return cls(**values, promote_without_eval=settings.promote_without_eval, sources=sources)
+
+    def source(self, name: str) -> str:
+        """Where gate ``name`` was set, for reasons."""
+        return self.sources.get(name) or f"DISTILLERY_{name.upper()}"
 
 
 @dataclass(frozen=True)
@@ -115,25 +129,27 @@ def gate(
     if accuracy is not None and accuracy < thresholds.min_eval_accuracy:
         failures.append(
             f"{ACCURACY} {_figure(accuracy)} is below the minimum "
-            f"{_figure(thresholds.min_eval_accuracy)} (DISTILLERY_MIN_EVAL_ACCURACY)"
+            f"{_figure(thresholds.min_eval_accuracy)} ({thresholds.source('min_eval_accuracy')})"
         )
     if accuracy is not None and thresholds.max_eval_loss > 0:
         loss = metrics.get(LOSS)
         if loss is None:
-            failures.append(f"{LOSS} is missing; DISTILLERY_MAX_EVAL_LOSS needs it")
+            failures.append(f"{LOSS} is missing; {thresholds.source('max_eval_loss')} needs it")
         elif loss > thresholds.max_eval_loss:
             failures.append(
                 f"{LOSS} {_figure(loss)} is above the maximum "
-                f"{_figure(thresholds.max_eval_loss)} (DISTILLERY_MAX_EVAL_LOSS)"
+                f"{_figure(thresholds.max_eval_loss)} ({thresholds.source('max_eval_loss')})"
             )
     if accuracy is not None and thresholds.min_eval_predictions > 0:
         predictions = metrics.get(PREDICTIONS)
         if predictions is None:
-            failures.append(f"{PREDICTIONS} is missing; DISTILLERY_MIN_EVAL_PREDICTIONS needs it")
+            failures.append(
+                f"{PREDICTIONS} is missing; {thresholds.source('min_eval_predictions')} needs it"
+            )
         elif predictions < thresholds.min_eval_predictions:
             failures.append(
                 f"{PREDICTIONS} {_figure(predictions)} is below the minimum "
-                f"{thresholds.min_eval_predictions} (DISTILLERY_MIN_EVAL_PREDICTIONS)"
+                f"{thresholds.min_eval_predictions} ({thresholds.source('min_eval_predictions')})"
             )
     if champion:
         failures.extend(_against_champion(accuracy, thresholds, champion))
@@ -157,8 +173,8 @@ def _against_champion(
     if accuracy < needed - _TOLERANCE:
         return [
             f"{ACCURACY} {_figure(accuracy)} does not beat the {_figure(theirs)} of {who} by the "
-            f"margin {_figure(thresholds.promotion_margin)} (DISTILLERY_PROMOTION_MARGIN; "
-            f"needs at least {_figure(needed)})"
+            f"margin {_figure(thresholds.promotion_margin)} "
+            f"({thresholds.source('promotion_margin')}; needs at least {_figure(needed)})"
         ]
     return []
 
@@ -241,6 +257,14 @@ def _metrics(record: Mapping[str, Any], deps: Dependencies) -> dict[str, float]:
         return {}
 
 
+def _thresholds(record: Mapping[str, Any], settings: Settings) -> Thresholds:
+    """The job's gates: the settings, with what its config sidecar or rerun set in their place."""
+    overrides = (record.get("request") or {}).get("overrides") or {}
+    return Thresholds.from_settings(
+        settings, {k: v for k, v in overrides.items() if k in PROMOTION_GATE_KEYS}
+    )
+
+
 def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     """Gate the job, write the decision on it (first writer wins) and return what is written.
 
@@ -257,10 +281,9 @@ def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     if champion and champion.get("job_id") == job_id:
         champion = None  # Crowned already (a crash before the transition): compare with nobody.
     metrics = _metrics(record, deps) if model else {}
+    thresholds = _thresholds(record, settings)
     failures = (
-        gate(metrics, Thresholds.from_settings(settings), champion)
-        if model
-        else ["the job recorded no model to promote"]
+        gate(metrics, thresholds, champion) if model else ["the job recorded no model to promote"]
     )
     canary = champion is not None and settings.canary_percent > 0
     decision: dict[str, Any] = {
@@ -269,6 +292,7 @@ def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
         "model": model,
         "metrics": metrics,
         "failures": failures,
+        "thresholds": {name: getattr(thresholds, name) for name in PROMOTION_GATE_KEYS},
         "champion": (
             {k: champion.get(k) for k in ("job_id", "model", "metrics", "endpoint")}
             if champion

@@ -53,6 +53,16 @@ def _env(name: str, **kwargs: Any) -> Any:
     return field(metadata=metadata, **kwargs)
 
 
+#: Promotion gates a dataset's config sidecar (or a rerun's ``--set``) may set for its own jobs,
+#: in place of the ``DISTILLERY_*`` setting of the same name.
+PROMOTION_GATE_KEYS: tuple[str, ...] = (
+    "min_eval_accuracy",
+    "max_eval_loss",
+    "min_eval_predictions",
+    "promotion_margin",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable, with the production defaults of ARCHITECTURE.md."""

@@ -1,7 +1,9 @@
 """Validate a config sidecar: the JSON object of job overrides next to a training set.
 
 The allowed keys are the distillation job parameters a user may choose (SPEC "Training
-parameters" and "The job request") plus ``task``, which picks the recommended ``train_steps``.
+parameters" and "The job request"), ``task``, which picks the recommended ``train_steps``, and
+the promotion gates of the dataset's jobs (``min_eval_accuracy`` and the like), which the
+promoter uses in place of the settings of the same name.
 Values are normalized on the way (``300.0`` → ``300``, ``"gpu"`` → ``"GPU"``), so the launcher
 receives exactly the types the pipeline expects.
 """
@@ -17,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from distillery.settings import ACCELERATOR_TYPES, SUPPORTED_REGIONS
+from distillery.settings import ACCELERATOR_TYPES, PROMOTION_GATE_KEYS, SUPPORTED_REGIONS
 from distillery.validation import _rules as rules
 from distillery.validation._names import DatasetKind
 from distillery.validation._report import Finding, ValidationReport
@@ -38,6 +40,7 @@ EVAL_ONLY_KEYS: tuple[str, ...] = (
     "evaluation_interval",
     "enable_early_stopping",
     "enable_checkpoint_selection",
+    *PROMOTION_GATE_KEYS,
 )
 
 _TENSORBOARD = re.compile(r"projects/[^/\s]+/locations/[^/\s]+/tensorboards/[^/\s]+")
@@ -75,6 +78,26 @@ def _learning_rate_multiplier(value: Any) -> float:
     if not math.isfinite(value) or value <= 0:
         raise _Invalid(f"is {value!r}, expected a number > 0")
     return float(value)
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"is {describe_json_value(value)}, expected a number from 0 to 1")
+    if not math.isfinite(value) or not 0 <= value <= 1:
+        raise _Invalid(f"is {value!r}, expected a number from 0 to 1")
+    return float(value)
+
+
+def _non_negative(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Invalid(f"is {describe_json_value(value)}, expected a number ≥ 0 (0: no limit)")
+    if not math.isfinite(value) or value < 0:
+        raise _Invalid(f"is {value!r}, expected a number ≥ 0 (0: no limit)")
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    return _integer(value, 0)
 
 
 def _boolean(value: Any) -> bool:
@@ -163,6 +186,11 @@ PARAMETERS: dict[str, Callable[[Any], Any]] = {
     ),
     "service_account": _matching(_EMAIL, "a service account email"),
     "task": _task,
+    # Promotion gates for this dataset's jobs (in place of the DISTILLERY_* settings).
+    "min_eval_accuracy": _fraction,
+    "max_eval_loss": _non_negative,
+    "min_eval_predictions": _count,
+    "promotion_margin": _fraction,
 }
 
 

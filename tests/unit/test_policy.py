@@ -874,3 +874,15 @@ def test_job_id_valid_for_any_display_name(display_name: str) -> None:
 def test_job_id_needs_identity_and_request_id() -> None:
     with pytest.raises(ValueError, match="source_identity"):
         policy.job_id(plan_for(), source_identity="", request_id="r")
+
+
+def test_resolve_leaves_promotion_gates_to_the_promoter() -> None:
+    plan = plan_for(
+        request(eval_uri=EVAL, min_eval_accuracy=0.9, promotion_margin=0.01), eval_examples=50
+    )
+    assert plan.refusals == []
+    assert not {"min_eval_accuracy", "promotion_margin"} & set(params(plan))
+
+
+def test_resolve_refuses_a_gate_without_an_eval_set() -> None:
+    assert refused_with(plan_for(request(min_eval_accuracy=0.9)), "min_eval_accuracy")

@@ -59,7 +59,11 @@ def _fake(deps: Dependencies) -> InMemoryModelEndpoints:
 
 
 def _succeeded(
-    deps: Dependencies, job_id: str, metrics: dict[str, float] | None, family: str = FAMILY
+    deps: Dependencies,
+    job_id: str,
+    metrics: dict[str, float] | None,
+    family: str = FAMILY,
+    overrides: dict[str, Any] | None = None,
 ) -> str:
     """A SUCCEEDED job whose model (registered on the fake) has ``metrics``; its model name."""
     model = _fake(deps).add_model(f"m-{job_id}", family, metrics)
@@ -70,7 +74,10 @@ def _succeeded(
         {
             "spec": {"model_display_name": family},
             "model": model,
-            "request": {"dataset_uri": "gs://b/validated/x/news.jsonl"},
+            "request": {
+                "dataset_uri": "gs://b/validated/x/news.jsonl",
+                "overrides": overrides or {},
+            },
             **({"metrics": metrics} if metrics is not None else {}),
         },
     )
@@ -215,6 +222,40 @@ def test_promoter_worse_model_is_rejected_with_every_reason(make: Make) -> None:
     assert _fake(deps).deploy_calls == 1
     rejected = [m for m in deps.publisher.on("distill-job-status")][-1]  # type: ignore[attr-defined]
     assert StatusEvent.model_validate_json(rejected.data).reason == record["reason"]
+
+
+def test_promoter_gates_come_from_the_jobs_config_in_place_of_the_settings(make: Make) -> None:
+    deps = make(min_eval_accuracy=0.5, max_eval_loss=10.0)
+    _succeeded(deps, "job-1", GOOD, overrides={"min_eval_accuracy": 0.95, "train_steps": 300})
+    outcome = promote("job-1", deps)
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    reason = str(outcome.reason)
+    assert "0.9 is below the minimum 0.95 (the job's config min_eval_accuracy)" in reason
+    assert "eval_total_loss" not in reason  # the setting's 10.0 still applies and passes
+    decision = _job(deps, "job-1")["promotion"]
+    assert decision["thresholds"]["min_eval_accuracy"] == 0.95
+    assert decision["thresholds"]["max_eval_loss"] == 10.0
+    # A config may also loosen a gate for its own dataset.
+    _succeeded(deps, "job-2", GOOD, overrides={"min_eval_accuracy": 0.0})
+    deps_strict = make(min_eval_accuracy=0.99)
+    deps_strict.records = deps.records
+    deps_strict.endpoints = deps.endpoints
+    outcome = promote("job-2", deps_strict)
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+
+
+def test_thresholds_name_the_setting_when_the_config_sets_nothing() -> None:
+    thresholds = Thresholds.from_settings(
+        Settings(project="p", bucket="b", min_eval_predictions=50), {"promotion_margin": 0.1}
+    )
+    assert thresholds.min_eval_predictions == 50
+    assert thresholds.source("min_eval_predictions") == "DISTILLERY_MIN_EVAL_PREDICTIONS"
+    assert thresholds.promotion_margin == 0.1
+    assert thresholds.source("promotion_margin") == "the job's config promotion_margin"
+    failures = gate({ACCURACY: 0.9, "eval_num_predictions": 10.0}, thresholds)
+    assert failures == [
+        "eval_num_predictions 10 is below the minimum 50 (DISTILLERY_MIN_EVAL_PREDICTIONS)"
+    ]
 
 
 def test_promoter_rejects_a_job_without_eval_metrics(make: Make) -> None:

@@ -38,6 +38,10 @@ def test_validate_config_normalizes_every_parameter() -> None:
         "encryption_spec_key_name": "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k",
         "service_account": "runner@p.iam.gserviceaccount.com",
         "task": "Classification",
+        "min_eval_accuracy": 1,
+        "max_eval_loss": 0.5,
+        "min_eval_predictions": 200.0,
+        "promotion_margin": 0.01,
     }
     result = run(config)
     assert result.report.valid and result.report.warnings == []
@@ -50,6 +54,9 @@ def test_validate_config_normalizes_every_parameter() -> None:
     assert overrides["accelerator_type"] == "GPU"
     assert overrides["student_model_reference"] == "text-bison@002"
     assert overrides["task"] == "classification"
+    assert overrides["min_eval_accuracy"] == 1.0 and type(overrides["min_eval_accuracy"]) is float
+    assert overrides["min_eval_predictions"] == 200
+    assert type(overrides["min_eval_predictions"]) is int
     assert len(overrides) == len(config)
 
 
@@ -121,6 +128,11 @@ def test_validate_config_unknown_key_suggests_the_closest() -> None:
         ("encryption_spec_key_name", "key", "projects/*/locations/*/keyRings/*/cryptoKeys/*"),
         ("service_account", "runner", "a service account email"),
         ("task", "translation", "expected one of classification"),
+        ("min_eval_accuracy", 1.2, "expected a number from 0 to 1"),
+        ("min_eval_accuracy", "0.9", "is a string"),
+        ("promotion_margin", -0.1, "expected a number from 0 to 1"),
+        ("max_eval_loss", -1, "expected a number ≥ 0"),
+        ("min_eval_predictions", 2.5, "expected a whole number"),
     ],
 )
 def test_validate_config_rejects_wrong_types_and_ranges(
@@ -138,10 +150,19 @@ def test_validate_config_display_name_of_128_chars_is_allowed() -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["evaluation_interval", "enable_early_stopping", "enable_checkpoint_selection"]
+    "key",
+    [
+        "evaluation_interval",
+        "enable_early_stopping",
+        "enable_checkpoint_selection",
+        "min_eval_accuracy",
+        "promotion_margin",
+    ],
 )
 def test_validate_config_eval_parameters_need_an_eval_set(key: str) -> None:
-    value = 20 if key == "evaluation_interval" else True
+    value = {"evaluation_interval": 20, "min_eval_accuracy": 0.9, "promotion_margin": 0.01}.get(
+        key, True
+    )
     without = run({key: value}, has_eval=False)
     needs = without.report.result_for("config_needs_eval")
     assert needs is not None and needs.findings[0].field == key
