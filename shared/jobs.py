@@ -30,9 +30,10 @@ STATE_RANK: dict[JobState, int] = {
     JobState.REJECTED_BY_POLICY: 3,
     JobState.PROMOTED: 4,
     JobState.REJECTED: 4,
+    JobState.ROLLED_BACK: 5,
 }
 
-#: States nothing can leave.
+#: States where a job's work is over: no event moves it on (a rollback: PROMOTED → ROLLED_BACK).
 TERMINAL: frozenset[JobState] = frozenset(
     {
         JobState.FAILED,
@@ -40,12 +41,16 @@ TERMINAL: frozenset[JobState] = frozenset(
         JobState.REJECTED_BY_POLICY,
         JobState.PROMOTED,
         JobState.REJECTED,
+        JobState.ROLLED_BACK,
     }
 )
 
 
 def can_move(current: JobState, target: JobState) -> bool:
-    """Whether a job in ``current`` may move to ``target`` (forward only; terminal is final)."""
+    """Whether a job in ``current`` may move to ``target`` (forward only; terminal is final,
+    except that a rollback takes a PROMOTED job to ROLLED_BACK)."""
+    if target is JobState.ROLLED_BACK:
+        return current is JobState.PROMOTED
     if current in TERMINAL:
         return False
     if target in (JobState.PROMOTED, JobState.REJECTED):

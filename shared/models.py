@@ -41,6 +41,8 @@ class JobState(StrEnum):
     PROMOTED = "PROMOTED"
     REJECTED = "REJECTED"
     REJECTED_BY_POLICY = "REJECTED_BY_POLICY"
+    #: A PROMOTED job whose model a rollback took off its endpoint (the previous champion serves).
+    ROLLED_BACK = "ROLLED_BACK"
 
 
 class StorageObject(BaseModel):

@@ -19,9 +19,9 @@ dropped from the message attributes, before the body is parsed). For a job it:
    then moves the job to PROMOTED with ``endpoint`` set and announces it.
 
 Every step converges, so an event delivered again after a crash at any point finishes the work and
-never deploys twice. :func:`rollback` restores a family's previous champion; it moves no job (no
-state means "rolled back"): it is kept in ``models/{family}`` (``rolled_back``), on the job record
-(``rolled_back_at``) and in the log.
+never deploys twice. :func:`rollback` restores a family's previous champion: the family's record
+keeps what was rolled back (``rolled_back``), and the job whose model was taken off moves
+PROMOTED → ROLLED_BACK, announced on the status topic like every state.
 """
 
 from __future__ import annotations
@@ -422,8 +422,10 @@ def _undeploy_idle(endpoint: str, keep: set[str], deps: Dependencies) -> None:
 def rollback(family: str, deps: Dependencies, *, from_job: str | None = None) -> dict[str, Any]:
     """Restore the previous champion of ``family``: all traffic back to it, the current undeployed.
 
-    ``from_job`` guards against rolling back twice: when given, only a champion from that job is
-    rolled back (a repeated call is then a no-op). Returns the family's record as it now stands.
+    The job whose model is taken off moves PROMOTED → ROLLED_BACK, which is announced on the status
+    topic. ``from_job`` guards against rolling back twice: when given, only a champion from that
+    job is rolled back, and a repeated call finishes (if a crash interrupted it) and changes
+    nothing more. Returns the family's record as it now stands.
 
     Raises:
         NothingToRollBackError: no champion, no previous one, or ``from_job`` is not the champion.
@@ -436,6 +438,10 @@ def rollback(family: str, deps: Dependencies, *, from_job: str | None = None) ->
     if doc is None or not champion:
         raise NothingToRollBackError(f"model family {family!r} has no champion")
     if from_job is not None and champion.get("job_id") != from_job:
+        done = [r for r in doc.get("rolled_back", []) if r.get("job_id") == from_job]
+        if done:  # Rolled back already (a repeated call): make sure the job says so.
+            _mark_rolled_back(done[-1], deps)
+            return doc
         raise NothingToRollBackError(
             f"the champion of {family!r} is job {champion.get('job_id')}, not {from_job}"
         )
@@ -455,31 +461,23 @@ def rollback(family: str, deps: Dependencies, *, from_job: str | None = None) ->
     elif info.traffic_split.get(restored_id, 0) != 100:
         endpoints.set_traffic(endpoint, {restored_id: 100})
     now = deps.clock().isoformat()
+    entry = {**champion, "rolled_back_at": now, "restored_job_id": previous["job_id"]}
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         if current is None or (current.get("champion") or {}).get("job_id") != champion["job_id"]:
             return None
         history = list(current.get("history", []))
         restored = {**history.pop(), "deployed_model_id": restored_id, "traffic_percent": 100}
-        current["rolled_back"] = [
-            *current.get("rolled_back", []),
-            {**current["champion"], "rolled_back_at": now, "restored_job_id": restored["job_id"]},
-        ]
+        current["rolled_back"] = [*current.get("rolled_back", []), entry]
         current["champion"] = restored
         current["history"] = history
         current["updated_at"] = now
         return current
 
     updated = deps.records.transact(settings.models_collection, family, mutate)
-    assert updated is not None
-
-    def mark(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        if current is None or current.get("rolled_back_at"):
-            return None
-        current["rolled_back_at"] = now
-        return current
-
-    deps.records.transact(settings.jobs_collection, champion["job_id"], mark)
+    if updated is None:  # A concurrent rollback won: report the family as it now stands.
+        return deps.records.get(settings.models_collection, family) or {}
+    _mark_rolled_back(entry, deps)
     logger.warning(
         "model family %s rolled back from job %s to job %s",
         family,
@@ -488,3 +486,27 @@ def rollback(family: str, deps: Dependencies, *, from_job: str | None = None) ->
         extra={"job_id": champion["job_id"]},
     )
     return updated
+
+
+def _mark_rolled_back(entry: Mapping[str, Any], deps: Dependencies) -> None:
+    """Move the job of a rolled-back champion ``entry`` to ROLLED_BACK and announce it."""
+    job_id = str(entry["job_id"])
+    reason = (
+        f"rolled back: the model of job {entry.get('restored_job_id')} serves "
+        f"{entry.get('endpoint')} again"
+    )
+    try:
+        moved = transition(
+            deps,
+            job_id,
+            JobState.ROLLED_BACK,
+            fields={
+                "rolled_back_at": entry.get("rolled_back_at"),
+                "restored_job_id": entry.get("restored_job_id"),
+            },
+            reason=reason,
+        )
+    except ObjectNotFoundError:
+        logger.warning("the rolled-back job %s has no record", job_id, extra={"job_id": job_id})
+        return
+    announce(deps, moved.record)

@@ -382,13 +382,43 @@ def test_rollback_restores_the_previous_champion(make: Make) -> None:
     fake = _fake(deps)
     assert fake.serving(endpoint) == {old: 100}
     assert fake.get_endpoint(endpoint).deployed_id_of(new) is None
-    assert _job(deps, "job-2")["rolled_back_at"]
-    assert _job(deps, "job-2")["state"] == "PROMOTED"  # no job state means "rolled back"
-    assert len(_announced(deps)) == published
-    with pytest.raises(NothingToRollBackError):
-        rollback(FAMILY, deps, from_job="job-2")  # a repeated call does nothing
+    job = _job(deps, "job-2")
+    assert job["rolled_back_at"] and job["restored_job_id"] == "job-1"
+    assert job["state"] == "ROLLED_BACK"
+    assert f"the model of job job-1 serves {endpoint} again" in job["reason"]
+    assert _announced(deps)[published:] == [("job-2", "ROLLED_BACK")]
+    again = rollback(FAMILY, deps, from_job="job-2")  # a repeated call changes nothing
+    assert again["champion"]["job_id"] == "job-1" and fake.serving(endpoint) == {old: 100}
+    assert _announced(deps)[published:] == [("job-2", "ROLLED_BACK")]
     with pytest.raises(NothingToRollBackError):
         rollback(FAMILY, deps)  # job-1 has no predecessor
+
+
+def test_rollback_repeated_after_a_crash_moves_the_job(make: Make) -> None:
+    deps = make()
+    _succeeded(deps, "job-1", GOOD)
+    promote("job-1", deps)
+    _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
+    promote("job-2", deps)
+    published = len(_announced(deps))
+    # A crash after the family's record changed, before the job moved: the job is still PROMOTED.
+    record = _job(deps, "job-2")
+    rollback(FAMILY, deps, from_job="job-2")
+    deps.records.set("jobs", "job-2", record)
+    del deps.publisher.messages[published:]  # type: ignore[attr-defined]
+    rollback(FAMILY, deps, from_job="job-2")
+    assert _job(deps, "job-2")["state"] == "ROLLED_BACK"
+    assert _announced(deps)[published:] == [("job-2", "ROLLED_BACK")]
+
+
+def test_a_rolled_back_job_moves_no_further() -> None:
+    from distillery.jobs import can_move
+
+    assert can_move(JobState.PROMOTED, JobState.ROLLED_BACK)
+    for state in JobState:
+        assert not can_move(JobState.ROLLED_BACK, state)
+        if state is not JobState.PROMOTED:
+            assert not can_move(state, JobState.ROLLED_BACK)
 
 
 def test_rollback_redeploys_a_previous_champion_that_was_undeployed(make: Make) -> None:
