@@ -1,8 +1,9 @@
 """The ``distillery`` command.
 
 Each capability registers its own subcommands (``register(subparsers)``) so this file stays a
-dispatcher. Exit codes: 0 success, 1 the thing checked is bad (an invalid dataset, a refused plan),
-2 usage or configuration errors, 3 a service could not be reached.
+dispatcher. Exit codes: 0 success, 1 the thing checked is bad (an invalid dataset, a refused plan,
+an unknown job, a job that ended FAILED or REJECTED), 2 usage or configuration errors, 3 a service
+could not be reached, 4 a wait timed out.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every capability's subcommands registered."""
     import distillery.localstack.cli as localstack_cli
     import distillery.validation.cli as validation_cli
-    from distillery import plan_cli
+    from distillery import ops_cli, plan_cli
 
     parser = argparse.ArgumentParser(
         prog="distillery",
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     validation_cli.register(subparsers)
     localstack_cli.register(subparsers)
     plan_cli.register(subparsers)
+    ops_cli.register(subparsers)
     return parser
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import io
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -29,6 +29,7 @@ from distillery.ports import (
     ObjectInfo,
     ObjectStore,
     PipelineJobInfo,
+    PredictResult,
     Publisher,
     RecordStore,
     VertexPipelines,
@@ -223,6 +224,7 @@ class InMemoryModelEndpoints(ModelEndpoints):
     def __init__(self, project: str = "p") -> None:
         self.project = project
         self.models: dict[str, ModelInfo] = {}
+        self.answers: dict[str, Callable[[str], str]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.deploy_calls = 0
         self._ids = 0
@@ -233,12 +235,35 @@ class InMemoryModelEndpoints(ModelEndpoints):
         return str(1000 + self._ids)
 
     def add_model(
-        self, model_id: str, display_name: str, metrics: Mapping[str, float] | None = None
+        self,
+        model_id: str,
+        display_name: str,
+        metrics: Mapping[str, float] | None = None,
+        answer: Callable[[str], str] | None = None,
     ) -> str:
-        """Register a model in ``us-central1``; returns its resource name."""
+        """Register a model in ``us-central1``; returns its resource name.
+
+        ``answer`` is how the model answers a prompt once deployed (default: it echoes it).
+        """
         name = f"projects/{self.project}/locations/us-central1/models/{model_id}"
         self.models[name] = ModelInfo(name, display_name, dict(metrics or {}))
+        self.answers[name] = answer or (lambda prompt: prompt)
         return name
+
+    def predict(
+        self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
+    ) -> PredictResult:
+        """Answers with the deployed model that has the largest share of the traffic."""
+        with self._lock:
+            target = self._endpoint(endpoint)
+            if not target["traffic"]:
+                raise RequestRejectedError(
+                    f"{endpoint} has no deployed model that receives traffic"
+                )
+            deployed_id = max(target["traffic"], key=lambda k: (target["traffic"][k], k))
+            model = target["deployed"][deployed_id]
+            answer = self.answers[model]
+        return PredictResult(tuple(answer(p) for p in prompts), deployed_id, model)
 
     def _endpoint(self, name: str) -> dict[str, Any]:
         if name not in self.endpoints:

@@ -8,7 +8,7 @@ Google API error into :mod:`distillery.errors`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
@@ -236,6 +236,15 @@ class ModelInfo:
     metrics: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PredictResult:
+    """An endpoint's answer to ``:predict``: one text per prompt, and which model gave them."""
+
+    contents: tuple[str, ...]
+    deployed_model_id: str = ""
+    model: str = ""
+
+
 def location_of(resource_name: str) -> str:
     """``projects/P/locations/L/...`` → ``L`` (empty when the name has no location)."""
     parts = resource_name.split("/")
@@ -325,6 +334,18 @@ class ModelEndpoints(ABC):
         Raises:
             ObjectNotFoundError: no such endpoint.
             RequestRejectedError: the split names unknown models or does not add up to 100.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def predict(
+        self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
+    ) -> PredictResult:
+        """Ask ``endpoint`` (text-model instances ``{"prompt": ...}``) to answer ``prompts``.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            RequestRejectedError: nothing deployed there receives traffic, or the request is bad.
             ServiceUnavailableError: the service did not answer (transient).
         """
 

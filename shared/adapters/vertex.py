@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from distillery.adapters._errors import translate_google_errors
@@ -28,6 +28,7 @@ from distillery.ports import (
     ModelEndpoints,
     ModelInfo,
     PipelineJobInfo,
+    PredictResult,
     VertexPipelines,
     canary_split,
     location_of,
@@ -139,6 +140,7 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
         self._timeout = operation_timeout
         self._endpoint_clients: dict[str, Any] = {}
         self._model_clients: dict[str, Any] = {}
+        self._prediction_clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def _endpoints(self, location: str) -> Any:
@@ -270,6 +272,56 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
             except gexc.BadRequest as exc:
                 raise RequestRejectedError(f"Vertex AI refused the split: {exc.message}") from exc
         return _endpoint_info(updated)
+
+    def _prediction(self, location: str) -> Any:
+        with self._lock:
+            if location not in self._prediction_clients:
+                from google.cloud.aiplatform_v1.services.prediction_service import (
+                    PredictionServiceClient,
+                )
+
+                self._prediction_clients[location] = PredictionServiceClient(
+                    **_client_kwargs(self._api_endpoint, location)
+                )
+            return self._prediction_clients[location]
+
+    def predict(
+        self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
+    ) -> PredictResult:
+        from google.api_core import exceptions as gexc
+        from google.protobuf import json_format, struct_pb2
+
+        def value(data: Any) -> struct_pb2.Value:
+            message = struct_pb2.Value()
+            json_format.ParseDict(data, message)
+            return message
+
+        request: dict[str, Any] = {
+            "endpoint": endpoint,
+            "instances": [value({"prompt": prompt}) for prompt in prompts],
+        }
+        if parameters:
+            request["parameters"] = value(dict(parameters))
+        try:
+            with translate_google_errors(f"asking {endpoint} for predictions"):
+                response = self._prediction(location_of(endpoint)).predict(**request)
+        except ConfigurationError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, gexc.FailedPrecondition | gexc.InvalidArgument):
+                raise RequestRejectedError(
+                    f"{endpoint} refused the prediction: {cause.message}"
+                ) from cause
+            raise
+        data = type(response).to_dict(response)
+        contents = []
+        for prediction in data.get("predictions") or []:
+            content = prediction.get("content") if isinstance(prediction, dict) else None
+            contents.append(str(content) if content is not None else json.dumps(prediction))
+        return PredictResult(
+            contents=tuple(contents),
+            deployed_model_id=str(data.get("deployed_model_id") or ""),
+            model=str(data.get("model") or ""),
+        )
 
     def get_model(self, name: str) -> ModelInfo:
         from google.cloud.aiplatform_v1 import Model

@@ -27,7 +27,7 @@ _CONFIG_SUFFIX = ".config.json"
 _TRAINING_SUFFIX = ".jsonl"
 
 
-class _UsageError(Exception):
+class UsageError(Exception):
     """The command line names something that cannot be validated."""
 
 
@@ -63,7 +63,7 @@ def run_validate(args: argparse.Namespace) -> int:
     """Validate ``args.path`` (and its siblings), print the report(s); return the exit code."""
     try:
         reports = _validate_path(Path(args.path), as_eval=bool(args.as_eval))
-    except _UsageError as exc:
+    except UsageError as exc:
         sys.stderr.write(f"distillery validate: {exc}\n")
         return EXIT_USAGE
     valid = all(report.valid for report in reports)
@@ -80,33 +80,33 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def _check_file(path: Path) -> None:
-    """Raise :class:`_UsageError` unless ``path`` is an existing regular file."""
+    """Raise :class:`UsageError` unless ``path`` is an existing regular file."""
     if not path.exists():
-        raise _UsageError(f"{path}: no such file")
+        raise UsageError(f"{path}: no such file")
     if path.is_dir():
-        raise _UsageError(f"{path}: is a directory; give a .jsonl or .config.json file")
+        raise UsageError(f"{path}: is a directory; give a .jsonl or .config.json file")
     if not path.is_file():
-        raise _UsageError(f"{path}: not a regular file")
+        raise UsageError(f"{path}: not a regular file")
 
 
 def _validate_jsonl_file(path: Path, kind: DatasetKind) -> JsonlValidation:
-    """Validate the JSON Lines file at ``path``. Raises :class:`_UsageError` if unreadable."""
+    """Validate the JSON Lines file at ``path``. Raises :class:`UsageError` if unreadable."""
     _check_file(path)
     try:
         with path.open("rb") as stream:
             return validate_jsonl(stream, kind=kind, source=str(path))
     except OSError as exc:
-        raise _UsageError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+        raise UsageError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
 
 
 def _validate_config_file(path: Path, has_eval: bool) -> ValidationReport:
-    """Validate the config sidecar at ``path``. Raises :class:`_UsageError` if unreadable."""
+    """Validate the config sidecar at ``path``. Raises :class:`UsageError` if unreadable."""
     _check_file(path)
     try:
         with path.open("rb") as stream:
             data = stream.read(CONFIG_MAX_BYTES)
     except OSError as exc:
-        raise _UsageError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
+        raise UsageError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
     return validate_config(data, source=str(path), has_eval=has_eval).report
 
 
@@ -118,30 +118,45 @@ def _validate_path(path: Path, *, as_eval: bool) -> list[ValidationReport]:
     """Every report for ``path``: itself, then its eval set and config sidecar if a training set.
 
     Raises:
-        _UsageError: a file cannot be validated (missing, a directory, unreadable) or the
+        UsageError: a file cannot be validated (missing, a directory, unreadable) or the
             options contradict the name.
     """
     name = path.name
     if name.endswith(_CONFIG_SUFFIX):
         if as_eval:
-            raise _UsageError(f"{path}: --eval does not apply to a config sidecar")
+            raise UsageError(f"{path}: --eval does not apply to a config sidecar")
         _check_file(path)
         has_eval = _sibling(path, _CONFIG_SUFFIX, _EVAL_SUFFIX).is_file()
         return [_validate_config_file(path, has_eval)]
     if as_eval or name.endswith(_EVAL_SUFFIX):
         return [_validate_jsonl_file(path, DatasetKind.EVAL).report]
 
-    training = _validate_jsonl_file(path, DatasetKind.TRAINING)
-    reports = [training.report]
     if not name.endswith(_TRAINING_SUFFIX):
-        return reports
+        return [_validate_jsonl_file(path, DatasetKind.TRAINING).report]
     eval_path = _sibling(path, _TRAINING_SUFFIX, _EVAL_SUFFIX)
-    has_eval = eval_path.is_file()
-    if has_eval:
-        evaluation = _validate_jsonl_file(eval_path, DatasetKind.EVAL)
-        add_overlap_findings(training, evaluation.input_digests, eval_source=str(eval_path))
-        reports.append(evaluation.report)
     config_path = _sibling(path, _TRAINING_SUFFIX, _CONFIG_SUFFIX)
-    if config_path.is_file():
-        reports.append(_validate_config_file(config_path, has_eval))
+    return validate_files(
+        path,
+        eval_path if eval_path.is_file() else None,
+        config_path if config_path.is_file() else None,
+    )
+
+
+def validate_files(
+    training: Path, evaluation: Path | None = None, config: Path | None = None
+) -> list[ValidationReport]:
+    """The reports of a training set, its eval set and its config sidecar (when given), checked
+    together as the bucket function checks them (train/eval overlap, eval-only parameters).
+
+    Raises:
+        UsageError: a file is missing, a directory or unreadable.
+    """
+    trained = _validate_jsonl_file(training, DatasetKind.TRAINING)
+    reports = [trained.report]
+    if evaluation is not None:
+        evaluated = _validate_jsonl_file(evaluation, DatasetKind.EVAL)
+        add_overlap_findings(trained, evaluated.input_digests, eval_source=str(evaluation))
+        reports.append(evaluated.report)
+    if config is not None:
+        reports.append(_validate_config_file(config, evaluation is not None))
     return reports
