@@ -195,7 +195,6 @@ def _deps(*required: str) -> Dependencies:
 
     # The library logs for Cloud Logging; a command reports in its own words.
     logging.getLogger("distillery").addHandler(logging.NullHandler())
-    logging.getLogger("distillery").propagate = False
     settings = _settings("project", *required)
     return Dependencies(
         settings=settings,

@@ -307,7 +307,8 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
                 response = self._prediction(location_of(endpoint)).predict(**request)
         except ConfigurationError as exc:
             cause = exc.__cause__
-            if isinstance(cause, gexc.FailedPrecondition | gexc.InvalidArgument):
+            # 400s (FAILED_PRECONDITION: nothing serves; INVALID_ARGUMENT: the prompts): refused.
+            if isinstance(cause, gexc.BadRequest):
                 raise RequestRejectedError(
                     f"{endpoint} refused the prediction: {cause.message}"
                 ) from cause
