@@ -2,9 +2,11 @@
 
 ``scripts/demo`` runs this after making sure the local stack runs (``distillery dev up``). It
 generates the example datasets, uploads a broken one (to show a validation report) and a good
-one with its eval set, then follows the good one live: validated, copied, launch requested, job
-submitted to the local Vertex AI API, and the pipeline job's state. It prints what a user would
-look at and leaves the stack running.
+one with its eval set, then follows the good one live: validated, launch requested, the request
+sent to the local Vertex AI API, training (a progress bar with step, loss and eval accuracy),
+succeeded, promoted; it asks the endpoint a few eval prompts, then reruns the job with settings
+that make a worse model and shows it REJECTED with the champion unchanged. It leaves the stack
+running.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import json
 import os
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,16 +24,12 @@ from distillery.datasets import dataset_id
 from distillery.errors import DistilleryError
 from distillery.example_data import generate
 from distillery.localstack.stack import StackState, default_state_dir
-from distillery.pipeline_outputs import read_progress
-from distillery.settings import Settings
+from distillery.models import LaunchRequest
+from distillery.ops_cli import dependencies
+from distillery.runtime import Dependencies
+from distillery.watch import FINAL_STATES, Follower, TextOutput
 
 T = TypeVar("T")
-
-TERMINAL_PIPELINE_STATES = {
-    "PIPELINE_STATE_SUCCEEDED",
-    "PIPELINE_STATE_FAILED",
-    "PIPELINE_STATE_CANCELLED",
-}
 
 
 def _say(text: str = "") -> None:
@@ -54,20 +51,6 @@ def _jsonl(examples: Sequence[Any]) -> bytes:
     return "".join(e.to_json() + "\n" for e in examples).encode()
 
 
-def _predict(api_endpoint: str, endpoint: str, prompt: str) -> str:
-    """One prediction from a local endpoint (the text-model ``:predict`` shape)."""
-    body = json.dumps({"instances": [{"prompt": prompt}]}).encode()
-    request = urllib.request.Request(
-        f"{api_endpoint}/v1/{endpoint}:predict",
-        data=body,
-        method="POST",
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        answer: str = json.loads(response.read())["predictions"][0]["content"]
-    return answer
-
-
 def run(state_dir: Path, name: str) -> int:
     """Run the demo against the stack recorded in ``state_dir``; the exit code."""
     state = StackState.load(state_dir)
@@ -75,13 +58,9 @@ def run(state_dir: Path, name: str) -> int:
         _say("No local stack is running: start it with `distillery dev up` (scripts/demo does).")
         return 3
     os.environ.update(state.env)
-    from distillery.adapters import FirestoreRecordStore, GcsObjectStore
-    from distillery.adapters.vertex import VertexPipelineAdapter
-
-    settings = Settings.from_env()
-    objects = GcsObjectStore(project=settings.project)
-    records = FirestoreRecordStore(settings.project)
-    vertex = VertexPipelineAdapter(settings.project, api_endpoint=settings.vertex_api_endpoint)
+    deps = dependencies("bucket")
+    settings, objects, records = deps.settings, deps.objects, deps.records
+    endpoints = deps.require_endpoints()
     bucket = settings.bucket
 
     def record_of(object_name: str, generation: int) -> dict[str, Any] | None:
@@ -128,15 +107,15 @@ def run(state_dir: Path, name: str) -> int:
     _say(f"   LaunchRequest published on {settings.launch_topic} (request_id {record['id']})")
     _say()
 
-    def job() -> dict[str, Any] | None:
+    def submitted() -> dict[str, Any] | None:
         found = records.list(settings.jobs_collection, where={"request_id": record["id"]})
         return found[0] if found and found[0]["state"] != "REQUESTED" else None
 
-    launched = _wait(job, "the launcher")
+    launched = _wait(submitted, "the launcher")
     _say(f"3. Job {launched['job_id']}: {launched['state']}")
     for reason in launched.get("reasons", []):
         _say(f"   - {reason}")
-    if launched["state"] != "SUBMITTED":
+    if not launched.get("pipeline_job"):
         _say(f"   reason: {launched.get('reason')}")
         return 1
     _say(f"   pipeline job: {launched['pipeline_job']}")
@@ -145,71 +124,76 @@ def run(state_dir: Path, name: str) -> int:
         _say(f"     {line}")
     _say()
 
-    _say("4. The pipeline job on the local Vertex AI API (training on this machine's CPU):")
-    seen: set[str] = set()
-    last_step: list[Any] = [None]
-
-    def pipeline_done() -> str | None:
-        info = vertex.get(launched["pipeline_job"])
-        if info.state not in seen:
-            seen.add(info.state)
-            _say(f"   {info.state}")
-        progress = read_progress(info)
-        if progress.get("step") not in (None, last_step[0]):
-            last_step[0] = progress["step"]
-            loss = progress.get("train_total_loss")
-            accuracy = progress.get("eval_fraction_of_correct_next_step_preds")
-            # Struct values come back as floats.
-            line = f"   step {int(progress['step'])}/{int(progress.get('train_steps') or 0)}"
-            if isinstance(loss, int | float):
-                line += f"  loss {loss:.4f}"
-            if isinstance(accuracy, int | float):
-                line += f"  eval token accuracy {accuracy:.3f}"
-            _say(line)
-        return info.state if info.state in TERMINAL_PIPELINE_STATES else None
-
-    final = _wait(pipeline_done, "the pipeline job to finish", timeout=900)
-    if final != "PIPELINE_STATE_SUCCEEDED":
-        _say(f"   {vertex.get(launched['pipeline_job']).error}")
+    _say("4. Following the job live (the status topic, and the pipeline job's progress):")
+    final = _follow(deps, launched["job_id"])
+    job = records.get(settings.jobs_collection, launched["job_id"]) or {}
+    if final != "PROMOTED":
+        _say(f"   the job ended {final}: {job.get('reason')}")
         return 1
-
-    def tracked() -> dict[str, Any] | None:
-        job = records.get(settings.jobs_collection, launched["job_id"])
-        # promote_model may already have moved it on (PROMOTED or REJECTED): look at its history.
-        reached = [entry["state"] for entry in (job or {}).get("history", [])]
-        return job if job and "SUCCEEDED" in reached else None
-
-    finished = _wait(tracked, "track_status to record the result")
-    _say(f"5. Job {finished['job_id']}: SUCCEEDED (recorded by track_status)")
-    _say(f"   model: {finished.get('model')}")
-    for name, value in sorted((finished.get("metrics") or {}).items()):
-        _say(f"   {name:<45} {value:.4f}")
     _say()
-
-    def decided() -> dict[str, Any] | None:
-        job = records.get(settings.jobs_collection, launched["job_id"])
-        return job if job and job["state"] in ("PROMOTED", "REJECTED") else None
-
-    decision = _wait(decided, "promote_model's decision")
-    _say(f"6. promote_model: {decision['state']}")
-    if decision["state"] != "PROMOTED":
-        _say(f"   reason: {decision.get('reason')}")
-        return 1
-    endpoint = decision["endpoint"]
-    _say(f"   endpoint: {endpoint}")
+    _say(f"5. Job {job['job_id']}: its model and eval metrics (recorded by track_status)")
+    _say(f"   model: {job.get('model')}")
+    for metric, value in sorted((job.get("metrics") or {}).items()):
+        _say(f"   {metric:<45} {value:.4f}")
+    endpoint = job["endpoint"]
+    _say(f"   promote_model: PROMOTED to {endpoint}")
     _say("   a few eval prompts sent to the endpoint (:predict):")
-    correct = 0
     sample = evaluation[:8]
-    for example in sample:
-        answer = _predict(settings.vertex_api_endpoint, endpoint, example.input_text)
+    answers = endpoints.predict(endpoint, [e.input_text for e in sample])
+    correct = 0
+    for example, answer in zip(sample, answers.contents, strict=True):
         correct += answer == example.output_text
         text = example.input_text.rsplit("Text: ", 1)[-1]
         _say(f"   {text[:60]:<60} -> {answer!r} (expected {example.output_text!r})")
     _say(f"   {correct}/{len(sample)} correct")
     _say()
-    _say('The stack keeps running: `eval "$(distillery dev env)"` points gcloud-style clients')
-    _say("at it, `distillery dev status` shows it, and `distillery dev down` stops it.")
+
+    _say("6. A rerun with settings that make a worse model (train_steps 1):")
+    rerun = LaunchRequest(
+        rerun_of=job["job_id"],
+        overrides={"train_steps": 1},
+        request_id=f"{name}-worse-rerun",
+        requested_by="demo",
+    )
+    deps.publisher.publish(settings.launch_topic, rerun.to_bytes())
+    _say(f"   LaunchRequest published on {settings.launch_topic}: rerun_of {job['job_id']}")
+    worse = _wait(
+        lambda: _first(
+            records.list(settings.jobs_collection, where={"request_id": rerun.request_id})
+        ),
+        "the rerun's job",
+    )
+    final = _follow(deps, worse["job_id"])
+    if final != "REJECTED":
+        _say(f"   expected REJECTED, the rerun ended {final}")
+        return 1
+    family = records.get(settings.models_collection, job["spec"]["model_display_name"]) or {}
+    champion = family.get("champion") or {}
+    still = endpoints.predict(endpoint, [sample[0].input_text])
+    _say(f"   champion unchanged: job {champion.get('job_id')}, model {champion.get('model')}")
+    _say(f"   the endpoint still answers with it: {still.model} -> {still.contents[0]!r}")
+    _say()
+    _say('The stack keeps running. Point a shell at it with `eval "$(distillery dev env)"`, then')
+    _say("try `distillery jobs`, `distillery show JOB`, `distillery watch`, `distillery predict")
+    _say(f"{job['spec']['model_display_name']} TEXT` or `distillery rollback FAMILY`.")
+    _say("`distillery dev status` shows the stack and `distillery dev down` stops it.")
     return 0
+
+
+def _first(found: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return found[0] if found else None
+
+
+def _follow(deps: Dependencies, job_id: str) -> str:
+    """Follow ``job_id`` on the status topic until it ends; its final state."""
+    from distillery.adapters.pubsub import TemporarySubscription
+
+    with TemporarySubscription(deps.settings.project, deps.settings.status_topic) as feed:
+        follower = Follower(deps, feed, TextOutput(), job_id=job_id, poll_interval=0.5)
+        state = follower.follow(timeout=900)
+    if state not in FINAL_STATES:
+        raise DistilleryError(f"job {job_id} is still {state} after 900 s")
+    return str(state)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

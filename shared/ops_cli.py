@@ -188,8 +188,12 @@ def _settings(*required: str) -> Settings:
     return settings
 
 
-def _deps(*required: str) -> Dependencies:
-    """The Google Cloud adapters the environment points at (emulators included)."""
+def dependencies(*required: str) -> Dependencies:
+    """The Google Cloud adapters the environment points at (emulators included).
+
+    Raises:
+        ConfigurationError: the project, or a setting of ``required``, is not set.
+    """
     from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
     from distillery.adapters.vertex import VertexModelEndpointsAdapter, VertexPipelineAdapter
 
@@ -291,7 +295,7 @@ def _do_submit(args: argparse.Namespace) -> int:
             f"{', '.join(r.source for r in invalid)} not valid: nothing was uploaded "
             "(`distillery validate` shows every report)"
         )
-    deps = _deps("bucket")
+    deps = dependencies("bucket")
     settings = deps.settings
     bucket = settings.bucket
     prefix = f"{settings.datasets_prefix}{name}"
@@ -366,7 +370,7 @@ def _jobs(args: argparse.Namespace) -> int:
 
 
 def _do_jobs(args: argparse.Namespace) -> int:
-    deps = _deps()
+    deps = dependencies()
     where = {"state": args.state} if args.state else None
     records = deps.records.list(deps.settings.jobs_collection, where=where)
     records.sort(key=lambda r: (str(r.get("created_at", "")), r["job_id"]), reverse=True)
@@ -406,7 +410,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _do_show(args: argparse.Namespace) -> int:
-    deps = _deps()
+    deps = dependencies()
     record = _job_record(deps, args.job_id)
     if args.as_json:
         _json(record)
@@ -462,7 +466,7 @@ def _watch(args: argparse.Namespace) -> int:
 
 
 def _do_watch(args: argparse.Namespace) -> int:
-    deps = _deps()
+    deps = dependencies()
     if args.job_id is not None:
         _job_record(deps, args.job_id)  # A clear error for an unknown job, before subscribing.
     return _follow(deps, args.job_id, args)
@@ -510,7 +514,7 @@ def _do_rerun(args: argparse.Namespace) -> int:
                 f"{', '.join(OVERRIDABLE_PARAMETERS)})"
             )
         overrides[key] = value
-    deps = _deps()
+    deps = dependencies()
     original = _job_record(deps, args.job_id)
     request = original.get("request") or {}
     checked = validate_config(
@@ -561,7 +565,7 @@ def _rollback(args: argparse.Namespace) -> int:
 def _do_rollback(args: argparse.Namespace) -> int:
     from distillery.promoter import rollback
 
-    deps = _deps()
+    deps = dependencies()
     family = rollback(args.family, deps, from_job=args.job)
     if args.as_json:
         _json(family)
@@ -609,7 +613,7 @@ def _endpoint_name(deps: Dependencies, given: str) -> str:
 
 def _do_predict(args: argparse.Namespace) -> int:
     prompts = _prompts(args.text)
-    deps = _deps()
+    deps = dependencies()
     endpoint = _endpoint_name(deps, args.endpoint)
     try:
         result = deps.require_endpoints().predict(endpoint, prompts)

@@ -117,10 +117,6 @@ class Output(Protocol):
         """A job's training progressed."""
 
 
-def _short(job_id: str, width: int = 24) -> str:
-    return job_id if len(job_id) <= width else job_id[: width - 1] + "…"
-
-
 def _clock(at: str) -> str:
     try:
         return datetime.fromisoformat(at).astimezone(UTC).strftime("%H:%M:%S")
@@ -157,9 +153,7 @@ class TextOutput:
             details = f"serving on {change.endpoint}"
         if change.reason:
             details = f"{details}  {change.reason}".strip()
-        self._line(
-            f"{_clock(change.at)}  {_short(change.job_id)}  {change.state:<18} {details}".rstrip()
-        )
+        self._line(f"{_clock(change.at)}  {change.job_id}  {change.state:<18} {details}".rstrip())
 
     def progress(self, progress: Progress) -> None:
         """``[#####-----] step 30/60  loss 0.41  eval accuracy 0.95``."""
