@@ -1,0 +1,28 @@
+"""The README's main command: the demo's story on the local stack, act by act."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from distillery import demo
+
+pytestmark = pytest.mark.integration
+
+
+def test_demo_promotes_a_model_then_rejects_a_worse_rerun(
+    stack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    state = stack.stack.state()
+    state.save()  # what `distillery dev up` records, and the demo reads
+    assert demo.run(state.state_dir, "ci-demo") == 0
+    out = capsys.readouterr().out
+    assert "verdict: INVALID" in out and "line 2, input_text" in out
+    assert re.search(r"\[#+-*\] step \d+/\d+  loss \d\.\d{4}", out)
+    promoted, rejected = re.findall(r"^\S+  (\S+)  (?:PROMOTED|REJECTED)", out, re.MULTILINE)
+    assert promoted != rejected
+    assert re.search(r"^   ([78])/8 correct$", out, re.MULTILINE), out
+    assert "REJECTED           eval_fraction_of_correct_next_step_preds" in out
+    assert f"champion unchanged: job {promoted}," in out
