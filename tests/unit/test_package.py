@@ -33,6 +33,8 @@ LOCAL_TOOLING = (
     "distillery/__main__.py",
     "distillery/cli.py",
     "distillery/plan_cli.py",
+    "distillery/ops_cli.py",
+    "distillery/watch.py",
     "distillery/validation/cli.py",
 )
 
