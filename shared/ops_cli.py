@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from distillery.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from distillery.errors import ConfigurationError, ObjectNotFoundError, PermanentError
 from distillery.models import JobState, LaunchRequest
-from distillery.runtime import Dependencies
+from distillery.runtime import Dependencies, google_dependencies
 from distillery.settings import Settings
 
 T = TypeVar("T")
@@ -194,22 +194,9 @@ def dependencies(*required: str) -> Dependencies:
     Raises:
         ConfigurationError: the project, or a setting of ``required``, is not set.
     """
-    from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
-    from distillery.adapters.vertex import VertexModelEndpointsAdapter, VertexPipelineAdapter
-
     # The library logs for Cloud Logging; a command reports in its own words.
     logging.getLogger("distillery").addHandler(logging.NullHandler())
-    settings = _settings("project", *required)
-    return Dependencies(
-        settings=settings,
-        objects=GcsObjectStore(project=settings.project),
-        records=FirestoreRecordStore(settings.project),
-        publisher=PubsubPublisher(settings.project),
-        vertex=VertexPipelineAdapter(settings.project, api_endpoint=settings.vertex_api_endpoint),
-        endpoints=VertexModelEndpointsAdapter(
-            settings.project, api_endpoint=settings.vertex_api_endpoint
-        ),
-    )
+    return google_dependencies(_settings("project", *required))
 
 
 def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:

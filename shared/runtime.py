@@ -79,12 +79,21 @@ def default_dependencies() -> Dependencies:
     Raises:
         ConfigurationError: a required setting is missing.
     """
-    from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
-    from distillery.adapters.vertex import VertexModelEndpointsAdapter, VertexPipelineAdapter
-
     settings = Settings.from_env()
     settings.require("project", "bucket")
     setup_logging(settings.log_level)
+    return google_dependencies(settings)
+
+
+def google_dependencies(settings: Settings) -> Dependencies:
+    """The Google Cloud adapters for ``settings`` (the emulators, where the environment says so).
+
+    Raises:
+        ConfigurationError: the project is not set.
+    """
+    from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
+    from distillery.adapters.vertex import VertexModelEndpointsAdapter, VertexPipelineAdapter
+
     return Dependencies(
         settings=settings,
         objects=GcsObjectStore(project=settings.project),

@@ -25,22 +25,13 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from distillery.errors import DistilleryError, ObjectNotFoundError
-from distillery.jobs import STATE_RANK
+from distillery.jobs import STATE_RANK, TERMINAL
 from distillery.models import JobState, StatusEvent
 from distillery.pipeline_outputs import read_progress
 from distillery.runtime import Dependencies
 
 #: States after which nothing more happens to a job by itself.
-FINAL_STATES: frozenset[str] = frozenset(
-    {
-        JobState.FAILED,
-        JobState.CANCELLED,
-        JobState.REJECTED_BY_POLICY,
-        JobState.PROMOTED,
-        JobState.REJECTED,
-        JobState.ROLLED_BACK,
-    }
-)
+FINAL_STATES: frozenset[str] = frozenset(TERMINAL)
 #: States whose pipeline job is worth polling for progress.
 TRAINING_STATES: frozenset[str] = frozenset({JobState.SUBMITTED, JobState.RUNNING})
 
