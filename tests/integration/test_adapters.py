@@ -63,15 +63,28 @@ def test_firestore_store_create_if_absent_and_transactions(stack: Any) -> None:
         current["n"] += 1
         return current
 
-    threads = [
-        threading.Thread(target=records.transact, args=("adapter_tests", "counter", increment))
-        for _ in range(3)
-    ]
+    # Concurrent writers of one document (first a create race, then updates): none is lost.
+    def add_five() -> None:
+        for _ in range(5):
+            records.transact("adapter_tests", "counter", increment)
+
+    threads = [threading.Thread(target=add_five) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert records.get("adapter_tests", "counter") == {"n": 3}
+    assert records.get("adapter_tests", "counter") == {"n": 40}
+
+    # The new document replaces the old one: fields it drops are deleted; odd keys are kept.
+    records.set("adapter_tests", "shape", {"a": 1, "gone": True, "nested": {"x": 1}})
+
+    def reshape(current: dict[str, Any] | None) -> dict[str, Any]:
+        assert current is not None
+        return {"a": 2, "nested": {"y": 2}, "progress:step": 3, "dotted.key": 4}
+
+    expected = {"a": 2, "nested": {"y": 2}, "progress:step": 3, "dotted.key": 4}
+    assert records.transact("adapter_tests", "shape", reshape) == expected
+    assert records.get("adapter_tests", "shape") == expected
     assert records.transact("adapter_tests", "d1", lambda current: None) == {"n": 1}
     records.set("adapter_tests", "d2", {"n": 1, "tag": "x"})
     assert sorted(d.get("tag", "-") for d in records.list("adapter_tests", where={"n": 1})) == [
