@@ -155,21 +155,13 @@ def _terminate(signum: int, _frame: Any) -> None:
 # --- Helpers ----------------------------------------------------------------------------------
 
 
-def _request(
+def local_request(
     method: str, url: str, payload: Any = None, timeout: float = 10.0
 ) -> tuple[int, bytes]:
-    """An HTTP request to a local service: (status, body); status 0 when nothing answered."""
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-    except OSError as exc:
-        return 0, str(exc).encode()
+    """The local stack's HTTP helper: (status, body); status 0 when nothing answered."""
+    from distillery.localstack.stack import local_request as request
+
+    return request(method, url, payload, timeout)
 
 
 def _wait(
@@ -305,7 +297,7 @@ class Bench:
 
     def bridge_failures(self) -> int:
         """Deliveries the bridge saw fail (non-2xx or no answer: redelivered later) so far."""
-        status, body = _request("GET", f"{self.stack.bridge_url}/healthz")
+        status, body = local_request("GET", f"{self.stack.bridge_url}/healthz")
         return int(json.loads(body).get("failed", 0)) if status == 200 else 0
 
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
@@ -313,7 +305,7 @@ class Bench:
         deadline = time.monotonic() + timeout
         quiet = 0
         while quiet < 2 and time.monotonic() < deadline:
-            status, body = _request("GET", f"{self.stack.bridge_url}/healthz")
+            status, body = local_request("GET", f"{self.stack.bridge_url}/healthz")
             quiet = quiet + 1 if status == 200 and json.loads(body).get("inflight") == 0 else 0
             time.sleep(0.1)
         if quiet < 2:
@@ -321,7 +313,7 @@ class Bench:
 
     def cancel(self, pipeline_job: str) -> None:
         """Ask the local Vertex AI API to cancel ``pipeline_job`` (a finished job: no-op)."""
-        _request("POST", f"{self.stack.vertex_url}/v1/{pipeline_job}:cancel", payload={})
+        local_request("POST", f"{self.stack.vertex_url}/v1/{pipeline_job}:cancel", payload={})
 
 
 def functions_source(folder: Path) -> Path:

@@ -16,9 +16,9 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from distillery.datasets import dataset_id
 from distillery.errors import DistilleryError
@@ -27,24 +27,11 @@ from distillery.localstack.stack import StackState, default_state_dir
 from distillery.models import LaunchRequest
 from distillery.ops_cli import dependencies
 from distillery.runtime import Dependencies
-from distillery.watch import FINAL_STATES, Follower, TextOutput
-
-T = TypeVar("T")
+from distillery.watch import FINAL_STATES, Follower, TextOutput, wait_until
 
 
 def _say(text: str = "") -> None:
     print(text, flush=True)
-
-
-def _wait(probe: Callable[[], T | None], what: str, timeout: float = 120.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise DistilleryError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.3)
 
 
 def _jsonl(examples: Sequence[Any]) -> bytes:
@@ -74,7 +61,9 @@ def run(state_dir: Path, name: str) -> int:
         b'{"input_text": "", "output_text": "sports"}\n{"prompt": "no input_text here"}\nnot json\n'
     )
     info = objects.write_bytes(bucket, f"datasets/{name}-broken.jsonl", broken)
-    record = _wait(lambda: record_of(info.name, info.generation), "the broken dataset's report")
+    record = wait_until(
+        lambda: record_of(info.name, info.generation), "the broken dataset's report", 120
+    )
     _say(f"   verdict: {record['status'].upper()}  (report: {record['report_uri']})")
     for rule in record["reports"][0]["errors"]:
         for finding in rule["findings"]:
@@ -95,7 +84,7 @@ def run(state_dir: Path, name: str) -> int:
         launch_state = (found or {}).get("launch", {}).get("state")
         return found if launch_state in ("published", "not_applicable") else None
 
-    record = _wait(validated, "validation")
+    record = wait_until(validated, "validation", 120)
     report = record["reports"][0]
     _say(
         f"   validated: {record['status'].upper()}, {report['examples']} examples, "
@@ -111,7 +100,7 @@ def run(state_dir: Path, name: str) -> int:
         found = records.list(settings.jobs_collection, where={"request_id": record["id"]})
         return found[0] if found and found[0]["state"] != "REQUESTED" else None
 
-    launched = _wait(submitted, "the launcher")
+    launched = wait_until(submitted, "the launcher", 120)
     _say(f"3. Job {launched['job_id']}: {launched['state']}")
     for reason in launched.get("reasons", []):
         _say(f"   - {reason}")
@@ -157,11 +146,12 @@ def run(state_dir: Path, name: str) -> int:
     )
     deps.publisher.publish(settings.launch_topic, rerun.to_bytes())
     _say(f"   LaunchRequest published on {settings.launch_topic}: rerun_of {job['job_id']}")
-    worse = _wait(
+    worse = wait_until(
         lambda: _first(
             records.list(settings.jobs_collection, where={"request_id": rerun.request_id})
         ),
         "the rerun's job",
+        120,
     )
     final = _follow(deps, worse["job_id"])
     if final != "REJECTED":
@@ -204,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return run(args.state_dir or default_state_dir(), args.name)
-    except DistilleryError as exc:
+    except (DistilleryError, TimeoutError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1
 

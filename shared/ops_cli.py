@@ -16,19 +16,17 @@ import getpass
 import json
 import logging
 import sys
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from distillery.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from distillery.errors import ConfigurationError, ObjectNotFoundError, PermanentError
 from distillery.models import JobState, LaunchRequest
 from distillery.runtime import Dependencies, google_dependencies
 from distillery.settings import Settings
-
-T = TypeVar("T")
+from distillery.watch import wait_until
 
 EXIT_TIMEOUT = 4
 _DEV_ENV_HINT = 'for the local stack run: eval "$(distillery dev env)"'
@@ -218,20 +216,6 @@ def _json(document: Any) -> None:
     print(json.dumps(document, indent=2, ensure_ascii=False, sort_keys=True, default=str))
 
 
-def _wait(
-    probe: Callable[[], T | None], what: str, timeout: float | None, interval: float = 0.5
-) -> T:
-    """Call ``probe`` until it returns something; TimeoutError after ``timeout`` seconds."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if deadline is not None and time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
-
-
 def _job_record(deps: Dependencies, job_id: str) -> dict[str, Any]:
     record = deps.records.get(deps.settings.jobs_collection, job_id)
     if record is None:
@@ -322,7 +306,9 @@ def _do_submit(args: argparse.Namespace) -> int:
         print(f"dataset {record_id}: validation and launch follow in the bucket's functions")
     if not args.watch:
         return EXIT_OK
-    record = _wait(lambda: _validated(deps, record_id), "the dataset to be validated", args.timeout)
+    record = wait_until(
+        lambda: _validated(deps, record_id), "the dataset to be validated", args.timeout
+    )
     if record["status"] != "valid":
         raise _Invalid(f"the bucket's validation found the dataset {record['status']}")
     return _watch_request(deps, record_id, args)
@@ -345,7 +331,7 @@ def _watch_request(deps: Dependencies, request_id: str, args: argparse.Namespace
         found = deps.records.list(deps.settings.jobs_collection, where={"request_id": request_id})
         return str(found[0]["job_id"]) if found else None
 
-    job_id = _wait(launched, "the launcher to record the job", args.timeout)
+    job_id = wait_until(launched, "the launcher to record the job", args.timeout)
     return _follow(deps, job_id, args)
 
 

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from distillery.errors import DistilleryError, ObjectNotFoundError
 from distillery.jobs import STATE_RANK, TERMINAL
@@ -30,12 +30,32 @@ from distillery.models import JobState, StatusEvent
 from distillery.pipeline_outputs import read_progress
 from distillery.runtime import Dependencies
 
+T = TypeVar("T")
+
 #: States after which nothing more happens to a job by itself.
 FINAL_STATES: frozenset[str] = frozenset(TERMINAL)
 #: States whose pipeline job is worth polling for progress.
 TRAINING_STATES: frozenset[str] = frozenset({JobState.SUBMITTED, JobState.RUNNING})
 
 ACCURACY = "eval_fraction_of_correct_next_step_preds"
+
+
+def wait_until(
+    probe: Callable[[], T | None], what: str, timeout: float | None, interval: float = 0.5
+) -> T:
+    """Call ``probe`` until it returns something (not None); that value.
+
+    Raises:
+        TimeoutError: ``timeout`` seconds passed first (None: wait for ever).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value is not None:
+            return value
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
 
 
 class Subscription(Protocol):

@@ -698,7 +698,7 @@ class Stack:
         Raises:
             ServiceStartError: fake-gcs-server refused.
         """
-        status, body = _request(
+        status, body = local_request(
             "POST",
             f"{self.storage_url}/storage/v1/b?project={urllib.parse.quote(self.project)}",
             {"name": self.bucket},
@@ -743,7 +743,7 @@ class Stack:
             token = ""
             while True:
                 query = urllib.parse.urlencode({"pageSize": 100, "pageToken": token})
-                status, body = _request("GET", f"{parent}/pipelineJobs?{query}")
+                status, body = local_request("GET", f"{parent}/pipelineJobs?{query}")
                 if status != 200:
                     raise ServiceStartError(
                         f"the local Vertex AI API answered {status} listing jobs: {body[:200]!r}"
@@ -752,7 +752,7 @@ class Stack:
                 for job in page.get("pipelineJobs", []):
                     if job.get("state") in _UNFINISHED_PIPELINE_STATES:
                         job_id = job["name"].rsplit("/", 1)[-1]
-                        _request("POST", f"{parent}/pipelineJobs/{job_id}:cancel", payload={})
+                        local_request("POST", f"{parent}/pipelineJobs/{job_id}:cancel", payload={})
                         cancelled += 1
                 token = page.get("nextPageToken", "")
                 if not token:
@@ -787,7 +787,7 @@ class Stack:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status, body = _request("GET", f"{self.bridge_url}/healthz")
+            status, body = local_request("GET", f"{self.bridge_url}/healthz")
             if status == 200 and json.loads(body).get("inflight") == 0:
                 return
             time.sleep(0.05)
@@ -803,7 +803,7 @@ class Stack:
             f"http://{self.firestore_host}/emulator/v1/projects/"
             f"{urllib.parse.quote(self.project)}/databases/(default)/documents"
         )
-        status, body = _request("DELETE", url)
+        status, body = local_request("DELETE", url)
         if status != 200:
             raise ServiceStartError(f"could not wipe Firestore: {status} {body!r}")
 
@@ -815,7 +815,7 @@ class Stack:
         """
         bucket_url = f"{self.storage_url}/storage/v1/b/{urllib.parse.quote(self.bucket, safe='')}"
         for _ in range(100):
-            status, body = _request("GET", f"{bucket_url}/o?maxResults=1000")
+            status, body = local_request("GET", f"{bucket_url}/o?maxResults=1000")
             if status != 200:
                 raise ServiceStartError(f"could not list {self.bucket}: {status} {body!r}")
             items = json.loads(body).get("items", [])
@@ -823,7 +823,7 @@ class Stack:
                 return
             for item in items:
                 name = urllib.parse.quote(item["name"], safe="")
-                status, body = _request("DELETE", f"{bucket_url}/o/{name}")
+                status, body = local_request("DELETE", f"{bucket_url}/o/{name}")
                 if status not in (200, 204, 404):
                     raise ServiceStartError(f"could not delete {item['name']}: {status}")
         raise ServiceStartError(f"the bucket {self.bucket} would not empty")
@@ -835,7 +835,7 @@ _UNFINISHED_PIPELINE_STATES = frozenset(
 )
 
 
-def _request(
+def local_request(
     method: str, url: str, payload: Any = None, timeout: float = 10.0
 ) -> tuple[int, bytes]:
     """An HTTP request to a local service: (status, body); status 0 when nothing answered."""
