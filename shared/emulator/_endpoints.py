@@ -37,10 +37,7 @@ from distillery.emulator._model import now, rfc3339
 from distillery.emulator._registry import (
     ArtifactCache,
     ModelRegistry,
-    encode_page_token,
-    matches,
-    page_bounds,
-    parse_simple_filter,
+    list_page,
 )
 from distillery.emulator._status import ApiError, FieldViolation
 from distillery.errors import DistilleryError
@@ -213,28 +210,18 @@ class EndpointService:
         Raises:
             ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
         """
-        offset, size = page_bounds(page_size, page_token)
-        clauses = parse_simple_filter(filter_text, ("display_name", "endpoint"))
         with self._lock:
-            found = [
-                e
-                for e in self._endpoints.values()
-                if e.project == project
-                and e.location == location
-                and all(
-                    matches(
-                        {"display_name": e.display_name, "endpoint": e.endpoint_id}, e.labels, c
-                    )
-                    for c in clauses
-                )
-            ]
-            found.sort(key=lambda e: e.seq, reverse=True)
-            answer: dict[str, Any] = {
-                "endpoints": [e.resource() for e in found[offset : offset + size]]
-            }
-        if offset + size < len(found):
-            answer["nextPageToken"] = encode_page_token(offset + size)
-        return answer
+            return list_page(
+                self._endpoints.values(),
+                key="endpoints",
+                project=project,
+                location=location,
+                filter_fields=("display_name", "endpoint"),
+                values=lambda e: {"display_name": e.display_name, "endpoint": e.endpoint_id},
+                page_size=page_size,
+                page_token=page_token,
+                filter_text=filter_text,
+            )
 
     def delete(self, project: str, location: str, endpoint_id: str) -> dict[str, Any]:
         """``endpoints.delete``: the Operation (response ``Empty``).

@@ -31,11 +31,11 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from distillery.emulator._model import now, rfc3339
 from distillery.emulator._status import ApiError, FieldViolation
@@ -149,6 +149,57 @@ def matches(
     name, op, value = clause
     actual = labels.get(name[len("labels.") :]) if name.startswith("labels.") else values.get(name)
     return (actual == value) if op == "=" else (actual != value)
+
+
+class Listable(Protocol):
+    """What a listed emulator resource has: where it lives, its order, labels and REST shape."""
+
+    seq: int
+    project: str
+    location: str
+    labels: dict[str, str]
+
+    def resource(self) -> dict[str, Any]:
+        """The REST representation."""
+        ...
+
+
+L = TypeVar("L", bound=Listable)
+
+
+def list_page(
+    items: Iterable[L],
+    *,
+    key: str,
+    project: str,
+    location: str,
+    filter_fields: Sequence[str],
+    values: Callable[[L], Mapping[str, str]],
+    page_size: int,
+    page_token: str,
+    filter_text: str,
+) -> dict[str, Any]:
+    """One page of a ``list`` answer, ``{key: [...], "nextPageToken"?}``, newest first.
+
+    The filter may name ``filter_fields`` (an item's ``values``) and ``labels.KEY``.
+
+    Raises:
+        ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
+    """
+    offset, size = page_bounds(page_size, page_token)
+    clauses = parse_simple_filter(filter_text, filter_fields)
+    found = [
+        item
+        for item in items
+        if item.project == project
+        and item.location == location
+        and all(matches(values(item), item.labels, clause) for clause in clauses)
+    ]
+    found.sort(key=lambda item: item.seq, reverse=True)
+    answer: dict[str, Any] = {key: [item.resource() for item in found[offset : offset + size]]}
+    if offset + size < len(found):
+        answer["nextPageToken"] = encode_page_token(offset + size)
+    return answer
 
 
 @dataclass
@@ -308,26 +359,18 @@ class ModelRegistry:
         Raises:
             ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
         """
-        offset, size = page_bounds(page_size, page_token)
-        clauses = parse_simple_filter(filter_text, ("display_name", "model_id"))
         with self._lock:
-            models = [
-                m
-                for m in self._models.values()
-                if m.project == project
-                and m.location == location
-                and all(
-                    matches({"display_name": m.display_name, "model_id": m.model_id}, m.labels, c)
-                    for c in clauses
-                )
-            ]
-            models.sort(key=lambda m: m.seq, reverse=True)
-            answer: dict[str, Any] = {
-                "models": [m.resource() for m in models[offset : offset + size]]
-            }
-        if offset + size < len(models):
-            answer["nextPageToken"] = encode_page_token(offset + size)
-        return answer
+            return list_page(
+                self._models.values(),
+                key="models",
+                project=project,
+                location=location,
+                filter_fields=("display_name", "model_id"),
+                values=lambda m: {"display_name": m.display_name, "model_id": m.model_id},
+                page_size=page_size,
+                page_token=page_token,
+                filter_text=filter_text,
+            )
 
     def set_deployments(self, name: str, deployments: Sequence[tuple[str, str]]) -> None:
         """Record where model ``name`` is deployed (the endpoint service keeps this current)."""
