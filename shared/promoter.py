@@ -259,10 +259,8 @@ def _metrics(record: Mapping[str, Any], deps: Dependencies) -> dict[str, float]:
 
 def _thresholds(record: Mapping[str, Any], settings: Settings) -> Thresholds:
     """The job's gates: the settings, with what its config sidecar or rerun set in their place."""
-    overrides = (record.get("request") or {}).get("overrides") or {}
-    return Thresholds.from_settings(
-        settings, {k: v for k, v in overrides.items() if k in PROMOTION_GATE_KEYS}
-    )
+    # from_settings reads only the gate keys of the overrides.
+    return Thresholds.from_settings(settings, (record.get("request") or {}).get("overrides"))
 
 
 def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
