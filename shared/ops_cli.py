@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +58,18 @@ def register(subparsers: Any) -> None:
         help="the dataset's name in the bucket: datasets/NAME.jsonl (default: the file's name)",
     )
     _add_watch_options(submit, "then follow the job it launches until it ends")
-    submit.set_defaults(handler=_submit)
+    submit.set_defaults(handler=_run, action=_submit)
 
     jobs = subparsers.add_parser("jobs", help="list jobs, newest first")
     jobs.add_argument("--state", choices=[s.value for s in JobState], help="only jobs in STATE")
     jobs.add_argument("--limit", type=_positive, default=20, help="at most N jobs (%(default)s)")
     jobs.add_argument("--json", dest="as_json", action="store_true", help="a JSON array")
-    jobs.set_defaults(handler=_jobs)
+    jobs.set_defaults(handler=_run, action=_jobs)
 
     show = subparsers.add_parser("show", help="one job: request, spec, history, metrics, decision")
     show.add_argument("job_id", metavar="JOB")
     show.add_argument("--json", dest="as_json", action="store_true", help="the record as JSON")
-    show.set_defaults(handler=_show)
+    show.set_defaults(handler=_run, action=_show)
 
     watch = subparsers.add_parser(
         "watch",
@@ -81,7 +81,7 @@ def register(subparsers: Any) -> None:
     )
     watch.add_argument("job_id", metavar="JOB", nargs="?")
     _add_follow_options(watch)
-    watch.set_defaults(handler=_watch)
+    watch.set_defaults(handler=_run, action=_watch)
 
     rerun = subparsers.add_parser(
         "rerun",
@@ -105,7 +105,7 @@ def register(subparsers: Any) -> None:
         "launches twice",
     )
     _add_watch_options(rerun, "then follow the job it launches until it ends")
-    rerun.set_defaults(handler=_rerun)
+    rerun.set_defaults(handler=_run, action=_rerun)
 
     rollback = subparsers.add_parser(
         "rollback",
@@ -120,7 +120,7 @@ def register(subparsers: Any) -> None:
         "changes nothing)",
     )
     rollback.add_argument("--json", dest="as_json", action="store_true", help="the family as JSON")
-    rollback.set_defaults(handler=_rollback)
+    rollback.set_defaults(handler=_run, action=_rollback)
 
     predict = subparsers.add_parser(
         "predict",
@@ -132,7 +132,7 @@ def register(subparsers: Any) -> None:
     predict.add_argument("endpoint", metavar="ENDPOINT")
     predict.add_argument("text", metavar="TEXT", nargs="+", help="prompts; - reads one a line")
     predict.add_argument("--json", dest="as_json", action="store_true", help="answers as JSON")
-    predict.set_defaults(handler=_predict)
+    predict.set_defaults(handler=_run, action=_predict)
 
 
 def _positive(text: str) -> int:
@@ -193,14 +193,17 @@ def dependencies(*required: str) -> Dependencies:
         ConfigurationError: the project, or a setting of ``required``, is not set.
     """
     # The library logs for Cloud Logging; a command reports in its own words.
-    logging.getLogger("distillery").addHandler(logging.NullHandler())
+    library = logging.getLogger("distillery")
+    if not any(isinstance(h, logging.NullHandler) for h in library.handlers):
+        library.addHandler(logging.NullHandler())
     return google_dependencies(_settings("project", *required))
 
 
-def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace) -> int:
+    """Run the command's ``action``, mapping this module's errors to exit codes."""
     command = f"distillery {args.command}"
     try:
-        return handler(args)
+        code: int = args.action(args)
     except _Usage as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -210,6 +213,7 @@ def _run(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace)
     except TimeoutError as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return EXIT_TIMEOUT
+    return code
 
 
 def _json(document: Any) -> None:
@@ -232,10 +236,6 @@ def _job_record(deps: Dependencies, job_id: str) -> dict[str, Any]:
 # --- submit --------------------------------------------------------------------------------------
 
 
-def _submit(args: argparse.Namespace) -> int:
-    return _run(_do_submit, args)
-
-
 def _dataset_name(args: argparse.Namespace) -> str:
     name = str(args.name or args.path.name)
     for suffix in (".eval.jsonl", ".config.json", ".jsonl"):
@@ -249,7 +249,7 @@ def _dataset_name(args: argparse.Namespace) -> str:
     return name
 
 
-def _do_submit(args: argparse.Namespace) -> int:
+def _submit(args: argparse.Namespace) -> int:
     from distillery.datasets import dataset_id
     from distillery.validation import render_text
     from distillery.validation.cli import UsageError, validate_files
@@ -339,10 +339,6 @@ def _watch_request(deps: Dependencies, request_id: str, args: argparse.Namespace
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    return _run(_do_jobs, args)
-
-
-def _do_jobs(args: argparse.Namespace) -> int:
     deps = dependencies()
     where = {"state": args.state} if args.state else None
     records = deps.records.list(deps.settings.jobs_collection, where=where)
@@ -379,10 +375,6 @@ def _do_jobs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    return _run(_do_show, args)
-
-
-def _do_show(args: argparse.Namespace) -> int:
     deps = dependencies()
     record = _job_record(deps, args.job_id)
     if args.as_json:
@@ -435,10 +427,6 @@ def _render(value: Any) -> str:
 
 
 def _watch(args: argparse.Namespace) -> int:
-    return _run(_do_watch, args)
-
-
-def _do_watch(args: argparse.Namespace) -> int:
     deps = dependencies()
     if args.job_id is not None:
         _job_record(deps, args.job_id)  # A clear error for an unknown job, before subscribing.
@@ -467,10 +455,6 @@ def _follow(deps: Dependencies, job_id: str | None, args: argparse.Namespace) ->
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    return _run(_do_rerun, args)
-
-
-def _do_rerun(args: argparse.Namespace) -> int:
     from distillery.plan_cli import parse_assignment
     from distillery.policy import OVERRIDABLE_PARAMETERS
     from distillery.validation import validate_config
@@ -532,10 +516,6 @@ def _who() -> str | None:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    return _run(_do_rollback, args)
-
-
-def _do_rollback(args: argparse.Namespace) -> int:
     from distillery.promoter import rollback
 
     deps = dependencies()
@@ -551,10 +531,6 @@ def _do_rollback(args: argparse.Namespace) -> int:
         f"(job {rolled.get('job_id')} is ROLLED_BACK)"
     )
     return EXIT_OK
-
-
-def _predict(args: argparse.Namespace) -> int:
-    return _run(_do_predict, args)
 
 
 def _prompts(texts: Sequence[str]) -> list[str]:
@@ -584,7 +560,7 @@ def _endpoint_name(deps: Dependencies, given: str) -> str:
     return str(found.name)
 
 
-def _do_predict(args: argparse.Namespace) -> int:
+def _predict(args: argparse.Namespace) -> int:
     prompts = _prompts(args.text)
     deps = dependencies()
     endpoint = _endpoint_name(deps, args.endpoint)
