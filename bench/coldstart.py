@@ -53,8 +53,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
 
-    from distillery.localstack import Stack
-    from distillery.localstack.harness import StackHarness
+    from distillery.local.stack import Stack
+    from distillery.local.stack.harness import StackHarness
 
 HOST = "127.0.0.1"
 BASELINE = "bare baseline"
@@ -88,12 +88,12 @@ STANDALONE_MODULES: tuple[str, ...] = (
     "functions_framework",
     "cloudevents.http",
     "pydantic",
-    "distillery.models",
-    "distillery.runtime",
+    "distillery.core.models",
+    "distillery.core.runtime",
     "distillery.validation",
-    "distillery.datasets",
+    "distillery.services.datasets",
     "distillery.policy",
-    "distillery.launcher",
+    "distillery.services.launcher",
     "distillery.adapters",
     "google.auth.transport.requests",
     "grpc",
@@ -106,13 +106,13 @@ STANDALONE_MODULES: tuple[str, ...] = (
 #: clients' own cost shows.
 _GOOGLE_FOUNDATIONS = ("google.auth.transport.requests", "grpc", "google.api_core.exceptions")
 #: What main.py imports when the process starts (before the port opens).
-_MAIN_IMPORTS = ("functions_framework", "cloudevents.http", "distillery.runtime")
+_MAIN_IMPORTS = ("functions_framework", "cloudevents.http", "distillery.core.runtime")
 #: Per function: the imports of one process in the order it makes them (main.py, then the
 #: handler's lazy imports on the first event); each step is timed on top of the previous ones.
 IMPORT_CHAINS: dict[str, tuple[str, ...]] = {
     "validate_dataset": (
         *_MAIN_IMPORTS,
-        "distillery.datasets",
+        "distillery.services.datasets",
         "distillery.adapters",
         "distillery.adapters.vertex",
         *_GOOGLE_FOUNDATIONS,
@@ -122,7 +122,7 @@ IMPORT_CHAINS: dict[str, tuple[str, ...]] = {
     ),
     "launch_job": (
         *_MAIN_IMPORTS,
-        "distillery.launcher",
+        "distillery.services.launcher",
         "distillery.adapters",
         "distillery.adapters.vertex",
         *_GOOGLE_FOUNDATIONS,
@@ -262,7 +262,7 @@ class Environment:
         self.settings = stack.settings
         self.token = uuid.uuid4().hex[:8]
         self._counter = 0
-        from distillery.example_data import generate
+        from distillery.local.example_data import generate
 
         train, evaluation = generate(TRAIN_EXAMPLES, EVAL_EXAMPLES)
         self.train = "".join(e.to_json() + "\n" for e in train).encode()
@@ -294,8 +294,8 @@ class Environment:
         """A new valid dataset (eval set first, then the training set) and its finalize event."""
         from cloudevents.http import CloudEvent
 
-        from distillery.datasets import dataset_id
-        from distillery.events import STORAGE_FINALIZED
+        from distillery.core.events import STORAGE_FINALIZED
+        from distillery.services.datasets import dataset_id
 
         stem = f"{self.settings.datasets_prefix}{self.unique('coldstart')}"
         self.upload(f"{stem}.eval.jsonl", self.evaluation)
@@ -326,7 +326,7 @@ class Environment:
 
     def remember_launchable(self, work: Work) -> None:
         """Keep the validated dataset of ``work`` (done and checked) for the launch_job runs."""
-        from distillery.datasets import dataset_id
+        from distillery.services.datasets import dataset_id
 
         data: dict[str, Any] = work.event.get_data() or {}
         record_id = dataset_id(data["bucket"], data["name"], int(data["generation"]))
@@ -342,8 +342,8 @@ class Environment:
         """
         from cloudevents.http import CloudEvent
 
-        from distillery.events import PUBSUB_PUBLISHED
-        from distillery.models import LaunchRequest
+        from distillery.core.events import PUBSUB_PUBLISHED
+        from distillery.core.models import LaunchRequest
 
         if self.launchable is None:
             raise RunFailedError("no validated dataset to launch (the validate warm-up failed)")
@@ -526,9 +526,9 @@ def benchmark(runs: int, state_dir: Path) -> list[Series]:
     Raises:
         BenchmarkError: the stack could not start, or the baseline never answered.
     """
-    from distillery.localstack import Stack, StackConfig, default_functions_source
-    from distillery.localstack.errors import LocalStackError
-    from distillery.localstack.harness import StackHarness
+    from distillery.local.stack import Stack, StackConfig, default_functions_source
+    from distillery.local.stack.errors import LocalStackError
+    from distillery.local.stack.harness import StackHarness
 
     functions_source = default_functions_source()
     baseline_dir = state_dir / "baseline"
@@ -710,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 
-    from distillery.localstack import default_functions_source
+    from distillery.local.stack import default_functions_source
 
     source = default_functions_source()
     began = time.perf_counter()

@@ -76,8 +76,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from distillery.localstack import Stack, StackConfig
-    from distillery.localstack.harness import StackHarness
+    from distillery.local.stack import Stack, StackConfig
+    from distillery.local.stack.harness import StackHarness
 
 RECEIPT_TARGET = "bench_receipt"
 NOOP_TARGET = "bench_noop"
@@ -159,7 +159,7 @@ def local_request(
     method: str, url: str, payload: Any = None, timeout: float = 10.0
 ) -> tuple[int, bytes]:
     """The local stack's HTTP helper: (status, body); status 0 when nothing answered."""
-    from distillery.localstack.stack import local_request as request
+    from distillery.local.stack.control import local_request as request
 
     return request(method, url, payload, timeout)
 
@@ -318,7 +318,7 @@ class Bench:
 
 def functions_source(folder: Path) -> Path:
     """The product's functions source with the baseline functions appended, in ``folder``."""
-    from distillery.localstack import default_functions_source
+    from distillery.local.stack import default_functions_source
 
     folder.mkdir(parents=True)
     source = folder / "main.py"
@@ -328,7 +328,7 @@ def functions_source(folder: Path) -> Path:
 
 def stack_config(state_dir: Path, source: Path) -> StackConfig:
     """The product's routes plus the two baselines', on free ports."""
-    from distillery.localstack import (
+    from distillery.local.stack import (
         ROUTES,
         MessagePublished,
         Route,
@@ -380,10 +380,10 @@ def measure_ping(bench: Bench) -> float:
 
 def measure_dataset(bench: Bench, seed: int, cancel: bool) -> DatasetRun:
     """Upload a config sidecar, then a training set; time the training set's job to SUBMITTED."""
-    from distillery.datasets import dataset_id
-    from distillery.example_data import generate
-    from distillery.jobs import TERMINAL
-    from distillery.models import JobState
+    from distillery.core.jobs import TERMINAL
+    from distillery.core.models import JobState
+    from distillery.local.example_data import generate
+    from distillery.services.datasets import dataset_id
 
     settings = bench.stack.settings
     bucket = bench.stack.bucket
@@ -491,7 +491,7 @@ def measure_latency(bench: Bench, uploads: int, cancel: bool) -> LatencyResults:
     if not cancel:
         # Whatever still trains must not run under the throughput measurement: cancel it all and
         # wait until every job's record is final (their events handled).
-        from distillery.jobs import TERMINAL
+        from distillery.core.jobs import TERMINAL
 
         bench.stack.cancel_pipeline_jobs()
         finals = {state.value for state in TERMINAL}
@@ -606,7 +606,7 @@ def job_events(bench: Bench, jobs: int) -> tuple[dict[str, str], list[Delivery]]
     """Job id → the state it must end in, and its shuffled, 20%-duplicated deliveries."""
     from cloudevents.conversion import to_binary
 
-    from distillery.localstack.eventarc import InboundMessage, message_published_event
+    from distillery.local.stack.eventarc import InboundMessage, message_published_event
 
     stack, settings = bench.stack, bench.stack.settings
     region = stack.config.region
@@ -750,8 +750,8 @@ def deliver_all(url: str, target: str, deliveries: Sequence[Delivery], concurren
 
 def check_final_states(bench: Bench, expected: Mapping[str, str]) -> list[str]:
     """What is wrong with the jobs' records (empty: every job is where it must be)."""
-    from distillery.jobs import STATE_RANK
-    from distillery.models import JobState
+    from distillery.core.jobs import STATE_RANK
+    from distillery.core.models import JobState
 
     settings = bench.stack.settings
     client = bench.harness.firestore_client()
@@ -887,9 +887,9 @@ def benchmark(
     Raises:
         BenchmarkError: the stack could not start, or a warm-up failed.
     """
-    from distillery.localstack import Stack
-    from distillery.localstack.errors import LocalStackError
-    from distillery.localstack.harness import StackHarness
+    from distillery.local.stack import Stack
+    from distillery.local.stack.errors import LocalStackError
+    from distillery.local.stack.harness import StackHarness
 
     source = functions_source(folder / "functions")
     stack = Stack(stack_config(folder / "stack", source))

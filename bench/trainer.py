@@ -27,12 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from distillery.example_data import generate
-from distillery.trainer import ProgressEvent, TrainingConfig, TrainingExample, train
-from distillery.trainer._data import BatchSampler, TextEncoder, step_batch, task_texts
-from distillery.trainer._loop import available_cores
-from distillery.trainer._model import build_student
-from distillery.trainer._tokenizer import build_tokenizer
+from distillery.local.example_data import generate
+from distillery.local.trainer import ProgressEvent, TrainingConfig, TrainingExample, train
+from distillery.local.trainer._data import BatchSampler, TextEncoder, step_batch, task_texts
+from distillery.local.trainer._loop import available_cores
+from distillery.local.trainer._model import build_student
+from distillery.local.trainer._tokenizer import build_tokenizer
 
 THROUGHPUT_TARGET = 0.8
 QUALITY_TARGET = 0.95

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from distillery.example_data import generate, write_jsonl
+from distillery.local.example_data import generate, write_jsonl
 
 
 def main() -> None:

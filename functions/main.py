@@ -10,13 +10,13 @@ import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from distillery.runtime import run_handler
+from distillery.core.runtime import run_handler
 
 
 @functions_framework.cloud_event
 def validate_dataset(cloud_event: CloudEvent) -> None:
     """Validate a dataset dropped under ``datasets/`` (Eventarc: storage object finalized)."""
-    from distillery.datasets import handle_storage_event
+    from distillery.services.datasets import handle_storage_event
 
     run_handler("validate_dataset", cloud_event, handle_storage_event)
 
@@ -24,7 +24,7 @@ def validate_dataset(cloud_event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def launch_job(cloud_event: CloudEvent) -> None:
     """Submit one Vertex AI distillation job per LaunchRequest (topic distill-launch-requests)."""
-    from distillery.launcher import handle_launch_event
+    from distillery.services.launcher import handle_launch_event
 
     run_handler("launch_job", cloud_event, handle_launch_event)
 
@@ -32,7 +32,7 @@ def launch_job(cloud_event: CloudEvent) -> None:
 @functions_framework.cloud_event
 def track_status(cloud_event: CloudEvent) -> None:
     """Apply a pipeline job state change to its job record (topic distill-job-events)."""
-    from distillery.status import handle_job_event
+    from distillery.services.status import handle_job_event
 
     run_handler("track_status", cloud_event, handle_job_event)
 
@@ -42,7 +42,7 @@ def promote_model(cloud_event: CloudEvent) -> None:
     """Gate a SUCCEEDED job's model and promote it to its endpoint (topic distill-job-status)."""
     if _state_of(cloud_event) not in (None, "SUCCEEDED"):
         return  # Every other state change reaches this topic too: dropped before any client.
-    from distillery.promoter import handle_status_event
+    from distillery.services.promoter import handle_status_event
 
     run_handler("promote_model", cloud_event, handle_status_event)
 
@@ -61,8 +61,8 @@ def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Poll Vertex AI for unfinished jobs and apply missed transitions (Cloud Scheduler, HTTP)."""
     if request.method != "POST":
         return flask.jsonify({"error": "Cloud Scheduler calls this function with POST"}), 405
-    from distillery.runtime import default_dependencies
-    from distillery.status import reconcile as reconcile_jobs
+    from distillery.core.runtime import default_dependencies
+    from distillery.services.status import reconcile as reconcile_jobs
 
     summary = reconcile_jobs(default_dependencies())
     body = {"checked": summary.checked, "moved": summary.moved, "errors": summary.errors}

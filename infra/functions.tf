@@ -69,7 +69,7 @@ locals {
     if options.enabled
   }
 
-  # The functions' environment: every variable distillery.settings reads, from the variables of
+  # The functions' environment: every variable distillery.core.settings reads, from the variables of
   # the same name (variables.tf). Not set, deliberately:
   #   DISTILLERY_VERTEX_API_ENDPOINT  unset in production: the client then calls
   #                                   {region}-aiplatform.googleapis.com (the local stack sets it).

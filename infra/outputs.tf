@@ -68,6 +68,6 @@ output "firestore_database" {
 }
 
 output "function_environment" {
-  description = "The environment every function gets (distillery.settings)."
+  description = "The environment every function gets (distillery.core.settings)."
   value       = local.function_environment
 }

@@ -1,6 +1,6 @@
 # Inputs. Two kinds:
 #  - deployment choices (project, region, sizes, switches);
-#  - the product's settings: one variable per environment variable of distillery.settings,
+#  - the product's settings: one variable per environment variable of distillery.core.settings,
 #    named like the Settings field, with the same default. They reach the functions unchanged
 #    through local.function_environment (functions.tf); tests/unit/test_infra.py holds the two
 #    sides together.
@@ -167,7 +167,7 @@ variable "pipeline_service_account" {
   default     = ""
 }
 
-# --- Product settings (distillery.settings.Settings; same names and defaults) ---------------
+# --- Product settings (distillery.core.settings.Settings; same names and defaults) ---------------
 
 variable "pipeline_region" {
   description = "DISTILLERY_REGION: region of the Vertex AI pipeline jobs (a distillation region)."
@@ -175,13 +175,13 @@ variable "pipeline_region" {
   default     = "us-central1"
 
   validation {
-    # distillery.settings.SUPPORTED_REGIONS
+    # distillery.core.settings.SUPPORTED_REGIONS
     condition = contains([
       "us-central1", "europe-west4", "asia-southeast1", "us-west1", "europe-west3", "europe-west2",
       "asia-northeast1", "us-east4", "us-west4", "northamerica-northeast1", "europe-west9",
       "europe-west1", "asia-northeast3",
     ], var.pipeline_region)
-    error_message = "pipeline_region must be a region that supports distillation (see distillery.settings.SUPPORTED_REGIONS)."
+    error_message = "pipeline_region must be a region that supports distillation (see distillery.core.settings.SUPPORTED_REGIONS)."
   }
 }
 

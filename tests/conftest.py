@@ -2,7 +2,7 @@
 
 ``local_stack`` (session) starts the real stack — Pub/Sub and Firestore emulators,
 fake-gcs-server, the functions and the Eventarc bridge — on free ports through the same
-:class:`~distillery.localstack.Stack` as ``distillery dev up``, and points this process's
+:class:`~distillery.local.stack.Stack` as ``distillery dev up``, and points this process's
 environment at it. It fails (never skips) when the stack cannot start: CI must not pass by
 skipping. ``stack`` (function) is the same object after a reset: no messages, documents or objects
 from an earlier test.
@@ -15,8 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from distillery.localstack import Stack, StackConfig
-from distillery.localstack.harness import StackHarness
+from distillery.local.stack import Stack, StackConfig
+from distillery.local.stack.harness import StackHarness
 
 #: Variables the session stack set → their values before it did (None: unset), so tests that do
 #: not use the stack see the environment they would have seen without it.

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
-from distillery.errors import ConfigurationError, ObjectNotFoundError, PreconditionFailedError
+from distillery.core.errors import ConfigurationError, ObjectNotFoundError, PreconditionFailedError
 
 pytestmark = pytest.mark.integration
 

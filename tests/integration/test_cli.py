@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.cli import main
-from distillery.example_data import generate, write_jsonl
-from distillery.jobs import new_record
-from distillery.models import JobState, StatusEvent
+from distillery.commands.cli import main
+from distillery.core.jobs import new_record
+from distillery.core.models import JobState, StatusEvent
+from distillery.local.example_data import generate, write_jsonl
 from tests.helpers import post_cloudevent, wait_for
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from distillery import demo
+from distillery.local import demo
 
 pytestmark = pytest.mark.integration
 

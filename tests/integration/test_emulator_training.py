@@ -1,6 +1,6 @@
 """The Vertex AI emulator of the local stack trains with the real trainer, end to end.
 
-The stack's own emulator process (``python -m distillery.emulator``, trainer installed) reads
+The stack's own emulator process (``python -m distillery.local.emulator``, trainer installed) reads
 the data from fake-gcs-server, trains in a worker process, writes the artifacts back, registers
 the model; the official clients then deploy it to an endpoint and ask it for predictions.
 """
@@ -25,7 +25,7 @@ from google.cloud.aiplatform_v1 import (
 )
 from google.protobuf import json_format, struct_pb2
 
-from distillery.example_data import Example, generate
+from distillery.local.example_data import Example, generate
 
 pytestmark = pytest.mark.integration
 

@@ -13,12 +13,12 @@ from cloudevents.http import CloudEvent
 
 from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
 from distillery.adapters.vertex import VertexPipelineAdapter
-from distillery.errors import ObjectNotFoundError, ServiceUnavailableError
-from distillery.example_data import generate
-from distillery.launcher import launch
-from distillery.models import LaunchRequest, StatusEvent
-from distillery.ports import PipelineJobInfo
-from distillery.runtime import Dependencies
+from distillery.core.errors import ObjectNotFoundError, ServiceUnavailableError
+from distillery.core.models import LaunchRequest, StatusEvent
+from distillery.core.ports import PipelineJobInfo
+from distillery.core.runtime import Dependencies
+from distillery.local.example_data import generate
+from distillery.services.launcher import launch
 from tests.helpers import jsonl, post_cloudevent, wait_for
 
 pytestmark = pytest.mark.integration

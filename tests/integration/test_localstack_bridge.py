@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from distillery.localstack import MessagePublished, Route, Stack, StackConfig, StorageFinalized
-from distillery.localstack.harness import StackHarness
+from distillery.local.stack import MessagePublished, Route, Stack, StackConfig, StorageFinalized
+from distillery.local.stack.harness import StackHarness
 
 pytestmark = pytest.mark.integration
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from distillery.localstack.processes import free_port
-from distillery.localstack.routes import ROUTES
+from distillery.local.stack.processes import free_port
+from distillery.local.stack.routes import ROUTES
 
 pytestmark = pytest.mark.integration
 
 
 def _dev(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "distillery", "dev", *args],
+        [sys.executable, "-m", "distillery.commands", "dev", *args],
         capture_output=True,
         text=True,
         timeout=180,

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from distillery.errors import InvalidEventError
-from distillery.localstack.eventarc import (
+from distillery.core.errors import InvalidEventError
+from distillery.local.stack.eventarc import (
     InboundMessage,
     message_published_event,
     rfc3339,

@@ -8,9 +8,9 @@ import urllib.request
 
 import pytest
 
-from distillery.localstack.harness import StackHarness
-from distillery.localstack.processes import is_running, probe
-from distillery.settings import EMULATOR_VARIABLES
+from distillery.core.settings import EMULATOR_VARIABLES
+from distillery.local.stack.harness import StackHarness
+from distillery.local.stack.processes import is_running, probe
 
 pytestmark = pytest.mark.integration
 

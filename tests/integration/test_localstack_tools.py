@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from distillery.errors import ConfigurationError
-from distillery.localstack import MissingToolError, Stack, StackConfig
-from distillery.localstack.tools import find_tools
+from distillery.core.errors import ConfigurationError
+from distillery.local.stack import MissingToolError, Stack, StackConfig
+from distillery.local.stack.tools import find_tools
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from distillery.example_data import generate
-from distillery.models import LaunchRequest
+from distillery.core.models import LaunchRequest
+from distillery.local.example_data import generate
 from tests.helpers import jsonl, wait_for
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from distillery.adapters.vertex import VertexPipelineAdapter
-from distillery.example_data import generate
-from distillery.jobs import new_record
-from distillery.models import JobState, StatusEvent
+from distillery.core.jobs import new_record
+from distillery.core.models import JobState, StatusEvent
+from distillery.local.example_data import generate
 from tests.helpers import jsonl, wait_for
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from distillery.datasets import dataset_id
-from distillery.example_data import generate
-from distillery.models import LaunchRequest
+from distillery.core.models import LaunchRequest
+from distillery.local.example_data import generate
+from distillery.services.datasets import dataset_id
 from tests.helpers import jsonl, post_cloudevent, storage_event, wait_for
 
 pytestmark = pytest.mark.integration

@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from distillery.datasets import Outcome, dataset_id, handle_object, handle_storage_event
-from distillery.errors import InvalidEventError, RetryableError
-from distillery.example_data import generate
+from distillery.core.errors import InvalidEventError, RetryableError
+from distillery.core.models import LaunchRequest, StorageObject
+from distillery.core.runtime import Dependencies
+from distillery.core.settings import Settings
 from distillery.fakes import InMemoryObjectStore, InMemoryPublisher, InMemoryRecordStore
-from distillery.models import LaunchRequest, StorageObject
-from distillery.runtime import Dependencies
-from distillery.settings import Settings
+from distillery.local.example_data import generate
+from distillery.services.datasets import Outcome, dataset_id, handle_object, handle_storage_event
 from tests.helpers import storage_event
 
 BUCKET = "bkt-test"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from distillery.cli import build_parser
-from distillery.settings import ENVIRONMENT
+from distillery.commands.cli import build_parser
+from distillery.core.settings import ENVIRONMENT
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 

@@ -27,8 +27,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import PipelineJob
 from google.cloud.aiplatform_v1.services.pipeline_service import PipelineServiceClient
 
-import distillery.emulator as emulator
-from distillery.emulator import (
+import distillery.local.emulator as emulator
+from distillery.core.settings import Settings
+from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
+from distillery.local.emulator import (
     EmulatedJob,
     EmulatorServer,
     JobRunner,
@@ -38,8 +40,6 @@ from distillery.emulator import (
     TrainingInputs,
     create_server,
 )
-from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
-from distillery.settings import Settings
 
 PROJECT = "p-1"
 BUCKET = "bkt"
@@ -512,7 +512,7 @@ def test_emulator_default_runner_fails_without_a_trainer_after_writing_the_manif
     assert "24 training examples" in job.error.message
     assert job.start_time is not None and job.end_time is not None
     manifest = json.loads(store.read_bytes(BUCKET, "pipeline-root/news-1/job.json"))
-    assert manifest["kind"] == "distillery.emulator/job-manifest"
+    assert manifest["kind"] == "distillery.local.emulator/job-manifest"
     assert manifest["pipelineJob"] == created.name
     assert manifest["dataset"]["uri"] == DATASET
     assert manifest["dataset"]["examples"] == 24
@@ -681,7 +681,7 @@ def test_emulator_command_line_serves_until_sigterm(tmp_path: Any) -> None:
         "PUBSUB_EMULATOR_HOST": "127.0.0.1:9",
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "distillery.emulator", "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, "-m", "distillery.local.emulator", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

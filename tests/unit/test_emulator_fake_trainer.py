@@ -1,4 +1,4 @@
-"""A light stand-in for :mod:`distillery.trainer` that the emulator's worker can import.
+"""A light stand-in for :mod:`distillery.local.trainer` that the emulator's worker can import.
 
 It has the trainer's API (the real value types, ``train``, ``load_predictor``,
 ``label_with_teacher``) without torch: ``train`` memorises the labelled prompts and answers the
@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from distillery.trainer._types import (
+from distillery.local.trainer._types import (
     ProgressEvent,
     TrainingConfig,
     TrainingError,

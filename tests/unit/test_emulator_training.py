@@ -29,7 +29,10 @@ from google.cloud.aiplatform_v1 import (
     PredictionServiceClient,
 )
 
-from distillery.emulator import (
+from distillery.core.errors import ConfigurationError
+from distillery.core.settings import Settings
+from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
+from distillery.local.emulator import (
     SEED_HEADER,
     EmulatorServer,
     LocalModels,
@@ -39,10 +42,7 @@ from distillery.emulator import (
     label_value,
     training_config,
 )
-from distillery.emulator._config import parse_model_map
-from distillery.errors import ConfigurationError
-from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
-from distillery.settings import Settings
+from distillery.local.emulator._config import parse_model_map
 from tests.unit import test_emulator_fake_trainer as fake
 
 PROJECT = "p-1"
@@ -661,7 +661,7 @@ def test_emulator_training_long_label_values_are_shortened_distinctly() -> None:
 
 
 def test_emulator_command_line_installs_the_trainer_unless_told_not_to(tmp_path: Path) -> None:
-    from distillery.emulator.__main__ import _parser, trainer_options
+    from distillery.local.emulator.__main__ import _parser, trainer_options
 
     default = trainer_options(_parser().parse_args(["--port", "0"]), SETTINGS)
     disabled = trainer_options(_parser().parse_args(["--port", "0", "--no-trainer"]), SETTINGS)
@@ -672,7 +672,7 @@ def test_emulator_command_line_installs_the_trainer_unless_told_not_to(tmp_path:
         SETTINGS,
     )
 
-    assert default is not None and default.trainer_module == "distillery.trainer"
+    assert default is not None and default.trainer_module == "distillery.local.trainer"
     assert default.long_context_students == ("text-bison-32k@002",)
     assert disabled is None
     assert custom is not None and custom.data_dir == tmp_path

@@ -6,9 +6,9 @@ import json
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.errors import InvalidEventError
-from distillery.events import parse_message, parse_pubsub_event, parse_storage_event
-from distillery.models import JobState, LaunchRequest, StatusEvent, split_gcs_uri
+from distillery.core.errors import InvalidEventError
+from distillery.core.events import parse_message, parse_pubsub_event, parse_storage_event
+from distillery.core.models import JobState, LaunchRequest, StatusEvent, split_gcs_uri
 from tests.helpers import load_event
 
 

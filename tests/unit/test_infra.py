@@ -1,8 +1,8 @@
 """The Terraform in infra/ deploys what the code uses.
 
 A contract test, read with python-hcl2 (no provider, no network): every topic, collection, bucket
-prefix and environment variable of :mod:`distillery.settings`, every entry point of
-``functions/main.py`` and every trigger of :data:`distillery.localstack.routes.ROUTES` is the one
+prefix and environment variable of :mod:`distillery.core.settings`, every entry point of
+``functions/main.py`` and every trigger of :data:`distillery.local.stack.routes.ROUTES` is the one
 infra defines. ``terraform fmt`` runs when a terraform binary is installed (an optional tool: the
 test says why it skips); ``terraform validate`` cannot run offline (it needs the google provider
 from the Terraform registry), see README "Deployment".
@@ -23,7 +23,10 @@ from typing import Any
 import hcl2
 import pytest
 
-from distillery.localstack.routes import (
+from distillery.core.settings import DATA_RESIDENCY_AREAS, ENVIRONMENT, Settings
+from distillery.facts import SUPPORTED_REGIONS
+from distillery.local.stack.control import StackConfig
+from distillery.local.stack.routes import (
     DEAD_LETTER_SUFFIX,
     MESSAGE_PUBLISHED,
     PRODUCT_TOPIC_SETTINGS,
@@ -32,9 +35,7 @@ from distillery.localstack.routes import (
     MessagePublished,
     StorageFinalized,
 )
-from distillery.localstack.stack import StackConfig
-from distillery.settings import DATA_RESIDENCY_AREAS, ENVIRONMENT, SUPPORTED_REGIONS, Settings
-from distillery.status import PIPELINE_RESOURCE_TYPE
+from distillery.services.status import PIPELINE_RESOURCE_TYPE
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"

@@ -6,24 +6,24 @@ from typing import Any
 
 import pytest
 
-from distillery.datasets import handle_object
-from distillery.errors import (
+from distillery.core.errors import (
     ContentionError,
     QuotaExceededError,
     RequestRejectedError,
 )
-from distillery.example_data import generate
+from distillery.core.models import LaunchRequest, StatusEvent, StorageObject
+from distillery.core.ports import Mutation
+from distillery.core.runtime import Dependencies
+from distillery.core.settings import Settings
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
     InMemoryRecordStore,
     InMemoryVertexPipelines,
 )
-from distillery.launcher import UnknownDatasetError, UnknownJobError, launch
-from distillery.models import LaunchRequest, StatusEvent, StorageObject
-from distillery.ports import Mutation
-from distillery.runtime import Dependencies
-from distillery.settings import Settings
+from distillery.local.example_data import generate
+from distillery.services.datasets import handle_object
+from distillery.services.launcher import UnknownDatasetError, UnknownJobError, launch
 
 BUCKET = "bkt-test"
 

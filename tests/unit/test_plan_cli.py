@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from distillery import cli, plan_cli, policy
-from distillery.settings import ENVIRONMENT
+from distillery import policy
+from distillery.commands import cli
+from distillery.commands import plan as plan_cli
+from distillery.core.settings import ENVIRONMENT
 from tests.unit.test_policy import install_validation_stub
 
 KEY = "projects/p-1/locations/us-central1/keyRings/ring/cryptoKeys/key"

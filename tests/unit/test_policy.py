@@ -14,9 +14,10 @@ from typing import Any
 import pytest
 
 from distillery import policy
-from distillery.errors import ConfigurationError
-from distillery.models import LaunchRequest
-from distillery.settings import SUPPORTED_REGIONS, Settings
+from distillery.core.errors import ConfigurationError
+from distillery.core.models import LaunchRequest
+from distillery.core.settings import Settings
+from distillery.facts import SUPPORTED_REGIONS
 
 DATASET = "gs://bkt/validated/0f3a/news.jsonl"
 EVAL = "gs://bkt/validated/9c1b/news.eval.jsonl"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from distillery.errors import ConfigurationError
-from distillery.settings import SUPPORTED_REGIONS, Settings
+from distillery.core.errors import ConfigurationError
+from distillery.core.settings import Settings
+from distillery.facts import SUPPORTED_REGIONS
 
 
 def test_policy_settings_defaults() -> None:

@@ -10,17 +10,19 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.errors import ConfigurationError
+from distillery.core.errors import ConfigurationError
+from distillery.core.jobs import new_record
+from distillery.core.models import JobState, StatusEvent
+from distillery.core.ports import ModelInfo, canary_split
+from distillery.core.runtime import Dependencies, run_handler
+from distillery.core.settings import Settings
 from distillery.fakes import (
     InMemoryModelEndpoints,
     InMemoryObjectStore,
     InMemoryPublisher,
     InMemoryRecordStore,
 )
-from distillery.jobs import new_record
-from distillery.models import JobState, StatusEvent
-from distillery.ports import ModelInfo, canary_split
-from distillery.promoter import (
+from distillery.services.promoter import (
     ACCURACY,
     NothingToRollBackError,
     Thresholds,
@@ -30,8 +32,6 @@ from distillery.promoter import (
     promote,
     rollback,
 )
-from distillery.runtime import Dependencies, run_handler
-from distillery.settings import Settings
 
 FAMILY = "news-distilled"
 GOOD = {ACCURACY: 0.9, "eval_total_loss": 0.4, "eval_num_predictions": 500.0}
@@ -412,7 +412,7 @@ def test_rollback_repeated_after_a_crash_moves_the_job(make: Make) -> None:
 
 
 def test_a_rolled_back_job_moves_no_further() -> None:
-    from distillery.jobs import can_move
+    from distillery.core.jobs import can_move
 
     assert can_move(JobState.PROMOTED, JobState.ROLLED_BACK)
     for state in JobState:

@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from distillery.errors import InvalidEventError, ServiceUnavailableError
-from distillery.events import CloudEventLike
+from distillery.core.errors import InvalidEventError, ServiceUnavailableError
+from distillery.core.events import CloudEventLike
+from distillery.core.logs import CloudLoggingFormatter, log_context
+from distillery.core.runtime import Dependencies, failure_id, run_handler
+from distillery.core.settings import Settings
 from distillery.fakes import InMemoryObjectStore, InMemoryPublisher, InMemoryRecordStore
-from distillery.logs import CloudLoggingFormatter, log_context
-from distillery.runtime import Dependencies, failure_id, run_handler
-from distillery.settings import Settings
 from tests.helpers import load_event
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from distillery.errors import ConfigurationError
-from distillery.settings import ENVIRONMENT, Settings
+from distillery.core.errors import ConfigurationError
+from distillery.core.settings import ENVIRONMENT, Settings
 
 
 def test_settings_from_env_reads_public_names() -> None:

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.errors import InvalidEventError
+from distillery.core.errors import InvalidEventError
+from distillery.core.jobs import new_record
+from distillery.core.models import JobState, StatusEvent
+from distillery.core.runtime import Dependencies
+from distillery.core.settings import Settings
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
     InMemoryRecordStore,
     InMemoryVertexPipelines,
 )
-from distillery.jobs import new_record
-from distillery.models import JobState, StatusEvent
-from distillery.runtime import Dependencies
-from distillery.settings import Settings
-from distillery.status import handle_job_event, reconcile
+from distillery.services.status import handle_job_event, reconcile
 
 JOB = "news-distilled-0123abcd"
 NAME = f"projects/p/locations/us-central1/pipelineJobs/{JOB}"

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import torch
 
-import distillery.trainer as trainer_package
-from distillery.errors import DistilleryError, PermanentError
-from distillery.trainer import (
+import distillery.local.trainer as trainer_package
+from distillery.core.errors import DistilleryError, PermanentError
+from distillery.local.trainer import (
     ProgressEvent,
     TrainingCancelledError,
     TrainingConfig,
@@ -31,8 +31,8 @@ from distillery.trainer import (
     load_predictor,
     train,
 )
-from distillery.trainer._loop import Evaluator, TrainingRun
-from distillery.trainer._model import (
+from distillery.local.trainer._loop import Evaluator, TrainingRun
+from distillery.local.trainer._model import (
     METADATA_FILE,
     ModelMetadata,
     StudentArchitecture,
@@ -41,7 +41,7 @@ from distillery.trainer._model import (
     read_metadata,
     save_model,
 )
-from distillery.trainer._tokenizer import build_tokenizer
+from distillery.local.trainer._tokenizer import build_tokenizer
 
 _WORDS = {
     "fruit": ("apple", "pear", "plum", "cherry"),

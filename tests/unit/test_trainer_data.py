@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from distillery.trainer import TrainingError, TrainingExample
-from distillery.trainer._data import (
+from distillery.local.trainer import TrainingError, TrainingExample
+from distillery.local.trainer._data import (
     EXPLAIN_PREFIX,
     IGNORE_INDEX,
     PREDICT_PREFIX,
@@ -21,7 +21,7 @@ from distillery.trainer._data import (
     step_batch,
     task_texts,
 )
-from distillery.trainer._tokenizer import build_tokenizer
+from distillery.local.trainer._tokenizer import build_tokenizer
 
 TEXTS = [
     "predict: Classify the text: The striker scored twice.",

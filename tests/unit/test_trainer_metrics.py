@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from distillery.trainer._data import IGNORE_INDEX
-from distillery.trainer._metrics import (
+from distillery.local.trainer._data import IGNORE_INDEX
+from distillery.local.trainer._metrics import (
     EvalTotals,
     TokenScore,
     TrainWindow,

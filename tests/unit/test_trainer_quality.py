@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from distillery.example_data import generate
-from distillery.trainer import TrainingConfig, TrainingExample, load_predictor, train
+from distillery.local.example_data import generate
+from distillery.local.trainer import TrainingConfig, TrainingExample, load_predictor, train
 
 
 @pytest.mark.timeout(600)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from distillery.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
-from distillery.validation import cli as validation_cli
+from distillery.commands import validate as validation_cli
+from distillery.commands.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
@@ -156,7 +156,7 @@ def test_validate_cli_unreadable_file_exits_2(
 def test_validate_cli_through_the_distillery_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from distillery.cli import main
+    from distillery.commands.cli import main
 
     path = write_jsonl(tmp_path / "support.jsonl", examples(1, 120))
     assert main(["validate", str(path), "--json"]) == EXIT_OK

@@ -10,18 +10,18 @@ from typing import Any
 
 import pytest
 
-from distillery.errors import ObjectNotFoundError
+from distillery.commands.watch import Follower, JsonOutput, Progress, StateChange, TextOutput
+from distillery.core.errors import ObjectNotFoundError
+from distillery.core.jobs import new_record, transition
+from distillery.core.models import JobState, StatusEvent
+from distillery.core.runtime import Dependencies
+from distillery.core.settings import Settings
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
     InMemoryRecordStore,
     InMemoryVertexPipelines,
 )
-from distillery.jobs import new_record, transition
-from distillery.models import JobState, StatusEvent
-from distillery.runtime import Dependencies
-from distillery.settings import Settings
-from distillery.watch import Follower, JsonOutput, Progress, StateChange, TextOutput
 
 START = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 

@@ -1,0 +1,136 @@
+"""Firestore adapter (google-cloud-firestore, native mode)."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from distillery.adapters._errors import translate_google_errors
+from distillery.core.errors import ContentionError
+from distillery.core.ports import Mutation, RecordStore
+
+if TYPE_CHECKING:
+    from google.cloud import firestore
+
+#: How many times a compare-and-set is tried before the contention is reported (retryable).
+TRANSACTION_ATTEMPTS = 12
+
+
+class FirestoreRecordStore(RecordStore):
+    """Documents in Firestore (or its emulator through ``FIRESTORE_EMULATOR_HOST``)."""
+
+    def __init__(
+        self,
+        project: str | None = None,
+        *,
+        database: str = "(default)",
+        client: firestore.Client | None = None,
+    ) -> None:
+        self._project = project
+        self._database = database
+        self._client = client
+
+    @property
+    def client(self) -> firestore.Client:
+        """The Firestore client, built on first use."""
+        if self._client is None:
+            from google.cloud import firestore
+
+            self._client = firestore.Client(project=self._project or None, database=self._database)
+        return self._client
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        with translate_google_errors(f"reading {collection}/{doc_id}"):
+            snapshot = self.client.collection(collection).document(doc_id).get()
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
+        from google.api_core.exceptions import Conflict
+
+        try:
+            with translate_google_errors(f"creating {collection}/{doc_id}"):
+                self.client.collection(collection).document(doc_id).create(dict(data))
+        except Conflict:
+            return False
+        return True
+
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        with translate_google_errors(f"writing {collection}/{doc_id}"):
+            self.client.collection(collection).document(doc_id).set(dict(data))
+
+    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
+        """Read-modify-write as a compare-and-set on the document's update time.
+
+        The document is read without a lock and written only if nobody wrote it since (a
+        ``last_update_time`` precondition; a create for a new document). A write that lost is
+        tried again from a fresh read after a random, growing delay. Unlike a Firestore
+        transaction, concurrent writers never hold locks on each other, so they cannot
+        deadlock (the emulator resolves such deadlocks only by a lock timeout of seconds).
+        """
+        from google.api_core import exceptions as gexc
+
+        ref = self.client.collection(collection).document(doc_id)
+        what = f"updating {collection}/{doc_id}"
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            with translate_google_errors(what):
+                snapshot = ref.get()
+            current = snapshot.to_dict() if snapshot.exists else None
+            updated = mutate(copy.deepcopy(current) if current is not None else None)
+            if updated is None:
+                return current
+            with translate_google_errors(what):
+                try:
+                    self._compare_and_set(ref, snapshot, current, updated)
+                except (gexc.Conflict, gexc.FailedPrecondition, gexc.NotFound) as exc:
+                    if attempt == TRANSACTION_ATTEMPTS - 1:
+                        raise ContentionError(
+                            f"{what}: concurrent writers won {TRANSACTION_ATTEMPTS} times ({exc})"
+                        ) from exc
+                else:
+                    return updated
+            time.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _compare_and_set(
+        self,
+        ref: Any,
+        snapshot: Any,
+        current: Mapping[str, Any] | None,
+        updated: Mapping[str, Any],
+    ) -> None:
+        """Write ``updated`` over ``current`` unless the document changed since ``snapshot``.
+
+        Raises:
+            google.api_core.exceptions.Conflict: it was created meanwhile.
+            google.api_core.exceptions.FailedPrecondition: it was changed meanwhile.
+            google.api_core.exceptions.NotFound: it was deleted meanwhile.
+        """
+        from google.cloud import firestore
+        from google.cloud.firestore_v1.field_path import FieldPath
+
+        if current is None:
+            ref.create(dict(updated))
+            return
+        changes: dict[str, Any] = {
+            FieldPath(key).to_api_repr(): value for key, value in updated.items()
+        }
+        for key in current.keys() - updated.keys():
+            changes[FieldPath(key).to_api_repr()] = firestore.DELETE_FIELD
+        if not changes:
+            return  # An empty document stays empty.
+        option = self.client.write_option(last_update_time=snapshot.update_time)
+        ref.update(changes, option=option)
+
+    def list(
+        self, collection: str, *, where: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query: Any = self.client.collection(collection)
+        for field, value in (where or {}).items():
+            query = query.where(filter=FieldFilter(field, "==", value))
+        with translate_google_errors(f"listing {collection}"):
+            return [snapshot.to_dict() for snapshot in query.stream()]

@@ -1,0 +1,339 @@
+"""Vertex AI adapters: the GAPIC ``PipelineServiceClient``, ``EndpointServiceClient`` and
+``ModelServiceClient`` over REST.
+
+Only ``google.cloud.aiplatform_v1``'s services are imported, lazily, on first use: the
+full ``google.cloud.aiplatform`` SDK costs seconds of cold start. The endpoint comes from
+configuration only: ``{location}-aiplatform.googleapis.com`` in production, the local emulator's
+``http://`` URL locally (an insecure endpoint can carry no real credentials, so it is called with
+anonymous ones, as the official clients do for their emulators).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from distillery.adapters._errors import translate_google_errors
+from distillery.core.errors import (
+    AlreadyExistsError,
+    ConfigurationError,
+    QuotaExceededError,
+    RequestRejectedError,
+)
+from distillery.core.ports import (
+    DeployedModelInfo,
+    EndpointInfo,
+    ModelEndpoints,
+    ModelInfo,
+    PipelineJobInfo,
+    PredictResult,
+    VertexPipelines,
+    canary_split,
+    location_of,
+)
+
+
+def _info(job: Any) -> PipelineJobInfo:
+    from google.cloud.aiplatform_v1 import PipelineJob
+
+    error = job.error.message if job.error and job.error.message else None
+    return PipelineJobInfo(
+        name=job.name,
+        state=job.state.name,
+        error=error,
+        resource=json.loads(PipelineJob.to_json(job)),
+    )
+
+
+def _client_kwargs(api_endpoint: str, location: str) -> dict[str, Any]:
+    """REST client options for ``location`` (anonymous credentials for an ``http://`` emulator)."""
+    endpoint = api_endpoint or f"{location}-aiplatform.googleapis.com"
+    kwargs: dict[str, Any] = {"transport": "rest", "client_options": {"api_endpoint": endpoint}}
+    if endpoint.startswith("http://"):
+        from google.auth.credentials import AnonymousCredentials
+
+        kwargs["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    return kwargs
+
+
+class VertexPipelineAdapter(VertexPipelines):
+    """Pipeline jobs through the official client, one client per location."""
+
+    def __init__(self, project: str, *, api_endpoint: str = "") -> None:
+        if not project:
+            raise ConfigurationError("Vertex AI pipeline jobs need GOOGLE_CLOUD_PROJECT")
+        self._project = project
+        self._api_endpoint = api_endpoint
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, location: str) -> Any:
+        with self._lock:
+            if location not in self._clients:
+                from google.cloud.aiplatform_v1.services.pipeline_service import (
+                    PipelineServiceClient,
+                )
+
+                self._clients[location] = PipelineServiceClient(
+                    **_client_kwargs(self._api_endpoint, location)
+                )
+            return self._clients[location]
+
+    def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
+        from google.api_core import exceptions as gexc
+        from google.cloud.aiplatform_v1 import PipelineJob
+
+        parent = f"projects/{self._project}/locations/{location}"
+        try:
+            job = PipelineJob.from_json(json.dumps(body))
+        except Exception as exc:
+            raise RequestRejectedError(f"the pipeline job body does not parse: {exc}") from exc
+        with translate_google_errors(f"creating pipeline job {parent}/pipelineJobs/{job_id}"):
+            try:
+                created = self._client(location).create_pipeline_job(
+                    parent=parent, pipeline_job=job, pipeline_job_id=job_id
+                )
+            except gexc.Aborted:
+                raise  # A transient conflict, not an existing job: translated as contention.
+            except gexc.Conflict as exc:
+                raise AlreadyExistsError(f"pipeline job {job_id} already exists") from exc
+            except gexc.ResourceExhausted as exc:
+                raise QuotaExceededError(f"Vertex AI is out of quota: {exc.message}") from exc
+            except gexc.BadRequest as exc:  # INVALID_ARGUMENT and FAILED_PRECONDITION
+                raise RequestRejectedError(f"Vertex AI refused the job: {exc.message}") from exc
+        return _info(created)
+
+    def get(self, name: str) -> PipelineJobInfo:
+        location = name.split("/")[3] if name.count("/") >= 5 else ""
+        with translate_google_errors(f"reading pipeline job {name}"):
+            job = self._client(location).get_pipeline_job(name=name)
+        return _info(job)
+
+
+def _endpoint_info(endpoint: Any) -> EndpointInfo:
+    return EndpointInfo(
+        name=endpoint.name,
+        display_name=endpoint.display_name,
+        deployed_models=tuple(
+            DeployedModelInfo(str(d.id), str(d.model)) for d in endpoint.deployed_models
+        ),
+        traffic_split={str(k): int(v) for k, v in endpoint.traffic_split.items()},
+    )
+
+
+class VertexModelEndpointsAdapter(ModelEndpoints):
+    """Endpoints and models through the official clients, one pair of clients per location.
+
+    Long-running operations (create, deploy, undeploy) are waited for, up to
+    ``operation_timeout`` seconds.
+    """
+
+    def __init__(
+        self, project: str, *, api_endpoint: str = "", operation_timeout: float = 1800.0
+    ) -> None:
+        if not project:
+            raise ConfigurationError("Vertex AI endpoints need GOOGLE_CLOUD_PROJECT")
+        self._project = project
+        self._api_endpoint = api_endpoint
+        self._timeout = operation_timeout
+        self._endpoint_clients: dict[str, Any] = {}
+        self._model_clients: dict[str, Any] = {}
+        self._prediction_clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _endpoints(self, location: str) -> Any:
+        with self._lock:
+            if location not in self._endpoint_clients:
+                from google.cloud.aiplatform_v1.services.endpoint_service import (
+                    EndpointServiceClient,
+                )
+
+                self._endpoint_clients[location] = EndpointServiceClient(
+                    **_client_kwargs(self._api_endpoint, location)
+                )
+            return self._endpoint_clients[location]
+
+    def _models(self, location: str) -> Any:
+        with self._lock:
+            if location not in self._model_clients:
+                from google.cloud.aiplatform_v1.services.model_service import ModelServiceClient
+
+                self._model_clients[location] = ModelServiceClient(
+                    **_client_kwargs(self._api_endpoint, location)
+                )
+            return self._model_clients[location]
+
+    def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
+        parent = f"projects/{self._project}/locations/{location}"
+        quoted = display_name.replace('"', '\\"')
+        with translate_google_errors(f"listing the endpoints of {parent}"):
+            found = list(
+                self._endpoints(location).list_endpoints(
+                    request={"parent": parent, "filter": f'display_name="{quoted}"'}
+                )
+            )
+        named = [e for e in found if e.display_name == display_name]
+        if not named:
+            return None
+        # Two concurrent first promotions may each have created one: all agree on the oldest.
+        oldest = min(
+            named, key=lambda e: (e.create_time.timestamp() if e.create_time else 0, e.name)
+        )
+        return _endpoint_info(oldest)
+
+    def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
+        from google.api_core import exceptions as gexc
+        from google.cloud.aiplatform_v1 import Endpoint
+
+        parent = f"projects/{self._project}/locations/{location}"
+        with translate_google_errors(f"creating endpoint {display_name!r} in {parent}"):
+            try:
+                operation = self._endpoints(location).create_endpoint(
+                    parent=parent, endpoint=Endpoint(display_name=display_name)
+                )
+                created = operation.result(timeout=self._timeout)
+            except gexc.BadRequest as exc:
+                raise RequestRejectedError(
+                    f"Vertex AI refused the endpoint: {exc.message}"
+                ) from exc
+        return _endpoint_info(created)
+
+    def get_endpoint(self, name: str) -> EndpointInfo:
+        with translate_google_errors(f"reading endpoint {name}"):
+            endpoint = self._endpoints(location_of(name)).get_endpoint(name=name)
+        return _endpoint_info(endpoint)
+
+    def deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        from google.api_core import exceptions as gexc
+        from google.cloud.aiplatform_v1 import AutomaticResources, DeployedModel
+
+        location = location_of(endpoint)
+        current = self.get_endpoint(endpoint)
+        split = canary_split(
+            {
+                d.deployed_model_id: current.traffic_split.get(d.deployed_model_id, 0)
+                for d in current.deployed_models
+            },
+            traffic_percent,
+            incumbent,
+        )
+        deployed = DeployedModel(
+            model=model,
+            automatic_resources=AutomaticResources(min_replica_count=1, max_replica_count=1),
+        )
+        with translate_google_errors(f"deploying {model} on {endpoint}"):
+            try:
+                operation = self._endpoints(location).deploy_model(
+                    endpoint=endpoint, deployed_model=deployed, traffic_split=split
+                )
+                response = operation.result(timeout=self._timeout)
+            except gexc.ResourceExhausted as exc:
+                raise QuotaExceededError(f"Vertex AI is out of quota: {exc.message}") from exc
+            except gexc.BadRequest as exc:
+                raise RequestRejectedError(
+                    f"Vertex AI refused the deployment: {exc.message}"
+                ) from exc
+        return str(response.deployed_model.id)
+
+    def undeploy(
+        self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None
+    ) -> None:
+        from google.api_core import exceptions as gexc
+
+        with translate_google_errors(f"undeploying {deployed_model_id} from {endpoint}"):
+            try:
+                operation = self._endpoints(location_of(endpoint)).undeploy_model(
+                    endpoint=endpoint,
+                    deployed_model_id=deployed_model_id,
+                    traffic_split=dict(traffic_split or {}),
+                )
+                operation.result(timeout=self._timeout)
+            except gexc.BadRequest as exc:
+                raise RequestRejectedError(
+                    f"Vertex AI refused the undeploy: {exc.message}"
+                ) from exc
+
+    def set_traffic(self, endpoint: str, traffic_split: Mapping[str, int]) -> EndpointInfo:
+        from google.api_core import exceptions as gexc
+        from google.cloud.aiplatform_v1 import Endpoint
+        from google.protobuf import field_mask_pb2
+
+        update = Endpoint(name=endpoint, traffic_split=dict(traffic_split))
+        mask = field_mask_pb2.FieldMask(paths=["traffic_split"])
+        with translate_google_errors(f"setting the traffic of {endpoint}"):
+            try:
+                updated = self._endpoints(location_of(endpoint)).update_endpoint(
+                    endpoint=update, update_mask=mask
+                )
+            except gexc.BadRequest as exc:
+                raise RequestRejectedError(f"Vertex AI refused the split: {exc.message}") from exc
+        return _endpoint_info(updated)
+
+    def _prediction(self, location: str) -> Any:
+        with self._lock:
+            if location not in self._prediction_clients:
+                from google.cloud.aiplatform_v1.services.prediction_service import (
+                    PredictionServiceClient,
+                )
+
+                self._prediction_clients[location] = PredictionServiceClient(
+                    **_client_kwargs(self._api_endpoint, location)
+                )
+            return self._prediction_clients[location]
+
+    def predict(
+        self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
+    ) -> PredictResult:
+        from google.api_core import exceptions as gexc
+        from google.protobuf import json_format, struct_pb2
+
+        def value(data: Any) -> struct_pb2.Value:
+            message = struct_pb2.Value()
+            json_format.ParseDict(data, message)
+            return message
+
+        request: dict[str, Any] = {
+            "endpoint": endpoint,
+            "instances": [value({"prompt": prompt}) for prompt in prompts],
+        }
+        if parameters:
+            request["parameters"] = value(dict(parameters))
+        try:
+            with translate_google_errors(f"asking {endpoint} for predictions"):
+                response = self._prediction(location_of(endpoint)).predict(**request)
+        except ConfigurationError as exc:
+            cause = exc.__cause__
+            # 400s (FAILED_PRECONDITION: nothing serves; INVALID_ARGUMENT: the prompts): refused.
+            if isinstance(cause, gexc.BadRequest):
+                raise RequestRejectedError(
+                    f"{endpoint} refused the prediction: {cause.message}"
+                ) from cause
+            raise
+        data = type(response).to_dict(response)
+        contents = []
+        for prediction in data.get("predictions") or []:
+            content = prediction.get("content") if isinstance(prediction, dict) else None
+            contents.append(str(content) if content is not None else json.dumps(prediction))
+        return PredictResult(
+            contents=tuple(contents),
+            deployed_model_id=str(data.get("deployed_model_id") or ""),
+            model=str(data.get("model") or ""),
+        )
+
+    def get_model(self, name: str) -> ModelInfo:
+        from google.cloud.aiplatform_v1 import Model
+
+        with translate_google_errors(f"reading model {name}"):
+            model = self._models(location_of(name)).get_model(name=name)
+        metadata = json.loads(Model.to_json(model)).get("metadata") or {}
+        raw = metadata.get("metrics") if isinstance(metadata, dict) else None
+        metrics = {
+            str(k): float(v)
+            for k, v in (raw or {}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        return ModelInfo(name=model.name, display_name=model.display_name, metrics=metrics)

@@ -1,0 +1,351 @@
+"""``distillery plan``: show what the launch policy would submit for a dataset, offline.
+
+``distillery plan DATASET [--eval EVAL] [--set KEY=VALUE ...] [--json]``
+
+- A local ``DATASET`` (``news.jsonl``) is validated like an upload and its examples counted; a
+  sibling ``news.eval.jsonl`` is taken as the eval set (unless ``--eval`` names one) and a sibling
+  ``news.config.json`` as the overrides, as the bucket does. The planned ``dataset_uri`` is the
+  validated copy the bucket would launch: ``gs://BUCKET/<validated prefix><sha256>/news.jsonl``.
+- A ``gs://`` ``DATASET`` is planned as given: nothing is read, so its size must be given with
+  ``--examples N`` (and the eval set's, optionally, with ``--eval-examples N``).
+- ``--set key=value`` overrides a job parameter (after the sidecar); the value is read as JSON
+  when it parses (``train_steps=500``, ``enable_early_stopping=false``), else as a string.
+
+The project and bucket come from ``GOOGLE_CLOUD_PROJECT`` / ``DISTILLERY_BUCKET`` or ``--project``
+/ ``--bucket``; there is no silent default. No network call is made. The printed ``job_id`` is the
+one this plan gets for ``--request-id`` with the dataset's content as its identity; the bucket flow
+derives its own from the uploaded object's generation.
+
+Exit codes: 0 the plan is accepted, 1 the dataset/eval/config is invalid or the policy refuses
+(every reason is printed), 2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from distillery import policy
+from distillery.commands.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from distillery.core.models import LaunchRequest
+from distillery.core.settings import Settings
+
+DEFAULT_REQUEST_ID = "cli-plan"
+
+
+class _UsageProblem(Exception):
+    """A command-line mistake: reported, exit code 2."""
+
+
+class _InvalidInput(Exception):
+    """An invalid dataset, eval set or config sidecar: reported, exit code 1."""
+
+    def __init__(self, what: str, problems: list[str]) -> None:
+        super().__init__(what)
+        self.what = what
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    """A dataset as the plan sees it: where it would be launched from and its size."""
+
+    uri: str
+    examples: int | None
+    identity: str
+    #: What the user named (a path or URI), for the printout.
+    label: str = ""
+    sidecar: Path | None = None
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``plan`` subcommand to ``subparsers`` (from ``add_subparsers``)."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "plan",
+        help="resolve a dataset's job under the launch policy and print it (no network call)",
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+    )
+    parser.add_argument("dataset", metavar="DATASET", help="a local .jsonl file or a gs:// URI")
+    parser.add_argument("--eval", dest="eval_dataset", metavar="EVAL", help="the eval set")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a job parameter (repeatable; the value is JSON when it parses)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--project", help="the Google Cloud project (else GOOGLE_CLOUD_PROJECT)")
+    parser.add_argument("--bucket", help="the datasets bucket (else DISTILLERY_BUCKET)")
+    parser.add_argument("--region", help="the pipeline region (else DISTILLERY_REGION)")
+    parser.add_argument("--examples", type=int, help="examples in a gs:// DATASET")
+    parser.add_argument("--eval-examples", type=int, help="examples in a gs:// eval set")
+    parser.add_argument(
+        "--request-id", default=DEFAULT_REQUEST_ID, help="the request id the job_id is derived from"
+    )
+    parser.add_argument(
+        "--running-jobs", type=int, default=0, help="assume this many active jobs (policy check)"
+    )
+    parser.add_argument(
+        "--hours-today",
+        type=float,
+        default=0.0,
+        help="assume this many accelerator-hours already spent today (budget check)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan the job ``args`` describes and print it; returns the exit code.
+
+    Raises:
+        ConfigurationError: a setting in the environment is malformed (the CLI maps it to 2).
+    """
+    try:
+        settings = _settings(args)
+        dataset = _dataset(args, settings)
+        evaluation = _eval_dataset(args, settings, dataset)
+        overrides = _sidecar_overrides(dataset, has_eval=evaluation is not None)
+        overrides.update(_assignments(args.assignments))
+        request = LaunchRequest(
+            dataset_uri=dataset.uri,
+            eval_dataset_uri=evaluation.uri if evaluation else None,
+            overrides=overrides,
+            request_id=args.request_id,
+        )
+    except _UsageProblem as exc:
+        _error(str(exc))
+        return EXIT_USAGE
+    except ValidationError as exc:
+        _error(f"not a valid request: {exc.errors()[0]['msg']}")
+        return EXIT_USAGE
+    except _InvalidInput as exc:
+        _error(f"{exc.what} is invalid:")
+        for problem in exc.problems:
+            _error(f"  - {problem}", prefix=False)
+        return EXIT_INVALID
+
+    assert dataset.examples is not None
+    plan = policy.resolve(
+        request,
+        settings,
+        dataset_examples=dataset.examples,
+        eval_examples=evaluation.examples if evaluation else None,
+        usage=policy.PolicyUsage(
+            running_jobs=args.running_jobs, accelerator_hours_today=args.hours_today
+        ),
+    )
+    job_id = policy.job_id(plan, source_identity=dataset.identity, request_id=args.request_id)
+    if args.json:
+        print(json.dumps(_json_output(plan, job_id), indent=2))
+    else:
+        inputs = [f"dataset: {args.dataset}"]
+        if evaluation is not None:
+            inputs.append(f"eval set: {evaluation.label}")
+        if dataset.sidecar is not None:
+            inputs.append(f"overrides from: {dataset.sidecar}")
+        if args.assignments:
+            inputs.append(f"overrides set: {' '.join(args.assignments)}")
+        print(_human_output(plan, job_id, inputs))
+    return EXIT_OK if plan.accepted else EXIT_INVALID
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``key=value`` → ``(key, value)``; the value is JSON when it parses, else the raw string.
+
+    Raises:
+        ValueError: ``text`` has no ``=`` or an empty key.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ValueError(f"--set wants KEY=VALUE, got {text!r}")
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _assignments(texts: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for text in texts:
+        try:
+            key, value = parse_assignment(text)
+        except ValueError as exc:
+            raise _UsageProblem(str(exc)) from None
+        values[key] = value
+    return values
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    explicit = {
+        name: value
+        for name, value in (
+            ("project", args.project),
+            ("bucket", args.bucket),
+            ("region", args.region),
+        )
+        if value
+    }
+    settings = Settings.from_env(**explicit)
+    missing = [
+        f"{Settings.env_name(name)} (or --{name})"
+        for name in ("project", "bucket")
+        if not getattr(settings, name)
+    ]
+    if missing:
+        raise _UsageProblem(f"not set: {', '.join(missing)}; the plan needs them, with no default")
+    return settings
+
+
+def _dataset(args: argparse.Namespace, settings: Settings) -> _Dataset:
+    source: str = args.dataset
+    if source.startswith("gs://"):
+        if args.examples is None:
+            raise _UsageProblem(
+                "a gs:// DATASET is not read: give its number of examples with --examples N"
+            )
+        return _Dataset(uri=source, examples=args.examples, identity=source, label=source)
+    if args.examples is not None:
+        raise _UsageProblem("--examples is only for a gs:// DATASET; a local file is counted")
+    path = Path(source)
+    if not path.is_file():
+        raise _UsageProblem(f"no such file: {source}")
+    examples, sha256 = _validate_local(path, settings, eval_set=False)
+    stem = _stem(path)
+    uri = f"gs://{settings.bucket}/{settings.validated_prefix}{sha256}/{stem}.jsonl"
+    sidecar = path.with_name(f"{stem}.config.json")
+    return _Dataset(
+        uri=uri,
+        examples=examples,
+        identity=f"sha256:{sha256}",
+        label=source,
+        sidecar=sidecar if sidecar.is_file() else None,
+    )
+
+
+def _eval_dataset(
+    args: argparse.Namespace, settings: Settings, dataset: _Dataset
+) -> _Dataset | None:
+    source: str | None = args.eval_dataset
+    if source is None and dataset.identity.startswith("sha256:"):
+        sibling = Path(args.dataset).with_name(f"{_stem(Path(args.dataset))}.eval.jsonl")
+        source = str(sibling) if sibling.is_file() else None
+    if source is None:
+        if args.eval_examples is not None:
+            raise _UsageProblem("--eval-examples needs an eval set (--eval)")
+        return None
+    if source.startswith("gs://"):
+        return _Dataset(uri=source, examples=args.eval_examples, identity=source, label=source)
+    if args.eval_examples is not None:
+        raise _UsageProblem("--eval-examples is only for a gs:// eval set; a local file is counted")
+    path = Path(source)
+    if not path.is_file():
+        raise _UsageProblem(f"no such file: {source}")
+    examples, sha256 = _validate_local(path, settings, eval_set=True)
+    name = f"{_stem(path).removesuffix('.eval')}.eval.jsonl"
+    uri = f"gs://{settings.bucket}/{settings.validated_prefix}{sha256}/{name}"
+    return _Dataset(uri=uri, examples=examples, identity=f"sha256:{sha256}", label=source)
+
+
+def _validate_local(path: Path, settings: Settings, *, eval_set: bool) -> tuple[int, str]:
+    """Validate a local JSONL file like an upload; returns (examples, sha256)."""
+    from distillery.validation import DatasetKind, validate_jsonl
+
+    kind = DatasetKind.EVAL if eval_set else DatasetKind.TRAINING
+    with path.open("rb") as reader:
+        result = validate_jsonl(
+            reader,
+            kind=kind,
+            source=str(path),
+            max_findings_per_rule=settings.max_findings_per_rule,
+        )
+    report = result.report
+    if not report.valid:
+        raise _InvalidInput(str(path), _problems(report))
+    return int(report.examples), str(report.sha256)
+
+
+def _sidecar_overrides(dataset: _Dataset, *, has_eval: bool) -> dict[str, Any]:
+    if dataset.sidecar is None:
+        return {}
+    from distillery.validation import validate_config
+
+    result = validate_config(
+        dataset.sidecar.read_bytes(), source=str(dataset.sidecar), has_eval=has_eval
+    )
+    if not result.report.valid:
+        raise _InvalidInput(str(dataset.sidecar), _problems(result.report))
+    return dict(result.overrides)
+
+
+def _problems(report: Any) -> list[str]:
+    """One line per listed error finding of a validation report, then what was left unlisted."""
+    problems: list[str] = []
+    for rule in report.errors:
+        for finding in rule.findings:
+            parts = []
+            if finding.line is not None:
+                parts.append(f"line {finding.line}")
+            if finding.field:
+                parts.append(f"field {finding.field}")
+            where = ", ".join(parts)
+            problems.append(f"{where}: {finding.message}" if where else str(finding.message))
+        omitted = rule.count - len(rule.findings)
+        if omitted > 0:
+            problems.append(f"... and {omitted} more: {rule.summary}")
+    return problems or ["(the validator gave no details)"]
+
+
+def _stem(path: Path) -> str:
+    return path.name.removesuffix(".jsonl") if path.name.endswith(".jsonl") else path.stem
+
+
+def _error(message: str, *, prefix: bool = True) -> None:
+    print(f"distillery plan: {message}" if prefix else message, file=sys.stderr)
+
+
+def _json_output(plan: policy.Plan, job_id: str) -> dict[str, Any]:
+    return {
+        "spec": plan.spec_dict(),
+        "reasons": plan.reasons,
+        "refusals": plan.refusals,
+        "request": plan.request_body,
+        "job_id": job_id,
+    }
+
+
+def _human_output(plan: policy.Plan, job_id: str, inputs: list[str]) -> str:
+    spec = plan.spec_dict()
+    width = max(len(key) for key in spec)
+    verdict = "ACCEPTED" if plan.accepted else "REFUSED by policy"
+    lines = [f"Plan: {verdict}", f"  {'job_id'.ljust(width)} : {job_id}"]
+    lines += [f"  {line}" for line in inputs]
+    lines += ["", "Spec:"]
+    lines += [f"  {key.ljust(width)} : {_render(value)}" for key, value in spec.items()]
+    lines += ["", "Reasons:"] + [f"  - {reason}" for reason in plan.reasons]
+    if plan.refusals:
+        lines += ["", "Refusals:"] + [f"  - {refusal}" for refusal in plan.refusals]
+    region = plan.spec.pipeline_region
+    endpoint = (
+        f"POST https://{region}-aiplatform.googleapis.com/v1/projects/{plan.spec.project}"
+        f"/locations/{region}/pipelineJobs?pipelineJobId={job_id}"
+    )
+    lines += ["", f"Request ({endpoint}):", json.dumps(plan.request_body, indent=2)]
+    return "\n".join(lines)
+
+
+def _render(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,55 @@
+"""Reading what a pipeline job exposes: the uploaded model, the final metrics, live progress.
+
+Vertex AI pipelines expose their results in ``jobDetail.taskDetails``: the tuning pipelines' model
+upload task records the model as ``execution.metadata["output:model_resource_name"]`` (where the
+Vertex AI SDK reads it), and metrics are ``system.Metrics`` output artifacts whose ``metadata``
+holds the values (the Kubeflow Pipelines convention). Progress while a job runs is read from
+``progress:*`` keys of a task's execution metadata (the local Vertex AI API writes them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from distillery.core.ports import PipelineJobInfo
+
+MODEL_KEY = "output:model_resource_name"
+METRICS_SCHEMA = "system.Metrics"
+PROGRESS_PREFIX = "progress:"
+
+
+def _tasks(info: PipelineJobInfo) -> Iterator[Mapping[str, Any]]:
+    detail = (info.resource or {}).get("jobDetail") or {}
+    yield from detail.get("taskDetails") or []
+
+
+def read_outputs(info: PipelineJobInfo) -> dict[str, Any]:
+    """``{"model": resource name, "metrics": {name: value}}`` as far as the job exposes them."""
+    outputs: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    for task in _tasks(info):
+        metadata = (task.get("execution") or {}).get("metadata") or {}
+        if metadata.get(MODEL_KEY):
+            outputs["model"] = str(metadata[MODEL_KEY])
+        for artifact_list in (task.get("outputs") or {}).values():
+            for artifact in artifact_list.get("artifacts") or []:
+                if artifact.get("schemaTitle") != METRICS_SCHEMA:
+                    continue
+                for name, value in (artifact.get("metadata") or {}).items():
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        metrics[name] = float(value)
+    if metrics:
+        outputs["metrics"] = metrics
+    return outputs
+
+
+def read_progress(info: PipelineJobInfo) -> dict[str, Any]:
+    """The running task's ``progress:*`` values without the prefix (empty when none are exposed)."""
+    progress: dict[str, Any] = {}
+    for task in _tasks(info):
+        metadata = (task.get("execution") or {}).get("metadata") or {}
+        for key, value in metadata.items():
+            if key.startswith(PROGRESS_PREFIX):
+                progress[key.removeprefix(PROGRESS_PREFIX)] = value
+    return progress

@@ -1,0 +1,359 @@
+"""The ports: the small interfaces core code talks to.
+
+Google Cloud adapters (:mod:`distillery.adapters`) implement them with the official clients, the
+in-memory fakes (:mod:`distillery.fakes`) implement them for fast tests. Adapters translate every
+Google API error into :mod:`distillery.core.errors`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the product needs to know of one stored object generation."""
+
+    bucket: str
+    name: str
+    generation: int
+    size: int
+    content_type: str | None = None
+
+    @property
+    def uri(self) -> str:
+        """``gs://bucket/name``."""
+        return f"gs://{self.bucket}/{self.name}"
+
+
+class ObjectStore(ABC):
+    """Cloud Storage, as the product uses it."""
+
+    @abstractmethod
+    def stat(self, bucket: str, name: str, generation: int | None = None) -> ObjectInfo:
+        """The object (its live generation, or exactly ``generation``).
+
+        Raises:
+            ObjectNotFoundError: no such object or generation.
+        """
+
+    @abstractmethod
+    def open_read(
+        self, bucket: str, name: str, generation: int | None = None
+    ) -> AbstractContextManager[BinaryIO]:
+        """A streaming binary reader over the object; the whole object is never held in memory.
+
+        Raises:
+            ObjectNotFoundError: no such object or generation.
+        """
+
+    @abstractmethod
+    def write_bytes(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        """Store ``data`` at ``name`` (only when nothing is there, with ``if_absent``).
+
+        Raises:
+            PreconditionFailedError: ``if_absent`` and the object exists.
+        """
+
+    @abstractmethod
+    def copy(
+        self,
+        bucket: str,
+        name: str,
+        generation: int,
+        dest_bucket: str,
+        dest_name: str,
+        *,
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        """Copy one exact generation to ``dest_name`` (only when absent, with ``if_absent``).
+
+        Raises:
+            ObjectNotFoundError: the source generation is gone.
+            PreconditionFailedError: ``if_absent`` and the destination exists.
+        """
+
+    def read_bytes(
+        self, bucket: str, name: str, generation: int | None = None, *, limit: int = 1 << 20
+    ) -> bytes:
+        """A small object's content, at most ``limit`` bytes (for sidecars, not datasets).
+
+        Raises:
+            ObjectNotFoundError: no such object or generation.
+            ValueError: the object is larger than ``limit``.
+        """
+        with self.open_read(bucket, name, generation) as reader:
+            data = reader.read(limit + 1)
+        if len(data) > limit:
+            raise ValueError(f"gs://{bucket}/{name} is larger than {limit} bytes")
+        return data
+
+    def find(self, bucket: str, name: str) -> ObjectInfo | None:
+        """The live object at ``name``, or ``None`` when there is none."""
+        from distillery.core.errors import ObjectNotFoundError
+
+        try:
+            return self.stat(bucket, name)
+        except ObjectNotFoundError:
+            return None
+
+
+class Publisher(ABC):
+    """Pub/Sub publishing."""
+
+    @abstractmethod
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
+        """Publish one message to ``topic`` (a short name); returns the message id.
+
+        Raises:
+            ServiceUnavailableError: Pub/Sub did not take the message.
+        """
+
+
+#: A transaction body: sees the current document (``None`` when absent) and returns the new
+#: document, or ``None`` to leave it unchanged. It may run several times; keep it pure.
+Mutation = Callable[[dict[str, Any] | None], dict[str, Any] | None]
+
+
+class RecordStore(ABC):
+    """Firestore documents, addressed by collection and id."""
+
+    @abstractmethod
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """The document, or ``None``."""
+
+    @abstractmethod
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
+        """Create the document if absent; ``False`` (and no change) when it exists."""
+
+    @abstractmethod
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        """Create or replace the document."""
+
+    @abstractmethod
+    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
+        """Read-modify-write the document atomically; returns the document as it now stands.
+
+        Raises:
+            ContentionError: concurrent writers kept winning; retry the operation later.
+        """
+
+    @abstractmethod
+    def list(
+        self, collection: str, *, where: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Documents of ``collection`` whose fields equal ``where`` (all of them when omitted)."""
+
+
+@dataclass(frozen=True)
+class PipelineJobInfo:
+    """What the product reads of a Vertex AI pipeline job."""
+
+    name: str
+    state: str
+    error: str | None = None
+    resource: Mapping[str, Any] | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the resource name."""
+        return self.name.rsplit("/", 1)[-1]
+
+
+class VertexPipelines(ABC):
+    """Vertex AI pipeline jobs (``pipelineJobs`` REST resource)."""
+
+    @abstractmethod
+    def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
+        """Create pipeline job ``job_id`` in ``location`` from a pipelineJobs.create ``body``.
+
+        Raises:
+            AlreadyExistsError: a job with that id exists (an idempotent retry: success).
+            RequestRejectedError: the service refused the request (permanent).
+            QuotaExceededError: out of quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def get(self, name: str) -> PipelineJobInfo:
+        """The pipeline job with resource name ``name``.
+
+        Raises:
+            ObjectNotFoundError: no such job.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+
+@dataclass(frozen=True)
+class DeployedModelInfo:
+    """One model deployed on an endpoint."""
+
+    deployed_model_id: str
+    model: str
+
+
+@dataclass(frozen=True)
+class EndpointInfo:
+    """What the product reads of a Vertex AI endpoint."""
+
+    name: str
+    display_name: str
+    deployed_models: tuple[DeployedModelInfo, ...] = ()
+    #: Deployed model id → percentage of the traffic it receives.
+    traffic_split: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def location(self) -> str:
+        """The endpoint's location (from its resource name)."""
+        return location_of(self.name)
+
+    def deployed_id_of(self, model: str) -> str | None:
+        """The deployed model id serving ``model`` here, or None when it is not deployed."""
+        for deployed in self.deployed_models:
+            if deployed.model == model:
+                return deployed.deployed_model_id
+        return None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the product reads of a Model Registry entry."""
+
+    name: str
+    display_name: str
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """An endpoint's answer to ``:predict``: one text per prompt, and which model gave them."""
+
+    contents: tuple[str, ...]
+    deployed_model_id: str = ""
+    model: str = ""
+
+
+def location_of(resource_name: str) -> str:
+    """``projects/P/locations/L/...`` → ``L`` (empty when the name has no location)."""
+    parts = resource_name.split("/")
+    if len(parts) >= 4 and parts[0] == "projects" and parts[2] == "locations":
+        return parts[3]
+    return ""
+
+
+def canary_split(
+    current: Mapping[str, int], percent: int, incumbent: str | None = None
+) -> dict[str, int]:
+    """The traffic split deploying a model with ``percent`` of an endpoint's traffic.
+
+    Key ``"0"`` is the model being deployed (Vertex AI's convention); the rest of the traffic
+    goes to the deployed model ``incumbent`` (by default, the one that receives most now), and
+    every other model gets none. With no model to give the rest to, the new model takes it all.
+    """
+    serving = {k: v for k, v in current.items() if v > 0}
+    if incumbent is None and serving:
+        incumbent = max(serving, key=lambda k: serving[k])
+    if percent >= 100 or incumbent is None or incumbent not in current:
+        return {"0": 100}
+    return {"0": percent, incumbent: 100 - percent}
+
+
+class ModelEndpoints(ABC):
+    """Vertex AI endpoints (``endpoints`` REST resource) and the Model Registry's ``models.get``."""
+
+    @abstractmethod
+    def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
+        """The endpoint named ``display_name`` in ``location`` (the oldest if several), or None.
+
+        Raises:
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
+        """Create an endpoint named ``display_name`` in ``location`` (waits for the operation).
+
+        Raises:
+            RequestRejectedError: the service refused the request (permanent).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def get_endpoint(self, name: str) -> EndpointInfo:
+        """The endpoint with resource name ``name``.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        """Deploy ``model`` on ``endpoint`` with ``traffic_percent`` of its traffic.
+
+        The rest goes to the deployed model ``incumbent`` as :func:`canary_split` says. Returns
+        the new deployed model id.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or model.
+            RequestRejectedError: the service refused the deployment (permanent).
+            QuotaExceededError: out of serving quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def undeploy(
+        self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None
+    ) -> None:
+        """Remove a deployed model; ``traffic_split`` (of the remaining ones) replaces the split.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or deployed model.
+            RequestRejectedError: the model still has traffic and no split moves it away.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def set_traffic(self, endpoint: str, traffic_split: Mapping[str, int]) -> EndpointInfo:
+        """Replace the endpoint's traffic split (deployed model ids → percentages, summing to 100).
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            RequestRejectedError: the split names unknown models or does not add up to 100.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def predict(
+        self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
+    ) -> PredictResult:
+        """Ask ``endpoint`` (text-model instances ``{"prompt": ...}``) to answer ``prompts``.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            RequestRejectedError: nothing deployed there receives traffic, or the request is bad.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def get_model(self, name: str) -> ModelInfo:
+        """The Model Registry entry ``name``, with the metrics in its metadata (if any).
+
+        Raises:
+            ObjectNotFoundError: no such model.
+            ServiceUnavailableError: the service did not answer (transient).
+        """

@@ -1,0 +1,159 @@
+"""The distillation facts the product is built on: one definition of each, with where it comes from.
+
+The validator (:mod:`distillery.validation`), the launch policy (:mod:`distillery.policy`) and the
+local Vertex AI API (:mod:`distillery.local.emulator`) read these values; none of them keeps a
+copy. Each fact says its source and the date it was read. The sources:
+
+- ``[distill-docs]``: Google's Vertex AI documentation of distilling step-by-step, "Create a
+  distilled text model" (cloud.google.com/vertex-ai/generative-ai/docs/models/distill-text-models),
+  as restated in the project's SPEC.md. The page describes the PaLM 2 pipeline that Google shut
+  down on 2025-04-09; its contract is kept and emulated. Read 2026-12-01.
+- ``[aiplatform-2.7.0]``: google-cloud-aiplatform 2.7.0 (pinned in pyproject.toml),
+  ``vertexai/language_models/_distillation.py`` (the template URI and the parameters the SDK
+  sends) and the ``PipelineJob`` REST resource of ``google.cloud.aiplatform_v1``. Read 2026-12-01.
+- ``[vertex-rest]``: the Vertex AI REST reference (projects.locations.pipelineJobs, labels,
+  Cloud KMS and TensorBoard resource names). Read 2026-12-01.
+
+Pure data: no I/O, nothing imported beyond the standard library, so every layer may read it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# --- Regions and accelerators [distill-docs] "Regions and accelerators", read 2026-12-01 ---------
+
+#: Pipeline job regions that support distillation; the model upload region (``location``) must be
+#: one of them too.
+SUPPORTED_REGIONS: tuple[str, ...] = (
+    "us-central1",
+    "europe-west4",
+    "asia-southeast1",
+    "us-west1",
+    "europe-west3",
+    "europe-west2",
+    "asia-northeast1",
+    "us-east4",
+    "us-west4",
+    "northamerica-northeast1",
+    "europe-west9",
+    "europe-west1",
+    "asia-northeast3",
+)
+
+
+@dataclass(frozen=True)
+class AcceleratorProfile:
+    """Where and on what one accelerator type tunes."""
+
+    name: str
+    #: The region tuning computes in, whatever the pipeline region.
+    tuning_region: str
+    count: int
+    description: str
+    cmek_supported: bool
+    #: A planning estimate of one training step's wall time (not a documented fact: the policy's
+    #: budget check is its only reader).
+    seconds_per_step: float
+
+
+#: The accelerator types, the first being the documented default (``accelerator_type``).
+ACCELERATORS: dict[str, AcceleratorProfile] = {
+    "GPU": AcceleratorProfile("GPU", "us-central1", 8, "8 x NVIDIA A100 80 GB", True, 10.0),
+    "TPU": AcceleratorProfile("TPU", "europe-west4", 64, "64 TPU v3 cores", False, 5.0),
+}
+ACCELERATOR_TYPES: tuple[str, ...] = tuple(ACCELERATORS)
+DEFAULT_ACCELERATOR = "GPU"
+#: Where tuning runs, by accelerator type.
+TUNING_REGIONS: dict[str, str] = {name: a.tuning_region for name, a in ACCELERATORS.items()}
+
+#: The only region where a customer-managed encryption key can be used: with CMEK, the pipeline,
+#: the model upload and tuning (so the GPU) must all be here. Elsewhere Google manages the key.
+CMEK_REGION = "us-central1"
+
+# --- Training parameters [distill-docs] "Training parameters", read 2026-12-01 -------------------
+
+DEFAULT_TRAIN_STEPS = 300
+DEFAULT_LEARNING_RATE_MULTIPLIER = 1.0
+#: The seed documentation says 20 steps; the v1.0.0 template's own default is 100. Distillery
+#: follows the documentation the product was specified from (and always sends the value).
+DEFAULT_EVALUATION_INTERVAL = 20
+DEFAULT_ENABLE_EARLY_STOPPING = True
+#: ``enable_checkpoint_selection`` is a string parameter of the template.
+DEFAULT_CHECKPOINT_SELECTION = "default"
+CHECKPOINT_SELECTION_VALUES: tuple[str, ...] = ("default", "true", "false")
+
+#: Batch size by tuning region for 8k-context students (text-bison@002 and kin).
+SHORT_CONTEXT_BATCH: dict[str, int] = {"us-central1": 8, "europe-west4": 24}
+#: Batch size of 32k-context students, in every tuning region.
+LONG_CONTEXT_BATCH = 8
+
+
+def batch_size(tuning_region: str, *, long_context: bool) -> int:
+    """The documented batch size of a student tuned in ``tuning_region``.
+
+    Raises:
+        KeyError: ``tuning_region`` is not a region tuning runs in (see :data:`TUNING_REGIONS`).
+    """
+    if long_context:
+        return LONG_CONTEXT_BATCH
+    return SHORT_CONTEXT_BATCH[tuning_region]
+
+
+#: Parameters that only apply with an evaluation set ("no eval parameters without eval data").
+EVAL_ONLY_PARAMETERS: tuple[str, ...] = (
+    "evaluation_interval",
+    "enable_early_stopping",
+    "enable_checkpoint_selection",
+)
+
+#: The tasks the documentation gives recommendations for, with the recommended ``train_steps``.
+TASK_STEP_RANGES: dict[str, tuple[int, int]] = {
+    "classification": (200, 1000),
+    "summarization": (1000, 1500),
+    "extractive_qa": (200, 800),
+}
+#: The ``task`` values a config may name ("other": no recommendation).
+TASKS: tuple[str, ...] = (*TASK_STEP_RANGES, "other")
+
+# --- Datasets [distill-docs] "Dataset format", read 2026-12-01 -----------------------------------
+
+MAX_DATASET_EXAMPLES = 10_000
+EVAL_MIN_EXAMPLES = 10
+EVAL_MAX_EXAMPLES = 250
+#: Longer fields are truncated by the service (so: a warning, not an error).
+MAX_INPUT_TOKENS = 7_168
+MAX_OUTPUT_TOKENS = 1_024
+#: "A few hundred" labeled examples and "more than 1,000" unlabeled ones are recommended.
+RECOMMENDED_MIN_LABELED = 100
+RECOMMENDED_MIN_UNLABELED = 1_000
+
+# --- Models [distill-docs] "Models", read 2026-12-01 ---------------------------------------------
+
+DEFAULT_TEACHER_MODEL = "text-unicorn@001"
+DEFAULT_STUDENT_MODEL = "text-bison@002"
+#: Students with a 32k context (batch size 8 everywhere).
+DEFAULT_LONG_CONTEXT_STUDENTS: tuple[str, ...] = ("text-bison-32k@002",)
+
+# --- The pipeline template [aiplatform-2.7.0], read 2026-12-01 -----------------------------------
+
+#: ``_DISTILLATION_PIPELINE_URI`` of vertexai/language_models/_distillation.py.
+TEMPLATE_URI = "https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0"
+
+# --- Resource names and limits [vertex-rest], read 2026-12-01 ------------------------------------
+
+#: A client-chosen ``pipelineJobId``.
+PIPELINE_JOB_ID_PATTERN = re.compile(r"[a-z][-a-z0-9]{0,127}")
+#: ``displayName`` of a PipelineJob, and a model's display name.
+DISPLAY_NAME_MAX = 128
+#: Label keys and values.
+LABEL_MAX = 64
+#: ``tensorboard_resource_id``: a TensorBoard instance (in the pipeline's region).
+TENSORBOARD_PATTERN = re.compile(
+    r"projects/[^/\s]+/locations/(?P<location>[^/\s]+)/tensorboards/[^/\s]+"
+)
+#: ``encryption_spec_key_name`` / ``encryptionSpec.kmsKeyName``: a Cloud KMS key.
+KMS_KEY_PATTERN = re.compile(
+    r"projects/[^/\s]+/locations/(?P<location>[^/\s]+)/keyRings/[^/\s]+/cryptoKeys/[^/\s]+"
+)

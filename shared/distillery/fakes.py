@@ -1,0 +1,364 @@
+"""In-memory implementations of the ports, for fast tests of core code.
+
+They keep the semantics that matter (generations, create-if-absent, atomic read-modify-write) but
+prove nothing about Google Cloud: the emulator tests prove the adapters.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from distillery.core.errors import (
+    AlreadyExistsError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    RequestRejectedError,
+)
+from distillery.core.ports import (
+    DeployedModelInfo,
+    EndpointInfo,
+    ModelEndpoints,
+    ModelInfo,
+    Mutation,
+    ObjectInfo,
+    ObjectStore,
+    PipelineJobInfo,
+    PredictResult,
+    Publisher,
+    RecordStore,
+    VertexPipelines,
+    canary_split,
+)
+
+
+class InMemoryObjectStore(ObjectStore):
+    """Objects with generations; overwriting keeps only the newest (like an unversioned bucket)."""
+
+    def __init__(self) -> None:
+        self._objects: dict[tuple[str, str], tuple[int, bytes, str]] = {}
+        self._next_generation = 1_700_000_000_000_000
+        self._lock = threading.Lock()
+
+    def put(self, bucket: str, name: str, data: bytes, content_type: str = "") -> ObjectInfo:
+        """Store ``data`` unconditionally (a user's upload)."""
+        return self.write_bytes(bucket, name, data, content_type=content_type)
+
+    def stat(self, bucket: str, name: str, generation: int | None = None) -> ObjectInfo:
+        with self._lock:
+            entry = self._objects.get((bucket, name))
+        if entry is None or (generation is not None and entry[0] != generation):
+            raise ObjectNotFoundError(f"gs://{bucket}/{name} (generation {generation}) not found")
+        return ObjectInfo(bucket, name, entry[0], len(entry[1]), entry[2] or None)
+
+    @contextmanager
+    def _reader(self, data: bytes) -> Iterator[BinaryIO]:
+        yield io.BytesIO(data)
+
+    def open_read(self, bucket: str, name: str, generation: int | None = None) -> Any:
+        self.stat(bucket, name, generation)
+        return self._reader(self._objects[(bucket, name)][1])
+
+    def write_bytes(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        with self._lock:
+            if if_absent and (bucket, name) in self._objects:
+                raise PreconditionFailedError(f"gs://{bucket}/{name} already exists")
+            self._next_generation += 1
+            self._objects[(bucket, name)] = (self._next_generation, bytes(data), content_type)
+            return ObjectInfo(bucket, name, self._next_generation, len(data), content_type)
+
+    def copy(
+        self,
+        bucket: str,
+        name: str,
+        generation: int,
+        dest_bucket: str,
+        dest_name: str,
+        *,
+        if_absent: bool = False,
+    ) -> ObjectInfo:
+        self.stat(bucket, name, generation)
+        _, data, content_type = self._objects[(bucket, name)]
+        return self.write_bytes(
+            dest_bucket, dest_name, data, content_type=content_type, if_absent=if_absent
+        )
+
+    def names(self, bucket: str, prefix: str = "") -> list[str]:
+        """Every object name in ``bucket`` under ``prefix``, sorted."""
+        return sorted(n for (b, n) in self._objects if b == bucket and n.startswith(prefix))
+
+
+@dataclass
+class PublishedMessage:
+    """One message an :class:`InMemoryPublisher` took."""
+
+    topic: str
+    data: bytes
+    attributes: dict[str, str] = field(default_factory=dict)
+    message_id: str = ""
+
+
+class InMemoryPublisher(Publisher):
+    """Keeps every published message in order."""
+
+    def __init__(self) -> None:
+        self.messages: list[PublishedMessage] = []
+        self._lock = threading.Lock()
+
+    def publish(self, topic: str, data: bytes, attributes: Mapping[str, str] | None = None) -> str:
+        with self._lock:
+            message_id = str(len(self.messages) + 1)
+            self.messages.append(PublishedMessage(topic, data, dict(attributes or {}), message_id))
+            return message_id
+
+    def on(self, topic: str) -> list[PublishedMessage]:
+        """The messages published to ``topic``."""
+        return [m for m in self.messages if m.topic == topic]
+
+
+class InMemoryRecordStore(RecordStore):
+    """Documents in dictionaries; transactions serialised by one lock."""
+
+    def __init__(self) -> None:
+        self._docs: dict[str, dict[str, dict[str, Any]]] = {}
+        self._lock = threading.RLock()
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            doc = self._docs.get(collection, {}).get(doc_id)
+            return copy.deepcopy(doc)
+
+    def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
+        with self._lock:
+            docs = self._docs.setdefault(collection, {})
+            if doc_id in docs:
+                return False
+            docs[doc_id] = copy.deepcopy(dict(data))
+            return True
+
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        with self._lock:
+            self._docs.setdefault(collection, {})[doc_id] = copy.deepcopy(dict(data))
+
+    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
+        with self._lock:
+            current = self.get(collection, doc_id)
+            updated = mutate(copy.deepcopy(current))
+            if updated is None:
+                return current
+            self.set(collection, doc_id, updated)
+            return copy.deepcopy(updated)
+
+    def list(
+        self, collection: str, *, where: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            docs = list(self._docs.get(collection, {}).values())
+        where = where or {}
+        return [copy.deepcopy(d) for d in docs if all(d.get(k) == v for k, v in where.items())]
+
+
+class InMemoryVertexPipelines(VertexPipelines):
+    """Pipeline jobs in a dictionary; ``fail_next`` queues errors the next creates raise."""
+
+    def __init__(self, project: str = "p") -> None:
+        self.project = project
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.create_calls = 0
+        self.fail_next: list[Exception] = []
+        self._lock = threading.Lock()
+
+    def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
+        with self._lock:
+            self.create_calls += 1
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+            name = f"projects/{self.project}/locations/{location}/pipelineJobs/{job_id}"
+            if name in self.jobs:
+                raise AlreadyExistsError(f"pipeline job {job_id} already exists")
+            self.jobs[name] = {
+                "name": name,
+                "state": "PIPELINE_STATE_PENDING",
+                **copy.deepcopy(dict(body)),
+            }
+            return self._info(name)
+
+    def _info(self, name: str) -> PipelineJobInfo:
+        job = self.jobs[name]
+        error = (job.get("error") or {}).get("message")
+        return PipelineJobInfo(name, job["state"], error=error, resource=copy.deepcopy(job))
+
+    def set_state(self, name: str, state: str, error: str | None = None) -> None:
+        """Move job ``name`` to pipeline ``state`` (what the service would do on its own)."""
+        with self._lock:
+            self.jobs[name]["state"] = state
+            if error:
+                self.jobs[name]["error"] = {"code": 9, "message": error}
+
+    def get(self, name: str) -> PipelineJobInfo:
+        with self._lock:
+            if name not in self.jobs:
+                raise ObjectNotFoundError(f"pipeline job {name} not found")
+            return self._info(name)
+
+
+class InMemoryModelEndpoints(ModelEndpoints):
+    """Endpoints and models in dictionaries, with the traffic rules of Vertex AI.
+
+    ``deploy_calls`` counts deployments; :meth:`add_model` registers what a job would upload.
+    """
+
+    def __init__(self, project: str = "p") -> None:
+        self.project = project
+        self.models: dict[str, ModelInfo] = {}
+        self.answers: dict[str, Callable[[str], str]] = {}
+        self.endpoints: dict[str, dict[str, Any]] = {}
+        self.deploy_calls = 0
+        self._ids = 0
+        self._lock = threading.RLock()
+
+    def _next_id(self) -> str:
+        self._ids += 1
+        return str(1000 + self._ids)
+
+    def add_model(
+        self,
+        model_id: str,
+        display_name: str,
+        metrics: Mapping[str, float] | None = None,
+        answer: Callable[[str], str] | None = None,
+    ) -> str:
+        """Register a model in ``us-central1``; returns its resource name.
+
+        ``answer`` is how the model answers a prompt once deployed (default: it echoes it).
+        """
+        name = f"projects/{self.project}/locations/us-central1/models/{model_id}"
+        self.models[name] = ModelInfo(name, display_name, dict(metrics or {}))
+        self.answers[name] = answer or (lambda prompt: prompt)
+        return name
+
+    def predict(
+        self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
+    ) -> PredictResult:
+        """Answers with the deployed model that has the largest share of the traffic."""
+        with self._lock:
+            target = self._endpoint(endpoint)
+            if not target["traffic"]:
+                raise RequestRejectedError(
+                    f"{endpoint} has no deployed model that receives traffic"
+                )
+            deployed_id = max(target["traffic"], key=lambda k: (target["traffic"][k], k))
+            model = target["deployed"][deployed_id]
+            answer = self.answers[model]
+        return PredictResult(tuple(answer(p) for p in prompts), deployed_id, model)
+
+    def _endpoint(self, name: str) -> dict[str, Any]:
+        if name not in self.endpoints:
+            raise ObjectNotFoundError(f"endpoint {name} not found")
+        return self.endpoints[name]
+
+    def _info(self, name: str) -> EndpointInfo:
+        endpoint = self.endpoints[name]
+        return EndpointInfo(
+            name=name,
+            display_name=endpoint["display_name"],
+            deployed_models=tuple(
+                DeployedModelInfo(deployed_id, model)
+                for deployed_id, model in endpoint["deployed"].items()
+            ),
+            traffic_split=dict(endpoint["traffic"]),
+        )
+
+    def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
+        with self._lock:
+            prefix = f"projects/{self.project}/locations/{location}/endpoints/"
+            for name, endpoint in self.endpoints.items():
+                if name.startswith(prefix) and endpoint["display_name"] == display_name:
+                    return self._info(name)
+            return None
+
+    def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
+        with self._lock:
+            name = f"projects/{self.project}/locations/{location}/endpoints/{self._next_id()}"
+            self.endpoints[name] = {"display_name": display_name, "deployed": {}, "traffic": {}}
+            return self._info(name)
+
+    def get_endpoint(self, name: str) -> EndpointInfo:
+        with self._lock:
+            self._endpoint(name)
+            return self._info(name)
+
+    def deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        with self._lock:
+            target = self._endpoint(endpoint)
+            if model not in self.models:
+                raise ObjectNotFoundError(f"model {model} not found")
+            self.deploy_calls += 1
+            deployed_id = self._next_id()
+            split = canary_split(
+                {k: target["traffic"].get(k, 0) for k in target["deployed"]},
+                traffic_percent,
+                incumbent,
+            )
+            target["deployed"][deployed_id] = model
+            target["traffic"] = {
+                (deployed_id if k == "0" else k): v for k, v in split.items() if v > 0
+            }
+            return deployed_id
+
+    def undeploy(
+        self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None
+    ) -> None:
+        with self._lock:
+            target = self._endpoint(endpoint)
+            if deployed_model_id not in target["deployed"]:
+                raise ObjectNotFoundError(f"{deployed_model_id} is not deployed on {endpoint}")
+            remaining = [k for k in target["deployed"] if k != deployed_model_id]
+            if traffic_split is not None:
+                self._check(traffic_split, remaining)
+                traffic = {k: v for k, v in traffic_split.items() if v > 0}
+            elif target["traffic"].get(deployed_model_id) and remaining:
+                raise RequestRejectedError(f"{deployed_model_id} still receives traffic")
+            else:
+                traffic = {k: v for k, v in target["traffic"].items() if k != deployed_model_id}
+            del target["deployed"][deployed_model_id]
+            target["traffic"] = traffic if remaining else {}
+
+    def set_traffic(self, endpoint: str, traffic_split: Mapping[str, int]) -> EndpointInfo:
+        with self._lock:
+            target = self._endpoint(endpoint)
+            self._check(traffic_split, list(target["deployed"]))
+            target["traffic"] = {k: v for k, v in traffic_split.items() if v > 0}
+            return self._info(endpoint)
+
+    @staticmethod
+    def _check(split: Mapping[str, int], deployed: list[str]) -> None:
+        if any(k not in deployed for k in split) or (deployed and sum(split.values()) != 100):
+            raise RequestRejectedError(f"invalid traffic split {dict(split)} for {deployed}")
+
+    def get_model(self, name: str) -> ModelInfo:
+        with self._lock:
+            if name not in self.models:
+                raise ObjectNotFoundError(f"model {name} not found")
+            return self.models[name]
+
+    def serving(self, endpoint: str) -> dict[str, int]:
+        """Model resource name → percentage of ``endpoint``'s traffic it receives."""
+        with self._lock:
+            target = self._endpoint(endpoint)
+            return {target["deployed"][k]: v for k, v in target["traffic"].items()}

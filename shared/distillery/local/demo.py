@@ -1,0 +1,203 @@
+"""The local demo: drop a dataset into the emulated bucket and follow it through the product.
+
+``scripts/demo`` runs this after making sure the local stack runs (``distillery dev up``). It
+generates the example datasets, uploads a broken one (to show a validation report) and a good
+one with its eval set, then follows the good one live: validated, launch requested, the request
+sent to the local Vertex AI API, training (a progress bar with step, loss and eval accuracy),
+succeeded, promoted; it asks the endpoint a few eval prompts, then reruns the job with settings
+that make a worse model and shows it REJECTED with the champion unchanged. It leaves the stack
+running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from distillery.commands.ops import dependencies
+from distillery.commands.watch import FINAL_STATES, Follower, TextOutput, wait_until
+from distillery.core.errors import DistilleryError
+from distillery.core.models import LaunchRequest
+from distillery.core.runtime import Dependencies
+from distillery.local.example_data import generate
+from distillery.local.stack.control import StackState, default_state_dir
+from distillery.services.datasets import dataset_id
+
+
+def _say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _jsonl(examples: Sequence[Any]) -> bytes:
+    return "".join(e.to_json() + "\n" for e in examples).encode()
+
+
+def run(state_dir: Path, name: str) -> int:
+    """Run the demo against the stack recorded in ``state_dir``; the exit code."""
+    state = StackState.load(state_dir)
+    if state is None or not state.any_running():
+        _say("No local stack is running: start it with `distillery dev up` (scripts/demo does).")
+        return 3
+    os.environ.update(state.env)
+    deps = dependencies("bucket")
+    settings, objects, records = deps.settings, deps.objects, deps.records
+    endpoints = deps.require_endpoints()
+    bucket = settings.bucket
+
+    def record_of(object_name: str, generation: int) -> dict[str, Any] | None:
+        record = records.get(
+            settings.datasets_collection, dataset_id(bucket, object_name, generation)
+        )
+        return record if record and record.get("status") else None
+
+    _say(f"1. A broken dataset: gs://{bucket}/datasets/{name}-broken.jsonl")
+    broken = b'{"input_text": "Classify: great film", "output_text": "entertainment"}\n' + (
+        b'{"input_text": "", "output_text": "sports"}\n{"prompt": "no input_text here"}\nnot json\n'
+    )
+    info = objects.write_bytes(bucket, f"datasets/{name}-broken.jsonl", broken)
+    record = wait_until(
+        lambda: record_of(info.name, info.generation), "the broken dataset's report", 120
+    )
+    _say(f"   verdict: {record['status'].upper()}  (report: {record['report_uri']})")
+    for rule in record["reports"][0]["errors"]:
+        for finding in rule["findings"]:
+            where = f"line {finding['line']}" if finding.get("line") else "file"
+            field = f", {finding['field']}" if finding.get("field") else ""
+            _say(f"   - {where}{field}: {finding['message']}")
+    _say()
+
+    train, evaluation = generate(1000, 100)
+    _say(f"2. The example task: {len(train)} labeled examples + an eval set of {len(evaluation)}")
+    _say(f"   e.g. {train[0].input_text!r} -> {train[0].output_text!r}")
+    objects.write_bytes(bucket, f"datasets/{name}.eval.jsonl", _jsonl(evaluation))
+    info = objects.write_bytes(bucket, f"datasets/{name}.jsonl", _jsonl(train))
+    _say(f"   uploaded gs://{bucket}/{info.name} (generation {info.generation})")
+
+    def validated() -> dict[str, Any] | None:
+        found = record_of(info.name, info.generation)
+        launch_state = (found or {}).get("launch", {}).get("state")
+        return found if launch_state in ("published", "not_applicable") else None
+
+    record = wait_until(validated, "validation", 120)
+    report = record["reports"][0]
+    _say(
+        f"   validated: {record['status'].upper()}, {report['examples']} examples, "
+        f"{report['warning_count']} warning(s)"
+    )
+    _say(f"   immutable copy: {record.get('validated_uri')}")
+    if record["status"] != "valid":
+        return 1
+    _say(f"   LaunchRequest published on {settings.launch_topic} (request_id {record['id']})")
+    _say()
+
+    def submitted() -> dict[str, Any] | None:
+        found = records.list(settings.jobs_collection, where={"request_id": record["id"]})
+        return found[0] if found and found[0]["state"] != "REQUESTED" else None
+
+    launched = wait_until(submitted, "the launcher", 120)
+    _say(f"3. Job {launched['job_id']}: {launched['state']}")
+    for reason in launched.get("reasons", []):
+        _say(f"   - {reason}")
+    if not launched.get("pipeline_job"):
+        _say(f"   reason: {launched.get('reason')}")
+        return 1
+    _say(f"   pipeline job: {launched['pipeline_job']}")
+    _say("   request body sent to pipelineJobs.create:")
+    for line in json.dumps(launched["request_body"], indent=2).splitlines():
+        _say(f"     {line}")
+    _say()
+
+    _say("4. Following the job live (the status topic, and the pipeline job's progress):")
+    final = _follow(deps, launched["job_id"])
+    job = records.get(settings.jobs_collection, launched["job_id"]) or {}
+    if final != "PROMOTED":
+        _say(f"   the job ended {final}: {job.get('reason')}")
+        return 1
+    _say()
+    _say(f"5. Job {job['job_id']}: its model and eval metrics (recorded by track_status)")
+    _say(f"   model: {job.get('model')}")
+    for metric, value in sorted((job.get("metrics") or {}).items()):
+        _say(f"   {metric:<45} {value:.4f}")
+    endpoint = job["endpoint"]
+    _say(f"   promote_model: PROMOTED to {endpoint}")
+    _say("   a few eval prompts sent to the endpoint (:predict):")
+    sample = evaluation[:8]
+    answers = endpoints.predict(endpoint, [e.input_text for e in sample])
+    correct = 0
+    for example, answer in zip(sample, answers.contents, strict=True):
+        correct += answer == example.output_text
+        text = example.input_text.rsplit("Text: ", 1)[-1]
+        _say(f"   {text[:60]:<60} -> {answer!r} (expected {example.output_text!r})")
+    _say(f"   {correct}/{len(sample)} correct")
+    _say()
+
+    _say("6. A rerun with settings that make a worse model (train_steps 1):")
+    rerun = LaunchRequest(
+        rerun_of=job["job_id"],
+        overrides={"train_steps": 1},
+        request_id=f"{name}-worse-rerun",
+        requested_by="demo",
+    )
+    deps.publisher.publish(settings.launch_topic, rerun.to_bytes())
+    _say(f"   LaunchRequest published on {settings.launch_topic}: rerun_of {job['job_id']}")
+    worse = wait_until(
+        lambda: _first(
+            records.list(settings.jobs_collection, where={"request_id": rerun.request_id})
+        ),
+        "the rerun's job",
+        120,
+    )
+    final = _follow(deps, worse["job_id"])
+    if final != "REJECTED":
+        _say(f"   expected REJECTED, the rerun ended {final}")
+        return 1
+    family = records.get(settings.models_collection, job["spec"]["model_display_name"]) or {}
+    champion = family.get("champion") or {}
+    still = endpoints.predict(endpoint, [sample[0].input_text])
+    _say(f"   champion unchanged: job {champion.get('job_id')}, model {champion.get('model')}")
+    _say(f"   the endpoint still answers with it: {still.model} -> {still.contents[0]!r}")
+    _say()
+    _say('The stack keeps running. Point a shell at it with `eval "$(distillery dev env)"`, then')
+    _say("try `distillery jobs`, `distillery show JOB`, `distillery watch`, `distillery predict")
+    _say(f"{job['spec']['model_display_name']} TEXT` or `distillery rollback FAMILY`.")
+    _say("`distillery dev status` shows the stack and `distillery dev down` stops it.")
+    return 0
+
+
+def _first(found: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return found[0] if found else None
+
+
+def _follow(deps: Dependencies, job_id: str) -> str:
+    """Follow ``job_id`` on the status topic until it ends; its final state."""
+    from distillery.adapters.pubsub import TemporarySubscription
+
+    with TemporarySubscription(deps.settings.project, deps.settings.status_topic) as feed:
+        follower = Follower(deps, feed, TextOutput(), job_id=job_id, poll_interval=0.5)
+        state = follower.follow(timeout=900)
+    if state not in FINAL_STATES:
+        raise DistilleryError(f"job {job_id} is still {state} after 900 s")
+    return str(state)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m distillery.local.demo [--state-dir DIR] [--name NAME]``."""
+    parser = argparse.ArgumentParser(prog="distillery-demo", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=None)
+    parser.add_argument("--name", default=f"demo-{int(time.time())}")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.state_dir or default_state_dir(), args.name)
+    except (DistilleryError, TimeoutError) as exc:
+        print(f"demo: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The emulator's own configuration: local students and teachers, and how jobs are trained.
+
+Every environment variable the emulator reads beyond :class:`~distillery.core.settings.Settings` is
+named here, once:
+
+- ``DISTILLERY_LOCAL_STUDENTS`` — comma-separated ``REFERENCE=DIRECTORY`` pairs mapping a
+  ``student_model_reference`` (e.g. ``text-bison@002``) to a local Hugging Face seq2seq checkpoint
+  directory to fine-tune. A student not listed is trained from scratch with the trainer's built-in
+  small architecture (the offline default).
+- ``DISTILLERY_LOCAL_TEACHERS`` — the same for ``teacher_model_reference``: a local checkpoint that
+  labels unlabeled datasets. A teacher not listed may instead name a model of the emulator's Model
+  Registry, by resource name (``projects/P/locations/L/models/ID``) or display name.
+- ``DISTILLERY_EMULATOR_DATA_DIR`` — where the emulator keeps job work directories and its cache
+  of model artifacts downloaded from the bucket (default: a fresh temporary directory, removed
+  when the emulator stops).
+
+Example: ``DISTILLERY_LOCAL_TEACHERS='text-unicorn@001=/models/unicorn,my-teacher=/models/t2'``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distillery.core.errors import ConfigurationError
+
+LOCAL_STUDENTS_VARIABLE = "DISTILLERY_LOCAL_STUDENTS"
+LOCAL_TEACHERS_VARIABLE = "DISTILLERY_LOCAL_TEACHERS"
+DATA_DIR_VARIABLE = "DISTILLERY_EMULATOR_DATA_DIR"
+
+#: The module the training worker and the predictors come from (see :class:`TrainerOptions`).
+DEFAULT_TRAINER_MODULE = "distillery.local.trainer"
+#: Seconds a cancelled worker gets after SIGTERM before it is killed.
+DEFAULT_STOP_GRACE_SECONDS = 5.0
+
+
+def parse_model_map(raw: str, variable: str) -> dict[str, Path]:
+    """``"ref=/dir,ref2=/dir2"`` → ``{"ref": Path("/dir"), ...}`` (blank entries ignored).
+
+    Raises:
+        ConfigurationError: an entry is not ``REFERENCE=DIRECTORY``, or names a reference twice.
+    """
+    mapping: dict[str, Path] = {}
+    for entry in raw.split(","):
+        if not entry.strip():
+            continue
+        reference, separator, directory = entry.partition("=")
+        reference, directory = reference.strip(), directory.strip()
+        if not separator or not reference or not directory:
+            raise ConfigurationError(
+                f"{variable} must list REFERENCE=DIRECTORY pairs separated by commas, "
+                f"got {entry.strip()!r}"
+            )
+        if reference in mapping:
+            raise ConfigurationError(f"{variable} maps {reference!r} twice")
+        mapping[reference] = Path(directory).expanduser()
+    return mapping
+
+
+@dataclass(frozen=True)
+class LocalModels:
+    """Model references → local checkpoint directories (``DISTILLERY_LOCAL_*``)."""
+
+    students: Mapping[str, Path] = field(default_factory=dict)
+    teachers: Mapping[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LocalModels:
+        """The mappings of ``environ`` (default ``os.environ``).
+
+        Raises:
+            ConfigurationError: a variable is malformed.
+        """
+        environ = os.environ if environ is None else environ
+        return cls(
+            students=parse_model_map(
+                environ.get(LOCAL_STUDENTS_VARIABLE, ""), LOCAL_STUDENTS_VARIABLE
+            ),
+            teachers=parse_model_map(
+                environ.get(LOCAL_TEACHERS_VARIABLE, ""), LOCAL_TEACHERS_VARIABLE
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class TrainerOptions:
+    """How the emulator trains jobs (installing these is what installs the trainer).
+
+    ``trainer_module`` must offer the :mod:`distillery.local.trainer` API (``TrainingConfig``,
+    ``TrainingExample``, ``train``, ``label_with_teacher``, ``load_predictor``,
+    ``TrainingError``); tests name a light fake here. It is imported in the worker process to
+    train, and in the emulator process (lazily, on the first predict) to serve models.
+    """
+
+    local_models: LocalModels = field(default_factory=LocalModels)
+    trainer_module: str = DEFAULT_TRAINER_MODULE
+    #: Students with a 32k context (batch 8 wherever tuning runs); others are 8k-context.
+    long_context_students: tuple[str, ...] = ()
+    #: Job work directories and the model artifact cache; None: a temporary directory.
+    data_dir: Path | None = None
+    stop_grace_seconds: float = DEFAULT_STOP_GRACE_SECONDS
+    #: Torch threads per training worker (None: the trainer's default, every core).
+    num_threads: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> TrainerOptions:
+        """Options from ``environ`` (``DISTILLERY_LOCAL_*``, ``DISTILLERY_EMULATOR_DATA_DIR``).
+
+        Raises:
+            ConfigurationError: a variable is malformed.
+        """
+        environ = os.environ if environ is None else environ
+        data_dir = environ.get(DATA_DIR_VARIABLE, "").strip()
+        values: dict[str, Any] = {
+            "local_models": LocalModels.from_env(environ),
+            "data_dir": Path(data_dir).expanduser() if data_dir else None,
+        }
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,161 @@
+"""Status tracking: pipeline state events (and polling) → forward-only job transitions.
+
+``track_status`` receives the PipelineJob state LogEntries the Cloud Logging sink publishes on
+``distill-job-events``; ``reconcile`` (run periodically) polls Vertex AI for every job that is not
+finished, so a lost event delays a job's state but never loses it. Both go through
+:func:`apply_pipeline_state`: the pipeline state is mapped to a job state and applied with a
+compare-and-set transition (duplicates and out-of-order events never move a job backwards or out of
+a terminal state), appended to the job's history and announced on ``distill-job-status``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from distillery.core.errors import DistilleryError, InvalidEventError, ObjectNotFoundError
+from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
+from distillery.core.jobs import Transition, announce, transition
+from distillery.core.models import JobEvent, JobState
+from distillery.core.runtime import Dependencies, record_failure
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_RESOURCE_TYPE = "aiplatform.googleapis.com/PipelineJob"
+
+#: Pipeline states → job states. States not listed (CANCELLING, PAUSED, UNSPECIFIED) move nothing.
+PIPELINE_TO_JOB_STATE: dict[str, JobState] = {
+    "PIPELINE_STATE_QUEUED": JobState.SUBMITTED,
+    "PIPELINE_STATE_PENDING": JobState.SUBMITTED,
+    "PIPELINE_STATE_RUNNING": JobState.RUNNING,
+    "PIPELINE_STATE_SUCCEEDED": JobState.SUCCEEDED,
+    "PIPELINE_STATE_FAILED": JobState.FAILED,
+    "PIPELINE_STATE_CANCELLED": JobState.CANCELLED,
+}
+
+#: Jobs in these states are polled by :func:`reconcile`.
+UNFINISHED = (JobState.SUBMITTED, JobState.RUNNING)
+
+
+@dataclass
+class Applied:
+    """What one pipeline state did to one job."""
+
+    job_id: str
+    target: JobState | None
+    moved: bool = False
+    known: bool = True
+
+
+def handle_job_event(event: CloudEventLike, deps: Dependencies) -> Applied | None:
+    """Entry for ``track_status``: one LogEntry → one (possible) transition.
+
+    Returns None for entries that are not PipelineJob state changes (acknowledged, nothing to do).
+
+    Raises:
+        InvalidEventError: the event or the LogEntry is malformed (recorded, acknowledged).
+        RetryableError: a backing service failed; the event should be delivered again.
+    """
+    parsed = parse_pubsub_event(event)
+    entry = parse_message(parsed.message.data, JobEvent)
+    if entry.resource.type != PIPELINE_RESOURCE_TYPE or entry.pipeline_state is None:
+        logger.info("ignoring a log entry of %s", entry.resource.type)
+        return None
+    job_id = entry.pipeline_job_id
+    if not job_id:
+        raise InvalidEventError("the PipelineJob log entry has no resource.labels.pipeline_job_id")
+    applied = apply_pipeline_state(job_id, entry.pipeline_state, deps, reason=entry.error_message)
+    if not applied.known:
+        # Not ours (another pipeline in the project, or a job recorded elsewhere): keep a record.
+        record_failure(
+            deps,
+            "track_status",
+            {"id": parsed.id, "source": parsed.source, "pipeline_job_id": job_id},
+            ObjectNotFoundError(f"no job {job_id} is recorded; its {entry.pipeline_state} is kept"),
+        )
+    return applied
+
+
+def apply_pipeline_state(
+    job_id: str, pipeline_state: str, deps: Dependencies, *, reason: str | None = None
+) -> Applied:
+    """Apply a pipeline state to job ``job_id`` (forward only) and announce what it reached.
+
+    Raises:
+        RetryableError: a backing service failed; applying it again is safe.
+    """
+    target = PIPELINE_TO_JOB_STATE.get(pipeline_state)
+    if target is None:
+        return Applied(job_id, None)
+    record = deps.records.get(deps.settings.jobs_collection, job_id)
+    if record is None:
+        logger.warning("state %s for unknown job %s", pipeline_state, job_id)
+        return Applied(job_id, target, known=False)
+    fields: dict[str, Any] = {"pipeline_state": pipeline_state}
+    if record["state"] == JobState.REQUESTED.value and record.get("location"):
+        # The pipeline's events can outrun the launcher's own record of the submission: an event
+        # proves the job was submitted, so record that step first and keep the history whole.
+        name = (
+            f"projects/{deps.settings.project}/locations/{record['location']}/pipelineJobs/{job_id}"
+        )
+        record = transition(deps, job_id, JobState.SUBMITTED, fields={"pipeline_job": name}).record
+    if target is JobState.SUCCEEDED and record.get("pipeline_job"):
+        fields |= _outputs(record["pipeline_job"], deps)
+    result: Transition = transition(
+        deps,
+        job_id,
+        target,
+        fields=fields,
+        reason=reason if target in (JobState.FAILED, JobState.CANCELLED) else None,
+    )
+    announce(deps, result.record)
+    if result.moved:
+        logger.info("job %s: %s → %s", job_id, result.previous, target, extra={"job_id": job_id})
+    return Applied(job_id, target, moved=result.moved)
+
+
+def _outputs(pipeline_job: str, deps: Dependencies) -> dict[str, Any]:
+    """The model and metrics a finished pipeline job exposes (empty when it exposes none)."""
+    from distillery.core.pipeline_outputs import read_outputs
+
+    info = deps.require_vertex().get(pipeline_job)
+    return read_outputs(info)
+
+
+@dataclass
+class ReconcileSummary:
+    """What one reconcile pass did."""
+
+    checked: int = 0
+    moved: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def reconcile(deps: Dependencies) -> ReconcileSummary:
+    """Poll Vertex AI for every unfinished job and apply the transitions events did not bring.
+
+    A job whose poll fails is reported in the summary and tried again on the next pass.
+    """
+    summary = ReconcileSummary()
+    vertex = deps.require_vertex()
+    # A snapshot first, so a job moved by this pass is not polled twice.
+    unfinished = [
+        record
+        for state in UNFINISHED
+        for record in deps.records.list(deps.settings.jobs_collection, where={"state": state.value})
+        if record.get("pipeline_job")
+    ]
+    for record in unfinished:
+        name = record["pipeline_job"]
+        summary.checked += 1
+        try:
+            info = vertex.get(name)
+            applied = apply_pipeline_state(record["job_id"], info.state, deps, reason=info.error)
+        except DistilleryError as exc:  # one job's failure must not stop the pass
+            logger.warning("reconcile could not poll %s: %s", name, exc)
+            summary.errors[record["job_id"]] = str(exc)
+            continue
+        if applied.moved:
+            summary.moved.append(record["job_id"])
+    return summary
