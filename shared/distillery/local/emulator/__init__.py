@@ -49,6 +49,7 @@ from distillery.local.emulator._config import (
 from distillery.local.emulator._endpoints import EndpointService
 from distillery.local.emulator._events import LOG_ID, RESOURCE_TYPE, StateChange, log_entry
 from distillery.local.emulator._http import HEALTH_PATH, SEED_HEADER, EmulatorServer, create_server
+from distillery.local.emulator._job_detail import LABEL_TASK, TRAIN_TASK, UPLOAD_TASK, JobDetail
 from distillery.local.emulator._model import (
     CANCELLED,
     CANCELLING,
@@ -58,6 +59,7 @@ from distillery.local.emulator._model import (
     SUCCEEDED,
     EmulatedJob,
 )
+from distillery.local.emulator._preparation import batch_size, training_config
 from distillery.local.emulator._registry import ArtifactCache, ModelRegistry, label_value
 from distillery.local.emulator._runner import (
     MANIFEST_NAME,
@@ -74,15 +76,7 @@ from distillery.local.emulator._runner import (
 )
 from distillery.local.emulator._service import EmulatorConfig, PipelineService
 from distillery.local.emulator._status import ApiError, FieldViolation, rpc_status
-from distillery.local.emulator._training import (
-    LABEL_TASK,
-    TRAIN_TASK,
-    UPLOAD_TASK,
-    JobDetail,
-    LocalTrainer,
-    batch_size,
-    training_config,
-)
+from distillery.local.emulator._training import LocalTrainer
 from distillery.local.emulator._validation import TemplateCatalog, validate_create
 
 __all__ = [

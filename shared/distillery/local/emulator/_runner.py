@@ -35,6 +35,15 @@ class JobCancelledError(Exception):
     """Raised inside a runner by :meth:`RunContext.raise_if_cancelled` once cancel was asked."""
 
 
+class JobFailedError(Exception):
+    """Raised inside a trainer's steps: the job cannot go on and FAILS with ``code`` (a canonical
+    code name such as ``FAILED_PRECONDITION``) and the message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 @dataclass
 class RunContext:
     """What a runner gets besides the job: storage and the cancellation signal."""

@@ -1,6 +1,6 @@
 """The training worker: ``python -m distillery.local.emulator._worker WORK_DIR PROGRESS_FD``.
 
-One process per job, started by :class:`~distillery.local.emulator._training.LocalTrainer`, so a
+One process per job, started by :class:`~distillery.local.emulator._supervisor.WorkerRun`, so a
 crash or a kill never takes the API server down, and a cancel can stop it at any moment. It reads
 ``WORK_DIR/request.json`` (written by the parent)::
 
