@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -40,6 +39,8 @@ from distillery.local.emulator import (
     TrainingInputs,
     create_server,
 )
+from distillery.local.example_data import Example
+from tests.helpers import jsonl, wait_for
 
 PROJECT = "p-1"
 BUCKET = "bkt"
@@ -52,12 +53,8 @@ SETTINGS = Settings(project=PROJECT, bucket=BUCKET)
 TERMINAL = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE_CANCELLED")
 
 
-def _lines(count: int) -> bytes:
-    return b"".join(
-        json.dumps({"input_text": f"Classify: text {i}", "output_text": "business"}).encode()
-        + b"\n"
-        for i in range(count)
-    )
+def _examples(count: int) -> list[Example]:
+    return [Example(f"Classify: text {i}", "business") for i in range(count)]
 
 
 def request_body(location: str = "us-central1", **parameters: Any) -> dict[str, Any]:
@@ -120,8 +117,8 @@ class RecordingTrainer(Trainer):
 @pytest.fixture
 def store() -> InMemoryObjectStore:
     objects = InMemoryObjectStore()
-    objects.put(BUCKET, "validated/0f3a/news.jsonl", _lines(24))
-    objects.put(BUCKET, "validated/9c1b/news.eval.jsonl", _lines(12))
+    objects.put(BUCKET, "validated/0f3a/news.jsonl", jsonl(_examples(24)))
+    objects.put(BUCKET, "validated/9c1b/news.eval.jsonl", jsonl(_examples(12)))
     return objects
 
 
@@ -174,15 +171,17 @@ def create(
     return client.create_pipeline_job(parent=parent, pipeline_job=job, pipeline_job_id=job_id)
 
 
-def wait_for(
+def settled(
     client: PipelineServiceClient, name: str, states: tuple[str, ...] = TERMINAL
 ) -> PipelineJob:
-    deadline = time.monotonic() + 5
-    while True:
+    """The job ``name`` once it is in one of ``states`` (a terminal one by default)."""
+
+    def probe() -> PipelineJob | None:
         job = client.get_pipeline_job(name=name)
-        if job.state.name in states or time.monotonic() > deadline:
-            return job
-        time.sleep(0.01)
+        return job if job.state.name in states else None
+
+    job: PipelineJob = wait_for(probe, timeout=5, interval=0.01, what=f"{name} in {states}")
+    return job
 
 
 def raw(
@@ -291,7 +290,7 @@ def test_emulator_accepts_integral_floats(
     )
 
     assert status == 200
-    wait_for(client, created.name)
+    settled(client, created.name)
     manifest = json.loads(store.read_bytes(BUCKET, "pipeline-root/floats/job.json"))
     assert manifest["parameters"]["train_steps"] == 300
     assert manifest["parameters"]["evaluation_interval"] == 20
@@ -504,7 +503,7 @@ def test_emulator_default_runner_fails_without_a_trainer_after_writing_the_manif
 ) -> None:
     created = create(client, request_body(evaluation_data_uri=EVAL), job_id="news-1")
 
-    job = wait_for(client, created.name)
+    job = settled(client, created.name)
 
     assert job.state.name == "PIPELINE_STATE_FAILED"
     assert job.error.code == 9  # FAILED_PRECONDITION
@@ -528,7 +527,7 @@ def test_emulator_missing_dataset_fails_naming_the_uri(
     missing = f"gs://{BUCKET}/validated/none/gone.jsonl"
     created = create(client, request_body(dataset_uri=missing), job_id="gone")
 
-    job = wait_for(client, created.name)
+    job = settled(client, created.name)
 
     assert job.state.name == "PIPELINE_STATE_FAILED"
     assert job.error.code == 5  # NOT_FOUND
@@ -540,7 +539,7 @@ def test_emulator_publishes_every_transition_as_a_log_entry(
     server: EmulatorServer, client: PipelineServiceClient, publisher: InMemoryPublisher
 ) -> None:
     created = create(client, job_id="news-1")
-    wait_for(client, created.name)
+    settled(client, created.name)
 
     entries = events(server, publisher)
 
@@ -581,7 +580,7 @@ def test_emulator_cancel_running_job(
     assert client.get_pipeline_job(name=created.name).state.name == "PIPELINE_STATE_RUNNING"
 
     client.cancel_pipeline_job(name=created.name)
-    job = wait_for(client, created.name)
+    job = settled(client, created.name)
 
     assert job.state.name == "PIPELINE_STATE_CANCELLED"
     assert job.error.code == 1
@@ -609,7 +608,7 @@ def test_emulator_runs_one_job_at_a_time_and_cancels_a_waiting_one(
     assert client.get_pipeline_job(name=second.name).state.name == "PIPELINE_STATE_CANCELLED"
     runner.release.set()
 
-    assert wait_for(client, first.name).state.name == "PIPELINE_STATE_SUCCEEDED"
+    assert settled(client, first.name).state.name == "PIPELINE_STATE_SUCCEEDED"
     assert runner.started.empty()  # The cancelled job never ran.
 
 
@@ -636,12 +635,12 @@ def test_emulator_runner_that_raises_fails_the_job_and_the_server_stays_up(
     client = client_for(server)
     first = create(client, job_id="first")
 
-    job = wait_for(client, first.name)
+    job = settled(client, first.name)
 
     assert job.state.name == "PIPELINE_STATE_FAILED"
     assert "RuntimeError: boom in first" in job.error.message
     second = create(client, job_id="second")
-    assert wait_for(client, second.name).state.name == "PIPELINE_STATE_FAILED"
+    assert settled(client, second.name).state.name == "PIPELINE_STATE_FAILED"
     assert states_of(events(server, publisher), "first")[-1] == "PIPELINE_STATE_FAILED"
 
 
@@ -652,7 +651,7 @@ def test_emulator_default_runner_hands_over_to_an_installed_trainer(
     client = client_for(start_server(runner=emulator.DatasetRunner(trainer)))
     created = create(client, request_body(evaluation_data_uri=EVAL), job_id="trained")
 
-    job = wait_for(client, created.name)
+    job = settled(client, created.name)
 
     assert job.state.name == "PIPELINE_STATE_SUCCEEDED"
     assert not job.error.message
