@@ -26,6 +26,7 @@ from google.cloud.aiplatform_v1 import (
 from google.protobuf import json_format, struct_pb2
 
 from distillery.local.example_data import Example, generate
+from tests.helpers import jsonl, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -64,13 +65,20 @@ class Vertex:
     def wait(
         self, name: str, until: Callable[[PipelineJob], bool] | None = None, timeout: float = 60
     ) -> PipelineJob:
-        deadline = time.monotonic() + timeout
-        while True:
+        """The job once ``until`` holds for it (default: once it is in a terminal state); a
+        timeout names the last state seen."""
+        seen: list[PipelineJob] = []
+
+        def probe() -> PipelineJob | None:
             job = self.pipelines.get_pipeline_job(name=name)
-            if until(job) if until else job.state.name in TERMINAL:
-                return job
-            assert time.monotonic() < deadline, f"timed out; last state {job.state.name}"
-            time.sleep(0.25)
+            seen[:] = [job]
+            return job if (until(job) if until else job.state.name in TERMINAL) else None
+
+        try:
+            job: PipelineJob = wait_for(probe, timeout=timeout, interval=0.25, what=name)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; last state {seen[-1].state.name}") from None
+        return job
 
     def create(self, stack: Any, job_id: str, **parameters: Any) -> PipelineJob:
         values = {"project": stack.project, "model_display_name": job_id, **parameters}
@@ -110,7 +118,7 @@ class Vertex:
 
 
 def _upload(stack: Any, name: str, examples: list[Example]) -> str:
-    stack.upload(name, "".join(e.to_json() + "\n" for e in examples).encode())
+    stack.upload(name, jsonl(examples))
     return f"gs://{stack.bucket}/{name}"
 
 

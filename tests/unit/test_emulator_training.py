@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,6 +42,8 @@ from distillery.local.emulator import (
     training_config,
 )
 from distillery.local.emulator._config import parse_model_map
+from distillery.local.example_data import Example
+from tests.helpers import jsonl, wait_for
 from tests.unit import test_emulator_fake_trainer as fake
 
 PROJECT = "p-1"
@@ -54,18 +55,8 @@ TERMINAL = ("PIPELINE_STATE_SUCCEEDED", "PIPELINE_STATE_FAILED", "PIPELINE_STATE
 FAKE_MODULE = "tests.unit.test_emulator_fake_trainer"
 
 
-def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return b"".join(json.dumps(r).encode() + b"\n" for r in rows)
-
-
-def _rows(label: str | None, count: int, prefix: str = "text") -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for i in range(count):
-        row: dict[str, Any] = {"input_text": f"Classify: {prefix} {i}"}
-        if label is not None:
-            row["output_text"] = label
-        rows.append(row)
-    return rows
+def _examples(label: str | None, count: int, prefix: str = "text") -> list[Example]:
+    return [Example(f"Classify: {prefix} {i}", label) for i in range(count)]
 
 
 def body(dataset: str, **parameters: Any) -> dict[str, Any]:
@@ -86,10 +77,10 @@ def body(dataset: str, **parameters: Any) -> dict[str, Any]:
 @pytest.fixture
 def store() -> InMemoryObjectStore:
     objects = InMemoryObjectStore()
-    objects.put(BUCKET, "validated/a/news.jsonl", _jsonl(_rows("business", 24)))
-    objects.put(BUCKET, "validated/a/news.eval.jsonl", _jsonl(_rows("business", 12, "eval")))
-    objects.put(BUCKET, "validated/b/other.jsonl", _jsonl(_rows("sports", 16, "other")))
-    objects.put(BUCKET, "validated/u/unlabeled.jsonl", _jsonl(_rows(None, 10)))
+    objects.put(BUCKET, "validated/a/news.jsonl", jsonl(_examples("business", 24)))
+    objects.put(BUCKET, "validated/a/news.eval.jsonl", jsonl(_examples("business", 12, "eval")))
+    objects.put(BUCKET, "validated/b/other.jsonl", jsonl(_examples("sports", 16, "other")))
+    objects.put(BUCKET, "validated/u/unlabeled.jsonl", jsonl(_examples(None, 10)))
     return objects
 
 
@@ -141,14 +132,8 @@ class Clients:
     def wait(
         self, name: str, until: Callable[[PipelineJob], bool] | None = None, timeout: float = 30
     ) -> PipelineJob:
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.pipelines.get_pipeline_job(name=name)
-            done = until(job) if until else job.state.name in TERMINAL
-            if done:
-                return job
-            assert time.monotonic() < deadline, f"timed out; last state {job.state.name}"
-            time.sleep(0.02)
+        """The job once ``until`` holds for it (default: once it is in a terminal state)."""
+        return wait_job(self.pipelines, name, until, timeout=timeout, interval=0.02)
 
     def train(self, request: dict[str, Any], job_id: str) -> PipelineJob:
         job = self.wait(self.create(request, job_id).name)
@@ -187,6 +172,30 @@ class Clients:
         params = struct_pb2.Value()
         json_format.ParseDict(parameters, params)
         return self.prediction.predict(endpoint=endpoint, instances=instances, parameters=params)
+
+
+def wait_job(
+    pipelines: PipelineServiceClient,
+    name: str,
+    until: Callable[[PipelineJob], bool] | None,
+    *,
+    timeout: float,
+    interval: float,
+) -> PipelineJob:
+    """The job ``name`` once ``until`` holds for it (default: once it is in a terminal state);
+    a timeout names the last state seen."""
+    seen: list[PipelineJob] = []
+
+    def probe() -> PipelineJob | None:
+        job = pipelines.get_pipeline_job(name=name)
+        seen[:] = [job]
+        return job if (until(job) if until else job.state.name in TERMINAL) else None
+
+    try:
+        job: PipelineJob = wait_for(probe, timeout=timeout, interval=interval, what=name)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last state {seen[-1].state.name}") from None
+    return job
 
 
 def _task(job: PipelineJob, name: str) -> Any:
