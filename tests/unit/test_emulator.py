@@ -398,10 +398,30 @@ INVALID: list[tuple[str, str, dict[str, Any], str]] = [
     ("missing project", PARENT, _without("project"), "project is required"),
     ("missing dataset", PARENT, _without("dataset_uri"), "dataset_uri is required"),
     (
-        "missing model name",
+        "max_context_length not 8k or 32k",
         PARENT,
-        _without("model_display_name"),
-        "model_display_name is required",
+        request_body(max_context_length="16k"),
+        "max_context_length",
+    ),
+    (
+        "evaluation output not gs",
+        PARENT,
+        request_body(evaluation_data_uri=EVAL, evaluation_output_root_dir="/tmp/eval"),
+        "evaluation_output_root_dir",
+    ),
+    (
+        "CMEK with TPU even when TPU training skips CMEK",
+        PARENT,
+        request_body(
+            accelerator_type="TPU", encryption_spec_key_name=KEY, tpu_training_skip_cmek=True
+        ),
+        "not supported with accelerator_type TPU",
+    ),
+    (
+        "eval parameter with an empty eval data URI",
+        PARENT,
+        request_body(evaluation_data_uri="", evaluation_interval=20),
+        "evaluation_interval needs evaluation data",
     ),
     (
         "tensorboard elsewhere",
@@ -429,6 +449,186 @@ def test_emulator_create_invalid_request_is_invalid_argument(
 
     assert named in caught.value.message
     assert list(client.list_pipeline_jobs(parent=parent)) == []
+
+
+# The template's parameters, types and defaults: the distillation/v1.0.0 pipeline spec of
+# googleapis/python-aiplatform's tests/unit/aiplatform/test_language_models.py, written out here
+# on their own so that a change to the emulator's table shows.
+TEMPLATE_DEFAULTS: dict[str, Any] = {
+    "accelerator_type": "GPU",
+    "api_endpoint": "aiplatform.googleapis.com/ui",
+    "enable_checkpoint_selection": "default",
+    "enable_early_stopping": True,
+    "encryption_spec_key_name": "",
+    "evaluation_data_uri": "",
+    "evaluation_interval": 20,  # The seed documentation's 20, not the template's 100.
+    "evaluation_output_root_dir": "",
+    "learning_rate_multiplier": 1.0,
+    "location": "us-central1",  # The template's "": the pipeline region.
+    "max_context_length": "",
+    "model_display_name": "distilled-student-model",
+    "student_model_reference": "text-bison@002",
+    "teacher_model_reference": "text-unicorn@001",
+    "temperature": 0.0,
+    "tensorboard_resource_id": "",
+    "tpu_training_skip_cmek": False,
+    "train_steps": 300,
+    "version": "latest",
+}
+
+
+def _manifest_parameters(
+    client: PipelineServiceClient, store: InMemoryObjectStore, body: dict[str, Any], job_id: str
+) -> dict[str, Any]:
+    """The normalised parameters of an accepted job (from the manifest its run writes)."""
+    settled(client, create(client, body, job_id=job_id).name)
+    manifest = json.loads(store.read_bytes(BUCKET, f"pipeline-root/{job_id}/job.json"))
+    parameters: dict[str, Any] = manifest["parameters"]
+    return parameters
+
+
+def test_emulator_omitted_parameters_take_the_template_defaults(
+    client: PipelineServiceClient, store: InMemoryObjectStore
+) -> None:
+    body = request_body()
+    body["runtimeConfig"]["parameterValues"] = {"project": PROJECT, "dataset_uri": DATASET}
+
+    parameters = _manifest_parameters(client, store, body, "defaults")
+
+    assert parameters == {"project": PROJECT, "dataset_uri": DATASET, **TEMPLATE_DEFAULTS}
+    manifest = json.loads(store.read_bytes(BUCKET, "pipeline-root/defaults/job.json"))
+    assert manifest["evaluationDataset"] is None
+
+
+def test_emulator_evaluation_defaults_with_eval_data_follow_the_seed(
+    client: PipelineServiceClient, store: InMemoryObjectStore
+) -> None:
+    body = request_body(evaluation_data_uri=EVAL)
+
+    parameters = _manifest_parameters(client, store, body, "eval-defaults")
+
+    assert (
+        parameters["evaluation_interval"],
+        parameters["enable_early_stopping"],
+        parameters["enable_checkpoint_selection"],
+    ) == (20, True, "default")
+
+
+@pytest.mark.parametrize(
+    ("name", "sent", "kept"),
+    [
+        ("temperature", 0.7, 0.7),
+        ("temperature", 1, 1.0),
+        ("max_context_length", "32k", "32k"),
+        ("max_context_length", "8k", "8k"),
+        ("tpu_training_skip_cmek", True, True),
+        ("api_endpoint", "aiplatform.googleapis.com/ui-eu", "aiplatform.googleapis.com/ui-eu"),
+        ("version", "v1.0.0", "v1.0.0"),
+        ("evaluation_output_root_dir", f"gs://{BUCKET}/eval-out", f"gs://{BUCKET}/eval-out"),
+        ("model_display_name", "news-v2", "news-v2"),
+        ("enable_checkpoint_selection", "TRUE", "true"),
+        ("learning_rate_multiplier", 2, 2.0),
+        ("train_steps", 120.0, 120),
+    ],
+)
+def test_emulator_accepts_each_template_parameter_of_its_type(
+    client: PipelineServiceClient, store: InMemoryObjectStore, name: str, sent: Any, kept: Any
+) -> None:
+    body = request_body(evaluation_data_uri=EVAL, **{name: sent})
+
+    parameters = _manifest_parameters(client, store, body, "typed")
+
+    assert parameters[name] == kept
+    assert type(parameters[name]) is type(kept)
+
+
+def test_emulator_empty_optional_strings_mean_not_given(
+    client: PipelineServiceClient, store: InMemoryObjectStore
+) -> None:
+    # Requests built from the template's defaults send "" for these (e.g. no CMEK key).
+    empty = (
+        "location",
+        "evaluation_data_uri",
+        "evaluation_output_root_dir",
+        "tensorboard_resource_id",
+        "encryption_spec_key_name",
+        "max_context_length",
+    )
+    body = request_body(accelerator_type="TPU", **dict.fromkeys(empty, ""))
+
+    parameters = _manifest_parameters(client, store, body, "empty")
+
+    assert {k: parameters[k] for k in empty} == {
+        **dict.fromkeys(empty, ""),
+        "location": "us-central1",
+    }
+    manifest = json.loads(store.read_bytes(BUCKET, "pipeline-root/empty/job.json"))
+    assert manifest["evaluationDataset"] is None
+
+
+WRONG_TYPES: list[tuple[str, Any, str]] = [
+    ("accelerator_type", 1, "STRING"),
+    ("api_endpoint", 1, "STRING"),
+    ("dataset_uri", ["gs://b/o"], "STRING"),
+    ("enable_checkpoint_selection", True, "STRING"),
+    ("enable_early_stopping", "true", "BOOLEAN"),
+    ("encryption_spec_key_name", 7, "STRING"),
+    ("evaluation_data_uri", 7, "STRING"),
+    ("evaluation_interval", "20", "NUMBER_INTEGER"),
+    ("evaluation_interval", 2.5, "NUMBER_INTEGER"),
+    ("evaluation_output_root_dir", False, "STRING"),
+    ("learning_rate_multiplier", "1.0", "NUMBER_DOUBLE"),
+    ("learning_rate_multiplier", True, "NUMBER_DOUBLE"),
+    ("location", 5, "STRING"),
+    ("max_context_length", 32, "STRING"),
+    ("model_display_name", 5, "STRING"),
+    ("project", {"id": PROJECT}, "STRING"),
+    ("student_model_reference", None, "STRING"),
+    ("teacher_model_reference", 1.0, "STRING"),
+    ("temperature", "0.5", "NUMBER_DOUBLE"),
+    ("temperature", False, "NUMBER_DOUBLE"),
+    ("tensorboard_resource_id", 7, "STRING"),
+    ("tpu_training_skip_cmek", 1, "BOOLEAN"),
+    ("tpu_training_skip_cmek", "false", "BOOLEAN"),
+    ("train_steps", "300", "NUMBER_INTEGER"),
+    ("version", 1, "STRING"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "kind"), WRONG_TYPES, ids=[f"{n}={v!r}" for n, v, _ in WRONG_TYPES]
+)
+def test_emulator_rejects_a_template_parameter_of_the_wrong_type(
+    server: EmulatorServer, name: str, value: Any, kind: str
+) -> None:
+    # Raw HTTP: the official client cannot send every wrong type (a null, a list).
+    body = request_body(evaluation_data_uri=EVAL)
+    body["runtimeConfig"]["parameterValues"][name] = value
+
+    status, answer = raw(
+        server,
+        "POST",
+        f"/v1/{PARENT}/pipelineJobs?pipelineJobId=wrong",
+        json.dumps(body).encode(),
+    )
+
+    assert status == 400
+    message = answer["error"]["message"]
+    assert f"parameter {name}" in message
+    assert f"({kind}), got {value!r}" in message
+    fields = [v["field"] for v in answer["error"]["details"][0]["fieldViolations"]]
+    assert fields == [f"runtimeConfig.parameterValues.{name}"]
+
+
+def test_emulator_unknown_parameter_names_the_template_parameters(
+    client: PipelineServiceClient,
+) -> None:
+    with pytest.raises(gexc.BadRequest) as caught:
+        create(client, request_body(temprature=0.5), job_id="typo")
+
+    message = caught.value.message
+    assert "Unknown parameter 'temprature'" in message
+    assert "temperature" in message and "evaluation_output_root_dir" in message
 
 
 def test_emulator_cmek_in_us_central1_with_gpu_is_accepted(client: PipelineServiceClient) -> None:

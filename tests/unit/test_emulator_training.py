@@ -378,6 +378,61 @@ def test_emulator_training_worker_failure_fails_the_job_and_the_server_stays_up(
     clients.train(body("validated/a/news.jsonl"), "after")  # The emulator still trains.
 
 
+# --- Template parameters that mean something locally ----------------------------------------------
+
+
+def test_emulator_training_max_context_length_picks_the_batch_size(server: EmulatorServer) -> None:
+    clients = Clients(server)
+    request = body(
+        "validated/a/news.jsonl",
+        location="europe-west4",
+        accelerator_type="TPU",
+        max_context_length="32k",
+    )
+
+    job = clients.train(request, "long-context")
+
+    inputs = _metadata(_task(job, "distillation-trainer").execution)
+    assert inputs["input:batch_size"] == 8  # not TPU's 24 for an 8k-context student
+    assert inputs["input:max_context_length"] == "32k"
+
+
+def test_emulator_training_writes_evaluation_outputs_where_asked(
+    server: EmulatorServer, store: InMemoryObjectStore
+) -> None:
+    clients = Clients(server)
+    evaluated = body(
+        "validated/a/news.jsonl",
+        evaluation_data_uri=f"gs://{BUCKET}/validated/a/news.eval.jsonl",
+        evaluation_output_root_dir=f"gs://{BUCKET}/eval-out/",
+    )
+    unevaluated = body(
+        "validated/a/news.jsonl", evaluation_output_root_dir=f"gs://{BUCKET}/eval-out/"
+    )
+
+    job = clients.train(evaluated, "evaluated")
+    clients.train(unevaluated, "unevaluated")
+
+    [output] = _task(job, "distillation-trainer").outputs["evaluation"].artifacts
+    assert output.uri == f"gs://{BUCKET}/eval-out/evaluated/evaluation_metrics.jsonl"
+    [line] = store.read_bytes(BUCKET, "eval-out/evaluated/evaluation_metrics.jsonl").splitlines()
+    assert json.loads(line)["eval_fraction_of_correct_next_step_preds"] == 0.85
+    assert store.names(BUCKET, "eval-out/") == ["eval-out/evaluated/evaluation_metrics.jsonl"]
+
+
+def test_emulator_training_model_display_name_defaults_to_the_template_s(
+    server: EmulatorServer,
+) -> None:
+    clients = Clients(server)
+    request = body("validated/a/news.jsonl")
+    del request["runtimeConfig"]["parameterValues"]["model_display_name"]
+
+    job = clients.train(request, "unnamed")
+
+    model = clients.models.get_model(name=_model_name(job))
+    assert model.display_name == "distilled-student-model"
+
+
 # --- Teachers -------------------------------------------------------------------------------------
 
 
@@ -398,6 +453,7 @@ def test_emulator_training_labels_an_unlabeled_dataset_with_a_registry_teacher(
     label = _task(job, "label-with-teacher")
     assert label.state.name == "SUCCEEDED"
     assert _metadata(label.execution)["output:labelled_examples"] == 10
+    assert _metadata(label.execution)["input:temperature"] == 0.0  # the template's default
     labels = store.read_bytes(BUCKET, "pipeline-root/student/teacher_labels.jsonl").splitlines()
     assert len(labels) == 10
     assert json.loads(labels[0]) == {
@@ -446,11 +502,13 @@ def test_emulator_training_uses_a_configured_local_teacher_and_student(
     )
     clients = Clients(start(local_models=models))
 
-    job = clients.train(body("validated/u/unlabeled.jsonl"), "local-teacher")
+    job = clients.train(body("validated/u/unlabeled.jsonl", temperature=0.5), "local-teacher")
 
     inputs = _metadata(_task(job, "distillation-trainer").execution)
     assert "input:student_checkpoint" not in inputs  # a local path is not shown on the resource
     assert _task(job, "label-with-teacher").state.name == "SUCCEEDED"
+    # Recorded: the local teacher decodes greedily whatever the temperature.
+    assert _metadata(_task(job, "label-with-teacher").execution)["input:temperature"] == 0.5
     answer = clients.predict(clients.endpoint_with(_model_name(job)), ["anything"])
     assert [p["content"] for p in answer.predictions] == ["science"]
 
@@ -595,6 +653,28 @@ def test_emulator_training_batch_size_follows_the_spec(
     accelerator: str, student: str, expected: int
 ) -> None:
     assert batch_size(accelerator, student, SETTINGS.long_context_student_list) == expected
+
+
+@pytest.mark.parametrize(
+    ("student", "max_context_length", "expected"),
+    [
+        ("text-bison@002", "32k", 8),  # tuned as a 32k-context student: 8 everywhere
+        ("text-bison-32k@002", "8k", 24),  # tuned as an 8k-context student on TPU
+        ("text-bison-32k@002", "", 8),  # the template's default: the student's own context
+        ("text-bison@002", "", 24),
+    ],
+)
+def test_emulator_training_batch_size_follows_max_context_length(
+    student: str, max_context_length: str, expected: int
+) -> None:
+    batch = batch_size(
+        "TPU",
+        student,
+        SETTINGS.long_context_student_list,
+        max_context_length=max_context_length,
+    )
+
+    assert batch == expected
 
 
 def test_emulator_training_config_applies_evaluation_only_with_eval_data() -> None:

@@ -3,9 +3,10 @@
 The official ``PipelineServiceClient``, ``ModelServiceClient``, ``EndpointServiceClient`` and
 ``PredictionServiceClient`` (REST transport, anonymous credentials, ``api_endpoint`` = the
 emulator's ``http://`` URL) work against it unchanged. Jobs are validated as the service
-validates a distillation request, kept in memory, run by a pluggable :class:`JobRunner` on a
-bounded pool of worker threads, and every state change is published to the job-events topic as
-the Cloud Logging LogEntry the production log sink delivers::
+validates a request for the distillation template (its parameters, types and defaults; see
+:mod:`distillery.local.emulator._template`), kept in memory, run by a pluggable
+:class:`JobRunner` on a bounded pool of worker threads, and every state change is published to
+the job-events topic as the Cloud Logging LogEntry the production log sink delivers::
 
     {"insertId": "5f0c...",
      "logName": "projects/P/logs/aiplatform.googleapis.com%2Fpipeline_job_events",
@@ -32,8 +33,10 @@ live progress and, at the end, the metrics and the model are on the job's ``jobD
   ["output:model_resource_name"]`` (where the Vertex AI SDK reads it for tuning pipelines);
 
 the artifacts are under ``<gcsOutputDirectory>/<job id>/`` (``model/``, ``metrics.jsonl``,
-``tensorboard/``, ``teacher_labels.jsonl``), and the model is in the Model Registry, deployable
-to endpoints and served by ``:predict`` (see :mod:`distillery.local.emulator._endpoints`).
+``tensorboard/``, ``teacher_labels.jsonl``; the evaluations' metrics under
+``<evaluation_output_root_dir>/<job id>/`` when that parameter is set), and the model is in the
+Model Registry, deployable to endpoints and served by ``:predict`` (see
+:mod:`distillery.local.emulator._endpoints`).
 
 Run it with ``python -m distillery.local.emulator --host 127.0.0.1 --port PORT``; it is ready when
 ``GET http://HOST:PORT/`` answers 200.

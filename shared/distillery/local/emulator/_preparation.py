@@ -32,18 +32,33 @@ from distillery.local.emulator._runner import (
     TrainingInputs,
     split_gcs_uri,
 )
+from distillery.local.emulator._template import LONG_CONTEXT_LENGTH
 
 
-def batch_size(accelerator_type: str, student: str, long_context_students: tuple[str, ...]) -> int:
+def batch_size(
+    accelerator_type: str,
+    student: str,
+    long_context_students: tuple[str, ...],
+    *,
+    max_context_length: str = "",
+) -> int:
     """The documented batch size: 8k-context students by the region tuning runs in for
-    ``accelerator_type`` (GPU: us-central1, 8; TPU: europe-west4, 24); 32k-context students
-    (``long_context_students``) 8 in both (see :func:`distillery.facts.batch_size`)."""
+    ``accelerator_type`` (GPU: us-central1, 8; TPU: europe-west4, 24); 32k-context students 8 in
+    both (see :func:`distillery.facts.batch_size`).
+
+    The template's ``max_context_length`` (``"8k"`` or ``"32k"``) says which a student tunes as;
+    ``""`` (its default) leaves it to the student: 32k-context if in ``long_context_students``.
+    """
     # An accelerator the request validation let through is always known; the default one's
     # region keeps this total for a caller that passes anything else.
     region = facts.TUNING_REGIONS.get(
         accelerator_type, facts.TUNING_REGIONS[facts.DEFAULT_ACCELERATOR]
     )
-    return facts.batch_size(region, long_context=student in long_context_students)
+    if max_context_length:
+        long_context = max_context_length == LONG_CONTEXT_LENGTH
+    else:
+        long_context = student in long_context_students
+    return facts.batch_size(region, long_context=long_context)
 
 
 def training_config(
@@ -57,11 +72,11 @@ def training_config(
     """The ``TrainingConfig`` keyword arguments for a job's (normalised) ``parameters``.
 
     ``train_steps`` and ``learning_rate_multiplier`` pass through; the batch size follows
-    :func:`batch_size`. Evaluation, early stopping and checkpoint selection apply only with eval
-    data: then ``evaluation_interval`` and ``enable_early_stopping`` pass through, and
-    ``enable_checkpoint_selection`` ``"true"`` turns selection on, ``"false"`` off, and
-    ``"default"`` on (the service's default picks the best checkpoint when it can evaluate).
-    Without eval data all three are off.
+    :func:`batch_size` (with the job's ``max_context_length``). Evaluation, early stopping and
+    checkpoint selection apply only with eval data: then ``evaluation_interval`` and
+    ``enable_early_stopping`` pass through, and ``enable_checkpoint_selection`` ``"true"`` turns
+    selection on, ``"false"`` off, and ``"default"`` on (the service's default picks the best
+    checkpoint when it can evaluate). Without eval data all three are off.
     """
     config: dict[str, Any] = {
         "train_steps": int(parameters["train_steps"]),
@@ -69,6 +84,7 @@ def training_config(
             str(parameters.get("accelerator_type", facts.DEFAULT_ACCELERATOR)),
             str(parameters.get("student_model_reference", "")),
             long_context_students,
+            max_context_length=str(parameters.get("max_context_length", "")),
         ),
         "learning_rate_multiplier": float(parameters["learning_rate_multiplier"]),
         "student_checkpoint": student_checkpoint,

@@ -188,7 +188,7 @@ class DatasetRunner(JobRunner):
             dataset = self._summarise(context, "dataset_uri", job.parameters["dataset_uri"])
             context.raise_if_cancelled()
             evaluation = None
-            if "evaluation_data_uri" in job.parameters:
+            if job.parameters.get("evaluation_data_uri"):  # "" (the default): no eval data
                 evaluation = self._summarise(
                     context, "evaluation_data_uri", job.parameters["evaluation_data_uri"]
                 )

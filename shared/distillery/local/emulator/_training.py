@@ -13,11 +13,22 @@ already read and counted the data and written the manifest). It
 3. uploads the model, metrics and TensorBoard files to ``<gcsOutputDirectory>/<job id>/`` and
    registers the model in the Model Registry.
 
+The template's parameters that mean something locally are used: ``max_context_length`` picks the
+batch size (:func:`~distillery.local.emulator._preparation.batch_size`), and
+``evaluation_output_root_dir``, with eval data, receives the evaluations' metrics
+(``<evaluation_output_root_dir>/<job id>/evaluation_metrics.jsonl``). ``temperature`` is the
+teacher's sampling temperature: the local teacher decodes greedily, which is temperature 0 (the
+template's default), so another value is recorded on the ``label-with-teacher`` task but cannot
+change the labels. ``api_endpoint``, ``version`` and ``tpu_training_skip_cmek`` are about where
+and how the real pipeline runs (its UI endpoint, the component version, CMEK on the TPU pod);
+nothing local has them, so they are only recorded, in the job manifest's parameters.
+
 Throughout, the job's ``jobDetail`` shows its tasks (:mod:`distillery.local.emulator._job_detail`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from collections.abc import Iterator, Mapping
@@ -53,6 +64,9 @@ from distillery.local.emulator._runner import (
 )
 from distillery.local.emulator._supervisor import WorkerRun, worker_request
 from distillery.local.emulator._worker import LABELS_FILE
+
+#: The object ``evaluation_output_root_dir`` receives for each job with eval data.
+EVALUATION_METRICS_FILE = "evaluation_metrics.jsonl"
 
 
 class LocalTrainer(Trainer):
@@ -137,12 +151,19 @@ class LocalTrainer(Trainer):
         else:
             detail.set_metadata(
                 LABEL_TASK,
-                **{"input:teacher_model_reference": teacher_reference, "input:prompts": unlabeled},
+                **{
+                    "input:teacher_model_reference": teacher_reference,
+                    "input:prompts": unlabeled,
+                    "input:temperature": parameters.get("temperature"),
+                },
             )
         detail.set_metadata(
             TRAIN_TASK,
             **{f"input:{k}": v for k, v in config.items() if k != "student_checkpoint"},
-            **{"input:student_model_reference": str(parameters["student_model_reference"])},
+            **{
+                "input:student_model_reference": str(parameters["student_model_reference"]),
+                "input:max_context_length": parameters.get("max_context_length") or None,
+            },
         )
         context.report_detail(detail.render())
         request = worker_request(
@@ -179,6 +200,7 @@ class LocalTrainer(Trainer):
         _upload_file(store, Path(result["metricsPath"]), bucket, f"{prefix}metrics.jsonl")
         if result.get("labelsPath"):
             _upload_file(store, Path(result["labelsPath"]), bucket, f"{prefix}{LABELS_FILE}")
+        evaluation_output = _upload_evaluation_metrics(job, inputs, store, result)
         context.raise_if_cancelled()
         metrics = {str(k): float(v) for k, v in result["metrics"].items()}
         parameters = job.parameters
@@ -201,18 +223,18 @@ class LocalTrainer(Trainer):
                 "selectedStep": result["selectedStep"],
             },
         )
-        detail.set_outputs(
-            TRAIN_TASK,
-            {
-                "metrics": artifact(
-                    job, "metrics", "system.Metrics", f"{output}metrics.jsonl", metadata=metrics
-                ),
-                "model": artifact(job, "model", "system.Model", f"{output}model/"),
-                "tensorboard": artifact(
-                    job, "tensorboard", "system.Artifact", f"{output}tensorboard/"
-                ),
-            },
-        )
+        outputs = {
+            "metrics": artifact(
+                job, "metrics", "system.Metrics", f"{output}metrics.jsonl", metadata=metrics
+            ),
+            "model": artifact(job, "model", "system.Model", f"{output}model/"),
+            "tensorboard": artifact(job, "tensorboard", "system.Artifact", f"{output}tensorboard/"),
+        }
+        if evaluation_output is not None:
+            outputs["evaluation"] = artifact(
+                job, "evaluation", "system.Artifact", evaluation_output
+            )
+        detail.set_outputs(TRAIN_TASK, outputs)
         detail.set_metadata(
             TRAIN_TASK,
             **{
@@ -246,6 +268,28 @@ def _model_labels(
         if clean[:1].isalpha() and clean not in labels:
             labels[clean] = label_value(value)
     return labels
+
+
+def _upload_evaluation_metrics(
+    job: EmulatedJob, inputs: TrainingInputs, store: ObjectStore, result: Mapping[str, Any]
+) -> str | None:
+    """With eval data and ``evaluation_output_root_dir``, write the metrics lines of the
+    evaluations (those with ``eval_*`` values) to ``<root>/<job id>/``; the object's URI."""
+    root = str(job.parameters.get("evaluation_output_root_dir", ""))
+    if not root or inputs.evaluation is None:
+        return None  # Without eval data there is no evaluation output to write.
+    lines = Path(result["metricsPath"]).read_text(encoding="utf-8").splitlines()
+    evaluations = [line for line in lines if line.strip() and _has_eval_metrics(line)]
+    uri = f"{root.rstrip('/')}/{job.job_id}/{EVALUATION_METRICS_FILE}"
+    bucket, name = split_gcs_uri(uri)
+    data = "".join(line + "\n" for line in evaluations).encode()
+    store.write_bytes(bucket, name, data, content_type="application/jsonl")
+    return uri
+
+
+def _has_eval_metrics(line: str) -> bool:
+    record = json.loads(line)
+    return isinstance(record, dict) and any(str(k).startswith("eval_") for k in record)
 
 
 def _files(root: Path) -> Iterator[Path]:

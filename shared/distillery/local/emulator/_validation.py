@@ -1,46 +1,33 @@
 """Validation of ``pipelineJobs.create`` for the distillation template, as the service does it.
 
+The parameters are the template's own (:mod:`distillery.local.emulator._template`): an unknown
+one, a missing required one or a value of the wrong type is refused, an omitted one takes the
+template's default. On top, SPEC.md's rules of the service (regions, CMEK, evaluation data,
+TensorBoard region, Cloud Storage URIs); every fact comes from :mod:`distillery.facts`.
+
 Deliberately independent of :mod:`distillery.policy`: the emulator checks the request the product
-sends against SPEC.md on its own, so a policy bug surfaces locally as the 400 the service would
-answer. Every problem found is reported (not only the first), each naming its field.
+sends on its own, so a policy bug surfaces locally as the 400 the service would answer. Every
+problem found is reported (not only the first), each naming its field.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from distillery.facts import ACCELERATOR_TYPES, SUPPORTED_REGIONS
+from distillery import facts
 from distillery.local.emulator._status import ApiError, FieldViolation
-
-#: The only region with CMEK for distillation (SPEC: "Regions and accelerators").
-CMEK_REGION = "us-central1"
-#: A client-chosen pipelineJobId (the service's documented pattern).
-JOB_ID_PATTERN = re.compile(r"[a-z][-a-z0-9]{0,127}")
-DISPLAY_NAME_MAX = 128
-LABEL_MAX = 64
-
-DEFAULT_TRAIN_STEPS = 300
-DEFAULT_LEARNING_RATE_MULTIPLIER = 1.0
-DEFAULT_EVALUATION_INTERVAL = 20
-DEFAULT_ENABLE_EARLY_STOPPING = True
-DEFAULT_CHECKPOINT_SELECTION = "default"
-CHECKPOINT_SELECTION_VALUES = ("default", "true", "false")
-EVALUATION_PARAMETERS = (
-    "evaluation_interval",
-    "enable_early_stopping",
-    "enable_checkpoint_selection",
+from distillery.local.emulator._template import (
+    MAX_CONTEXT_LENGTHS,
+    REQUIRED_PARAMETERS,
+    TEMPLATE_PARAMETERS,
+    typed_value,
 )
 
 _GCS_OBJECT = re.compile(r"gs://[a-z0-9][-_.a-z0-9]{1,220}/\S+")
 _GCS_FOLDER = re.compile(r"gs://[a-z0-9][-_.a-z0-9]{1,220}(/\S*)?")
-_KMS_KEY = re.compile(
-    r"projects/[^/]+/locations/(?P<location>[^/]+)/keyRings/[^/]+/cryptoKeys/[^/]+"
-)
-_TENSORBOARD = re.compile(r"projects/[^/]+/locations/(?P<location>[^/]+)/tensorboards/[^/]+")
 
 #: PipelineJob fields a create request may set (camelCase, as the REST API names them).
 _INPUT_FIELDS = frozenset(
@@ -80,12 +67,16 @@ _RUNTIME_CONFIG_FIELDS = frozenset(
 
 @dataclass(frozen=True)
 class TemplateCatalog:
-    """What the emulated service knows: templates, regions and the default models."""
+    """What the emulated service knows: templates, regions and the default models.
 
-    template_uris: tuple[str, ...]
-    teacher_model: str
-    student_model: str
-    regions: tuple[str, ...] = SUPPORTED_REGIONS
+    The default models are the template's own (``text-unicorn@001`` teaching ``text-bison@002``);
+    a catalog built from settings names the configured ones instead.
+    """
+
+    template_uris: tuple[str, ...] = (facts.TEMPLATE_URI,)
+    teacher_model: str = facts.DEFAULT_TEACHER_MODEL
+    student_model: str = facts.DEFAULT_STUDENT_MODEL
+    regions: tuple[str, ...] = facts.SUPPORTED_REGIONS
 
 
 @dataclass(frozen=True)
@@ -95,7 +86,8 @@ class AcceptedJob:
     display_name: str
     template_uri: str
     output_directory: str
-    #: Every distillation parameter, defaults filled in, numbers of the right type.
+    #: Every parameter of the template, defaults filled in, values of the template's types
+    #: (``""`` for an optional string not given: see :mod:`distillery.local.emulator._template`).
     parameters: dict[str, Any]
     labels: dict[str, str]
     service_account: str
@@ -110,81 +102,72 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-# --- Parameter checkers: return the normalised value or raise ValueError(description) ------------
+# --- Value rules beyond the template's types: return the value or raise ValueError(description) --
 
 
-def _text(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
+def _text(value: str) -> str:
+    if not value.strip():
         raise ValueError(f"must be a non-empty string, got {value!r}")
     return value
 
 
-def _display_name(value: Any) -> str:
+def _display_name(value: str) -> str:
     text = _text(value)
-    if len(text) > DISPLAY_NAME_MAX:
-        raise ValueError(f"must be at most {DISPLAY_NAME_MAX} characters, got {len(text)}")
+    if len(text) > facts.DISPLAY_NAME_MAX:
+        raise ValueError(f"must be at most {facts.DISPLAY_NAME_MAX} characters, got {len(text)}")
     return text
 
 
-def _gcs_object(value: Any) -> str:
-    if not isinstance(value, str) or not _GCS_OBJECT.fullmatch(value):
+def _gcs_object(value: str) -> str:
+    if not _GCS_OBJECT.fullmatch(value):
         raise ValueError(f"must be a Cloud Storage object URI gs://BUCKET/OBJECT, got {value!r}")
     return value
 
 
-def _region(value: Any) -> str:
-    if not isinstance(value, str) or value not in SUPPORTED_REGIONS:
+def _gcs_folder(value: str) -> str:
+    if not _GCS_FOLDER.fullmatch(value):
+        raise ValueError(f"must be a Cloud Storage URI gs://BUCKET/FOLDER, got {value!r}")
+    return value
+
+
+def _region(value: str) -> str:
+    if value not in facts.SUPPORTED_REGIONS:
         raise ValueError(
-            f"must be a region that supports distillation ({', '.join(SUPPORTED_REGIONS)}), "
-            f"got {value!r}"
+            f"must be a region that supports distillation "
+            f"({', '.join(facts.SUPPORTED_REGIONS)}), got {value!r}"
         )
     return value
 
 
-def _accelerator(value: Any) -> str:
-    if not isinstance(value, str) or value not in ACCELERATOR_TYPES:
-        raise ValueError(f"must be one of {', '.join(ACCELERATOR_TYPES)}, got {value!r}")
+def _accelerator(value: str) -> str:
+    if value not in facts.ACCELERATOR_TYPES:
+        raise ValueError(f"must be one of {', '.join(facts.ACCELERATOR_TYPES)}, got {value!r}")
     return value
 
 
-def _positive_int(value: Any) -> int:
-    # JSON has one number type: the client sends 300 as 300.0, so an integral float is fine.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"must be a positive integer, got {value!r}")
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-        raise ValueError(f"must be a positive integer, got {value!r}")
+def _positive_int(value: int) -> int:
     if value < 1:
         raise ValueError(f"must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _positive_number(value: Any) -> float:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"must be a positive number, got {value!r}")
-    return float(value)
-
-
-def _boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be a boolean (true or false), got {value!r}")
     return value
 
 
-def _checkpoint_selection(value: Any) -> str:
-    if not isinstance(value, str) or value.lower() not in CHECKPOINT_SELECTION_VALUES:
+def _positive_number(value: float) -> float:
+    if value <= 0:
+        raise ValueError(f"must be a positive number, got {value!r}")
+    return value
+
+
+def _checkpoint_selection(value: str) -> str:
+    if value.lower() not in facts.CHECKPOINT_SELECTION_VALUES:
         raise ValueError(
-            f"must be one of the strings {', '.join(CHECKPOINT_SELECTION_VALUES)}, got {value!r}"
+            f"must be one of the strings {', '.join(facts.CHECKPOINT_SELECTION_VALUES)}, "
+            f"got {value!r}"
         )
     return value.lower()
 
 
-def _kms_key(value: Any) -> str:
-    if not isinstance(value, str) or not _KMS_KEY.fullmatch(value):
+def _kms_key(value: str) -> str:
+    if not facts.KMS_KEY_PATTERN.fullmatch(value):
         raise ValueError(
             "must be a Cloud KMS key name projects/P/locations/L/keyRings/R/cryptoKeys/K, "
             f"got {value!r}"
@@ -192,7 +175,20 @@ def _kms_key(value: Any) -> str:
     return value
 
 
-PARAMETERS: dict[str, Callable[[Any], Any]] = {
+def _context_length(value: str) -> str:
+    if value not in MAX_CONTEXT_LENGTHS:
+        raise ValueError(
+            f"must be one of {', '.join(repr(v) for v in MAX_CONTEXT_LENGTHS)}, got {value!r}"
+        )
+    return value
+
+
+#: The rules a value of the right type must also follow (SPEC.md's rules of the service; the SDK's
+#: documented values of ``max_context_length``). The template's other parameters only have a
+#: type: ``enable_early_stopping``, ``temperature`` (the teacher's sampling),
+#: ``tpu_training_skip_cmek``, ``api_endpoint`` and ``version`` — see
+#: :mod:`distillery.local.emulator._training` for what each means locally.
+_VALUE_RULES: dict[str, Callable[[Any], Any]] = {
     "project": _text,
     "location": _region,
     "model_display_name": _display_name,
@@ -204,12 +200,12 @@ PARAMETERS: dict[str, Callable[[Any], Any]] = {
     "learning_rate_multiplier": _positive_number,
     "evaluation_data_uri": _gcs_object,
     "evaluation_interval": _positive_int,
-    "enable_early_stopping": _boolean,
     "enable_checkpoint_selection": _checkpoint_selection,
+    "evaluation_output_root_dir": _gcs_folder,
     "tensorboard_resource_id": _text,
     "encryption_spec_key_name": _kms_key,
+    "max_context_length": _context_length,
 }
-REQUIRED_PARAMETERS = ("project", "model_display_name", "dataset_uri")
 
 
 class _Violations:
@@ -233,11 +229,12 @@ def check_job_id(job_id: str) -> None:
     Raises:
         ApiError: INVALID_ARGUMENT, the id does not match ``[a-z][-a-z0-9]{0,127}``.
     """
-    if not JOB_ID_PATTERN.fullmatch(job_id):
+    pattern = facts.PIPELINE_JOB_ID_PATTERN
+    if not pattern.fullmatch(job_id):
         raise ApiError(
             "INVALID_ARGUMENT",
-            f"pipelineJobId {job_id!r} is invalid: it must match [a-z][-a-z0-9]{{0,127}}",
-            [FieldViolation("pipelineJobId", "must match [a-z][-a-z0-9]{0,127}")],
+            f"pipelineJobId {job_id!r} is invalid: it must match {pattern.pattern}",
+            [FieldViolation("pipelineJobId", f"must match {pattern.pattern}")],
         )
 
 
@@ -247,8 +244,9 @@ def validate_create(
     """Validate a ``pipelineJobs.create`` body for the distillation template in ``location``.
 
     Raises:
-        ApiError: INVALID_ARGUMENT naming every offending field (region, template, parameters,
-            types, CMEK, evaluation and tensorboard rules of SPEC.md).
+        ApiError: INVALID_ARGUMENT naming every offending field (region, template; parameters
+            unknown to the template, missing or of the wrong type; the CMEK, evaluation and
+            tensorboard rules of SPEC.md).
     """
     if location not in catalog.regions:
         raise ApiError(
@@ -263,8 +261,11 @@ def validate_create(
         bad.add(name, f"Unknown field {name!r} in the pipeline job")
 
     display_name = fields.get("displayName", "")
-    if not isinstance(display_name, str) or len(display_name) > DISPLAY_NAME_MAX:
-        bad.add("displayName", f"displayName must be a string of at most {DISPLAY_NAME_MAX} chars")
+    if not isinstance(display_name, str) or len(display_name) > facts.DISPLAY_NAME_MAX:
+        bad.add(
+            "displayName",
+            f"displayName must be a string of at most {facts.DISPLAY_NAME_MAX} chars",
+        )
         display_name = ""
 
     template_uri = fields.get("templateUri")
@@ -313,8 +314,8 @@ def _labels(raw: Any, bad: _Violations) -> dict[str, str]:
         return {}
     labels: dict[str, str] = {}
     for key, value in raw.items():
-        if not isinstance(value, str) or len(key) > LABEL_MAX or len(value) > LABEL_MAX:
-            bad.add(f"labels.{key}", f"label {key!r} must be a string of at most {LABEL_MAX}")
+        if not isinstance(value, str) or len(key) > facts.LABEL_MAX or len(value) > facts.LABEL_MAX:
+            bad.add(f"labels.{key}", f"label {key!r} must be a string of at most {facts.LABEL_MAX}")
             continue
         labels[key] = value
     return labels
@@ -330,6 +331,8 @@ def _encryption_spec_key(raw: Any, bad: _Violations) -> str:
     if key == "":
         return ""
     try:
+        if not isinstance(key, str):
+            raise ValueError(f"must be a string, got {key!r}")
         return _kms_key(key)
     except ValueError as exc:
         bad.add("encryptionSpec.kmsKeyName", f"encryptionSpec.kmsKeyName {exc}")
@@ -366,44 +369,46 @@ def _runtime_config(raw: Any, bad: _Violations) -> tuple[str, Mapping[str, Any]]
 def _parameters(
     raw: Mapping[str, Any], location: str, catalog: TemplateCatalog, bad: _Violations
 ) -> dict[str, Any]:
+    """Every template parameter: the request's value, checked and typed, or the default."""
     prefix = "runtimeConfig.parameterValues"
     values: dict[str, Any] = {}
     for name in sorted(raw):
-        checker = PARAMETERS.get(name)
-        if checker is None:
+        parameter = TEMPLATE_PARAMETERS.get(name)
+        if parameter is None:
             bad.add(
                 f"{prefix}.{name}",
                 f"Unknown parameter {name!r}: the distillation template takes "
-                f"{', '.join(PARAMETERS)}",
+                f"{', '.join(TEMPLATE_PARAMETERS)}",
             )
             continue
+        what = "location (model upload region)" if name == "location" else name
         try:
-            values[name] = checker(raw[name])
+            value = typed_value(parameter.kind, raw[name])
+            if value != parameter.unset and name in _VALUE_RULES:
+                value = _VALUE_RULES[name](value)
         except ValueError as exc:
-            if name == "location":
-                bad.add(f"{prefix}.location", f"parameter location (model upload region) {exc}")
-            else:
-                bad.add(f"{prefix}.{name}", f"parameter {name} {exc}")
+            bad.add(f"{prefix}.{name}", f"parameter {what} {exc}")
+            continue
+        values[name] = value
     for name in REQUIRED_PARAMETERS:
         if name not in raw:
             bad.add(f"{prefix}.{name}", f"parameter {name} is required")
-    has_eval = "evaluation_data_uri" in raw
-    for name in EVALUATION_PARAMETERS:
+    has_eval = raw.get("evaluation_data_uri") not in (None, "")
+    for name in facts.EVAL_ONLY_PARAMETERS:
         if name in raw and not has_eval:
             bad.add(
                 f"{prefix}.{name}",
                 f"parameter {name} needs evaluation data: set evaluation_data_uri or drop it",
             )
-    values.setdefault("location", location)
-    values.setdefault("accelerator_type", "GPU")
+    # The template's defaults, but the emulated service's default models, and the pipeline's
+    # region for the model upload region ("" in the template).
+    if not values.get("location"):
+        values["location"] = location
     values.setdefault("teacher_model_reference", catalog.teacher_model)
     values.setdefault("student_model_reference", catalog.student_model)
-    values.setdefault("train_steps", DEFAULT_TRAIN_STEPS)
-    values.setdefault("learning_rate_multiplier", DEFAULT_LEARNING_RATE_MULTIPLIER)
-    if has_eval:
-        values.setdefault("evaluation_interval", DEFAULT_EVALUATION_INTERVAL)
-        values.setdefault("enable_early_stopping", DEFAULT_ENABLE_EARLY_STOPPING)
-        values.setdefault("enable_checkpoint_selection", DEFAULT_CHECKPOINT_SELECTION)
+    for name, parameter in TEMPLATE_PARAMETERS.items():
+        if not parameter.required:
+            values.setdefault(name, parameter.default)
     return values
 
 
@@ -426,39 +431,45 @@ def _check_cmek(
         else "runtimeConfig.parameterValues.encryption_spec_key_name"
     )
     what = "CMEK (encryptionSpec.kmsKeyName / encryption_spec_key_name)"
-    if location != CMEK_REGION:
+    cmek_region = facts.CMEK_REGION
+    if location != cmek_region:
         bad.add(
             field_path,
-            f"{what} is only available in {CMEK_REGION}; the pipeline runs in {location}",
+            f"{what} is only available in {cmek_region}; the pipeline runs in {location}",
         )
     upload = parameters.get("location", location)
-    if upload != CMEK_REGION:
+    if upload != cmek_region:
         bad.add(
             field_path,
-            f"{what} needs the model upload location in {CMEK_REGION}; "
+            f"{what} needs the model upload location in {cmek_region}; "
             f"parameter location is {upload}",
         )
-    if parameters.get("accelerator_type") == "TPU":
+    # SPEC.md: no CMEK on TPU. What tpu_training_skip_cmek changes is not documented, so it
+    # does not lift this rule (the parameter is accepted and only recorded).
+    accelerator = facts.ACCELERATORS.get(str(parameters.get("accelerator_type")))
+    if accelerator is not None and (
+        not accelerator.cmek_supported or accelerator.tuning_region != cmek_region
+    ):
         bad.add(
             field_path,
-            f"{what} is not supported with accelerator_type TPU (tuning runs in "
-            "europe-west4 without CMEK)",
+            f"{what} is not supported with accelerator_type {accelerator.name} (tuning runs in "
+            f"{accelerator.tuning_region} without CMEK)",
         )
-    match = _KMS_KEY.fullmatch(key)
-    if match is not None and match["location"] != CMEK_REGION:
+    match = facts.KMS_KEY_PATTERN.fullmatch(key)
+    if match is not None and match["location"] != cmek_region:
         bad.add(
-            field_path, f"{what}: the key is in {match['location']}, it must be in {CMEK_REGION}"
+            field_path, f"{what}: the key is in {match['location']}, it must be in {cmek_region}"
         )
     return key
 
 
 def _check_tensorboard(tensorboard: Any, location: str, bad: _Violations) -> None:
-    if not isinstance(tensorboard, str):
+    if not isinstance(tensorboard, str) or not tensorboard:
         return
     field_path = "runtimeConfig.parameterValues.tensorboard_resource_id"
     if "/" not in tensorboard:
         return  # A bare id names a tensorboard of the pipeline's own region.
-    match = _TENSORBOARD.fullmatch(tensorboard)
+    match = facts.TENSORBOARD_PATTERN.fullmatch(tensorboard)
     if match is None:
         bad.add(
             field_path,
