@@ -1,10 +1,17 @@
-"""Benchmark each Cloud Function's cold start against a bare functions-framework function.
+"""Benchmark each Cloud Function's cold start against bare functions-framework functions.
 
 A cold start is the time from spawning ``python -m functions_framework --source functions/main.py
 --target NAME --signature-type cloudevent`` (with the local stack's environment) to the first 2xx
-answer to a real event that makes the function do its real work. The baseline is a tiny CloudEvent
-function (written to a temporary folder) that returns at once, measured the same way, interleaved
-with the functions in the same run. Targets are ratios to the baseline's median.
+answer to a real event that makes the function do its real work. Two baselines from
+``bench/_bare_functions.py`` are measured the same way, interleaved with the functions in the same
+run:
+
+- ``bare``: a CloudEvent function that returns at once. Targets are ratios to its median.
+- ``bare_validate_clients`` / ``bare_launch_clients``: a bare function that builds the same Google
+  clients as ``validate_dataset`` / ``launch_job`` (Firestore, Cloud Storage and Pub/Sub; Firestore,
+  the Vertex AI ``PipelineServiceClient`` over REST and Pub/Sub) and makes one request with each to
+  the emulators, and nothing of ours. The function's ratio to it is the overhead that is ours (our
+  imports and our work), apart from what the Google clients cost any function that uses them.
 
 One ephemeral local stack (emulators, Vertex AI emulator, no routes) serves the whole run. Before
 timing, one untimed warm-up start of each process fills the page cache and validates the dataset
@@ -40,9 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,14 +54,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# Only the standard library at load: the --child-imports runs time imports in this very script.
+from _local import BENCH_DIR, library, request, upload
+
 if TYPE_CHECKING:
     from cloudevents.http import CloudEvent
 
+    from distillery.core.runtime import Dependencies
     from distillery.local.stack import Stack
-    from distillery.local.stack.harness import StackHarness
 
 HOST = "127.0.0.1"
+BARE_SOURCE = BENCH_DIR / "_bare_functions.py"
 BASELINE = "bare baseline"
+#: Function → the name of its bare-with-the-same-clients case.
+CLIENT_BASELINES: dict[str, str] = {
+    "validate_dataset": "bare + validate clients",
+    "launch_job": "bare + launch clients",
+}
+#: Where the bare client functions' object lives (read, never validated: no function is routed).
+BARE_OBJECT = "bench-coldstart/bare.jsonl"
 #: Target → the largest accepted ratio of its median cold start to the baseline's.
 TARGETS: dict[str, float] = {
     "validate_dataset": 1.5,
@@ -71,17 +86,6 @@ START_TIMEOUT = 60.0
 #: just created) do not land in the next measurement.
 SETTLE_SECONDS = 0.4
 TRAIN_EXAMPLES, EVAL_EXAMPLES = 120, 20
-
-BASELINE_SOURCE = '''\
-"""A CloudEvent function that does nothing: the cold-start baseline."""
-
-import functions_framework
-
-
-@functions_framework.cloud_event
-def handle(cloud_event):
-    return None
-'''
 
 #: Modules timed alone, each in a fresh interpreter.
 STANDALONE_MODULES: tuple[str, ...] = (
@@ -256,10 +260,10 @@ class Work:
 class Environment:
     """The running stack, plus the uploads, events and checks the runs need."""
 
-    def __init__(self, stack: Stack, harness: StackHarness) -> None:
+    def __init__(self, stack: Stack, deps: Dependencies) -> None:
         self.stack = stack
-        self.harness = harness
-        self.settings = stack.settings
+        self.deps = deps
+        self.settings = deps.settings
         self.token = uuid.uuid4().hex[:8]
         self._counter = 0
         from distillery.local.example_data import generate
@@ -268,6 +272,7 @@ class Environment:
         self.train = "".join(e.to_json() + "\n" for e in train).encode()
         self.evaluation = "".join(e.to_json() + "\n" for e in evaluation).encode()
         self.launchable: dict[str, Any] | None = None
+        self._bare_object_uploaded = False
 
     def unique(self, prefix: str) -> str:
         """A name no other event of this benchmark uses."""
@@ -276,17 +281,7 @@ class Environment:
 
     def upload(self, name: str, data: bytes) -> dict[str, Any]:
         """Upload ``data`` as ``name`` (JSON API media upload); the object resource it returns."""
-        query = urllib.parse.urlencode({"uploadType": "media", "name": name})
-        bucket = urllib.parse.quote(self.stack.bucket, safe="")
-        request = urllib.request.Request(
-            f"{self.stack.storage_url}/upload/storage/v1/b/{bucket}/o?{query}",
-            data=data,
-            headers={"Content-Type": "application/jsonl"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            resource: dict[str, Any] = json.loads(response.read())
-        return resource
+        return upload(self.stack.storage_url, self.settings.bucket, name, data, "application/jsonl")
 
     # validate_dataset ----------------------------------------------------------------------
 
@@ -354,7 +349,7 @@ class Environment:
             request_id=request_id,
             requested_by="bench/coldstart.py",
         )
-        project, topic = self.stack.project, self.settings.launch_topic
+        project, topic = self.settings.project, self.settings.launch_topic
         message_id = uuid.uuid4().hex
         message = {
             "data": base64.b64encode(request.to_bytes()).decode(),
@@ -374,13 +369,9 @@ class Environment:
         return Work(event, lambda: self._check_job(request_id))
 
     def _check_job(self, request_id: str) -> str | None:
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        jobs = self.harness.firestore_client().collection(self.settings.jobs_collection)
-        found = [
-            snapshot.to_dict() or {}
-            for snapshot in jobs.where(filter=FieldFilter("request_id", "==", request_id)).get()
-        ]
+        found = self.deps.records.list(
+            self.settings.jobs_collection, where={"request_id": request_id}
+        )
         if len(found) != 1:
             return f"{len(found)} job records for request {request_id}"
         record = found[0]
@@ -388,35 +379,65 @@ class Environment:
             return (
                 f"job {record.get('job_id', '?')} is {record.get('state')}: {record.get('reason')}"
             )
-        status = _http_status(f"{self.stack.vertex_url}/v1/{record['pipeline_job']}")
+        status, _ = request("GET", f"{self.stack.vertex_url}/v1/{record['pipeline_job']}")
         if status != 200:
             return f"the Vertex AI emulator answers {status} for {record['pipeline_job']}"
         return None
 
-    # baseline ------------------------------------------------------------------------------
+    # baselines -----------------------------------------------------------------------------
 
     def baseline_work(self) -> Work:
         """Any CloudEvent: the baseline function ignores it."""
-        from cloudevents.http import CloudEvent
+        return Work(_bench_event({"ping": True}))
 
-        attributes = {"id": uuid.uuid4().hex, "type": "dev.distillery.bench", "source": "bench"}
-        return Work(CloudEvent(attributes, {"ping": True}))
+    def validate_clients_work(self) -> Work:
+        """An event asking ``bare_validate_clients`` for what validate_dataset asks of the same
+        clients first: a dataset record, an object, a publish on the launch topic."""
+        return Work(
+            _bench_event(
+                self._clients_data(self.settings.datasets_collection, self.settings.launch_topic)
+            )
+        )
+
+    def launch_clients_work(self) -> Work:
+        """An event asking ``bare_launch_clients`` for a job record, one page of the location's
+        pipeline jobs and a publish on the status topic (what launch_job asks first)."""
+        return Work(
+            _bench_event(
+                self._clients_data(self.settings.jobs_collection, self.settings.status_topic)
+            )
+        )
+
+    def _clients_data(self, collection: str, topic: str) -> dict[str, str]:
+        from _bare_functions import clients_event_data
+
+        if not self._bare_object_uploaded:
+            self.upload(BARE_OBJECT, self.train)
+            self._bare_object_uploaded = True
+        return clients_event_data(
+            project=self.settings.project,
+            bucket=self.settings.bucket,
+            name=BARE_OBJECT,
+            collection=collection,
+            topic=topic,
+            location=self.settings.region,
+            vertex_endpoint=self.settings.vertex_api_endpoint,
+        )
 
     def _document(self, collection: str, doc_id: str) -> dict[str, Any] | None:
-        snapshot = self.harness.firestore_client().collection(collection).document(doc_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return self.deps.records.get(collection, doc_id)
+
+
+def _bench_event(data: dict[str, Any]) -> CloudEvent:
+    """A CloudEvent of the benchmark's own type, carrying ``data``."""
+    from cloudevents.http import CloudEvent
+
+    attributes = {"id": uuid.uuid4().hex, "type": "dev.distillery.bench", "source": "bench"}
+    return CloudEvent(attributes, data)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _http_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
 
 
 # --- Measuring --------------------------------------------------------------------------------
@@ -526,15 +547,14 @@ def benchmark(runs: int, state_dir: Path) -> list[Series]:
     Raises:
         BenchmarkError: the stack could not start, or the baseline never answered.
     """
-    from distillery.local.stack import Stack, StackConfig, default_functions_source
-    from distillery.local.stack.errors import LocalStackError
-    from distillery.local.stack.harness import StackHarness
+    from distillery.local.stack import (
+        LocalStackError,
+        Stack,
+        StackConfig,
+        default_functions_source,
+    )
 
     functions_source = default_functions_source()
-    baseline_dir = state_dir / "baseline"
-    baseline_dir.mkdir()
-    baseline_source = baseline_dir / "main.py"
-    baseline_source.write_text(BASELINE_SOURCE)
     logs = state_dir / "function-logs"
     logs.mkdir()
 
@@ -544,15 +564,25 @@ def benchmark(runs: int, state_dir: Path) -> list[Series]:
         stack.start()
     except LocalStackError as exc:
         raise BenchmarkError(f"the local stack did not start: {exc}") from exc
-    harness = StackHarness(stack)
     try:
         print(f"local stack ready in {time.perf_counter() - started:.1f} s", flush=True)
+        environment = Environment(stack, library(stack))
         env = {**os.environ, **stack.env, "PYTHONUNBUFFERED": "1"}
-        environment = Environment(stack, harness)
+        validate_clients = CLIENT_BASELINES["validate_dataset"]
+        launch_clients = CLIENT_BASELINES["launch_job"]
         cases = [
-            Case(BASELINE, baseline_source, "handle", environment.baseline_work),
+            Case(BASELINE, BARE_SOURCE, "bare", environment.baseline_work),
+            Case(
+                validate_clients,
+                BARE_SOURCE,
+                "bare_validate_clients",
+                environment.validate_clients_work,
+            ),
             Case(
                 "validate_dataset", functions_source, "validate_dataset", environment.dataset_work
+            ),
+            Case(
+                launch_clients, BARE_SOURCE, "bare_launch_clients", environment.launch_clients_work
             ),
             Case("launch_job", functions_source, "launch_job", environment.launch_work),
         ]
@@ -585,7 +615,6 @@ def benchmark(runs: int, state_dir: Path) -> list[Series]:
             raise BenchmarkError(f"the baseline never answered: {series[0].runs[-1].error}")
         return series
     finally:
-        harness.close()
         stack.stop()
 
 
@@ -640,18 +669,23 @@ def report_imports(cwd: Path, repeats: int = 2) -> None:
 
 
 def report(series: list[Series], runs: int, implemented: set[str]) -> None:
-    """Print the cold-start table."""
+    """Print the cold-start table: each case against the bare function, and each function
+    against the bare function with the same clients."""
     baseline = series[0]
     base_median, base_min = baseline.median("cold"), baseline.minimum("cold")
+    by_name = {one.case.name: one for one in series}
     print()
     print(
         f"cold start = spawn → first 2xx to a real event; milliseconds over {runs} run(s) each; "
-        "ratio = function / bare baseline (med: of medians, min: of minima)"
+        "ratio = case / bare baseline (med: of medians, min: of minima); vs clients = function / "
+        "bare + the same clients (of medians)"
     )
+    name_width = max(len(one.case.name) for one in series) + 2
     header = (
-        f"{'function':<18}{'ok':>5}{'port open':>11}{'cold med':>10}{'cold min':>10}"
-        f"{'warm med':>10}{'ratio med':>11}{'ratio min':>11}{'target':>9}  result"
+        f"{'case':<{name_width}}{'ok':>5}{'port open':>11}{'cold med':>10}{'cold min':>10}"
+        f"{'warm med':>10}{'ratio med':>11}{'ratio min':>11}{'vs clients':>12}{'target':>9}  result"
     )
+    blank = len(header) - name_width - 5 - 9 - len("  result")
     print(header)
     print("-" * len(header))
     for one in series:
@@ -659,22 +693,31 @@ def report(series: list[Series], runs: int, implemented: set[str]) -> None:
         ok = f"{len(one.good)}/{len(one.runs)}"
         if not one.good:
             wanted = f"≤ {TARGETS[name]}x" if name in TARGETS else ""
-            print(f"{name:<18}{ok:>5}{'':>74}{wanted:>9}  FAIL (every run failed)")
+            print(f"{name:<{name_width}}{ok:>5}{'':>{blank}}{wanted:>9}  FAIL (every run failed)")
             continue
         cold_median, cold_min = one.median("cold"), one.minimum("cold")
         row = (
-            f"{name:<18}{ok:>5}{one.median('port_open') * 1000:>11.0f}"
+            f"{name:<{name_width}}{ok:>5}{one.median('port_open') * 1000:>11.0f}"
             f"{cold_median * 1000:>10.0f}{cold_min * 1000:>10.0f}{one.median('warm') * 1000:>10.0f}"
         )
         if name == BASELINE:
-            print(f"{row}{'1.00x':>11}{'1.00x':>11}{'':>9}  (reference)")
+            print(f"{row}{'1.00x':>11}{'1.00x':>11}{'':>12}{'':>9}  (reference)")
             continue
         ratio, ratio_min = cold_median / base_median, cold_min / base_min
+        if name not in TARGETS:  # a bare function with clients: a reference too
+            print(f"{row}{ratio:>10.2f}x{ratio_min:>10.2f}x{'1.00x':>12}{'':>9}  (reference)")
+            continue
+        clients = by_name.get(CLIENT_BASELINES.get(name, ""))
+        versus = (
+            f"{cold_median / clients.median('cold'):>11.2f}x"
+            if clients is not None and clients.good
+            else f"{'—':>12}"
+        )
         target = TARGETS[name]
         result = "PASS" if ratio <= target else "FAIL"
         if len(one.good) < len(one.runs):
             result += f" ({len(one.runs) - len(one.good)} run(s) failed)"
-        print(f"{row}{ratio:>10.2f}x{ratio_min:>10.2f}x{f'≤ {target}x':>9}  {result}")
+        print(f"{row}{ratio:>10.2f}x{ratio_min:>10.2f}x{versus}{f'≤ {target}x':>9}  {result}")
     measured = {one.case.name for one in series}
     for name, target in TARGETS.items():
         if name in measured:
@@ -684,7 +727,7 @@ def report(series: list[Series], runs: int, implemented: set[str]) -> None:
             if name not in implemented
             else "in functions/main.py but not benchmarked yet"
         )
-        print(f"{name:<18}{'—':>5}{'':>74}{f'≤ {target}x':>9}  {note}")
+        print(f"{name:<{name_width}}{'—':>5}{'':>{blank}}{f'≤ {target}x':>9}  {note}")
     failures = [(one.case.name, run.error) for one in series for run in one.runs if not run.ok]
     if failures:
         print()
@@ -695,6 +738,11 @@ def report(series: list[Series], runs: int, implemented: set[str]) -> None:
     print(
         "port open: the server listens (main.py imported); warm med: a second real event "
         "to the same process."
+    )
+    print(
+        "bare + validate clients: the Firestore, Cloud Storage and Pub/Sub clients, one request "
+        "each;\nbare + launch clients: the Firestore, Vertex AI PipelineServiceClient (REST) and "
+        "Pub/Sub clients, one request each;\nvs clients: the overhead that is ours."
     )
 
 

@@ -1,13 +1,19 @@
 """Benchmark upload → SUBMITTED latency and track_status throughput against bare functions.
 
 Everything runs on one ephemeral local stack (free ports, its own temporary state directory,
-stopped at the end even on error) whose functions source is the product's ``functions/main.py``
-with two baseline functions appended (written to a temporary folder):
+stopped at the end even on error) whose functions source is ``bench/_latency_functions.py``: the
+product's ``functions/main.py`` entry points, unchanged, beside two bare functions of
+``bench/_bare_functions.py``:
 
-- ``bench_receipt``, routed like ``validate_dataset`` (storage object finalized: its own bridge
+- ``receipt``, routed like ``validate_dataset`` (storage object finalized: its own bridge
   subscription on the same notifications topic), appends the object's name, generation and the
   wall-clock time it received the event to a file, and does nothing else;
-- ``bench_noop``, a CloudEvent function that returns at once.
+- ``bare``, a CloudEvent function that returns at once.
+
+The script reads and writes the product's data through the library: Firestore records with the
+library's record store, job records made as the launcher makes them (``distillery.core.jobs``:
+created REQUESTED, moved to SUBMITTED, announced), pipeline events as the Vertex AI emulator
+emits them (``distillery.local.emulator.log_entry``) wrapped as the bridge wraps them.
 
 1. Upload → SUBMITTED (``--uploads N`` timed runs). Each run uploads a fresh small training set
    (``example_data.generate``, another seed each time) under ``datasets/`` of the stack's bucket,
@@ -18,10 +24,10 @@ with two baseline functions appended (written to a temporary folder):
    time is taken just before the transaction that writes it). A run whose job never gets there
    (REJECTED_BY_POLICY, FAILED, or nothing within two minutes) counts as failed, never as fast.
 2. The baseline, interleaved with them (the order alternates every run): a tiny object uploaded
-   outside ``datasets/`` and the time ``bench_receipt`` received its event — fake-gcs-server
+   outside ``datasets/`` and the time ``receipt`` received its event — fake-gcs-server
    notification → Pub/Sub → the bridge → an HTTP function, the path ``validate_dataset`` gets its
    events on, minus the function's work. Printed: median and p95 of both, and their ratios.
-   ``bench_receipt`` also receives every training set's own event, so where the time goes is
+   ``receipt`` also receives every training set's own event, so where the time goes is
    printed too, from the timestamps the product records (verdict, launch published, job created,
    SUBMITTED), with the slowest run's job history; and how many deliveries the bridge saw fail
    meanwhile (any function; they are redelivered, so they show as stalls, not as errors).
@@ -31,15 +37,15 @@ with two baseline functions appended (written to a temporary folder):
    (no delivery in flight in the bridge); after each run the pipeline job is cancelled on the local
    Vertex AI API and its record waited for until it is final, so no training runs under the next
    measurement (``--no-cancel`` lets every job train its one step instead).
-3. Status-handler throughput (``--jobs N``): N job records are written straight to Firestore in
-   SUBMITTED, shaped like the launcher's (history REQUESTED → SUBMITTED, both announced) but with
-   no ``pipeline_job`` — so ``reconcile`` does not poll Vertex AI for them, and the figure is
+3. Status-handler throughput (``--jobs N``): N job records are made in SUBMITTED as the launcher
+   makes them (created REQUESTED, moved to SUBMITTED, both announced) but with no
+   ``pipeline_job`` — so ``reconcile`` does not poll Vertex AI for them, and the figure is
    track_status alone. Their pipeline state LogEntries (PENDING, RUNNING, then FAILED, CANCELLED
    or nothing, in turn; SUCCEEDED is left out: it would measure the Vertex AI read and
    ``promote_model`` instead) plus 20% duplicates are shuffled and POSTed as the messagePublished
    CloudEvents the bridge makes (binary content mode, ``--concurrency`` at once, a non-2xx answer
    re-POSTed as Pub/Sub would redeliver it) to the real ``track_status``. The baseline is the same
-   events POSTed the same way to ``bench_noop``, once before and once after. Then every job's
+   events POSTed the same way to ``bare``, once before and once after. Then every job's
    record must be in its last forward state with a forward-only history and no failure recorded:
    PASS or FAIL; FAIL exits 1.
 
@@ -65,7 +71,6 @@ import tempfile
 import threading
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -75,13 +80,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from distillery.local.stack import Stack, StackConfig
-    from distillery.local.stack.harness import StackHarness
+from _bare_functions import RECEIPTS_VARIABLE
+from _local import BENCH_DIR, library, request, upload
 
-RECEIPT_TARGET = "bench_receipt"
-NOOP_TARGET = "bench_noop"
-#: The topic of the ``bench_noop`` route (never published to: it is only POSTed to directly).
+if TYPE_CHECKING:
+    from distillery.core.runtime import Dependencies
+    from distillery.core.settings import Settings
+    from distillery.local.stack import Stack, StackConfig
+
+#: The stack's functions: the product's entry points and the two bare ones.
+FUNCTIONS_SOURCE = BENCH_DIR / "_latency_functions.py"
+RECEIPT_TARGET = "receipt"
+NOOP_TARGET = "bare"
+#: The topic of the ``bare`` route (never published to: it is only POSTed to directly).
 NOOP_TOPIC = "bench-latency-noop"
 RECEIPTS_FILE = "receipts.jsonl"
 #: Where the baseline's objects go: outside ``datasets/``, so validate_dataset ignores them.
@@ -108,35 +119,8 @@ SEQUENCES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING"), "RUNNING"),
 )
 FAILURE_MESSAGE = "bench/latency.py: the replica ran out of memory"
-
-BASELINE_FUNCTIONS = '''
-
-# --- Appended by bench/latency.py: the baseline functions -------------------------------------
-
-import json as _bench_json
-import time as _bench_time
-from pathlib import Path as _BenchPath
-
-import functions_framework as _bench_functions_framework
-
-_BENCH_RECEIPTS = _BenchPath(__file__).with_name("receipts.jsonl")
-
-
-@_bench_functions_framework.cloud_event
-def bench_receipt(cloud_event):
-    """Record when a storage event arrived (object, generation, wall clock); nothing else."""
-    received = _bench_time.time()
-    data = cloud_event.get_data() or {}
-    line = {"name": data.get("name"), "generation": str(data.get("generation")), "at": received}
-    with _BENCH_RECEIPTS.open("a") as out:
-        out.write(_bench_json.dumps(line) + "\\n")
-
-
-@_bench_functions_framework.cloud_event
-def bench_noop(cloud_event):
-    """Do nothing: the throughput baseline."""
-    return None
-'''
+#: google.rpc.Code INTERNAL, as a failed pipeline job's error carries it.
+FAILURE_CODE = 13
 
 
 class BenchmarkError(Exception):
@@ -155,31 +139,20 @@ def _terminate(signum: int, _frame: Any) -> None:
 # --- Helpers ----------------------------------------------------------------------------------
 
 
-def local_request(
-    method: str, url: str, payload: Any = None, timeout: float = 10.0
-) -> tuple[int, bytes]:
-    """The local stack's HTTP helper: (status, body); status 0 when nothing answered."""
-    from distillery.local.stack.control import local_request as request
-
-    return request(method, url, payload, timeout)
-
-
 def _wait(
     probe: Callable[[], Any], timeout: float, what: str, interval: float = POLL_SECONDS
 ) -> Any:
-    """Call ``probe`` until it returns something truthy; that value.
+    """Call ``probe`` until it returns something (not None); that value.
 
     Raises:
         RunFailedError: ``timeout`` seconds passed first.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise RunFailedError(f"nothing after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
+    from distillery.commands.watch import wait_until
+
+    try:
+        return wait_until(probe, what, timeout, interval)
+    except TimeoutError as exc:
+        raise RunFailedError(str(exc)) from None
 
 
 def _epoch(iso: str | None) -> float | None:
@@ -210,7 +183,7 @@ def _ms(seconds: float | None) -> str:
 
 
 class Receipts:
-    """The file ``bench_receipt`` appends to: (object name, generation) → when it got the event."""
+    """The file ``receipt`` appends to: (object name, generation) → when it got the event."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -253,13 +226,18 @@ class Receipts:
 
 @dataclass
 class Bench:
-    """The running stack, plus uploads, Firestore look-ups and waiting for quiet."""
+    """The running stack, the library's adapters on it, uploads and waiting for quiet."""
 
     stack: Stack
-    harness: StackHarness
+    deps: Dependencies
     receipts: Receipts
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     _counter: int = 0
+
+    @property
+    def settings(self) -> Settings:
+        """The product settings of the stack (what its functions run with)."""
+        return self.deps.settings
 
     def unique(self, prefix: str) -> str:
         """A name no other object or job of this run uses."""
@@ -269,35 +247,23 @@ class Bench:
     def upload(self, name: str, data: bytes, content_type: str) -> tuple[str, float]:
         """Upload ``data`` as ``name`` (JSON API media upload): its generation, and the wall-clock
         time the upload returned."""
-        query = urllib.parse.urlencode({"uploadType": "media", "name": name})
-        bucket = urllib.parse.quote(self.stack.bucket, safe="")
-        request = urllib.request.Request(
-            f"{self.stack.storage_url}/upload/storage/v1/b/{bucket}/o?{query}",
-            data=data,
-            headers={"Content-Type": content_type},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            body = response.read()
+        resource = upload(self.stack.storage_url, self.settings.bucket, name, data, content_type)
         returned = time.time()
-        return str(json.loads(body)["generation"]), returned
+        return str(resource["generation"]), returned
 
     def document(self, collection: str, doc_id: str) -> dict[str, Any] | None:
-        snapshot = self.harness.firestore_client().collection(collection).document(doc_id).get()
-        return snapshot.to_dict() if snapshot.exists else None
+        return self.deps.records.get(collection, doc_id)
 
     def job_of(self, request_id: str) -> dict[str, Any] | None:
         """The job record whose ``request_id`` is ``request_id`` (None while there is none)."""
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        jobs = self.harness.firestore_client().collection(self.stack.settings.jobs_collection)
-        query = jobs.where(filter=FieldFilter("request_id", "==", request_id))
-        found = [snapshot.to_dict() or {} for snapshot in query.get()]
+        found = self.deps.records.list(
+            self.settings.jobs_collection, where={"request_id": request_id}
+        )
         return found[0] if found else None
 
     def bridge_failures(self) -> int:
         """Deliveries the bridge saw fail (non-2xx or no answer: redelivered later) so far."""
-        status, body = local_request("GET", f"{self.stack.bridge_url}/healthz")
+        status, body = request("GET", f"{self.stack.bridge_url}/healthz")
         return int(json.loads(body).get("failed", 0)) if status == 200 else 0
 
     def settle(self, timeout: float = SETTLE_TIMEOUT) -> None:
@@ -305,7 +271,7 @@ class Bench:
         deadline = time.monotonic() + timeout
         quiet = 0
         while quiet < 2 and time.monotonic() < deadline:
-            status, body = local_request("GET", f"{self.stack.bridge_url}/healthz")
+            status, body = request("GET", f"{self.stack.bridge_url}/healthz")
             quiet = quiet + 1 if status == 200 and json.loads(body).get("inflight") == 0 else 0
             time.sleep(0.1)
         if quiet < 2:
@@ -313,20 +279,10 @@ class Bench:
 
     def cancel(self, pipeline_job: str) -> None:
         """Ask the local Vertex AI API to cancel ``pipeline_job`` (a finished job: no-op)."""
-        local_request("POST", f"{self.stack.vertex_url}/v1/{pipeline_job}:cancel", payload={})
+        request("POST", f"{self.stack.vertex_url}/v1/{pipeline_job}:cancel", payload={})
 
 
-def functions_source(folder: Path) -> Path:
-    """The product's functions source with the baseline functions appended, in ``folder``."""
-    from distillery.local.stack import default_functions_source
-
-    folder.mkdir(parents=True)
-    source = folder / "main.py"
-    source.write_text(default_functions_source().read_text() + BASELINE_FUNCTIONS)
-    return source
-
-
-def stack_config(state_dir: Path, source: Path) -> StackConfig:
+def stack_config(state_dir: Path, receipts: Path) -> StackConfig:
     """The product's routes plus the two baselines', on free ports."""
     from distillery.local.stack import (
         ROUTES,
@@ -342,7 +298,11 @@ def stack_config(state_dir: Path, source: Path) -> StackConfig:
         Route(NOOP_TARGET, MessagePublished(topic=NOOP_TOPIC)),
     )
     return StackConfig.ephemeral(
-        state_dir, routes=routes, functions_source=source, startup_timeout=120.0
+        state_dir,
+        routes=routes,
+        functions_source=FUNCTIONS_SOURCE,
+        function_env={RECEIPTS_VARIABLE: str(receipts)},
+        startup_timeout=120.0,
     )
 
 
@@ -367,7 +327,7 @@ class DatasetRun:
 
 
 def measure_ping(bench: Bench) -> float:
-    """Upload a tiny object outside ``datasets/``; seconds until ``bench_receipt`` had its event.
+    """Upload a tiny object outside ``datasets/``; seconds until ``receipt`` had its event.
 
     Raises:
         RunFailedError: the event did not arrive.
@@ -385,8 +345,8 @@ def measure_dataset(bench: Bench, seed: int, cancel: bool) -> DatasetRun:
     from distillery.local.example_data import generate
     from distillery.services.datasets import dataset_id
 
-    settings = bench.stack.settings
-    bucket = bench.stack.bucket
+    settings = bench.settings
+    bucket = settings.bucket
     run = DatasetRun()
     stem = f"{settings.datasets_prefix}{bench.unique('latency')}"
     train, _ = generate(TRAIN_EXAMPLES, 0, seed=seed)
@@ -493,13 +453,16 @@ def measure_latency(bench: Bench, uploads: int, cancel: bool) -> LatencyResults:
         # wait until every job's record is final (their events handled).
         from distillery.core.jobs import TERMINAL
 
-        bench.stack.cancel_pipeline_jobs()
+        for run in results.good:
+            record = bench.document(bench.settings.jobs_collection, run.job_id) or {}
+            if record.get("pipeline_job"):
+                bench.cancel(record["pipeline_job"])
         finals = {state.value for state in TERMINAL}
-        jobs = bench.stack.settings.jobs_collection
+        jobs = bench.settings.jobs_collection
         deadline = time.monotonic() + FINISH_TIMEOUT
 
-        def ended(job_id: str) -> bool:
-            return (bench.document(jobs, job_id) or {}).get("state") in finals
+        def ended(job_id: str) -> bool | None:
+            return True if (bench.document(jobs, job_id) or {}).get("state") in finals else None
 
         for run in results.good:
             with contextlib.suppress(RunFailedError):
@@ -524,7 +487,7 @@ def report_latency(results: LatencyResults, uploads: int) -> None:
     print("-" * len(header))
     pings, submitted = results.pings, [run.submitted for run in good]
     rows = [
-        ("baseline: upload → bench_receipt got it", pings, len(results.pings)),
+        ("baseline: upload → receipt got it", pings, len(results.pings)),
         ("upload → job SUBMITTED", submitted, len(good)),
     ]
     for label, values, ok in rows:
@@ -543,7 +506,7 @@ def report_latency(results: LatencyResults, uploads: int) -> None:
         print()
         print("where the time goes: median ms after the training set's upload returned")
         stages: list[tuple[str, Callable[[DatasetRun], float | None]]] = [
-            ("the same event reached bench_receipt", lambda run: run.delivered),
+            ("the same event reached receipt", lambda run: run.delivered),
             ("validate_dataset recorded its verdict", lambda run: run.validated),
             ("the LaunchRequest was published", lambda run: run.published),
             ("launch_job created the job (REQUESTED)", lambda run: run.recorded),
@@ -606,10 +569,12 @@ def job_events(bench: Bench, jobs: int) -> tuple[dict[str, str], list[Delivery]]
     """Job id → the state it must end in, and its shuffled, 20%-duplicated deliveries."""
     from cloudevents.conversion import to_binary
 
+    from distillery.local.emulator import FAILED, StateChange, log_entry
+    from distillery.local.stack import ROUTES
     from distillery.local.stack.eventarc import InboundMessage, message_published_event
 
-    stack, settings = bench.stack, bench.stack.settings
-    region = stack.config.region
+    settings = bench.settings
+    track_status = next(route for route in ROUTES if route.target == "track_status")
     expected: dict[str, str] = {}
     deliveries: list[Delivery] = []
     for index in range(jobs):
@@ -618,42 +583,37 @@ def job_events(bench: Bench, jobs: int) -> tuple[dict[str, str], list[Delivery]]
         expected[job_id] = final
         previous: str | None = None
         for state in sequence:
-            name = f"projects/{stack.project}/locations/{region}/pipelineJobs/{job_id}"
-            at = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            payload: dict[str, Any] = {
-                "pipelineName": name,
-                "pipelineJobId": job_id,
-                "displayName": job_id,
-                "state": state,
-                "message": f"Pipeline job {name} changed state to {state}",
-            }
-            if previous:
-                payload["previousState"] = previous
-            if state == "PIPELINE_STATE_FAILED":
-                payload["error"] = {"code": 13, "message": FAILURE_MESSAGE}
-            entry = {
-                "insertId": uuid.uuid4().hex[:16],
-                "logName": (
-                    f"projects/{stack.project}/logs/aiplatform.googleapis.com%2Fpipeline_job_events"
-                ),
-                "resource": {
-                    "type": "aiplatform.googleapis.com/PipelineJob",
-                    "labels": {
-                        "pipeline_job_id": job_id,
-                        "location": region,
-                        "resource_container": stack.project,
-                    },
-                },
-                "jsonPayload": payload,
-                "timestamp": at,
-                "receiveTimestamp": at,
-                "severity": "ERROR" if state == "PIPELINE_STATE_FAILED" else "INFO",
-            }
+            # The LogEntry the emulator publishes for this change, as the log sink delivers it.
+            entry = log_entry(
+                StateChange(
+                    name=(
+                        f"projects/{settings.project}/locations/{settings.region}"
+                        f"/pipelineJobs/{job_id}"
+                    ),
+                    job_id=job_id,
+                    project=settings.project,
+                    location=settings.region,
+                    display_name=job_id,
+                    state=state,
+                    previous_state=previous,
+                    at=datetime.now(UTC),
+                    error=(
+                        {"code": FAILURE_CODE, "message": FAILURE_MESSAGE}
+                        if state == FAILED
+                        else None
+                    ),
+                )
+            )
+            message = InboundMessage(
+                message_id=uuid.uuid4().hex,
+                data=json.dumps(entry, separators=(",", ":")).encode(),
+                attributes={"logging.googleapis.com/timestamp": entry["timestamp"]},
+            )
             event = message_published_event(
-                InboundMessage(message_id=uuid.uuid4().hex, data=json.dumps(entry).encode()),
-                project=stack.project,
+                message,
+                project=settings.project,
                 topic=settings.job_events_topic,
-                subscription="eventarc-local-track_status",
+                subscription=track_status.subscription,
             )
             headers, body = to_binary(event)
             raw = body if isinstance(body, bytes) else str(body).encode()
@@ -667,53 +627,43 @@ def job_events(bench: Bench, jobs: int) -> tuple[dict[str, str], list[Delivery]]
 
 
 def create_job_records(bench: Bench, job_ids: Sequence[str]) -> None:
-    """Write the jobs in SUBMITTED, as the launcher leaves them, minus ``pipeline_job``."""
-    settings = bench.stack.settings
-    client = bench.harness.firestore_client()
-    collection = client.collection(settings.jobs_collection)
-    now = datetime.now(UTC)
-    batch = client.batch()
+    """Make the jobs as the launcher does — created REQUESTED, moved to SUBMITTED, announced on
+    the status topic — minus the pipeline job (``pipeline_job`` stays None)."""
+    from distillery.core.jobs import announce, new_record, transition
+    from distillery.core.models import JobState
+
+    deps, settings = bench.deps, bench.settings
     for job_id in job_ids:
-        request = {
-            "dataset_uri": f"gs://{bench.stack.bucket}/{settings.validated_prefix}bench/x.jsonl",
-            "request_id": job_id,
-            "requested_by": "bench/latency.py",
-        }
-        history = [
-            {"state": "REQUESTED", "at": now.isoformat()},
-            {"state": "SUBMITTED", "at": now.isoformat()},
-        ]
-        batch.set(
-            collection.document(job_id),
-            {
-                "job_id": job_id,
-                "request": request,
+        now = deps.clock()
+        fields: dict[str, Any] = {
+            "request": {
+                "dataset_uri": f"gs://{settings.bucket}/{settings.validated_prefix}bench/x.jsonl",
                 "request_id": job_id,
-                "rerun_of": None,
-                "dataset_id": None,
-                "spec": {},
-                "reasons": [],
-                "location": bench.stack.config.region,
-                "estimated_accelerator_hours": 0.0,
-                "submitted_day": now.date().isoformat(),
-                "pipeline_job": None,
-                "state": "SUBMITTED",
-                "created_at": now.isoformat(),
-                "updated_at": now.isoformat(),
-                "history": history,
-                "announced": ["REQUESTED", "SUBMITTED"],
+                "requested_by": "bench/latency.py",
             },
-        )
-    batch.commit()
+            "request_id": job_id,
+            "rerun_of": None,
+            "dataset_id": None,
+            "spec": {},
+            "reasons": [],
+            "location": settings.region,
+            "estimated_accelerator_hours": 0.0,
+            "pipeline_job": None,
+            "submitted_day": now.date().isoformat(),
+        }
+        record = new_record(job_id, JobState.REQUESTED, now, fields)
+        if not deps.records.create(settings.jobs_collection, job_id, record):
+            raise BenchmarkError(f"job {job_id} already exists")
+        announce(deps, transition(deps, job_id, JobState.SUBMITTED).record)
 
 
 def _post(url: str, delivery: Delivery) -> int:
     """POST one delivery (a new connection each time, as the bridge does); the HTTP status."""
-    request = urllib.request.Request(
+    message = urllib.request.Request(
         url, data=delivery.body, headers=dict(delivery.headers), method="POST"
     )
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(message, timeout=120) as response:
             response.read()
             return int(response.status)
     except urllib.error.HTTPError as exc:
@@ -753,13 +703,10 @@ def check_final_states(bench: Bench, expected: Mapping[str, str]) -> list[str]:
     from distillery.core.jobs import STATE_RANK
     from distillery.core.models import JobState
 
-    settings = bench.stack.settings
-    client = bench.harness.firestore_client()
-    jobs = client.collection(settings.jobs_collection)
+    settings = bench.settings
     problems: list[str] = []
     for job_id, final in expected.items():
-        snapshot = jobs.document(job_id).get()
-        record = snapshot.to_dict() if snapshot.exists else None
+        record = bench.document(settings.jobs_collection, job_id)
         if record is None:
             problems.append(f"{job_id}: the record is gone")
             continue
@@ -775,8 +722,8 @@ def check_final_states(bench: Bench, expected: Mapping[str, str]) -> list[str]:
             problems.append(f"{job_id}: its history goes backwards or repeats: {history}")
         elif final == "FAILED" and record.get("reason") != FAILURE_MESSAGE:
             problems.append(f"{job_id}: FAILED without its reason ({record.get('reason')!r})")
-    for snapshot in client.collection(settings.failures_collection).stream():
-        text = json.dumps(snapshot.to_dict(), default=str)
+    for failure in bench.deps.records.list(settings.failures_collection):
+        text = json.dumps(failure, default=str)
         if any(job_id in text for job_id in expected):
             problems.append(f"a failure was recorded for an event of these jobs: {text[:300]}")
     return problems
@@ -887,21 +834,18 @@ def benchmark(
     Raises:
         BenchmarkError: the stack could not start, or a warm-up failed.
     """
-    from distillery.local.stack import Stack
-    from distillery.local.stack.errors import LocalStackError
-    from distillery.local.stack.harness import StackHarness
+    from distillery.local.stack import LocalStackError, Stack
 
-    source = functions_source(folder / "functions")
-    stack = Stack(stack_config(folder / "stack", source))
+    receipts = folder / RECEIPTS_FILE
+    stack = Stack(stack_config(folder / "stack", receipts))
     started = time.perf_counter()
     try:
         stack.start()
     except LocalStackError as exc:
         raise BenchmarkError(f"the local stack did not start: {exc}") from exc
-    harness = StackHarness(stack)
     try:
         print(f"local stack ready in {time.perf_counter() - started:.1f} s", flush=True)
-        bench = Bench(stack, harness, Receipts(source.with_name(RECEIPTS_FILE)))
+        bench = Bench(stack, library(stack), Receipts(receipts))
         try:
             ping = measure_ping(bench)
         except RunFailedError as exc:
@@ -919,7 +863,6 @@ def benchmark(
         throughput = measure_throughput(bench, jobs, concurrency)
         return latency, throughput
     finally:
-        harness.close()
         stack.stop()
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 from pathlib import Path
 
 import pytest
 
+from distillery.commands import ops
 from distillery.commands.cli import main
+from distillery.commands.ops._common import run
 
 
 def test_submit_refuses_an_invalid_dataset_and_uploads_nothing(
@@ -68,3 +71,24 @@ def test_submit_refuses_a_name_of_an_eval_set(
     dataset.write_text('{"input_text": "a", "output_text": "b"}\n')
     assert main(["submit", str(dataset)]) == 2
     assert "give the training set" in capsys.readouterr().err
+
+
+def test_ops_register_adds_the_operator_commands_in_help_order() -> None:
+    parser = argparse.ArgumentParser(prog="distillery")
+    ops.register(parser.add_subparsers(dest="command", required=True))
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert list(commands) == ["submit", "jobs", "show", "watch", "rerun", "rollback", "predict"]
+    for name, command in commands.items():
+        assert command.get_default("handler") is not None, name
+        assert callable(command.get_default("action")), name
+
+
+def test_ops_timeout_error_exits_4_with_the_reason(capsys: pytest.CaptureFixture[str]) -> None:
+    def waits(args: argparse.Namespace) -> int:
+        raise TimeoutError("timed out after 1 s waiting for the launcher")
+
+    assert run(argparse.Namespace(command="watch", action=waits)) == 4
+    assert (
+        capsys.readouterr().err
+        == "distillery watch: timed out after 1 s waiting for the launcher\n"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,8 @@ def test_plan_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert run_plan(str(dataset), "--json", "--set", "accelerator_type=TPU") == 0
 
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"spec", "reasons", "refusals", "request", "job_id"}
+    assert set(result) == {"spec", "reasons", "refusals", "request", "job_id", "assumed"}
+    assert result["assumed"] == {}
     spec = result["spec"]
     assert (spec["accelerator_type"], spec["batch_size"], spec["train_steps"]) == ("TPU", 24, 300)
     assert spec["epochs"] == 30.0
@@ -168,17 +170,136 @@ def test_plan_gcs_dataset_needs_examples(capsys: pytest.CaptureFixture[str]) -> 
     assert (spec["dataset_uri"], spec["examples_seen"], spec["epochs"]) == (uri, 7200, 30.0)
 
 
-def test_plan_missing_project_exits_2(
+def gcloud_on_path(folder: Path, monkeypatch: pytest.MonkeyPatch, script: str | None) -> Path:
+    """PATH holds only ``folder``, with a ``gcloud`` running ``script`` (None: no gcloud at all).
+
+    Returns the file the fake gcloud appends its arguments to, once per call.
+    """
+    calls = folder / "gcloud-calls"
+    if script is not None:
+        program = folder / "gcloud"
+        program.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n{script}\n')
+        program.chmod(0o755)
+    monkeypatch.setenv("PATH", str(folder))
+    return calls
+
+
+def test_plan_without_project_or_bucket_plans_with_placeholders(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    monkeypatch.delenv("DISTILLERY_BUCKET")
+    dataset = write_dataset(tmp_path)
+    gcloud_on_path(tmp_path, monkeypatch, script=None)
+
+    assert run_plan(str(dataset)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Plan: ACCEPTED")
+    assert "  project: your-project (placeholder: pass --project)\n" in out
+    assert "  bucket: your-bucket (placeholder: pass --bucket)\n" in out
+    assert "/v1/projects/your-project/locations/us-central1/pipelineJobs?" in out
+
+    assert run_plan(str(dataset), "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["assumed"] == {
+        "project": {
+            "value": "your-project",
+            "source": "placeholder",
+            "note": "placeholder: pass --project",
+        },
+        "bucket": {
+            "value": "your-bucket",
+            "source": "placeholder",
+            "note": "placeholder: pass --bucket",
+        },
+    }
+    assert result["spec"]["project"] == "your-project"
+    assert result["spec"]["dataset_uri"].startswith("gs://your-bucket/validated/")
+    assert result["refusals"] == []
+
+
+def test_plan_given_project_and_bucket_assume_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    monkeypatch.delenv("DISTILLERY_BUCKET")
+    dataset = write_dataset(tmp_path)
+    calls = gcloud_on_path(tmp_path, monkeypatch, script="echo gcloud-p")
+
+    assert run_plan(str(dataset), "--project", "explicit-p", "--bucket", "b-1", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["spec"]["project"] == "explicit-p"
+    assert result["spec"]["dataset_uri"].startswith("gs://b-1/validated/")
+    assert result["assumed"] == {}
+    assert not calls.exists()  # A project given is never looked up.
+
+    assert run_plan(str(dataset), "--bucket", "b-1") == 0
+    out = capsys.readouterr().out
+    assert "placeholder" not in out and "bucket:" not in out
+
+
+def test_plan_takes_the_project_gcloud_is_configured_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
     dataset = write_dataset(tmp_path)
+    calls = gcloud_on_path(tmp_path, monkeypatch, script="echo gcloud-p")
 
-    assert run_plan(str(dataset)) == 2
-    assert "GOOGLE_CLOUD_PROJECT (or --project)" in capsys.readouterr().err
+    assert run_plan(str(dataset)) == 0
+    out = capsys.readouterr().out
+    assert "  project: gcloud-p (from gcloud config: pass --project for another)\n" in out
+    assert "/v1/projects/gcloud-p/locations/" in out
+    assert calls.read_text() == "config get-value project --quiet\n"
 
-    assert run_plan(str(dataset), "--project", "explicit-p", "--json") == 0
-    assert json.loads(capsys.readouterr().out)["spec"]["project"] == "explicit-p"
+    assert run_plan(str(dataset), "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["spec"]["project"] == "gcloud-p"
+    assert result["assumed"] == {
+        "project": {
+            "value": "gcloud-p",
+            "source": "gcloud config",
+            "note": "from gcloud config: pass --project for another",
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        pytest.param("echo '(unset)' >&2", id="unset"),
+        pytest.param("echo '(unset)'", id="unset-on-stdout"),
+        pytest.param("echo 'ERROR: gcloud crashed' >&2; exit 1", id="fails"),
+    ],
+)
+def test_plan_uses_the_placeholder_when_gcloud_has_no_project(
+    script: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    dataset = write_dataset(tmp_path)
+    calls = gcloud_on_path(tmp_path, monkeypatch, script=script)
+
+    assert run_plan(str(dataset), "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert calls.exists()
+    assert result["spec"]["project"] == "your-project"
+    assert result["assumed"]["project"]["source"] == "placeholder"
+
+
+def test_plan_does_not_wait_for_a_slow_gcloud(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
+    monkeypatch.setattr(plan_cli, "GCLOUD_TIMEOUT", 0.3)
+    dataset = write_dataset(tmp_path)
+    gcloud_on_path(tmp_path, monkeypatch, script="exec /bin/sleep 30")
+
+    started = time.monotonic()
+    assert run_plan(str(dataset), "--json") == 0
+    assert time.monotonic() - started < 10
+    assert json.loads(capsys.readouterr().out)["spec"]["project"] == "your-project"
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,8 @@ import pytest
 
 from distillery.commands import validate as validation_cli
 from distillery.commands.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from distillery.validation import DatasetKind, Finding, ValidationReport, render_text
+from distillery.validation._rules import BLANK_LINE, CRLF_LINE_ENDINGS, INVALID_JSON
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
@@ -54,7 +56,7 @@ def test_validate_cli_invalid_training_set_exits_1(
     assert run(["validate", str(path)]) == EXIT_INVALID
     out = capsys.readouterr().out
     assert out.startswith("INVALID:")
-    assert "line 1, field input_text: input_text is a number (42)" in out
+    assert "line 1, field input_text [input_text_not_string]: input_text is a number (42)" in out
 
 
 def test_validate_cli_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -161,3 +163,85 @@ def test_validate_cli_through_the_distillery_command(
     path = write_jsonl(tmp_path / "support.jsonl", examples(1, 120))
     assert main(["validate", str(path), "--json"]) == EXIT_OK
     assert json.loads(capsys.readouterr().out)["valid"] is True
+
+
+def _section(text: str, title: str) -> list[str]:
+    """The lines of the ``title`` section of a rendered report (up to the next blank line)."""
+    lines = text.splitlines()
+    start = lines.index(title) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i]), len(lines))
+    return lines[start:end]
+
+
+def test_render_text_lists_findings_by_line_with_their_rule_codes() -> None:
+    report = ValidationReport(source="s.jsonl", kind=DatasetKind.TRAINING)
+    report.add(INVALID_JSON, Finding(line=4, message="four"), Finding(line=2, message="two"))
+    report.add(BLANK_LINE, Finding(line=3, message="three"))
+    report.add_error("eval_set_invalid", "the eval set must be valid", "the whole file")
+    report.add(CRLF_LINE_ENDINGS, Finding(line=9, message="nine"))
+    report.add_warning("custom", "a warning", "five", line=5, field="input_text")
+
+    text = render_text(report)
+
+    assert _section(text, "Errors, by line:") == [
+        "  [eval_set_invalid]: the whole file",
+        "  line 2 [invalid_json]: two",
+        "  line 3 [blank_line]: three",
+        "  line 4 [invalid_json]: four",
+    ]
+    assert _section(text, "Warnings, by line:") == [
+        "  line 5, field input_text [custom]: five",
+        "  line 9 [crlf_line_endings]: nine",
+    ]
+    # Each rule is still summed up once, errors before warnings.
+    headers = [
+        line.split(" (")[0] for line in text.splitlines() if line.startswith(("ERROR", "WARN"))
+    ]
+    assert headers == [
+        "ERROR invalid_json",
+        "ERROR blank_line",
+        "ERROR eval_set_invalid",
+        "WARNING crlf_line_endings",
+        "WARNING custom",
+    ]
+
+
+def test_render_text_findings_without_lines_are_not_called_by_line() -> None:
+    report = ValidationReport(source="c.config.json", kind=DatasetKind.CONFIG)
+    report.add_error("config_unknown_key", "documented keys only", "unknown b", field="b")
+    report.add_error("config_unknown_key", "documented keys only", "unknown a", field="a")
+
+    text = render_text(report)
+
+    assert "by line" not in text
+    assert _section(text, "Errors:") == [
+        "  field b [config_unknown_key]: unknown b",
+        "  field a [config_unknown_key]: unknown a",
+    ]
+
+
+def test_validate_cli_text_lists_errors_in_line_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "support.jsonl"
+    good = json.dumps(examples(1, 1)[0])
+    # invalid_json on lines 2 and 4, input_text_not_string on line 3, blank_line on line 5.
+    path.write_text(
+        f'{good}\nnot json\n{{"input_text": 42, "output_text": "x"}}\n{{oops\n\n{good}\n'
+    )
+
+    assert run(["validate", str(path)]) == EXIT_INVALID
+
+    found = _section(capsys.readouterr().out, "Errors, by line:")
+    assert [line.split(" [")[0] for line in found] == [
+        "  line 2",
+        "  line 3, field input_text",
+        "  line 4",
+        "  line 5",
+    ]
+    assert [line.split("[")[1].split("]")[0] for line in found] == [
+        "invalid_json",
+        "input_text_not_string",
+        "invalid_json",
+        "blank_line",
+    ]

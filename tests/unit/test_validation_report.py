@@ -80,10 +80,10 @@ def test_render_text_shows_verdict_figures_findings_and_more() -> None:
     assert "characters / 4" in text
     assert "ERROR input_text_not_string (4 occurrences): input_text must be a string" in lines
     assert (
-        "  line 1, field input_text: input_text is a number (5), expected a non-empty string"
-        in lines
+        "  line 1, field input_text [input_text_not_string]: input_text is a number (5), "
+        "expected a non-empty string" in lines
     )
-    assert "  … and 2 more" in lines
+    assert "  2 listed below, … and 2 more" in lines
     assert any(line.startswith("WARNING ") for line in lines)
 
 

@@ -19,6 +19,7 @@ EXIT_OK = 0
 EXIT_INVALID = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_TIMEOUT = 4
 
 
 def build_parser() -> argparse.ArgumentParser:

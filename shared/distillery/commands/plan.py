@@ -11,10 +11,14 @@
 - ``--set key=value`` overrides a job parameter (after the sidecar); the value is read as JSON
   when it parses (``train_steps=500``, ``enable_early_stopping=false``), else as a string.
 
-The project and bucket come from ``GOOGLE_CLOUD_PROJECT`` / ``DISTILLERY_BUCKET`` or ``--project``
-/ ``--bucket``; there is no silent default. No network call is made. The printed ``job_id`` is the
-one this plan gets for ``--request-id`` with the dataset's content as its identity; the bucket flow
-derives its own from the uploaded object's generation.
+The project and bucket come from ``--project`` / ``--bucket``, else ``GOOGLE_CLOUD_PROJECT`` /
+``DISTILLERY_BUCKET``; else the project gcloud is configured with (``gcloud config get-value
+project``, given a few seconds), else placeholders (``your-project``, ``your-bucket``: names the
+request's checks accept, so the plan is the one a real project gets but for those names). Whatever
+was not given is said so, in the text and under ``assumed`` in the JSON. No network call is made
+(gcloud reads its local configuration). The printed ``job_id`` is the one this plan gets for
+``--request-id`` with the dataset's content as its identity (it depends on the bucket too); the
+bucket flow derives its own from the uploaded object's generation.
 
 Exit codes: 0 the plan is accepted, 1 the dataset/eval/config is invalid or the policy refuses
 (every reason is printed), 2 usage or configuration errors.
@@ -23,7 +27,12 @@ Exit codes: 0 the plan is accepted, 1 the dataset/eval/config is invalid or the 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import logging
+import os
+import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +46,12 @@ from distillery.core.models import LaunchRequest
 from distillery.core.settings import Settings
 
 DEFAULT_REQUEST_ID = "cli-plan"
+#: What the plan uses for a setting it was not given (valid names, so every check still runs).
+PLACEHOLDERS: dict[str, str] = {"project": "your-project", "bucket": "your-bucket"}
+#: Seconds ``gcloud config get-value project`` may take before the placeholder is used instead.
+GCLOUD_TIMEOUT = 5.0
+
+logger = logging.getLogger(__name__)
 
 
 class _UsageProblem(Exception):
@@ -50,6 +65,20 @@ class _InvalidInput(Exception):
         super().__init__(what)
         self.what = what
         self.problems = problems
+
+
+@dataclass(frozen=True)
+class Assumed:
+    """A setting the plan was not given: the value it used, where from, and what to do."""
+
+    value: str
+    #: ``"gcloud config"`` or ``"placeholder"``.
+    source: str
+    note: str
+
+    def to_json(self) -> dict[str, str]:
+        """``{"value", "source", "note"}``."""
+        return {"value": self.value, "source": self.source, "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -82,8 +111,14 @@ def register(subparsers: Any) -> None:
         help="override a job parameter (repeatable; the value is JSON when it parses)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--project", help="the Google Cloud project (else GOOGLE_CLOUD_PROJECT)")
-    parser.add_argument("--bucket", help="the datasets bucket (else DISTILLERY_BUCKET)")
+    parser.add_argument(
+        "--project",
+        help="the Google Cloud project (else GOOGLE_CLOUD_PROJECT, else gcloud's, else a "
+        "placeholder)",
+    )
+    parser.add_argument(
+        "--bucket", help="the datasets bucket (else DISTILLERY_BUCKET, else a placeholder)"
+    )
     parser.add_argument("--region", help="the pipeline region (else DISTILLERY_REGION)")
     parser.add_argument("--examples", type=int, help="examples in a gs:// DATASET")
     parser.add_argument("--eval-examples", type=int, help="examples in a gs:// eval set")
@@ -109,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         ConfigurationError: a setting in the environment is malformed (the CLI maps it to 2).
     """
     try:
-        settings = _settings(args)
+        settings, assumed = _settings(args)
         dataset = _dataset(args, settings)
         evaluation = _eval_dataset(args, settings, dataset)
         overrides = _sidecar_overrides(dataset, has_eval=evaluation is not None)
@@ -144,9 +179,10 @@ def run(args: argparse.Namespace) -> int:
     )
     job_id = policy.job_id(plan, source_identity=dataset.identity, request_id=args.request_id)
     if args.json:
-        print(json.dumps(_json_output(plan, job_id), indent=2))
+        print(json.dumps(_json_output(plan, job_id, assumed), indent=2))
     else:
         inputs = [f"dataset: {args.dataset}"]
+        inputs += [f"{name}: {given.value} ({given.note})" for name, given in assumed.items()]
         if evaluation is not None:
             inputs.append(f"eval set: {evaluation.label}")
         if dataset.sidecar is not None:
@@ -185,7 +221,12 @@ def _assignments(texts: list[str]) -> dict[str, Any]:
     return values
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Assumed]]:
+    """The settings to plan with, and what of the project and bucket was assumed (by name).
+
+    Raises:
+        ConfigurationError: a setting in the environment is malformed.
+    """
     explicit = {
         name: value
         for name, value in (
@@ -196,14 +237,53 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value
     }
     settings = Settings.from_env(**explicit)
-    missing = [
-        f"{Settings.env_name(name)} (or --{name})"
-        for name in ("project", "bucket")
-        if not getattr(settings, name)
-    ]
-    if missing:
-        raise _UsageProblem(f"not set: {', '.join(missing)}; the plan needs them, with no default")
-    return settings
+    assumed: dict[str, Assumed] = {}
+    if not settings.project:
+        configured = gcloud_project()
+        if configured:
+            assumed["project"] = Assumed(
+                configured, "gcloud config", "from gcloud config: pass --project for another"
+            )
+    for name, placeholder in PLACEHOLDERS.items():
+        if not getattr(settings, name) and name not in assumed:
+            assumed[name] = Assumed(placeholder, "placeholder", f"placeholder: pass --{name}")
+    if assumed:
+        settings = dataclasses.replace(
+            settings,
+            project=assumed["project"].value if "project" in assumed else settings.project,
+            bucket=assumed["bucket"].value if "bucket" in assumed else settings.bucket,
+        )
+    return settings, assumed
+
+
+def gcloud_project(timeout: float | None = None) -> str | None:
+    """The project ``gcloud config get-value project`` answers; None when gcloud is absent, has
+    no project set, fails, or takes longer than ``timeout`` seconds (:data:`GCLOUD_TIMEOUT`).
+
+    Raises nothing: the plan falls back to a placeholder.
+    """
+    program = shutil.which("gcloud")
+    if program is None:
+        return None
+    try:
+        completed = subprocess.run(
+            [program, "config", "get-value", "project", "--quiet"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=GCLOUD_TIMEOUT if timeout is None else timeout,
+            env={**os.environ, "CLOUDSDK_CORE_DISABLE_PROMPTS": "1"},
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        logger.debug("gcloud config get-value project failed: %s", exc)
+        return None
+    lines = completed.stdout.strip().splitlines()
+    value = lines[-1].strip() if lines else ""
+    # An unset property reads "(unset)" (on stderr, on some versions on stdout).
+    if completed.returncode != 0 or not value or value == "(unset)" or " " in value:
+        return None
+    return value
 
 
 def _dataset(args: argparse.Namespace, settings: Settings) -> _Dataset:
@@ -313,13 +393,14 @@ def _error(message: str, *, prefix: bool = True) -> None:
     print(f"distillery plan: {message}" if prefix else message, file=sys.stderr)
 
 
-def _json_output(plan: policy.Plan, job_id: str) -> dict[str, Any]:
+def _json_output(plan: policy.Plan, job_id: str, assumed: dict[str, Assumed]) -> dict[str, Any]:
     return {
         "spec": plan.spec_dict(),
         "reasons": plan.reasons,
         "refusals": plan.refusals,
         "request": plan.request_body,
         "job_id": job_id,
+        "assumed": {name: given.to_json() for name, given in assumed.items()},
     }
 
 

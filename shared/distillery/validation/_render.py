@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from distillery.validation._names import DatasetKind
 from distillery.validation._report import RuleResult, ValidationReport
 
@@ -39,21 +41,48 @@ def _rule(result: RuleResult) -> list[str]:
     lines = [f"{label} {result.rule} ({_plural(result.count, 'occurrence')}): {result.summary}"]
     if result.note:
         lines.append(f"  {result.note}")
-    for finding in result.findings:
+    if result.omitted and result.findings:
+        lines.append(f"  {len(result.findings):,} listed below, … and {result.omitted:,} more")
+    elif result.omitted:
+        lines.append(f"  none listed ({result.omitted:,} in all)")
+    return lines
+
+
+def _in_line_order(results: Sequence[RuleResult]) -> list[str]:
+    """Every listed finding of ``results``, each with its rule code, sorted by line.
+
+    Findings about no line (the file as a whole, a config key) come first: there are few of them
+    and they would be lost below thousands of lines. Ties keep the report's order (rule by rule).
+    """
+    listed = [(finding, result.rule) for result in results for finding in result.findings]
+    listed.sort(key=lambda item: -1 if item[0].line is None else item[0].line)
+    lines = []
+    for finding, rule in listed:
         where = finding.location()
-        lines.append(f"  {where}: {finding.message}" if where else f"  {finding.message}")
-    if result.omitted:
-        lines.append(f"  … and {result.omitted:,} more")
+        lines.append(
+            f"  {where} [{rule}]: {finding.message}" if where else f"  [{rule}]: {finding.message}"
+        )
     return lines
 
 
 def render_text(report: ValidationReport) -> str:
-    """The report as multi-line text: verdict, figures, then each rule with its findings.
+    """The report as multi-line text: verdict and figures; each rule that found something (code,
+    count, summary); then the errors' findings, and the warnings', each in line order with their
+    rule code (findings without a line first).
 
     Raises nothing.
     """
     lines = [_verdict(report), *_figures(report)]
-    for result in (*report.errors, *report.warnings):
+    results = (*report.errors, *report.warnings)
+    if results:
         lines.append("")
+    for result in results:
         lines.extend(_rule(result))
+    for title, group in (("Errors", report.errors), ("Warnings", report.warnings)):
+        findings = _in_line_order(group)
+        if findings:
+            by_line = any(
+                finding.line is not None for result in group for finding in result.findings
+            )
+            lines.extend(["", f"{title}, by line:" if by_line else f"{title}:", *findings])
     return "\n".join(lines) + "\n"

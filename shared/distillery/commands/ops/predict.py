@@ -1,0 +1,83 @@
+"""``distillery predict``: ask an endpoint to answer prompts."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from distillery.commands.cli import EXIT_OK
+from distillery.commands.ops._common import Invalid, Usage, dependencies, print_json, run
+from distillery.core.errors import ObjectNotFoundError, PermanentError
+from distillery.core.runtime import Dependencies
+
+
+def register(subparsers: Any) -> None:
+    """Add ``predict`` to the ``distillery`` command."""
+    predict = subparsers.add_parser(
+        "predict",
+        help="ask an endpoint to answer prompts",
+        description="Send prompts to a Vertex AI endpoint (text-model instances) and print one "
+        "answer a line. ENDPOINT is a resource name, an endpoint id, or a model family (the "
+        "endpoint named after it in DISTILLERY_REGION).",
+    )
+    predict.add_argument("endpoint", metavar="ENDPOINT")
+    predict.add_argument("text", metavar="TEXT", nargs="+", help="prompts; - reads one a line")
+    predict.add_argument("--json", dest="as_json", action="store_true", help="answers as JSON")
+    predict.set_defaults(handler=run, action=_predict)
+
+
+def _prompts(texts: Sequence[str]) -> list[str]:
+    prompts: list[str] = []
+    for text in texts:
+        if text == "-":
+            prompts.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+        else:
+            prompts.append(text)
+    if not prompts:
+        raise Usage("no prompt to send")
+    return prompts
+
+
+def _endpoint_name(deps: Dependencies, given: str) -> str:
+    settings = deps.settings
+    if given.startswith("projects/"):
+        return given
+    if given.isdigit():
+        return f"projects/{settings.project}/locations/{settings.region}/endpoints/{given}"
+    found = deps.require_endpoints().find_endpoint(given, settings.region)
+    if found is None:
+        raise Invalid(
+            f"no endpoint is named {given!r} in {settings.region} (a model family's endpoint is "
+            "made when its first model is promoted)"
+        )
+    return str(found.name)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    prompts = _prompts(args.text)
+    deps = dependencies()
+    endpoint = _endpoint_name(deps, args.endpoint)
+    try:
+        result = deps.require_endpoints().predict(endpoint, prompts)
+    except ObjectNotFoundError:
+        raise Invalid(f"there is no endpoint {endpoint}") from None
+    except PermanentError as exc:  # e.g. nothing deployed there receives traffic
+        raise Invalid(str(exc)) from None
+    if args.as_json:
+        print_json(
+            {
+                "endpoint": endpoint,
+                "deployed_model_id": result.deployed_model_id,
+                "model": result.model,
+                "predictions": [
+                    {"prompt": p, "content": c}
+                    for p, c in zip(prompts, result.contents, strict=False)
+                ],
+            }
+        )
+    else:
+        for content in result.contents:
+            print(content)
+    return EXIT_OK
