@@ -173,10 +173,18 @@ def _task(value: Any) -> str:
     raise InvalidValue(f"is {describe_json_value(value)}, expected one of {', '.join(TASKS)}")
 
 
-#: The rule of ``encryption_spec_key_name``; the policy also judges the default key with it.
-kms_key_rule = _matching(
+_KMS_KEY_SHAPE = _matching(
     KMS_KEY_PATTERN, "a Cloud KMS key name projects/*/locations/*/keyRings/*/cryptoKeys/*"
 )
+
+
+def kms_key_rule(name: str) -> None:
+    """The rule of ``encryption_spec_key_name`` (the policy judges the default key with it too).
+
+    Raises:
+        InvalidValue: ``name`` is not a whole Cloud KMS key name.
+    """
+    _KMS_KEY_SHAPE(name)
 
 
 # --- The schema ----------------------------------------------------------------------------------
@@ -199,17 +207,6 @@ class Parameter:
     #: A promotion gate (read by the promoter), not a pipeline parameter.
     promotion_gate: bool = False
 
-    def read(self, value: Any) -> Any:
-        """``value`` parsed and judged by this key's rule.
-
-        Raises:
-            InvalidValue: the value breaks the parser or the rule.
-        """
-        parsed = self.parse(value)
-        if self.rule is not None:
-            self.rule(parsed)
-        return parsed
-
 
 def _job(
     name: str, parse: Callable[[Any], Any], rule: Callable[[Any], None] | None = None
@@ -222,6 +219,8 @@ def _gate(name: str, parse: Callable[[Any], Any]) -> Parameter:
     return Parameter(name, parse, needs_eval=True, promotion_gate=True)
 
 
+#: The parser of each promotion gate (the keys are settings.PROMOTION_GATE_KEYS: a gate added there
+#: without a parser here fails at import, loudly).
 _GATE_PARSERS: dict[str, Callable[[Any], Any]] = {
     "min_eval_accuracy": _fraction,
     "max_eval_loss": _non_negative,
