@@ -1,8 +1,10 @@
 """The distillation facts the product is built on: one definition of each, with where it comes from.
 
-The validator (:mod:`distillery.validation`), the launch policy (:mod:`distillery.policy`) and the
-local Vertex AI API (:mod:`distillery.local.emulator`) read these values; none of them keeps a
-copy. Each fact says its source and the date it was read. The sources:
+The validator (:mod:`distillery.validation`), the override schema (:mod:`distillery.overrides`),
+the launch policy (:mod:`distillery.policy`), the settings' defaults
+(:mod:`distillery.core.settings`) and the local Vertex AI API (:mod:`distillery.local.emulator`)
+read these values; none of them keeps a copy (``tests/unit/test_facts.py`` checks). Each fact
+says its source and the date it was read. The sources:
 
 - ``[distill-docs]``: Google's Vertex AI documentation of distilling step-by-step, "Create a
   distilled text model" (cloud.google.com/vertex-ai/generative-ai/docs/models/distill-text-models),

@@ -17,7 +17,14 @@ from distillery import policy
 from distillery.core.errors import ConfigurationError
 from distillery.core.models import LaunchRequest
 from distillery.core.settings import Settings
-from distillery.facts import SUPPORTED_REGIONS
+from distillery.facts import (
+    EVAL_ONLY_PARAMETERS,
+    PIPELINE_JOB_ID_PATTERN,
+    SUPPORTED_REGIONS,
+    TASK_STEP_RANGES,
+)
+from distillery.overrides import PARAMETERS, InvalidValue, Parameter
+from distillery.validation import validate_config
 
 DATASET = "gs://bkt/validated/0f3a/news.jsonl"
 EVAL = "gs://bkt/validated/9c1b/news.eval.jsonl"
@@ -509,7 +516,7 @@ def test_resolve_budget_can_drive_the_fallback() -> None:
 
 def test_resolve_without_eval_sends_no_eval_parameter() -> None:
     plan = plan_for()
-    assert not set(policy.EVAL_PARAMETERS) & set(params(plan))
+    assert not set(EVAL_ONLY_PARAMETERS) & set(params(plan))
     assert "evaluation_data_uri" not in params(plan)
     spec = plan.spec
     assert (
@@ -523,7 +530,7 @@ def test_resolve_without_eval_sends_no_eval_parameter() -> None:
 def test_resolve_with_eval_sends_the_defaults() -> None:
     plan = plan_for(request(eval_uri=EVAL), eval_examples=50)
     assert plan.refusals == []
-    assert {k: params(plan)[k] for k in (*policy.EVAL_PARAMETERS, "evaluation_data_uri")} == {
+    assert {k: params(plan)[k] for k in (*EVAL_ONLY_PARAMETERS, "evaluation_data_uri")} == {
         "evaluation_data_uri": EVAL,
         "evaluation_interval": 20,
         "enable_early_stopping": True,
@@ -612,12 +619,12 @@ def test_resolve_training_defaults() -> None:
 
 @pytest.mark.parametrize("accelerator", ["GPU", "TPU"])
 @pytest.mark.parametrize("examples", [1, 100, 500, 1500, 4000, 10_000])
-@pytest.mark.parametrize("task", sorted(policy.TASK_STEP_RANGES))
+@pytest.mark.parametrize("task", sorted(TASK_STEP_RANGES))
 def test_resolve_task_steps_stay_in_recommended_range(
     task: str, examples: int, accelerator: str
 ) -> None:
     plan = plan_for(request(task=task, accelerator_type=accelerator), examples=examples)
-    low, high = policy.TASK_STEP_RANGES[task]
+    low, high = TASK_STEP_RANGES[task]
     assert low <= plan.spec.train_steps <= high
     assert any(
         r.startswith(f"train steps {plan.spec.train_steps}: task {task}") for r in plan.reasons
@@ -755,17 +762,71 @@ def test_resolve_requires_project_and_bucket(missing: str) -> None:
         plan_for(config=config)
 
 
-def test_resolve_turns_validator_findings_into_refusals(monkeypatch: pytest.MonkeyPatch) -> None:
-    install_validation_stub(monkeypatch, force=True)
+def test_resolve_refuses_with_the_schema_message_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A rule added to the one override schema reaches the policy and the config sidecar alike.
+    def at_most_100000(steps: int) -> None:
+        if steps > 100_000:
+            raise InvalidValue("is above 100000")
 
-    def flagging(data: bytes, *, source: str, has_eval: bool, **_: Any) -> _Result:
-        finding = _Finding("train_steps", "must be at most 100000")
-        return _Result(_Report(False, [_Rule([finding])]))
-
-    monkeypatch.setattr(sys.modules["distillery.validation"], "validate_config", flagging)
+    monkeypatch.setitem(
+        PARAMETERS,
+        "train_steps",
+        dataclasses.replace(PARAMETERS["train_steps"], rule=at_most_100000),
+    )
     plan = plan_for(request(train_steps=10**9))
-    # The validator's message is kept and the policy does not repeat its own for the field.
-    assert plan.refusals == ["override train_steps: must be at most 100000"]
+    # The schema's message is the refusal, and the policy adds none of its own for the field.
+    assert plan.refusals == ["override train_steps: train_steps is above 100000"]
+    sidecar = validate_config(
+        b'{"train_steps": 1000000000}', source="c.config.json", has_eval=False
+    )
+    [rule] = sidecar.report.errors
+    assert [f.message for f in rule.findings] == ["train_steps is above 100000"]
+
+
+def test_resolve_keeps_a_value_its_rule_refused_for_the_region_rules() -> None:
+    plan = plan_for(request(location="moon-east1"))
+    assert plan.refusals[0].startswith('override location: location is a string ("moon-east1")')
+    assert plan.spec.model_upload_region == "moon-east1"
+    assert refused_with(plan, "model upload region moon-east1", "not a distillation region")
+
+
+def test_resolve_reads_normalized_and_raw_overrides_alike() -> None:
+    # A sidecar's values arrive normalized (checkpoint selection true, steps 300); a --set or a
+    # hand-written LaunchRequest may hold the raw forms: one schema reads both the same.
+    raw = plan_for(
+        request(eval_uri=EVAL, train_steps=300.0, enable_checkpoint_selection="TRUE", task="QA")
+    )
+    assert refused_with(raw, "override task: task is a string")
+    normalized = plan_for(
+        request(eval_uri=EVAL, train_steps=300, enable_checkpoint_selection=True), eval_examples=50
+    )
+    assert normalized.refusals == []
+    assert params(normalized)["enable_checkpoint_selection"] == "true"
+    assert normalized.spec.train_steps == raw.spec.train_steps == 300
+    assert any(r.startswith("train steps 300: the train_steps override") for r in raw.reasons)
+
+
+def test_resolve_typed_overrides_cover_every_job_parameter() -> None:
+    from distillery.policy._overrides import RequestedOverrides
+
+    job_parameters = [name for name, p in PARAMETERS.items() if not p.promotion_gate]
+    assert [f.name for f in dataclasses.fields(RequestedOverrides)] == job_parameters
+    assert all(isinstance(p, Parameter) for p in PARAMETERS.values())
+
+
+def test_resolve_malformed_default_key_uses_the_schema_wording() -> None:
+    plan = plan_for(config=settings(cmek_key="my-key"))
+    assert plan.refusals == [
+        'DISTILLERY_CMEK_KEY is "my-key", not a Cloud KMS key name '
+        "projects/*/locations/*/keyRings/*/cryptoKeys/*"
+    ]
+
+
+def test_policy_package_keeps_its_public_names() -> None:
+    assert policy.__file__ is not None and policy.__file__.endswith("policy/__init__.py")
+    for name in policy.__all__:
+        assert hasattr(policy, name), name
+    assert policy.JOB_ID_PATTERN.match("news-1") and not policy.JOB_ID_PATTERN.match("news-1\n")
 
 
 # --- The request body ----------------------------------------------------------------------------
@@ -837,7 +898,7 @@ def _job_id(plan: policy.Plan, source: str = "bkt/datasets/news.jsonl#7", rid: s
 def test_job_id_is_deterministic_and_valid() -> None:
     first, second = _job_id(plan_for()), _job_id(plan_for())
     assert first == second
-    assert policy.JOB_ID_PATTERN.match(first)
+    assert PIPELINE_JOB_ID_PATTERN.fullmatch(first)
     assert first.startswith("news-distilled-")
 
 
@@ -868,7 +929,7 @@ def test_job_id_changes_with_any_input(plan_kwargs: dict[str, Any], source: str,
 def test_job_id_valid_for_any_display_name(display_name: str) -> None:
     plan = plan_for(request(model_display_name=display_name))
     identifier = _job_id(plan)
-    assert policy.JOB_ID_PATTERN.match(identifier), identifier
+    assert PIPELINE_JOB_ID_PATTERN.fullmatch(identifier), identifier
     assert len(identifier) <= 128
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from distillery.core.errors import ConfigurationError
 from distillery.facts import (
     ACCELERATOR_TYPES,
+    DEFAULT_ACCELERATOR,
     DEFAULT_LONG_CONTEXT_STUDENTS,
     DEFAULT_STUDENT_MODEL,
     DEFAULT_TEACHER_MODEL,
@@ -42,7 +43,8 @@ def _env(name: str, **kwargs: Any) -> Any:
 
 
 #: Promotion gates a dataset's config sidecar (or a rerun's ``--set``) may set for its own jobs,
-#: in place of the ``DISTILLERY_*`` setting of the same name.
+#: in place of the ``DISTILLERY_*`` setting of the same name. The override schema
+#: (:mod:`distillery.overrides`) reads them with the job parameters.
 PROMOTION_GATE_KEYS: tuple[str, ...] = (
     "min_eval_accuracy",
     "max_eval_loss",
@@ -93,21 +95,21 @@ class Settings:
     #: ``student_model_reference`` wins); configuration, never hard-wired.
     teacher_model: str = _env("DISTILLERY_TEACHER_MODEL", default=DEFAULT_TEACHER_MODEL)
     student_model: str = _env("DISTILLERY_STUDENT_MODEL", default=DEFAULT_STUDENT_MODEL)
-    #: Comma-separated students with a 32k context (batch 8 wherever tuning runs); every other
-    #: student is treated as an 8k-context model (batch 8 in us-central1, 24 in europe-west4).
+    #: Comma-separated students with a 32k context; every other student is treated as an
+    #: 8k-context model (the batch sizes of each are distillery.facts.batch_size's).
     long_context_students: str = _env(
         "DISTILLERY_LONG_CONTEXT_STUDENTS", default=",".join(DEFAULT_LONG_CONTEXT_STUDENTS)
     )
     #: Comma-separated accelerators in order of preference: the first that satisfies every
     #: constraint is used. An explicit ``accelerator_type`` override bypasses this list.
-    accelerators: str = _env("DISTILLERY_ACCELERATORS", default="GPU")
+    accelerators: str = _env("DISTILLERY_ACCELERATORS", default=DEFAULT_ACCELERATOR)
     #: Comma-separated regions a job may touch (pipeline, model upload and tuning region);
     #: empty means every supported region.
     allowed_regions: str = _env("DISTILLERY_ALLOWED_REGIONS", default="")
     #: Empty, or a key of DATA_RESIDENCY_AREAS: every region a job touches must lie in that area.
     data_residency: str = _env("DISTILLERY_DATA_RESIDENCY", default="")
-    #: Default Cloud KMS key for CMEK, used when CMEK applies (GPU, everything in us-central1);
-    #: an ``encryption_spec_key_name`` override wins.
+    #: Default Cloud KMS key for CMEK, used when CMEK applies (GPU, everything in the CMEK region
+    #: of distillery.facts); an ``encryption_spec_key_name`` override wins.
     cmek_key: str = _env("DISTILLERY_CMEK_KEY", default="")
     #: Refuse every job that would not be encrypted with a customer-managed key.
     require_cmek: bool = _env("DISTILLERY_REQUIRE_CMEK", default=False)

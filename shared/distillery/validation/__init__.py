@@ -4,8 +4,14 @@ The public surface is re-exported here; the modules behind it are private. A JSO
 is validated in one streaming pass (:func:`validate_jsonl`), a config sidecar in one read
 (:func:`validate_config`); both return a :class:`ValidationReport` that lists every rule broken
 with specific, line-numbered findings.
+
+The service's limits exported here (``MAX_EXAMPLES``, ``MAX_INPUT_TOKENS``, ``MAX_OUTPUT_TOKENS``)
+are the objects of :mod:`distillery.facts`, under the names this package has always used; the
+keys a config sidecar may set are the override schema of :mod:`distillery.overrides`.
 """
 
+from distillery.facts import MAX_DATASET_EXAMPLES as MAX_EXAMPLES
+from distillery.facts import MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS
 from distillery.validation._config import ConfigValidation, validate_config
 from distillery.validation._jsonl import (
     JsonlValidation,
@@ -19,10 +25,7 @@ from distillery.validation._report import Finding, RuleResult, ValidationReport
 from distillery.validation._rules import (
     CONFIG_RULES,
     JSONL_RULES,
-    MAX_EXAMPLES,
-    MAX_INPUT_TOKENS,
     MAX_LINE_BYTES,
-    MAX_OUTPUT_TOKENS,
     RULES_BY_CODE,
     TOKEN_ESTIMATE_METHOD,
     Rule,

@@ -16,6 +16,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from distillery import facts
+from distillery._text import describe_json_value, preview
 from distillery.validation import _rules as rules
 from distillery.validation._lines import LineReader, ReadableStream
 from distillery.validation._names import DatasetKind
@@ -26,7 +28,6 @@ from distillery.validation._prompts import (
 )
 from distillery.validation._report import Finding, Labeling, ValidationReport
 from distillery.validation._rules import Rule
-from distillery.validation._text import describe_json_value, preview
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,7 @@ class _JsonlChecker:
 
     def _count_example(self, number: int) -> None:
         self.examples += 1
-        if self.examples == rules.MAX_EXAMPLES + 1:
+        if self.examples == facts.MAX_DATASET_EXAMPLES + 1:
             self.first_line_over_limit = number
 
     def _check_example(self, number: int, example: dict[str, Any]) -> None:
@@ -271,13 +272,13 @@ class _JsonlChecker:
             return None
         tokens = -(-len(input_text) // rules.CHARS_PER_TOKEN)
         self.max_input_tokens = max(self.max_input_tokens, tokens)
-        if tokens > rules.MAX_INPUT_TOKENS:
+        if tokens > facts.MAX_INPUT_TOKENS:
             self.add(
                 rules.INPUT_TOO_LONG,
                 number,
                 "input_text",
                 f"input_text is about {tokens:,} tokens ({len(input_text):,} characters), "
-                f"over the {rules.MAX_INPUT_TOKENS:,}-token limit; the service will truncate it",
+                f"over the {facts.MAX_INPUT_TOKENS:,}-token limit; the service will truncate it",
             )
         return input_text
 
@@ -293,13 +294,13 @@ class _JsonlChecker:
             return None
         tokens = -(-len(output_text) // rules.CHARS_PER_TOKEN)
         self.max_output_tokens = max(self.max_output_tokens, tokens)
-        if tokens > rules.MAX_OUTPUT_TOKENS:
+        if tokens > facts.MAX_OUTPUT_TOKENS:
             self.add(
                 rules.OUTPUT_TOO_LONG,
                 number,
                 "output_text",
                 f"output_text is about {tokens:,} tokens ({len(output_text):,} characters), "
-                f"over the {rules.MAX_OUTPUT_TOKENS:,}-token limit; the service will truncate it",
+                f"over the {facts.MAX_OUTPUT_TOKENS:,}-token limit; the service will truncate it",
             )
         return output_text
 
@@ -375,34 +376,34 @@ class _JsonlChecker:
             found = f" (only {self.blank_lines:,} blank lines)" if self.blank_lines else ""
             self.add(rules.DATASET_EMPTY, None, None, f"the file holds no examples{found}")
             return
-        if examples > rules.MAX_EXAMPLES:
+        limit = facts.MAX_DATASET_EXAMPLES
+        if examples > limit:
             self.add(
                 rules.TOO_MANY_EXAMPLES,
                 self.first_line_over_limit,
                 None,
-                f"the dataset has {examples:,} examples, {examples - rules.MAX_EXAMPLES:,} over "
-                f"the limit of {rules.MAX_EXAMPLES:,} (this line holds example "
-                f"{rules.MAX_EXAMPLES + 1:,})",
+                f"the dataset has {examples:,} examples, {examples - limit:,} over the limit of "
+                f"{limit:,} (this line holds example {limit + 1:,})",
             )
         if self.kind is DatasetKind.EVAL:
-            if examples < rules.EVAL_MIN_EXAMPLES:
+            if examples < facts.EVAL_MIN_EXAMPLES:
                 self.add(
                     rules.EVAL_TOO_FEW_EXAMPLES,
                     None,
                     None,
                     f"the eval set has {examples:,} examples; "
-                    f"it needs {rules.EVAL_MIN_EXAMPLES} to {rules.EVAL_MAX_EXAMPLES}",
+                    f"it needs {facts.EVAL_MIN_EXAMPLES} to {facts.EVAL_MAX_EXAMPLES}",
                 )
-            elif examples > rules.EVAL_MAX_EXAMPLES:
+            elif examples > facts.EVAL_MAX_EXAMPLES:
                 self.add(
                     rules.EVAL_TOO_MANY_EXAMPLES,
                     None,
                     None,
                     f"the eval set has {examples:,} examples; "
-                    f"it needs {rules.EVAL_MIN_EXAMPLES} to {rules.EVAL_MAX_EXAMPLES}",
+                    f"it needs {facts.EVAL_MIN_EXAMPLES} to {facts.EVAL_MAX_EXAMPLES}",
                 )
             return
-        if labeling == "labeled" and examples < rules.RECOMMENDED_MIN_LABELED:
+        if labeling == "labeled" and examples < facts.RECOMMENDED_MIN_LABELED:
             self.add(
                 rules.FEW_LABELED_EXAMPLES,
                 None,
@@ -410,13 +411,13 @@ class _JsonlChecker:
                 f"the dataset has {examples:,} labeled examples; a few hundred high-quality "
                 "examples are recommended",
             )
-        elif labeling == "unlabeled" and examples <= rules.RECOMMENDED_MIN_UNLABELED:
+        elif labeling == "unlabeled" and examples <= facts.RECOMMENDED_MIN_UNLABELED:
             self.add(
                 rules.FEW_UNLABELED_EXAMPLES,
                 None,
                 None,
                 f"the dataset has {examples:,} unlabeled examples; more than "
-                f"{rules.RECOMMENDED_MIN_UNLABELED:,} are recommended so the teacher's labels "
+                f"{facts.RECOMMENDED_MIN_UNLABELED:,} are recommended so the teacher's labels "
                 "cover the task",
             )
 

@@ -9,17 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from distillery.facts import (
+    EVAL_MAX_EXAMPLES,
+    EVAL_MIN_EXAMPLES,
+    MAX_DATASET_EXAMPLES,
+    MAX_INPUT_TOKENS,
+    MAX_OUTPUT_TOKENS,
+    RECOMMENDED_MIN_LABELED,
+    RECOMMENDED_MIN_UNLABELED,
+)
+
 Severity = Literal["error", "warning"]
 
-#: The documented limits of the distillation service (SPEC "Dataset format").
-MAX_EXAMPLES = 10_000
-EVAL_MIN_EXAMPLES = 10
-EVAL_MAX_EXAMPLES = 250
-MAX_INPUT_TOKENS = 7_168
-MAX_OUTPUT_TOKENS = 1_024
-RECOMMENDED_MIN_LABELED = 100
-RECOMMENDED_MIN_UNLABELED = 1_000
-#: A line longer than this is rejected without being buffered.
+# The documented limits of the distillation service (SPEC "Dataset format") are facts: the rules
+# below quote them from distillery.facts.
+#: A line longer than this is rejected without being buffered (a product limit, not a fact).
 MAX_LINE_BYTES = 8 << 20
 
 CHARS_PER_TOKEN = 4
@@ -63,7 +67,7 @@ OUTPUT_TEXT_NOT_STRING = _error(
     "output_text_not_string", "output_text, when present, must be a string"
 )
 TOO_MANY_EXAMPLES = _error(
-    "too_many_examples", f"a dataset may hold at most {MAX_EXAMPLES:,} examples"
+    "too_many_examples", f"a dataset may hold at most {MAX_DATASET_EXAMPLES:,} examples"
 )
 MIXED_LABELING = _error(
     "mixed_labeling",

@@ -1,0 +1,365 @@
+"""Every sentence a plan says: one reason per choice, one refusal per broken rule.
+
+The resolver decides, this module words: each function returns one sentence, so the wording of
+a plan can be read (and changed) in one place. Sentences name the setting (its environment
+variable) or the override a value came from, and SPEC where a rule is SPEC's.
+"""
+
+from __future__ import annotations
+
+from distillery.core.settings import Settings
+from distillery.facts import AcceleratorProfile
+from distillery.overrides import Problem
+from distillery.policy._budget import (
+    EVALUATION_PASS_SECONDS,
+    PIPELINE_OVERHEAD_HOURS,
+    evaluations,
+)
+
+# --- Overrides -----------------------------------------------------------------------------------
+
+
+def override_refusal(problem: Problem) -> str:
+    """An error of the override schema, as a refusal (its message unchanged)."""
+    return f"override {problem.field}: {problem.message}"
+
+
+def override_note(problem: Problem) -> str:
+    """A warning of the override schema, as the note that ends the reasons."""
+    return f"note: override {problem.field}: {problem.message}"
+
+
+# --- Regions -------------------------------------------------------------------------------------
+
+
+def pipeline_region(region: str) -> str:
+    """Why the pipeline runs in ``region``."""
+    return f"pipeline region {region}: {Settings.env_name('region')} (where the pipeline runs)"
+
+
+def model_upload_region(region: str, *, overridden: bool) -> str:
+    """Why the model is uploaded to ``region``."""
+    source = "the location override" if overridden else "the pipeline region (no location)"
+    return f"model upload region {region}: {source}"
+
+
+def not_a_distillation_region(role: str, region: str, supported: tuple[str, ...]) -> str:
+    """Refusal: ``region`` (playing ``role``) is not a region distillation runs in."""
+    return (
+        f"the {role} {region} is not a distillation region "
+        f"(SPEC: use one of {', '.join(supported)})"
+    )
+
+
+def region_not_allowed(role: str, region: str, allowed: tuple[str, ...]) -> str:
+    """Refusal: the organisation does not allow ``region``."""
+    return (
+        f"the {role} {region} is not allowed "
+        f"({Settings.env_name('allowed_regions')}: {', '.join(allowed)})"
+    )
+
+
+def residency_broken(role: str, region: str, residency: str, prefixes: tuple[str, ...]) -> str:
+    """Refusal: ``region`` lies outside the data-residency area."""
+    area = ", ".join(f"{prefix}*" for prefix in prefixes)
+    return (
+        f"the {role} {region} breaks the {residency} data residency "
+        f"({Settings.env_name('data_residency')}={residency} allows {area} regions only)"
+    )
+
+
+def tensorboard_elsewhere(location: str, pipeline: str) -> str:
+    """Refusal: the TensorBoard is not in the pipeline's region."""
+    return f"the TensorBoard is in {location}; it must be in the pipeline region {pipeline} (SPEC)"
+
+
+def tensorboard(resource: str) -> str:
+    """Why the TensorBoard is accepted."""
+    return f"TensorBoard {resource}: in the pipeline region, as SPEC requires"
+
+
+# --- Accelerators --------------------------------------------------------------------------------
+
+
+def accelerator(profile: AcceleratorProfile, origin: str) -> str:
+    """Why the job tunes on ``profile``; ``origin`` is one of the ``accelerator_*`` origins."""
+    return (
+        f"accelerator {profile.name}: {origin}; tuning runs in {profile.tuning_region} "
+        f"on {profile.description}"
+    )
+
+
+ACCELERATOR_REQUESTED = "requested by the accelerator_type override"
+ACCELERATOR_DEFAULT = "the default"
+
+
+def accelerator_first_choice(names: tuple[str, ...]) -> str:
+    """Origin: the first accelerator of the preference setting."""
+    return f"first choice of {Settings.env_name('accelerators')}={','.join(names)}"
+
+
+def accelerator_fallback(names: tuple[str, ...]) -> str:
+    """Origin: an accelerator later in the preference, the earlier ones being refused."""
+    return f"the first of {','.join(names)} that satisfies every constraint"
+
+
+def accelerator_skipped(name: str, refusals: list[str]) -> str:
+    """Why an accelerator earlier in the preference was not used."""
+    return f"accelerator {name} skipped: " + "; ".join(refusals)
+
+
+def for_accelerator(name: str, refusal: str) -> str:
+    """A refusal of one of several accelerator candidates, saying which."""
+    return f"accelerator {name}: {refusal}"
+
+
+# --- Dataset, evaluation set and limits ----------------------------------------------------------
+
+NO_DATASET = "the request names no dataset (dataset_uri)"
+
+
+def dataset_too_small(examples: int) -> str:
+    """Refusal: the dataset holds no example."""
+    return f"the dataset has {examples} examples; it needs at least 1"
+
+
+def dataset_too_large(examples: int, maximum: int) -> str:
+    """Refusal: the dataset holds more examples than SPEC allows."""
+    return f"the dataset has {examples} examples; SPEC allows at most {maximum}"
+
+
+def eval_set_size(examples: int, minimum: int, maximum: int) -> str:
+    """Refusal: the eval set's size is outside SPEC's range."""
+    return f"the eval set has {examples} examples; SPEC wants between {minimum} and {maximum}"
+
+
+def train_steps_above_limit(steps: int, limit: int) -> str:
+    """Refusal: an explicit ``train_steps`` is above the organisation's limit."""
+    return f"train_steps {steps} is above {Settings.env_name('max_train_steps')}={limit}"
+
+
+def too_many_jobs(running: int, limit: int) -> str:
+    """Refusal: the concurrency limit is reached."""
+    return (
+        f"{running} jobs are active and {Settings.env_name('max_concurrent_jobs')}"
+        f"={limit}: launch again when one finishes"
+    )
+
+
+# --- Models, names, identity ---------------------------------------------------------------------
+
+
+def model(role: str, reference: str, *, override: str | None, setting: str) -> str:
+    """Why the ``role`` model (teacher, student) is ``reference``."""
+    source = f"the {override} override" if override else Settings.env_name(setting)
+    return f"{role} {reference}: {source}"
+
+
+def model_display_name(name: str, *, dataset_file: str | None) -> str:
+    """Why the model is called ``name``: the override, or derived from ``dataset_file``."""
+    if dataset_file is None:
+        return f"model display name {name}: the model_display_name override"
+    return f"model display name {name}: derived from the dataset file {dataset_file}"
+
+
+def output_directory(directory: str) -> str:
+    """Where the pipeline writes."""
+    return (
+        f"output directory {directory}: the pipeline root for this model; Vertex AI writes each "
+        "run under <root>/<project number>/<pipelineJobId>/"
+    )
+
+
+def service_account(account: str | None, *, overridden: bool) -> str:
+    """Which service account the job runs as."""
+    if account is None:
+        return (
+            "service account: the project's Compute Engine default "
+            f"(no override, {Settings.env_name('service_account')} unset), so none is sent"
+        )
+    return f"service account {account}: {'the override' if overridden else 'configured'}"
+
+
+# --- Training parameters -------------------------------------------------------------------------
+
+
+def batch(size: int, student: str, *, long_context: bool, tuning_region: str) -> str:
+    """Why the batch size is ``size``."""
+    context = "32k" if long_context else "8k"
+    article = "a" if long_context else "an"
+    where = "in every tuning region" if long_context else f"and tuning runs in {tuning_region}"
+    return f"batch size {size}: {student} has {article} {context} context {where}"
+
+
+def steps_override(steps: int, task: str | None, recommended: tuple[int, int] | None) -> str:
+    """Why the steps are ``steps``: the override (noting a task's recommendation it ignores)."""
+    reason = f"train steps {steps}: the train_steps override"
+    if recommended and not recommended[0] <= steps <= recommended[1]:
+        low, high = recommended
+        reason += f" (note: outside the {low}-{high} SPEC recommends for {task})"
+    return reason
+
+
+def steps_for_task(
+    steps: int,
+    task: str,
+    *,
+    target_epochs: float,
+    examples: int,
+    batch: int,
+    wanted: int,
+    recommended: tuple[int, int],
+) -> str:
+    """Why the steps are ``steps``: chosen for ``task``."""
+    return (
+        f"train steps {steps}: task {task} aims at {target_epochs:g} epochs "
+        f"(ceil({target_epochs:g} x {examples} / {batch}) = {wanted}), "
+        f"kept within the recommended {recommended[0]}-{recommended[1]}"
+    )
+
+
+def steps_default(steps: int, task: str | None) -> str:
+    """Why the steps are the default ``steps``."""
+    why = f"task {task} has no recommended range" if task else "no train_steps and no task"
+    return f"train steps {steps}: the default ({why})"
+
+
+def steps_capped(limit: int) -> str:
+    """What is appended to a chosen step count capped by the organisation's limit."""
+    return f"; capped to {limit} by {Settings.env_name('max_train_steps')}"
+
+
+def epochs(epochs: float, steps: int, batch: int, seen: int, examples: int) -> str:
+    """How many passes over the dataset the steps make."""
+    return (
+        f"epochs {epochs:g}: {steps} steps x {batch} = {seen} examples seen / {examples} examples"
+    )
+
+
+def learning_rate(multiplier: float, *, overridden: bool) -> str:
+    """Why the learning rate multiplier is ``multiplier``."""
+    source = "the learning_rate_multiplier override" if overridden else "the default"
+    return f"learning rate multiplier {multiplier!r}: {source}"
+
+
+def evaluation(
+    uri: str,
+    interval: int,
+    early_stopping: bool,
+    selection: str,
+    *,
+    given: frozenset[str],
+) -> str:
+    """How the job evaluates on ``uri``; ``given`` are the overridden parameters."""
+
+    def origin(name: str) -> str:
+        return "override" if name in given else "default"
+
+    return (
+        f"evaluation on {uri}: every {interval} steps ({origin('evaluation_interval')}), early "
+        f"stopping {'on' if early_stopping else 'off'} ({origin('enable_early_stopping')}), "
+        f"checkpoint selection {selection!r} ({origin('enable_checkpoint_selection')})"
+    )
+
+
+def evaluation_interval_too_long(interval: int, steps: int) -> str:
+    """A note: the interval is longer than the job."""
+    return (
+        f"note: evaluation_interval {interval} is above train_steps {steps}, so the "
+        "model is evaluated at most once"
+    )
+
+
+NO_EVALUATION = "no evaluation: no eval data, so no eval parameter is sent"
+
+
+# --- Encryption ----------------------------------------------------------------------------------
+
+
+def cmek_unavailable(reasons: list[str], cmek_region: str) -> str:
+    """Why CMEK cannot protect a job, from each of ``reasons``."""
+    return (
+        " and ".join(reasons) + f" — CMEK needs GPU tuning with the pipeline and model upload in "
+        f"{cmek_region}"
+    )
+
+
+def no_cmek_on(profile: AcceleratorProfile) -> str:
+    """A reason CMEK is unavailable: the accelerator's tuning has none."""
+    return f"{profile.name} tuning has no CMEK (it runs in {profile.tuning_region})"
+
+
+def region_is_not(what: str, region: str, cmek_region: str) -> str:
+    """A reason CMEK is unavailable: ``what`` (a region) is not the CMEK region."""
+    return f"the {what} is {region}, not {cmek_region}"
+
+
+def cmek_requested_but(unavailable: str) -> str:
+    """Refusal: an override asked for CMEK where it cannot apply."""
+    return f"CMEK was requested (encryption_spec_key_name) but {unavailable}"
+
+
+def cmek_required_but(unavailable: str) -> str:
+    """Refusal: the organisation requires CMEK where it cannot apply."""
+    return f"{Settings.env_name('require_cmek')} is set but {unavailable}"
+
+
+def cmek_required_without_key() -> str:
+    """Refusal: the organisation requires CMEK and no key is given."""
+    return (
+        f"{Settings.env_name('require_cmek')} is set but no key is given: set the "
+        f"encryption_spec_key_name override or {Settings.env_name('cmek_key')}"
+    )
+
+
+def default_key_malformed(message: str) -> str:
+    """Refusal: the default key breaks the key rule (``message`` is the schema's wording)."""
+    return f"{Settings.env_name('cmek_key')} {message}"
+
+
+def default_key_elsewhere(location: str, cmek_region: str) -> str:
+    """Refusal: the default key is in another region."""
+    return f"the CMEK key is in {location}; it must be in {cmek_region} with the job"
+
+
+REQUESTED_KEY_UNUSABLE = "encryption: the requested CMEK key cannot be used here (see refusals)"
+GOOGLE_MANAGED = "encryption: Google-managed key (no CMEK key given)"
+
+
+def default_key_not_used(unavailable: str) -> str:
+    """Why the default key is not used (the job stays Google-managed)."""
+    return (
+        f"encryption: Google-managed key; the default {Settings.env_name('cmek_key')} "
+        f"is not used because {unavailable}"
+    )
+
+
+def cmek(*, requested: bool, cmek_region: str) -> str:
+    """Why the job is encrypted with a customer-managed key."""
+    source = "the encryption_spec_key_name override" if requested else "the default key"
+    return f"encryption: CMEK with {source} (GPU, pipeline and model upload in {cmek_region})"
+
+
+# --- Cost ----------------------------------------------------------------------------------------
+
+
+def cost(hours: float, profile: AcceleratorProfile, steps: int, interval: int | None) -> str:
+    """How the accelerator-hours were estimated (the formula of :mod:`._budget`)."""
+    passes = (
+        f" + {evaluations(steps, interval)} evaluations x {EVALUATION_PASS_SECONDS:g} s"
+        if interval
+        else ""
+    )
+    return (
+        f"estimated accelerator-hours {hours:g}: ({PIPELINE_OVERHEAD_HOURS:g} h overhead + "
+        f"{steps} steps x {profile.seconds_per_step:g} s{passes}) x {profile.count} "
+        "accelerators (a planning estimate)"
+    )
+
+
+def over_budget(spent: float, hours: float, budget: float) -> str:
+    """Refusal: the job would exceed the daily budget."""
+    return (
+        f"the daily budget would be exceeded: {spent:g} accelerator-hours used today + "
+        f"{hours:g} for this job > {Settings.env_name('daily_accelerator_hours')}={budget:g}"
+    )

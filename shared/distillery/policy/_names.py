@@ -1,0 +1,71 @@
+"""Names a job gets: its model's display name, its output directory and its ``pipelineJobId``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+from distillery.core.settings import Settings
+from distillery.facts import DISPLAY_NAME_MAX, PIPELINE_JOB_ID_PATTERN
+from distillery.policy._model import Plan
+
+MODEL_NAME_SUFFIX = "-distilled"
+#: pipelineJobId: a readable prefix (≤ JOB_ID_PREFIX_MAX) + "-" + JOB_ID_HASH_CHARS hex digits.
+JOB_ID_PREFIX_MAX = 48
+JOB_ID_HASH_CHARS = 24
+#: :data:`distillery.facts.PIPELINE_JOB_ID_PATTERN` anchored at both ends, so ``match`` judges a
+#: whole id (``\Z``, unlike ``$``, refuses a trailing newline).
+JOB_ID_PATTERN = re.compile(rf"(?:{PIPELINE_JOB_ID_PATTERN.pattern})\Z")
+
+
+def slug(text: str) -> str:
+    """Lower-case letters, digits and single dashes."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def default_model_display_name(dataset_uri: str) -> str:
+    """``gs://b/validated/<sha>/news.jsonl`` → ``news-distilled``.
+
+    Lower-case letters, digits and dashes only (safe as a Vertex model and endpoint display name
+    and readable in a pipelineJobId), at most 128 characters.
+    """
+    base = dataset_uri.rstrip("/").rsplit("/", 1)[-1]
+    for suffix in (".jsonl", ".json"):
+        if base.lower().endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    stem = slug(base)[: DISPLAY_NAME_MAX - len(MODEL_NAME_SUFFIX)].strip("-") or "dataset"
+    return f"{stem}{MODEL_NAME_SUFFIX}"
+
+
+def output_directory(settings: Settings, model_display_name: str) -> str:
+    """The pipeline root of a model: ``gs://<bucket>/<pipeline root prefix><model slug>``."""
+    name = slug(model_display_name) or "job"
+    return f"gs://{settings.bucket}/{settings.pipeline_root_prefix}{name}"
+
+
+def job_id(plan: Plan, *, source_identity: str, request_id: str) -> str:
+    """The deterministic Vertex ``pipelineJobId`` of ``plan`` (``[a-z][-a-z0-9]{0,127}``).
+
+    A readable prefix from the display name, then the first 24 hex digits of the SHA-256 of the
+    canonical JSON of the validated dataset's identity (``source_identity``, e.g.
+    ``bucket/object#generation``), the request body (every resolved parameter) and ``request_id``.
+    The same inputs always give the same id; changing any of them gives another.
+
+    Raises:
+        ValueError: ``source_identity`` or ``request_id`` is empty.
+    """
+    if not source_identity or not request_id:
+        raise ValueError("job_id needs a source_identity and a request_id")
+    canonical = json.dumps(
+        {"source": source_identity, "request": plan.request_body, "request_id": request_id},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:JOB_ID_HASH_CHARS]
+    prefix = slug(plan.spec.display_name)[:JOB_ID_PREFIX_MAX].strip("-")
+    if not prefix[:1].isalpha():
+        prefix = f"job-{prefix}".rstrip("-")
+    return f"{prefix}-{digest}"
