@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # --- Regions and accelerators [distill-docs] "Regions and accelerators", read 2026-12-01 ---------
 
@@ -142,6 +143,83 @@ DEFAULT_LONG_CONTEXT_STUDENTS: tuple[str, ...] = ("text-bison-32k@002",)
 
 #: ``_DISTILLATION_PIPELINE_URI`` of vertexai/language_models/_distillation.py.
 TEMPLATE_URI = "https://us-kfp.pkg.dev/ml-pipeline/distillation/distillation/v1.0.0"
+
+# The template's input parameters: its ``root.inputDefinitions.parameters`` as
+# googleapis/python-aiplatform's tests/unit/aiplatform/test_language_models.py holds them
+# (``_TEST_DISTILLATION_PIPELINE_SPEC``: each ``parameterType``, ``defaultValue`` and
+# ``isOptional``), and what [aiplatform-2.7.0]'s _distillation.py sends and documents (e.g.
+# ``max_context_length`` "can be either '8k' or '32k'"). Read 2026-12-01.
+
+#: KFP parameter types.
+STRING = "STRING"
+NUMBER_INTEGER = "NUMBER_INTEGER"
+NUMBER_DOUBLE = "NUMBER_DOUBLE"
+BOOLEAN = "BOOLEAN"
+
+#: The template's default ``model_display_name``.
+DEFAULT_MODEL_DISPLAY_NAME = "distilled-student-model"
+#: The template's own default ``evaluation_interval``; the seed documentation (SPEC.md, "Training
+#: parameters") says 20 steps, and the emulator follows the seed
+#: (:data:`DEFAULT_EVALUATION_INTERVAL`), as the product does.
+TEMPLATE_DEFAULT_EVALUATION_INTERVAL = 100
+#: The values of ``max_context_length`` the SDK documents ("" is the template's default: the
+#: student's own context size).
+MAX_CONTEXT_LENGTHS: tuple[str, ...] = ("8k", "32k")
+#: The ``max_context_length`` whose students tune with the long-context batch size.
+LONG_CONTEXT_LENGTH = "32k"
+
+
+@dataclass(frozen=True)
+class TemplateParameter:
+    """One input parameter of the template."""
+
+    kind: str
+    #: The template's ``defaultValue``; None: the parameter is required.
+    default: Any = None
+
+    @property
+    def required(self) -> bool:
+        """Whether a request must set it (the template gives it no default)."""
+        return self.default is None
+
+    @property
+    def unset(self) -> Any:
+        """The value that means "not given": the template's ``""`` default of optional strings
+        (``encryption_spec_key_name: ""`` is Google-managed encryption); None for the others."""
+        return "" if self.kind == STRING and self.default == "" else None
+
+
+#: Every input parameter of the template (``root.inputDefinitions.parameters``), with its KFP
+#: ``parameterType`` and ``defaultValue``; one without a default is required.
+TEMPLATE_PARAMETERS: dict[str, TemplateParameter] = {
+    "accelerator_type": TemplateParameter(STRING, DEFAULT_ACCELERATOR),
+    "api_endpoint": TemplateParameter(STRING, "aiplatform.googleapis.com/ui"),
+    "dataset_uri": TemplateParameter(STRING),
+    "enable_checkpoint_selection": TemplateParameter(STRING, DEFAULT_CHECKPOINT_SELECTION),
+    "enable_early_stopping": TemplateParameter(BOOLEAN, DEFAULT_ENABLE_EARLY_STOPPING),
+    "encryption_spec_key_name": TemplateParameter(STRING, ""),
+    "evaluation_data_uri": TemplateParameter(STRING, ""),
+    # The template's default is TEMPLATE_DEFAULT_EVALUATION_INTERVAL (100); the seed's is 20.
+    "evaluation_interval": TemplateParameter(NUMBER_INTEGER, DEFAULT_EVALUATION_INTERVAL),
+    "evaluation_output_root_dir": TemplateParameter(STRING, ""),
+    "learning_rate_multiplier": TemplateParameter(NUMBER_DOUBLE, DEFAULT_LEARNING_RATE_MULTIPLIER),
+    # "": the pipeline's region (SPEC.md: the upload region defaults to the pipeline region).
+    "location": TemplateParameter(STRING, ""),
+    "max_context_length": TemplateParameter(STRING, ""),
+    "model_display_name": TemplateParameter(STRING, DEFAULT_MODEL_DISPLAY_NAME),
+    "project": TemplateParameter(STRING),
+    "student_model_reference": TemplateParameter(STRING, DEFAULT_STUDENT_MODEL),
+    "teacher_model_reference": TemplateParameter(STRING, DEFAULT_TEACHER_MODEL),
+    "temperature": TemplateParameter(NUMBER_DOUBLE, 0.0),
+    "tensorboard_resource_id": TemplateParameter(STRING, ""),
+    "tpu_training_skip_cmek": TemplateParameter(BOOLEAN, False),
+    "train_steps": TemplateParameter(NUMBER_INTEGER, DEFAULT_TRAIN_STEPS),
+    "version": TemplateParameter(STRING, "latest"),
+}
+REQUIRED_PARAMETERS: tuple[str, ...] = tuple(
+    name for name, parameter in TEMPLATE_PARAMETERS.items() if parameter.required
+)
+
 
 # --- Resource names and limits [vertex-rest], read 2026-12-01 ------------------------------------
 

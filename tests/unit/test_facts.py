@@ -17,10 +17,6 @@ from distillery.validation import _rules
 LIBRARY = Path(__file__).resolve().parents[2] / "shared" / "distillery"
 FACTS = LIBRARY / "facts.py"
 
-#: Modules known to hold a copy of the batch-size table while they move to reading the facts.
-#: Each entry is a debt: remove it as soon as the module imports the table instead.
-BATCH_TABLE_COPIES_BEING_REMOVED = {"local/emulator/_training.py"}
-
 
 def sources() -> dict[str, str]:
     """Every module of the package, by path relative to the package."""
@@ -56,8 +52,7 @@ def test_facts_batch_size_table_is_written_only_in_facts() -> None:
         if size != facts.LONG_CONTEXT_BATCH
     ]
     entry = re.compile(rf"""["']{re.escape(region)}["']\s*:\s*{size}\b""")
-    assert "facts.py" in holding(entry)
-    assert holding(entry) - {"facts.py"} <= BATCH_TABLE_COPIES_BEING_REMOVED
+    assert holding(entry) == {"facts.py"}
 
 
 def test_facts_template_uri_is_written_only_in_facts() -> None:

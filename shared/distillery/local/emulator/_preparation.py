@@ -23,6 +23,7 @@ from typing import Any
 
 from distillery import facts
 from distillery.core.errors import DistilleryError, ObjectNotFoundError
+from distillery.facts import LONG_CONTEXT_LENGTH
 from distillery.local.emulator._config import TrainerOptions
 from distillery.local.emulator._model import EmulatedJob
 from distillery.local.emulator._registry import ArtifactCache, ModelRegistry
@@ -32,7 +33,6 @@ from distillery.local.emulator._runner import (
     TrainingInputs,
     split_gcs_uri,
 )
-from distillery.local.emulator._template import LONG_CONTEXT_LENGTH
 
 
 def batch_size(

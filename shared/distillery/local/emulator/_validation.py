@@ -18,13 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillery import facts
+from distillery.facts import MAX_CONTEXT_LENGTHS, REQUIRED_PARAMETERS, TEMPLATE_PARAMETERS
 from distillery.local.emulator._status import ApiError, FieldViolation
-from distillery.local.emulator._template import (
-    MAX_CONTEXT_LENGTHS,
-    REQUIRED_PARAMETERS,
-    TEMPLATE_PARAMETERS,
-    typed_value,
-)
+from distillery.local.emulator._template import typed_value
 
 _GCS_OBJECT = re.compile(r"gs://[a-z0-9][-_.a-z0-9]{1,220}/\S+")
 _GCS_FOLDER = re.compile(r"gs://[a-z0-9][-_.a-z0-9]{1,220}(/\S*)?")
