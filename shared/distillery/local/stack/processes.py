@@ -8,6 +8,7 @@ Stopping sends SIGTERM to the process group, then SIGKILL after a grace period.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -269,6 +270,26 @@ def http_status(url: str, *, timeout: float = 2.0) -> int | None:
         return int(exc.code)
     except (OSError, ValueError):
         return None
+
+
+def local_request(
+    method: str, url: str, payload: Any = None, timeout: float = 10.0
+) -> tuple[int, bytes]:
+    """An HTTP request to a local service: (status, body); status 0 when nothing answered.
+
+    ``payload``, when given, is sent as JSON.
+    """
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except OSError as exc:
+        return 0, str(exc).encode()
 
 
 def wait_ready(
