@@ -81,8 +81,14 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """Whether ``port`` on 127.0.0.1 can be bound (nothing listens there)."""
+    """Whether a service could listen on ``port`` of 127.0.0.1: nothing listens there.
+
+    The check binds as the services do, with ``SO_REUSEADDR``: connections a stopped service
+    left in TIME_WAIT (about a minute after ``distillery dev down``) do not keep its successor
+    from listening, so they do not count; a live listener does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
