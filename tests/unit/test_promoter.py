@@ -5,12 +5,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 import random
+import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.core.errors import ConfigurationError
+from distillery.core.errors import (
+    ConfigurationError,
+    QuotaExceededError,
+    RetryableError,
+    ServiceUnavailableError,
+)
 from distillery.core.jobs import new_record
 from distillery.core.models import JobState, StatusEvent
 from distillery.core.ports import ModelInfo, canary_split
@@ -22,6 +29,7 @@ from distillery.fakes import (
 )
 from distillery.services.promoter import (
     ACCURACY,
+    DEPLOY_CLAIM_SECONDS,
     NothingToRollBackError,
     Thresholds,
     UnknownJobError,
@@ -30,7 +38,7 @@ from distillery.services.promoter import (
     promote,
     rollback,
 )
-from tests.helpers import BUCKET, PROJECT, fake_dependencies
+from tests.helpers import BUCKET, PROJECT, fake_dependencies, wait_for
 
 FAMILY = "news-distilled"
 GOOD = {ACCURACY: 0.9, "eval_total_loss": 0.4, "eval_num_predictions": 500.0}
@@ -278,6 +286,74 @@ def test_promoter_redelivered_event_deploys_once(deps: Dependencies) -> None:
     assert _announced(deps) == [("job-1", "PROMOTED")]
     family = deps.records.get("models", FAMILY)
     assert family is not None and family["history"] == []
+
+
+def test_promoter_redelivery_during_the_deployment_does_not_deploy_again(
+    deps: Dependencies,
+) -> None:
+    model = _succeeded(deps, "job-1", GOOD)
+    fake = _fake(deps)
+    fake.poll_seconds = 0.5  # the first delivery's deployment runs for 1.5 s
+    outcomes: list[Any] = []
+    first = threading.Thread(target=lambda: outcomes.append(promote("job-1", deps)))
+    first.start()
+    try:
+        wait_for(lambda: fake.operations, timeout=5, interval=0.01)
+        # Redelivered meanwhile: the endpoint does not list the model yet.
+        with pytest.raises(RetryableError, match="being deployed by another delivery"):
+            promote("job-1", deps)
+    finally:
+        first.join(timeout=10)
+    assert [o.state for o in outcomes] == [JobState.PROMOTED]
+    again = promote("job-1", deps)  # the redelivery, later: finds the model deployed
+    assert again is not None and again.state is JobState.PROMOTED
+    assert fake.deploy_calls == 1
+    endpoint = str(again.endpoint)
+    [deployed] = fake.get_endpoint(endpoint).deployed_models
+    champion = (deps.records.get("models", FAMILY) or {})["champion"]
+    assert champion["deployed_model_id"] == deployed.deployed_model_id
+    assert fake.serving(endpoint) == {model: 100}
+
+
+def test_promoter_claim_of_a_vanished_deployment_expires(deps: Dependencies) -> None:
+    _succeeded(deps, "job-1", GOOD)
+    fake = _fake(deps)
+    real_deploy = fake.deploy
+
+    def lost(*args: Any, **kwargs: Any) -> str:
+        raise ServiceUnavailableError("no answer: the deployment may be running")
+
+    fake.deploy = lost  # type: ignore[method-assign]
+    with pytest.raises(ServiceUnavailableError):
+        promote("job-1", deps)
+    fake.deploy = real_deploy  # type: ignore[method-assign]
+    with pytest.raises(RetryableError, match="being deployed"):
+        promote("job-1", deps)  # the claim stands: the deployment may still be running
+    start = deps.clock()
+    later = dataclasses.replace(
+        deps, clock=lambda: start + timedelta(seconds=DEPLOY_CLAIM_SECONDS + 1)
+    )
+    outcome = promote("job-1", later)
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    assert fake.deploy_calls == 1
+
+
+def test_promoter_refused_deployment_leaves_no_claim(deps: Dependencies) -> None:
+    _succeeded(deps, "job-1", GOOD)
+    fake = _fake(deps)
+    real_deploy = fake.deploy
+
+    def out_of_quota(*args: Any, **kwargs: Any) -> str:
+        raise QuotaExceededError("out of serving quota")
+
+    fake.deploy = out_of_quota  # type: ignore[method-assign]
+    with pytest.raises(QuotaExceededError):
+        promote("job-1", deps)
+    fake.deploy = real_deploy  # type: ignore[method-assign]
+    assert "deploying" not in _job(deps, "job-1")["promotion"]
+    outcome = promote("job-1", deps)  # the redelivery deploys at once
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    assert fake.deploy_calls == 1
 
 
 def test_promoter_converges_after_a_crash_between_deploy_and_transition(deps: Dependencies) -> None:
