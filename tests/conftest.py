@@ -5,18 +5,24 @@ fake-gcs-server, the functions and the Eventarc bridge — on free ports through
 :class:`~distillery.local.stack.Stack` as ``distillery dev up``, and points this process's
 environment at it. It fails (never skips) when the stack cannot start: CI must not pass by
 skipping. ``stack`` (function) is the same object after a reset: no messages, documents or objects
-from an earlier test.
+from an earlier test; ``stack_deps`` are the Google Cloud adapters pointed at it.
+
+``deps`` (function) are the service dependencies on fresh in-memory fakes, for unit tests.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 
 import pytest
 
+from distillery.core.runtime import Dependencies, google_dependencies
+from distillery.core.settings import Settings
 from distillery.local.stack import Stack, StackConfig
 from distillery.local.stack.harness import StackHarness
+from tests.helpers import fake_dependencies
 
 #: Variables the session stack set → their values before it did (None: unset), so tests that do
 #: not use the stack see the environment they would have seen without it.
@@ -59,6 +65,20 @@ def stack(local_stack: StackHarness) -> StackHarness:
     """
     local_stack.reset()
     return local_stack
+
+
+@pytest.fixture
+def stack_deps(stack: StackHarness) -> Dependencies:
+    """What the stack's functions build: the Google Cloud adapters, on the reset session stack."""
+    # The stack's settings were read before it had a Vertex AI API to point them at.
+    endpoint = stack.env[Settings.env_name("vertex_api_endpoint")]
+    return google_dependencies(dataclasses.replace(stack.settings, vertex_api_endpoint=endpoint))
+
+
+@pytest.fixture
+def deps() -> Dependencies:
+    """Service dependencies on fresh in-memory fakes of every port (see ``fake_dependencies``)."""
+    return fake_dependencies()
 
 
 @pytest.fixture(autouse=True)

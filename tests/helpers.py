@@ -8,7 +8,36 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
+from distillery.core.runtime import Dependencies
+from distillery.core.settings import Settings
+from distillery.fakes import (
+    InMemoryModelEndpoints,
+    InMemoryObjectStore,
+    InMemoryPublisher,
+    InMemoryRecordStore,
+    InMemoryVertexPipelines,
+)
+
 EVENTS = Path(__file__).parent / "events"
+
+#: The project and bucket of :func:`fake_dependencies`.
+PROJECT = "p"
+BUCKET = "bkt-test"
+
+
+def fake_dependencies(**settings: Any) -> Dependencies:
+    """Dependencies on fresh in-memory fakes of every port; ``settings`` change the defaults.
+
+    What the ``deps`` fixture gives; call it for settings of a test's own, or a second world.
+    """
+    return Dependencies(
+        settings=Settings(**{"project": PROJECT, "bucket": BUCKET, **settings}),
+        objects=InMemoryObjectStore(),
+        records=InMemoryRecordStore(),
+        publisher=InMemoryPublisher(),
+        vertex=InMemoryVertexPipelines(PROJECT),
+        endpoints=InMemoryModelEndpoints(PROJECT),
+    )
 
 
 def load_event(file_stem: str, /, **data_changes: Any) -> CloudEvent:

@@ -1,7 +1,10 @@
 """In-memory implementations of the ports, for fast tests of core code.
 
 They keep the semantics that matter (generations, create-if-absent, atomic read-modify-write) but
-prove nothing about Google Cloud: the emulator tests prove the adapters.
+prove nothing about Google Cloud: the emulator tests prove the adapters. Where a port allows
+behaviour that is inconvenient, the fakes behave so, as the real services do: a transaction runs
+its mutation more than once (Firestore retries on contention), and a deployment is an operation
+that takes time, during which the endpoint does not list the model yet.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -130,9 +134,18 @@ class InMemoryPublisher(Publisher):
 
 
 class InMemoryRecordStore(RecordStore):
-    """Documents in dictionaries; transactions serialised by one lock."""
+    """Documents in dictionaries; transactions serialised by one lock.
 
-    def __init__(self) -> None:
+    Every :meth:`transact` runs its mutation ``lost_attempts`` times more than once: the results
+    of the first runs are discarded, as when a concurrent writer wins a compare-and-set and the
+    transaction is tried again, which the port allows. A mutation with side effects, or one that
+    is not idempotent, shows it in the tests.
+    """
+
+    def __init__(self, *, lost_attempts: int = 1) -> None:
+        if lost_attempts < 0:
+            raise ValueError(f"lost_attempts must be 0 or more, not {lost_attempts}")
+        self.lost_attempts = lost_attempts
         self._docs: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.RLock()
 
@@ -155,6 +168,8 @@ class InMemoryRecordStore(RecordStore):
 
     def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
         with self._lock:
+            for _ in range(self.lost_attempts):
+                mutate(self.get(collection, doc_id))  # lost to a concurrent writer: discarded
             current = self.get(collection, doc_id)
             updated = mutate(copy.deepcopy(current))
             if updated is None:
@@ -215,18 +230,39 @@ class InMemoryVertexPipelines(VertexPipelines):
             return self._info(name)
 
 
+@dataclass
+class FakeOperation:
+    """A long-running operation of :class:`InMemoryModelEndpoints` (a deployment)."""
+
+    name: str
+    endpoint: str
+    model: str
+    done: bool = False
+    #: Why it failed, once done (None: it succeeded or is still running).
+    error: str | None = None
+
+
 class InMemoryModelEndpoints(ModelEndpoints):
     """Endpoints and models in dictionaries, with the traffic rules of Vertex AI.
 
     ``deploy_calls`` counts deployments; :meth:`add_model` registers what a job would upload.
+    A deployment is a long-running operation (``operations``), waited for as the adapter waits
+    for Vertex AI's: ``deploy`` returns once it is done, ``deploy_polls`` polls of
+    ``poll_seconds`` later. Until then the endpoint does not list the model and other callers
+    may read and change the endpoint.
     """
 
-    def __init__(self, project: str = "p") -> None:
+    def __init__(
+        self, project: str = "p", *, deploy_polls: int = 3, poll_seconds: float = 0.01
+    ) -> None:
         self.project = project
         self.models: dict[str, ModelInfo] = {}
         self.answers: dict[str, Callable[[str], str]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
         self.deploy_calls = 0
+        self.operations: list[FakeOperation] = []
+        self.deploy_polls = deploy_polls
+        self.poll_seconds = poll_seconds
         self._ids = 0
         self._lock = threading.RLock()
 
@@ -304,6 +340,15 @@ class InMemoryModelEndpoints(ModelEndpoints):
     def deploy(
         self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
     ) -> str:
+        """Start the deployment, wait for its operation, then the model serves its share.
+
+        The split is computed when the deployment is asked for (as the adapter sends it).
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or model.
+            RequestRejectedError: the operation failed: a model the split names was undeployed
+                while it ran.
+        """
         with self._lock:
             target = self._endpoint(endpoint)
             if model not in self.models:
@@ -315,10 +360,20 @@ class InMemoryModelEndpoints(ModelEndpoints):
                 traffic_percent,
                 incumbent,
             )
+            traffic = {(deployed_id if k == "0" else k): v for k, v in split.items() if v > 0}
+            operation = FakeOperation(f"{endpoint}/operations/{self._next_id()}", endpoint, model)
+            self.operations.append(operation)
+        # The lock is not held while the operation runs: the world moves on meanwhile.
+        for _ in range(self.deploy_polls):
+            time.sleep(self.poll_seconds)
+        with self._lock:
+            operation.done = True
+            gone = sorted(k for k in traffic if k != deployed_id and k not in target["deployed"])
+            if gone:
+                operation.error = f"deployed models {gone} of the traffic split were undeployed"
+                raise RequestRejectedError(f"deploying {model} on {endpoint}: {operation.error}")
             target["deployed"][deployed_id] = model
-            target["traffic"] = {
-                (deployed_id if k == "0" else k): v for k, v in split.items() if v > 0
-            }
+            target["traffic"] = traffic
             return deployed_id
 
     def undeploy(

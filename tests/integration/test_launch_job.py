@@ -4,6 +4,7 @@ function → one pipeline job on the local Vertex AI API, recorded in Firestore 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -11,7 +12,6 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
 from distillery.adapters.vertex import VertexPipelineAdapter
 from distillery.core.errors import ObjectNotFoundError, ServiceUnavailableError
 from distillery.core.models import LaunchRequest, StatusEvent
@@ -219,15 +219,13 @@ class _CrashAfterCreate(VertexPipelineAdapter):
         return info
 
 
-def test_launch_job_crash_between_vertex_and_firestore_converges(stack: Any) -> None:
+def test_launch_job_crash_between_vertex_and_firestore_converges(
+    stack: Any, stack_deps: Dependencies
+) -> None:
     request = _upload_dataset(stack)
     _job_in_state(stack, "SUBMITTED")  # the function's own launch of this dataset
-    deps = Dependencies(
-        settings=stack.settings,
-        objects=GcsObjectStore(project=stack.project),
-        records=FirestoreRecordStore(stack.project),
-        publisher=PubsubPublisher(stack.project),
-        vertex=_CrashAfterCreate(stack.project, api_endpoint=stack.env[ENDPOINT]),
+    deps = dataclasses.replace(
+        stack_deps, vertex=_CrashAfterCreate(stack.project, api_endpoint=stack.env[ENDPOINT])
     )
     crash_request = request.model_copy(update={"request_id": "crash-injection"})
     with pytest.raises(ServiceUnavailableError, match="injected"):

@@ -19,6 +19,7 @@ import pytest
 
 from distillery.local.stack import MessagePublished, Route, Stack, StackConfig, StorageFinalized
 from distillery.local.stack.harness import StackHarness
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -103,13 +104,16 @@ class Recorder:
         return [json.loads(line) for line in path.read_text().splitlines() if line]
 
     def wait(self, name: str, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """What ``name`` recorded, once it recorded at least ``count`` events (``count`` > 0)."""
+
+        def enough() -> list[dict[str, Any]] | None:
             entries = self.entries(name)
-            if len(entries) >= count:
-                return entries
-            time.sleep(0.05)
-        raise AssertionError(f"{name} received {len(self.entries(name))} events, not {count}")
+            return entries if len(entries) >= count else None
+
+        entries: list[dict[str, Any]] = wait_for(
+            enough, timeout=timeout, interval=0.05, what=f"{count} event(s) recorded by {name}"
+        )
+        return entries
 
 
 @pytest.fixture(scope="module")
@@ -247,5 +251,10 @@ def test_bridge_survives_an_emulator_reset(bridge_stack: StackHarness, recorder:
 
     assert [e["attributes"]["id"] for e in recorder.wait("on_message", 1)] == [message_id]
     assert recorder.wait("on_upload", 1)[0]["data"]["name"] == "datasets/after.jsonl"
-    status = json.loads(urllib.request.urlopen(f"{bridge_stack.bridge_url}/healthz").read())
-    assert status["inflight"] == 0
+
+    def idle() -> bool:
+        with urllib.request.urlopen(f"{bridge_stack.bridge_url}/healthz") as response:
+            return bool(json.loads(response.read())["inflight"] == 0)
+
+    # The function records an event before it answers: the delivery ends a moment later.
+    wait_for(idle, timeout=10, interval=0.05, what="the bridge to have no delivery in flight")

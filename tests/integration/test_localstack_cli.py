@@ -80,6 +80,13 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
         assert _dev("status", "--state-dir", str(state)).returncode == 3
         after = _dev("env", "--state-dir", str(state))
         assert after.returncode == 3 and "no local stack is running" in after.stderr
+
+        # Up again at once on the same ports: what the stopped stack's connections left in
+        # TIME_WAIT does not count as "in use".
+        reup = _dev("up", "--state-dir", str(state), *options, "--project", "cli-test")
+        assert reup.returncode == 0, reup.stderr + reup.stdout
+        assert f"export PUBSUB_EMULATOR_HOST=127.0.0.1:{ports['pubsub']}" in reup.stdout
+        assert _dev("down", "--state-dir", str(state)).returncode == 0
     finally:
         if recorded:  # a failed assertion must not leave the stack running
             _dev("down", "--state-dir", str(state))

@@ -11,27 +11,10 @@ import pytest
 from distillery.core.errors import InvalidEventError, RetryableError
 from distillery.core.models import LaunchRequest, StorageObject
 from distillery.core.runtime import Dependencies
-from distillery.core.settings import Settings
-from distillery.fakes import InMemoryObjectStore, InMemoryPublisher, InMemoryRecordStore
+from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
 from distillery.local.example_data import generate
 from distillery.services.datasets import Outcome, dataset_id, handle_object, handle_storage_event
-from tests.helpers import storage_event
-
-BUCKET = "bkt-test"
-
-
-@pytest.fixture
-def deps() -> Dependencies:
-    return Dependencies(
-        settings=Settings(project="p", bucket=BUCKET),
-        objects=InMemoryObjectStore(),
-        records=InMemoryRecordStore(),
-        publisher=InMemoryPublisher(),
-    )
-
-
-def _jsonl(examples: list[Any]) -> bytes:
-    return "".join(e.to_json() + "\n" for e in examples).encode()
+from tests.helpers import BUCKET, jsonl, storage_event
 
 
 def _upload(deps: Dependencies, name: str, data: bytes) -> StorageObject:
@@ -52,7 +35,7 @@ def test_handle_object_valid_training_set_is_copied_recorded_and_launched(
     deps: Dependencies,
 ) -> None:
     train, _ = generate(300, 20)
-    obj = _upload(deps, "datasets/news.jsonl", _jsonl(train))
+    obj = _upload(deps, "datasets/news.jsonl", jsonl(train))
     assert handle_object(obj, deps, event_id="e1") is Outcome.LAUNCH_REQUESTED
 
     record = deps.records.get("datasets", dataset_id(BUCKET, obj.name, obj.generation))
@@ -62,7 +45,7 @@ def test_handle_object_valid_training_set_is_copied_recorded_and_launched(
     assert record["launch"]["state"] == "published"
     sha = record["reports"][0]["sha256"]
     assert record["validated_uri"] == f"gs://{BUCKET}/validated/{sha}/news.jsonl"
-    assert deps.objects.read_bytes(BUCKET, f"validated/{sha}/news.jsonl") == _jsonl(train)
+    assert deps.objects.read_bytes(BUCKET, f"validated/{sha}/news.jsonl") == jsonl(train)
     report = json.loads(deps.objects.read_bytes(BUCKET, f"reports/{record['id']}.json"))
     assert report["valid"] is True
     [request] = _launches(deps)
@@ -94,7 +77,7 @@ def test_handle_object_ignores_other_prefixes_and_own_outputs(deps: Dependencies
 
 def test_handle_object_redelivered_five_times_publishes_once(deps: Dependencies) -> None:
     train, _ = generate(150, 20)
-    obj = _upload(deps, "datasets/news.jsonl", _jsonl(train))
+    obj = _upload(deps, "datasets/news.jsonl", jsonl(train))
     outcomes = [handle_object(obj, deps, event_id="same") for _ in range(5)]
     assert outcomes[0] is Outcome.LAUNCH_REQUESTED
     assert set(outcomes[1:]) == {Outcome.ALREADY_LAUNCHED}
@@ -103,7 +86,7 @@ def test_handle_object_redelivered_five_times_publishes_once(deps: Dependencies)
 
 def test_handle_object_concurrent_deliveries_publish_once(deps: Dependencies) -> None:
     train, _ = generate(150, 20)
-    obj = _upload(deps, "datasets/news.jsonl", _jsonl(train))
+    obj = _upload(deps, "datasets/news.jsonl", jsonl(train))
     results: list[Any] = []
 
     def deliver() -> None:
@@ -129,8 +112,8 @@ def test_handle_object_concurrent_deliveries_publish_once(deps: Dependencies) ->
 
 def test_handle_object_overwritten_generation_is_superseded(deps: Dependencies) -> None:
     train, _ = generate(150, 20)
-    old = _upload(deps, "datasets/news.jsonl", _jsonl(train))
-    _upload(deps, "datasets/news.jsonl", _jsonl(train[:120]))
+    old = _upload(deps, "datasets/news.jsonl", jsonl(train))
+    _upload(deps, "datasets/news.jsonl", jsonl(train[:120]))
     assert handle_object(old, deps) is Outcome.SUPERSEDED
     record = deps.records.get("datasets", dataset_id(BUCKET, old.name, old.generation))
     assert record is not None and record["status"] == "superseded"
@@ -139,9 +122,9 @@ def test_handle_object_overwritten_generation_is_superseded(deps: Dependencies) 
 
 def test_handle_object_uses_eval_set_and_config_sidecar(deps: Dependencies) -> None:
     train, evaluation = generate(200, 30)
-    _upload(deps, "datasets/news.eval.jsonl", _jsonl(evaluation))
+    _upload(deps, "datasets/news.eval.jsonl", jsonl(evaluation))
     _upload(deps, "datasets/news.config.json", b'{"train_steps": 400, "evaluation_interval": 10}')
-    obj = _upload(deps, "datasets/news.jsonl", _jsonl(train))
+    obj = _upload(deps, "datasets/news.jsonl", jsonl(train))
     assert handle_object(obj, deps) is Outcome.LAUNCH_REQUESTED
     [request] = _launches(deps)
     assert request.overrides == {"train_steps": 400, "evaluation_interval": 10}
@@ -155,8 +138,8 @@ def test_handle_object_uses_eval_set_and_config_sidecar(deps: Dependencies) -> N
 
 def test_handle_object_invalid_eval_set_blocks_the_launch(deps: Dependencies) -> None:
     train, evaluation = generate(200, 5)
-    _upload(deps, "datasets/news.eval.jsonl", _jsonl(evaluation))  # fewer than 10 examples
-    obj = _upload(deps, "datasets/news.jsonl", _jsonl(train))
+    _upload(deps, "datasets/news.eval.jsonl", jsonl(evaluation))  # fewer than 10 examples
+    obj = _upload(deps, "datasets/news.jsonl", jsonl(train))
     assert handle_object(obj, deps) is Outcome.INVALID
     record = deps.records.get("datasets", dataset_id(BUCKET, obj.name, obj.generation))
     assert record is not None
@@ -166,8 +149,8 @@ def test_handle_object_invalid_eval_set_blocks_the_launch(deps: Dependencies) ->
 
 def test_handle_object_eval_overlap_is_a_warning(deps: Dependencies) -> None:
     train, evaluation = generate(200, 20)
-    _upload(deps, "datasets/news.eval.jsonl", _jsonl(evaluation + train[:3]))
-    obj = _upload(deps, "datasets/news.jsonl", _jsonl(train))
+    _upload(deps, "datasets/news.eval.jsonl", jsonl(evaluation + train[:3]))
+    obj = _upload(deps, "datasets/news.jsonl", jsonl(train))
     assert handle_object(obj, deps) is Outcome.LAUNCH_REQUESTED
     record = deps.records.get("datasets", dataset_id(BUCKET, obj.name, obj.generation))
     assert record is not None
@@ -178,7 +161,7 @@ def test_handle_object_eval_overlap_is_a_warning(deps: Dependencies) -> None:
 
 def test_handle_object_eval_and_config_files_are_recorded_only(deps: Dependencies) -> None:
     _, evaluation = generate(10, 30)
-    obj = _upload(deps, "datasets/news.eval.jsonl", _jsonl(evaluation))
+    obj = _upload(deps, "datasets/news.eval.jsonl", jsonl(evaluation))
     assert handle_object(obj, deps) is Outcome.RECORDED
     config = _upload(deps, "datasets/news.config.json", b'{"train_steps": "many"}')
     assert handle_object(config, deps) is Outcome.INVALID

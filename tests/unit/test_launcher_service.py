@@ -14,7 +14,6 @@ from distillery.core.errors import (
 from distillery.core.models import LaunchRequest, StatusEvent, StorageObject
 from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
-from distillery.core.settings import Settings
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
@@ -24,40 +23,20 @@ from distillery.fakes import (
 from distillery.local.example_data import generate
 from distillery.services.datasets import handle_object
 from distillery.services.launcher import UnknownDatasetError, UnknownJobError, launch
-
-BUCKET = "bkt-test"
-
-
-def _deps(**settings: Any) -> Dependencies:
-    return Dependencies(
-        settings=Settings(project="p", bucket=BUCKET, **settings),
-        objects=InMemoryObjectStore(),
-        records=InMemoryRecordStore(),
-        publisher=InMemoryPublisher(),
-        vertex=InMemoryVertexPipelines("p"),
-    )
-
-
-@pytest.fixture
-def deps() -> Dependencies:
-    return _deps()
+from tests.helpers import BUCKET, fake_dependencies, jsonl
 
 
 def _validated_request(deps: Dependencies, config: bytes | None = None) -> LaunchRequest:
     train, evaluation = generate(240, 20)
     assert isinstance(deps.objects, InMemoryObjectStore)
-    deps.objects.put(BUCKET, "datasets/news.eval.jsonl", _jsonl(evaluation))
+    deps.objects.put(BUCKET, "datasets/news.eval.jsonl", jsonl(evaluation))
     if config is not None:
         deps.objects.put(BUCKET, "datasets/news.config.json", config)
-    info = deps.objects.put(BUCKET, "datasets/news.jsonl", _jsonl(train))
+    info = deps.objects.put(BUCKET, "datasets/news.jsonl", jsonl(train))
     handle_object(StorageObject(bucket=BUCKET, name=info.name, generation=info.generation), deps)
     assert isinstance(deps.publisher, InMemoryPublisher)
     [message] = deps.publisher.on(deps.settings.launch_topic)
     return LaunchRequest.model_validate_json(message.data)
-
-
-def _jsonl(examples: list[Any]) -> bytes:
-    return "".join(e.to_json() + "\n" for e in examples).encode()
 
 
 def _statuses(deps: Dependencies) -> list[StatusEvent]:
@@ -124,7 +103,7 @@ class _CrashOnSubmitted(InMemoryRecordStore):
 
 
 def test_launch_converges_after_a_crash_between_vertex_and_firestore() -> None:
-    deps = _deps()
+    deps = fake_dependencies()
     deps.records = _CrashOnSubmitted()
     request = _validated_request(deps)
     with pytest.raises(ContentionError, match="injected"):
@@ -168,7 +147,7 @@ def test_launch_unvalidated_dataset_is_permanent(deps: Dependencies) -> None:
 
 
 def test_launch_policy_refusal_records_and_announces_without_submitting() -> None:
-    deps = _deps(max_train_steps=400)
+    deps = fake_dependencies(max_train_steps=400)
     request = _validated_request(deps, config=b'{"train_steps": 500}')
     job_id = launch(request, deps)
     assert _vertex(deps).jobs == {}

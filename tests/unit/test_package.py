@@ -3,7 +3,7 @@
 The last test installs the archive's requirements.txt into a clean virtual environment (as the
 Cloud Functions build does) and loads every entry point there: the slowest unit test (about a
 minute with a warm pip cache), and the only proof that the deployed code needs nothing from the
-local tooling.
+local tooling. It needs the package registries (marker ``network``); the default run includes it.
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ print(json.dumps({"modules": modules, "installed": installed, "file": distillery
 """
 
 
+@pytest.mark.network
 @pytest.mark.timeout(900)
 def test_package_runs_in_a_clean_virtualenv(archive: Path, tmp_path: Path) -> None:
     source = tmp_path / "source"
@@ -173,3 +174,13 @@ def test_package_runs_in_a_clean_virtualenv(archive: Path, tmp_path: Path) -> No
     assert not [m for m in shipped if f"{m}/".startswith(LOCAL_TOOLING)]
     assert not set(HEAVY_DISTRIBUTIONS) & set(report["installed"])
     assert "distillery" not in report["installed"]  # the archive's copy, not an installed one
+
+
+def test_package_registry_test_is_marked_network_and_runs_by_default() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    options = pyproject["tool"]["pytest"]["ini_options"]
+    assert any(marker.startswith("network: ") for marker in options["markers"])
+    # The CI reaches the registries: the default run must not deselect these tests.
+    assert "network" not in options.get("addopts", "")
+    marks = [mark.name for mark in test_package_runs_in_a_clean_virtualenv.pytestmark]
+    assert "network" in marks

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import random
-from collections.abc import Callable
+import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.core.errors import ConfigurationError
+from distillery.core.errors import (
+    ConfigurationError,
+    QuotaExceededError,
+    RetryableError,
+    ServiceUnavailableError,
+)
 from distillery.core.jobs import new_record
 from distillery.core.models import JobState, StatusEvent
 from distillery.core.ports import ModelInfo, canary_split
@@ -18,12 +25,11 @@ from distillery.core.runtime import Dependencies, run_handler
 from distillery.core.settings import Settings
 from distillery.fakes import (
     InMemoryModelEndpoints,
-    InMemoryObjectStore,
     InMemoryPublisher,
-    InMemoryRecordStore,
 )
 from distillery.services.promoter import (
     ACCURACY,
+    DEPLOY_CLAIM_SECONDS,
     NothingToRollBackError,
     Thresholds,
     UnknownJobError,
@@ -32,25 +38,10 @@ from distillery.services.promoter import (
     promote,
     rollback,
 )
+from tests.helpers import BUCKET, PROJECT, fake_dependencies, wait_for
 
 FAMILY = "news-distilled"
 GOOD = {ACCURACY: 0.9, "eval_total_loss": 0.4, "eval_num_predictions": 500.0}
-
-Make = Callable[..., Dependencies]
-
-
-@pytest.fixture
-def make() -> Make:
-    def build(**settings: Any) -> Dependencies:
-        return Dependencies(
-            settings=Settings(project="p", bucket="b", **settings),
-            objects=InMemoryObjectStore(),
-            records=InMemoryRecordStore(),
-            publisher=InMemoryPublisher(),
-            endpoints=InMemoryModelEndpoints("p"),
-        )
-
-    return build
 
 
 def _fake(deps: Dependencies) -> InMemoryModelEndpoints:
@@ -75,7 +66,7 @@ def _succeeded(
             "spec": {"model_display_name": family},
             "model": model,
             "request": {
-                "dataset_uri": "gs://b/validated/x/news.jsonl",
+                "dataset_uri": f"gs://{BUCKET}/validated/x/news.jsonl",
                 "overrides": overrides or {},
             },
             **({"metrics": metrics} if metrics is not None else {}),
@@ -168,8 +159,7 @@ def test_gate_champion_comparison_with_margin(ours: float, margin: float, passes
 # --- promotion ------------------------------------------------------------------------------
 
 
-def test_promoter_first_model_creates_the_endpoint_and_becomes_champion(make: Make) -> None:
-    deps = make()
+def test_promoter_first_model_creates_the_endpoint_and_becomes_champion(deps: Dependencies) -> None:
     model = _succeeded(deps, "job-1", GOOD)
     outcome = handle_status_event(_event("job-1"), deps)
     assert outcome is not None and outcome.state is JobState.PROMOTED
@@ -189,8 +179,7 @@ def test_promoter_first_model_creates_the_endpoint_and_becomes_champion(make: Ma
     assert StatusEvent.model_validate_json(message.data).endpoint == endpoint
 
 
-def test_promoter_better_model_replaces_the_champion_keeping_history(make: Make) -> None:
-    deps = make()
+def test_promoter_better_model_replaces_the_champion_keeping_history(deps: Dependencies) -> None:
     old = _succeeded(deps, "job-1", GOOD)
     promote("job-1", deps)
     new = _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
@@ -206,8 +195,8 @@ def test_promoter_better_model_replaces_the_champion_keeping_history(make: Make)
     assert info.deployed_id_of(old) is not None
 
 
-def test_promoter_worse_model_is_rejected_with_every_reason(make: Make) -> None:
-    deps = make(min_eval_accuracy=0.85)
+def test_promoter_worse_model_is_rejected_with_every_reason() -> None:
+    deps = fake_dependencies(min_eval_accuracy=0.85)
     _succeeded(deps, "job-1", GOOD)
     promote("job-1", deps)
     _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.6})
@@ -224,8 +213,8 @@ def test_promoter_worse_model_is_rejected_with_every_reason(make: Make) -> None:
     assert StatusEvent.model_validate_json(rejected.data).reason == record["reason"]
 
 
-def test_promoter_gates_come_from_the_jobs_config_in_place_of_the_settings(make: Make) -> None:
-    deps = make(min_eval_accuracy=0.5, max_eval_loss=10.0)
+def test_promoter_gates_come_from_the_jobs_config_in_place_of_the_settings() -> None:
+    deps = fake_dependencies(min_eval_accuracy=0.5, max_eval_loss=10.0)
     _succeeded(deps, "job-1", GOOD, overrides={"min_eval_accuracy": 0.95, "train_steps": 300})
     outcome = promote("job-1", deps)
     assert outcome is not None and outcome.state is JobState.REJECTED
@@ -237,7 +226,7 @@ def test_promoter_gates_come_from_the_jobs_config_in_place_of_the_settings(make:
     assert decision["thresholds"]["max_eval_loss"] == 10.0
     # A config may also loosen a gate for its own dataset.
     _succeeded(deps, "job-2", GOOD, overrides={"min_eval_accuracy": 0.0})
-    deps_strict = make(min_eval_accuracy=0.99)
+    deps_strict = fake_dependencies(min_eval_accuracy=0.99)
     deps_strict.records = deps.records
     deps_strict.endpoints = deps.endpoints
     outcome = promote("job-2", deps_strict)
@@ -258,8 +247,7 @@ def test_thresholds_name_the_setting_when_the_config_sets_nothing() -> None:
     ]
 
 
-def test_promoter_rejects_a_job_without_eval_metrics(make: Make) -> None:
-    deps = make()
+def test_promoter_rejects_a_job_without_eval_metrics(deps: Dependencies) -> None:
     _succeeded(deps, "job-1", {"train_total_loss": 0.1})
     outcome = promote("job-1", deps)
     assert outcome is not None and outcome.state is JobState.REJECTED
@@ -267,8 +255,7 @@ def test_promoter_rejects_a_job_without_eval_metrics(make: Make) -> None:
     assert _fake(deps).endpoints == {}
 
 
-def test_promoter_reads_the_model_metrics_when_the_job_has_none(make: Make) -> None:
-    deps = make()
+def test_promoter_reads_the_model_metrics_when_the_job_has_none(deps: Dependencies) -> None:
     model = _succeeded(deps, "job-1", None)
     _fake(deps).models[model] = ModelInfo(model, FAMILY, GOOD)  # the registry's metadata
     outcome = promote("job-1", deps)
@@ -276,8 +263,8 @@ def test_promoter_reads_the_model_metrics_when_the_job_has_none(make: Make) -> N
     assert _job(deps, "job-1")["promotion"]["metrics"] == GOOD
 
 
-def test_promoter_canary_splits_the_traffic_with_the_champion(make: Make) -> None:
-    deps = make(canary_percent=10)
+def test_promoter_canary_splits_the_traffic_with_the_champion() -> None:
+    deps = fake_dependencies(canary_percent=10)
     first = _succeeded(deps, "job-1", GOOD)
     endpoint = str(promote("job-1", deps).endpoint)  # type: ignore[union-attr]
     assert _fake(deps).serving(endpoint) == {first: 100}  # the first model takes everything
@@ -291,8 +278,7 @@ def test_promoter_canary_splits_the_traffic_with_the_champion(make: Make) -> Non
     assert _fake(deps).get_endpoint(endpoint).deployed_id_of(first) is None
 
 
-def test_promoter_redelivered_event_deploys_once(make: Make) -> None:
-    deps = make()
+def test_promoter_redelivered_event_deploys_once(deps: Dependencies) -> None:
     _succeeded(deps, "job-1", GOOD)
     for _ in range(3):
         run_handler("promote_model", _event("job-1"), handle_status_event, deps)
@@ -302,8 +288,75 @@ def test_promoter_redelivered_event_deploys_once(make: Make) -> None:
     assert family is not None and family["history"] == []
 
 
-def test_promoter_converges_after_a_crash_between_deploy_and_transition(make: Make) -> None:
-    deps = make()
+def test_promoter_redelivery_during_the_deployment_does_not_deploy_again(
+    deps: Dependencies,
+) -> None:
+    model = _succeeded(deps, "job-1", GOOD)
+    fake = _fake(deps)
+    fake.poll_seconds = 0.5  # the first delivery's deployment runs for 1.5 s
+    outcomes: list[Any] = []
+    first = threading.Thread(target=lambda: outcomes.append(promote("job-1", deps)))
+    first.start()
+    try:
+        wait_for(lambda: fake.operations, timeout=5, interval=0.01)
+        # Redelivered meanwhile: the endpoint does not list the model yet.
+        with pytest.raises(RetryableError, match="being deployed by another delivery"):
+            promote("job-1", deps)
+    finally:
+        first.join(timeout=10)
+    assert [o.state for o in outcomes] == [JobState.PROMOTED]
+    again = promote("job-1", deps)  # the redelivery, later: finds the model deployed
+    assert again is not None and again.state is JobState.PROMOTED
+    assert fake.deploy_calls == 1
+    endpoint = str(again.endpoint)
+    [deployed] = fake.get_endpoint(endpoint).deployed_models
+    champion = (deps.records.get("models", FAMILY) or {})["champion"]
+    assert champion["deployed_model_id"] == deployed.deployed_model_id
+    assert fake.serving(endpoint) == {model: 100}
+
+
+def test_promoter_claim_of_a_vanished_deployment_expires(deps: Dependencies) -> None:
+    _succeeded(deps, "job-1", GOOD)
+    fake = _fake(deps)
+    real_deploy = fake.deploy
+
+    def lost(*args: Any, **kwargs: Any) -> str:
+        raise ServiceUnavailableError("no answer: the deployment may be running")
+
+    fake.deploy = lost  # type: ignore[method-assign]
+    with pytest.raises(ServiceUnavailableError):
+        promote("job-1", deps)
+    fake.deploy = real_deploy  # type: ignore[method-assign]
+    with pytest.raises(RetryableError, match="being deployed"):
+        promote("job-1", deps)  # the claim stands: the deployment may still be running
+    start = deps.clock()
+    later = dataclasses.replace(
+        deps, clock=lambda: start + timedelta(seconds=DEPLOY_CLAIM_SECONDS + 1)
+    )
+    outcome = promote("job-1", later)
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    assert fake.deploy_calls == 1
+
+
+def test_promoter_refused_deployment_leaves_no_claim(deps: Dependencies) -> None:
+    _succeeded(deps, "job-1", GOOD)
+    fake = _fake(deps)
+    real_deploy = fake.deploy
+
+    def out_of_quota(*args: Any, **kwargs: Any) -> str:
+        raise QuotaExceededError("out of serving quota")
+
+    fake.deploy = out_of_quota  # type: ignore[method-assign]
+    with pytest.raises(QuotaExceededError):
+        promote("job-1", deps)
+    fake.deploy = real_deploy  # type: ignore[method-assign]
+    assert "deploying" not in _job(deps, "job-1")["promotion"]
+    outcome = promote("job-1", deps)  # the redelivery deploys at once
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    assert fake.deploy_calls == 1
+
+
+def test_promoter_converges_after_a_crash_between_deploy_and_transition(deps: Dependencies) -> None:
     _succeeded(deps, "job-1", GOOD)
     fake = _fake(deps)
     real_get = fake.get_endpoint
@@ -325,25 +378,18 @@ def test_promoter_converges_after_a_crash_between_deploy_and_transition(make: Ma
     assert fake.deploy_calls == 1 and _job(deps, "job-1")["state"] == "PROMOTED"
 
 
-def test_promoter_decision_never_flips_on_redelivery(make: Make) -> None:
-    deps = make(min_eval_accuracy=0.95)
+def test_promoter_decision_never_flips_on_redelivery() -> None:
+    deps = fake_dependencies(min_eval_accuracy=0.95)
     _succeeded(deps, "job-1", GOOD)
     assert promote("job-1", deps).state is JobState.REJECTED  # type: ignore[union-attr]
     # Even if the thresholds change, a redelivered event keeps the recorded decision.
-    relaxed = Dependencies(
-        settings=Settings(project="p", bucket="b"),
-        objects=deps.objects,
-        records=deps.records,
-        publisher=deps.publisher,
-        endpoints=deps.endpoints,
-    )
+    relaxed = dataclasses.replace(deps, settings=Settings(project=PROJECT, bucket=BUCKET))
     assert promote("job-1", relaxed).state is JobState.REJECTED  # type: ignore[union-attr]
     assert _fake(deps).deploy_calls == 0
     assert _announced(deps) == [("job-1", "REJECTED")]
 
 
-def test_promoter_ignores_other_states_and_unknown_jobs_are_permanent(make: Make) -> None:
-    deps = make()
+def test_promoter_ignores_other_states_and_unknown_jobs_are_permanent(deps: Dependencies) -> None:
     assert handle_status_event(_event("job-1", "RUNNING"), deps) is None
     assert handle_status_event(_event("job-1", "PROMOTED"), deps) is None
     with pytest.raises(UnknownJobError):
@@ -355,8 +401,7 @@ def test_promoter_ignores_other_states_and_unknown_jobs_are_permanent(make: Make
     assert promote("job-1", deps) is None
 
 
-def test_promoter_rejects_a_job_without_a_model(make: Make) -> None:
-    deps = make()
+def test_promoter_rejects_a_job_without_a_model(deps: Dependencies) -> None:
     _succeeded(deps, "job-1", GOOD)
     record = _job(deps, "job-1")
     del record["model"]
@@ -368,8 +413,7 @@ def test_promoter_rejects_a_job_without_a_model(make: Make) -> None:
 # --- rollback -------------------------------------------------------------------------------
 
 
-def test_rollback_restores_the_previous_champion(make: Make) -> None:
-    deps = make()
+def test_rollback_restores_the_previous_champion(deps: Dependencies) -> None:
     old = _succeeded(deps, "job-1", GOOD)
     promote("job-1", deps)
     new = _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
@@ -394,8 +438,7 @@ def test_rollback_restores_the_previous_champion(make: Make) -> None:
         rollback(FAMILY, deps)  # job-1 has no predecessor
 
 
-def test_rollback_repeated_after_a_crash_moves_the_job(make: Make) -> None:
-    deps = make()
+def test_rollback_repeated_after_a_crash_moves_the_job(deps: Dependencies) -> None:
     _succeeded(deps, "job-1", GOOD)
     promote("job-1", deps)
     _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
@@ -421,8 +464,7 @@ def test_a_rolled_back_job_moves_no_further() -> None:
             assert not can_move(state, JobState.ROLLED_BACK)
 
 
-def test_rollback_redeploys_a_previous_champion_that_was_undeployed(make: Make) -> None:
-    deps = make()
+def test_rollback_redeploys_a_previous_champion_that_was_undeployed(deps: Dependencies) -> None:
     old = _succeeded(deps, "job-1", GOOD)
     endpoint = str(promote("job-1", deps).endpoint)  # type: ignore[union-attr]
     _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
@@ -434,9 +476,9 @@ def test_rollback_redeploys_a_previous_champion_that_was_undeployed(make: Make) 
     assert fake.serving(endpoint) == {old: 100}
 
 
-def test_rollback_of_an_unknown_family_is_refused(make: Make) -> None:
+def test_rollback_of_an_unknown_family_is_refused(deps: Dependencies) -> None:
     with pytest.raises(NothingToRollBackError):
-        rollback("nobody", make())
+        rollback("nobody", deps)
 
 
 # --- settings and the split -----------------------------------------------------------------

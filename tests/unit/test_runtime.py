@@ -10,19 +10,7 @@ from distillery.core.errors import InvalidEventError, ServiceUnavailableError
 from distillery.core.events import CloudEventLike
 from distillery.core.logs import CloudLoggingFormatter, log_context
 from distillery.core.runtime import Dependencies, failure_id, run_handler
-from distillery.core.settings import Settings
-from distillery.fakes import InMemoryObjectStore, InMemoryPublisher, InMemoryRecordStore
 from tests.helpers import load_event
-
-
-@pytest.fixture
-def deps() -> Dependencies:
-    return Dependencies(
-        settings=Settings(project="p", bucket="b"),
-        objects=InMemoryObjectStore(),
-        records=InMemoryRecordStore(),
-        publisher=InMemoryPublisher(),
-    )
 
 
 def test_run_handler_records_and_acknowledges_permanent_errors(deps: Dependencies) -> None:

@@ -14,11 +14,8 @@ from distillery.core.errors import InvalidEventError
 from distillery.core.jobs import new_record
 from distillery.core.models import JobState, StatusEvent
 from distillery.core.runtime import Dependencies
-from distillery.core.settings import Settings
 from distillery.fakes import (
-    InMemoryObjectStore,
     InMemoryPublisher,
-    InMemoryRecordStore,
     InMemoryVertexPipelines,
 )
 from distillery.services.status import handle_job_event, reconcile
@@ -27,15 +24,9 @@ JOB = "news-distilled-0123abcd"
 NAME = f"projects/p/locations/us-central1/pipelineJobs/{JOB}"
 
 
-@pytest.fixture
-def deps() -> Dependencies:
-    deps = Dependencies(
-        settings=Settings(project="p", bucket="b"),
-        objects=InMemoryObjectStore(),
-        records=InMemoryRecordStore(),
-        publisher=InMemoryPublisher(),
-        vertex=InMemoryVertexPipelines("p"),
-    )
+@pytest.fixture(autouse=True)
+def _submitted_job(deps: Dependencies) -> None:
+    """Job JOB, SUBMITTED (both states announced), and its pipeline job on the fake Vertex AI."""
     record = new_record(JOB, JobState.SUBMITTED, deps.clock(), {"pipeline_job": NAME})
     record["history"] = [
         {"state": "REQUESTED", "at": record["created_at"]},
@@ -45,7 +36,6 @@ def deps() -> Dependencies:
     deps.records.set("jobs", JOB, record)
     assert isinstance(deps.vertex, InMemoryVertexPipelines)
     deps.vertex.create("us-central1", JOB, {"displayName": "news-distilled"})
-    return deps
 
 
 def _event(

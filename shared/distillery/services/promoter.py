@@ -27,11 +27,18 @@ PROMOTED → ROLLED_BACK, announced on the status topic like every state.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from distillery.core.errors import ObjectNotFoundError, PermanentError
+from distillery.core.errors import (
+    ObjectNotFoundError,
+    PermanentError,
+    QuotaExceededError,
+    RetryableError,
+)
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
 from distillery.core.jobs import announce, transition
 from distillery.core.models import JobState, StatusEvent
@@ -50,6 +57,10 @@ _TOLERANCE = 1e-9
 
 PROMOTE = "promote"
 REJECT = "reject"
+
+#: How long one delivery's claim on deploying a job's model keeps other deliveries from deploying
+#: it too: as long as the Vertex AI adapter waits for a deployment's operation.
+DEPLOY_CLAIM_SECONDS = 1800
 
 
 class UnknownJobError(PermanentError):
@@ -334,11 +345,21 @@ def _deploy(
     deployed_id = info.deployed_id_of(model)
     if deployed_id is not None:
         return endpoint, deployed_id  # A redelivery: deployed already.
+    # The endpoint lists the model only once its deployment is done: a delivery that comes while
+    # another one's deployment runs must not deploy the model a second time.
+    token = uuid.uuid4().hex
+    if not _claim_deployment(job_id, token, deps):
+        raise RetryableError(f"the model of job {job_id} is being deployed by another delivery")
     champion = decision.get("champion") or {}
     incumbent = info.deployed_id_of(champion["model"]) if champion.get("model") else None
-    deployed_id = endpoints.deploy(
-        endpoint, model, int(decision.get("traffic_percent") or 100), incumbent
-    )
+    try:
+        deployed_id = endpoints.deploy(
+            endpoint, model, int(decision.get("traffic_percent") or 100), incumbent
+        )
+    except (QuotaExceededError, PermanentError):
+        # Refused: no deployment runs, so the next delivery may try again at once.
+        _release_deployment(job_id, token, deps)
+        raise
     logger.info(
         "deployed %s on %s (%s%% of the traffic)",
         model,
@@ -347,6 +368,46 @@ def _deploy(
         extra={"job_id": job_id},
     )
     return endpoint, deployed_id
+
+
+def _claim_deployment(job_id: str, token: str, deps: Dependencies) -> bool:
+    """Claim deploying the job's model for the delivery holding ``token``; whether it has it.
+
+    Another delivery's claim younger than :data:`DEPLOY_CLAIM_SECONDS` stands: its deployment
+    may still be running, even if that delivery's process is gone.
+
+    Raises:
+        UnknownJobError: the job record vanished.
+    """
+    now = deps.clock()
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None:
+            return None
+        held = (current.get("promotion") or {}).get("deploying") or {}
+        age = now - datetime.fromisoformat(held["at"]) if held else None
+        if age is not None and age < timedelta(seconds=DEPLOY_CLAIM_SECONDS):
+            return None
+        current["promotion"]["deploying"] = {"token": token, "at": now.isoformat()}
+        return current
+
+    stored = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+    if stored is None:
+        raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
+    return bool(((stored.get("promotion") or {}).get("deploying") or {}).get("token") == token)
+
+
+def _release_deployment(job_id: str, token: str, deps: Dependencies) -> None:
+    """Drop the claim ``token`` holds on deploying the job's model (no deployment runs)."""
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        promotion = (current or {}).get("promotion") or {}
+        if current is None or (promotion.get("deploying") or {}).get("token") != token:
+            return None
+        del current["promotion"]["deploying"]
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
 
 
 def _remember_endpoint(job_id: str, endpoint: str, deps: Dependencies) -> str:

@@ -1,8 +1,10 @@
 """The local Google Cloud stack: emulators, functions and the Eventarc bridge, as processes.
 
-:class:`Stack` starts (``start``), resets (``reset``) and stops (``stop``) one stack;
-:class:`StackState` is what ``distillery dev`` records in its state directory so another process
-can report on or stop exactly those processes later.
+:class:`Stack` starts (``start``) and stops (``stop``) one stack; how each service is run is
+defined in :mod:`distillery.local.stack._services`. :class:`StackState` is what ``distillery dev``
+records in its state directory so another process can report on or stop exactly those processes
+later. Clearing a running stack's data between tests is the test harness's job
+(:meth:`distillery.local.stack.harness.StackHarness.reset`).
 
 Start order: the Pub/Sub and Firestore emulators and the functions start together; once Pub/Sub
 answers, every topic and subscription is created — the storage notifications topic *before*
@@ -17,11 +19,8 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distillery.core.settings import Settings
-from distillery.facts import SUPPORTED_REGIONS
+from distillery.local.stack import _services
 from distillery.local.stack.bridge_config import (
     KIND_PUBSUB,
     KIND_STORAGE,
@@ -48,6 +47,7 @@ from distillery.local.stack.processes import (
     check_ports_free,
     free_port,
     is_running,
+    local_request,
     probe,
     process_start_time,
     spawn,
@@ -453,95 +453,66 @@ class Stack:
         # Our own emulator variables must not leak into a service from the calling shell.
         for name in ("STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST"):
             base_env.pop(name, None)
+        config = self.config
 
-        heap = f"-Xmx{self.config.jvm_heap}"
+        heap = config.jvm_heap
         self._spawn(
             PUBSUB,
-            [str(tools.java), heap, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-             "-jar", str(tools.pubsub_jar), f"--host={HOST}", f"--port={self.ports[PUBSUB]}"],
-            env=base_env, probe_path="/", statuses=(200,),
-        )  # fmt: skip
+            _services.pubsub_emulator(tools, self.ports[PUBSUB], jvm_heap=heap, env=base_env),
+        )
         self._spawn(
             FIRESTORE,
-            [str(tools.java), heap, "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
-             "-Duser.language=en", "-cp", str(tools.firestore_jar),
-             "com.google.cloud.datastore.emulator.firestore.CloudFirestore", "start",
-             f"--host={HOST}", f"--port={self.ports[FIRESTORE]}",
-             "--database-mode=firestore-native"],
-            env=base_env, probe_path="/", statuses=(200,),
-        )  # fmt: skip
-        vertex_argv = [
-            sys.executable, "-m", "distillery.local.emulator", "--host", HOST,
-            "--port", str(self.ports[VERTEX]),
-            "--max-concurrent-jobs", str(self.config.vertex_max_concurrent_jobs),
-            # Model caches and work directories stay with the stack's state, not in /tmp.
-            "--data-dir", str(self.config.state_dir / "vertex"),
-        ]  # fmt: skip
-        if not self.config.vertex_trainer:
-            vertex_argv.append("--no-trainer")
-        if self.config.vertex_worker_threads:
-            vertex_argv += ["--worker-threads", str(self.config.vertex_worker_threads)]
+            _services.firestore_emulator(tools, self.ports[FIRESTORE], jvm_heap=heap, env=base_env),
+        )
         self._spawn(
-            VERTEX, vertex_argv, env={**base_env, **self.env, "PYTHONUNBUFFERED": "1"},
-            probe_path="/", statuses=(200,),
-        )  # fmt: skip
-        function_env = {**base_env, **self.env, **self.config.function_env}
-        function_env["PYTHONUNBUFFERED"] = "1"
-        for route in self.config.routes:
+            VERTEX,
+            _services.vertex_api(
+                self.ports[VERTEX],
+                data_dir=config.state_dir / "vertex",
+                max_concurrent_jobs=config.vertex_max_concurrent_jobs,
+                trainer=config.vertex_trainer,
+                worker_threads=config.vertex_worker_threads,
+                env={**base_env, **self.env},
+            ),
+        )
+        function_env = {**base_env, **self.env, **config.function_env}
+        for route in config.routes:
             name = FUNCTION_PREFIX + route.target
-            # Scheduled functions are HTTP functions; they answer a GET probe with 405 too.
-            signature = "http" if isinstance(route.trigger, Scheduled) else "cloudevent"
             self._spawn(
                 name,
-                [sys.executable, "-m", "functions_framework",
-                 "--source", str(self.functions_source), "--target", route.target,
-                 "--signature-type", signature, "--host", HOST,
-                 "--port", str(self.ports[name])],
-                env=function_env, probe_path="/", statuses=(405,),
-                cwd=self.functions_source.parent,
-            )  # fmt: skip
+                _services.function(
+                    route, self.ports[name], source=self.functions_source, env=function_env
+                ),
+            )
 
         self._wait(PUBSUB, deadline)
         self.provision_pubsub()
 
-        gcs_env = {**base_env, "PUBSUB_EMULATOR_HOST": self.pubsub_host}
         self._spawn(
             GCS,
-            [str(tools.fake_gcs_server), "-scheme", "http", "-host", HOST,
-             "-port", str(self.ports[GCS]), "-backend", "memory",
-             "-external-url", self.storage_url, "-log-level", "warn",
-             "-event.pubsub-project-id", self.project,
-             "-event.pubsub-topic", self.config.notifications_topic,
-             "-event.list", "finalize"],
-            env=gcs_env, probe_path="/storage/v1/b", statuses=(200,),
-        )  # fmt: skip
+            _services.fake_gcs_server(
+                tools,
+                self.ports[GCS],
+                project=self.project,
+                notifications_topic=config.notifications_topic,
+                pubsub_host=self.pubsub_host,
+                env=base_env,
+            ),
+        )
         self._wait(GCS, deadline)
         self.create_bucket()
 
-        config_path = self.config.state_dir / BRIDGE_CONFIG_FILE
+        config_path = config.state_dir / BRIDGE_CONFIG_FILE
         config_path.write_text(self.bridge_config().to_json())
-        self._spawn(
-            BRIDGE,
-            [sys.executable, "-m", "distillery.local.stack.bridge", "--config", str(config_path)],
-            env={**base_env, "PYTHONUNBUFFERED": "1"}, probe_path="/healthz", statuses=(200,),
-        )  # fmt: skip
+        self._spawn(BRIDGE, _services.bridge(config_path, env=base_env))
         for name in self.services:
             self._wait(name, deadline)
 
-    def _spawn(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        env: Mapping[str, str],
-        probe_path: str,
-        statuses: tuple[int, ...],
-        cwd: Path | None = None,
-    ) -> None:
+    def _spawn(self, name: str, command: _services.ServiceCommand) -> None:
         log = self.config.state_dir / "logs" / f"{name.replace(':', '-')}.log"
         log.unlink(missing_ok=True)
-        logger.debug("starting %s: %s", name, " ".join(argv))
-        process = spawn(argv, log_path=log, env=env, cwd=cwd)
+        logger.debug("starting %s: %s", name, " ".join(command.argv))
+        process = spawn(command.argv, log_path=log, env=command.env, cwd=command.cwd)
         self._processes[name] = process
         port = self.ports[name]
         self.services[name] = ServiceRecord(
@@ -549,8 +520,8 @@ class Stack:
             pid=process.pid,
             port=port,
             url=f"http://{HOST}:{port}",
-            probe_path=probe_path,
-            probe_statuses=statuses,
+            probe_path=command.probe_path,
+            probe_statuses=command.ready_statuses,
             log=str(log),
             start_time=process_start_time(process.pid),
         )
@@ -706,148 +677,3 @@ class Stack:
         )
         if status not in (200, 409):
             raise ServiceStartError(f"could not create bucket {self.bucket}: {status} {body!r}")
-
-    # --- reset ------------------------------------------------------------------------------
-
-    def reset(self, *, idle_timeout: float = 30.0) -> None:
-        """Clear all data without restarting anything: messages, documents, objects.
-
-        Unfinished pipeline jobs on the local Vertex AI API are cancelled (so no training from an
-        earlier test runs on), pending messages of the stack's subscriptions are acknowledged (seek
-        to now), every other subscription is deleted, deliveries in flight are waited for, then
-        Firestore is wiped and the bucket emptied. Missing topics or subscriptions (after an
-        emulator ``/reset``) are created again.
-
-        Raises:
-            ServiceStartError: an emulator did not do as asked.
-        """
-        self.cancel_pipeline_jobs()
-        self.provision_pubsub()
-        self._drop_foreign_subscriptions()
-        self._seek_to_now()
-        self._wait_bridge_idle(idle_timeout)
-        self._seek_to_now()
-        self.wipe_firestore()
-        self.empty_bucket()
-
-    def cancel_pipeline_jobs(self) -> int:
-        """Cancel every unfinished pipeline job on the local Vertex AI API; how many.
-
-        Raises:
-            ServiceStartError: the local Vertex AI API did not answer as expected.
-        """
-        if VERTEX not in self.ports:
-            return 0
-        cancelled = 0
-        for location in dict.fromkeys((self.config.region, *SUPPORTED_REGIONS)):
-            parent = f"{self.vertex_url}/v1/projects/{self.project}/locations/{location}"
-            token = ""
-            while True:
-                query = urllib.parse.urlencode({"pageSize": 100, "pageToken": token})
-                status, body = local_request("GET", f"{parent}/pipelineJobs?{query}")
-                if status != 200:
-                    raise ServiceStartError(
-                        f"the local Vertex AI API answered {status} listing jobs: {body[:200]!r}"
-                    )
-                page = json.loads(body or b"{}")
-                for job in page.get("pipelineJobs", []):
-                    if job.get("state") in _UNFINISHED_PIPELINE_STATES:
-                        job_id = job["name"].rsplit("/", 1)[-1]
-                        local_request("POST", f"{parent}/pipelineJobs/{job_id}:cancel", payload={})
-                        cancelled += 1
-                token = page.get("nextPageToken", "")
-                if not token:
-                    break
-        return cancelled
-
-    def _seek_to_now(self) -> None:
-        subscriber = self.subscriber()
-        now = datetime.now(UTC)
-        for name in self.managed_subscriptions():
-            subscriber.seek(
-                request={
-                    "subscription": subscriber.subscription_path(self.project, name),
-                    "time": now,
-                }
-            )
-
-    def _drop_foreign_subscriptions(self) -> None:
-        from google.api_core import exceptions as api_exceptions
-
-        subscriber = self.subscriber()
-        keep = {subscriber.subscription_path(self.project, n) for n in self.managed_subscriptions()}
-        for subscription in subscriber.list_subscriptions(
-            request={"project": f"projects/{self.project}"}
-        ):
-            if subscription.name not in keep:
-                with contextlib.suppress(api_exceptions.NotFound):
-                    subscriber.delete_subscription(request={"subscription": subscription.name})
-
-    def _wait_bridge_idle(self, timeout: float) -> None:
-        if BRIDGE not in self.services:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            status, body = local_request("GET", f"{self.bridge_url}/healthz")
-            if status == 200 and json.loads(body).get("inflight") == 0:
-                return
-            time.sleep(0.05)
-        logger.warning("the bridge still has deliveries in flight after %.0f s", timeout)
-
-    def wipe_firestore(self) -> None:
-        """Delete every document of the stack's project in the Firestore emulator.
-
-        Raises:
-            ServiceStartError: the emulator refused.
-        """
-        url = (
-            f"http://{self.firestore_host}/emulator/v1/projects/"
-            f"{urllib.parse.quote(self.project)}/databases/(default)/documents"
-        )
-        status, body = local_request("DELETE", url)
-        if status != 200:
-            raise ServiceStartError(f"could not wipe Firestore: {status} {body!r}")
-
-    def empty_bucket(self) -> None:
-        """Delete every object in the datasets bucket.
-
-        Raises:
-            ServiceStartError: fake-gcs-server refused.
-        """
-        bucket_url = f"{self.storage_url}/storage/v1/b/{urllib.parse.quote(self.bucket, safe='')}"
-        for _ in range(100):
-            status, body = local_request("GET", f"{bucket_url}/o?maxResults=1000")
-            if status != 200:
-                raise ServiceStartError(f"could not list {self.bucket}: {status} {body!r}")
-            items = json.loads(body).get("items", [])
-            if not items:
-                return
-            for item in items:
-                name = urllib.parse.quote(item["name"], safe="")
-                status, body = local_request("DELETE", f"{bucket_url}/o/{name}")
-                if status not in (200, 204, 404):
-                    raise ServiceStartError(f"could not delete {item['name']}: {status}")
-        raise ServiceStartError(f"the bucket {self.bucket} would not empty")
-
-
-#: Pipeline job states a reset cancels.
-_UNFINISHED_PIPELINE_STATES = frozenset(
-    {"PIPELINE_STATE_QUEUED", "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING"}
-)
-
-
-def local_request(
-    method: str, url: str, payload: Any = None, timeout: float = 10.0
-) -> tuple[int, bytes]:
-    """An HTTP request to a local service: (status, body); status 0 when nothing answered."""
-    data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-    except OSError as exc:
-        return 0, str(exc).encode()

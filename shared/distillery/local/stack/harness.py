@@ -1,7 +1,8 @@
 """A started :class:`~distillery.local.stack.control.Stack` with the helpers tests want.
 
-Official clients (built lazily, pointed at the emulators), uploads, publishing, and throw-away
-subscriptions that see only what is published after they were made.
+Official clients (built lazily, pointed at the emulators), uploads, publishing, throw-away
+subscriptions that see only what is published after they were made, and :meth:`StackHarness.reset`,
+which clears a running stack's data between tests (only tests reset a stack).
 """
 
 from __future__ import annotations
@@ -9,23 +10,34 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from distillery.core.settings import Settings
+from distillery.facts import SUPPORTED_REGIONS
 from distillery.local.stack import _clients
-from distillery.local.stack.control import BRIDGE, FIRESTORE, GCS, PUBSUB, Stack
-from distillery.local.stack.processes import HOST
+from distillery.local.stack.control import BRIDGE, FIRESTORE, GCS, PUBSUB, VERTEX, Stack
+from distillery.local.stack.errors import ServiceStartError
+from distillery.local.stack.processes import HOST, local_request
 
 if TYPE_CHECKING:
     import google.cloud.pubsub_v1 as pubsub_v1
     import google.cloud.storage as storage
     from google.cloud import firestore
+
+logger = logging.getLogger(__name__)
+
+#: Pipeline job states a reset cancels.
+_UNFINISHED_PIPELINE_STATES = frozenset(
+    {"PIPELINE_STATE_QUEUED", "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING"}
+)
 
 
 @dataclass(frozen=True)
@@ -303,8 +315,16 @@ class StackHarness:
         handle.closed = True  # owned by the stack: never deleted from here
         return handle
 
-    def reset(self) -> None:
-        """Clear messages, documents and objects without restarting anything.
+    # --- reset: only tests clear a running stack -------------------------------------------
+
+    def reset(self, *, idle_timeout: float = 30.0) -> None:
+        """Clear all data without restarting anything: messages, documents, objects.
+
+        Unfinished pipeline jobs on the local Vertex AI API are cancelled (so no training from an
+        earlier test runs on), pending messages of the stack's subscriptions are acknowledged (seek
+        to now), every other subscription (the test subscriptions too) is deleted, deliveries in
+        flight are waited for, then Firestore is wiped and the bucket emptied. Missing topics or
+        subscriptions (after an emulator ``/reset``) are created again.
 
         Raises:
             ServiceStartError: an emulator did not do as asked.
@@ -312,8 +332,121 @@ class StackHarness:
         with self._lock:
             handles, self._subscriptions = self._subscriptions, []
         for handle in handles:
-            handle.closed = True  # the stack deletes every foreign subscription itself
-        self.stack.reset()
+            handle.closed = True  # deleted below with every other foreign subscription
+        self.cancel_pipeline_jobs()
+        self.stack.provision_pubsub()
+        self._drop_foreign_subscriptions()
+        self._seek_to_now()
+        self._wait_bridge_idle(idle_timeout)
+        # Again: a delivery that was in flight may have published on a managed topic meanwhile.
+        self._seek_to_now()
+        self.wipe_firestore()
+        self.empty_bucket()
+
+    def cancel_pipeline_jobs(self) -> int:
+        """Cancel every unfinished pipeline job on the local Vertex AI API; how many.
+
+        Raises:
+            ServiceStartError: the local Vertex AI API did not answer as expected.
+        """
+        if VERTEX not in self.stack.ports:
+            return 0
+        cancelled = 0
+        for location in dict.fromkeys((self.stack.config.region, *SUPPORTED_REGIONS)):
+            parent = f"{self.stack.vertex_url}/v1/projects/{self.project}/locations/{location}"
+            token = ""
+            while True:
+                query = urllib.parse.urlencode({"pageSize": 100, "pageToken": token})
+                status, body = local_request("GET", f"{parent}/pipelineJobs?{query}")
+                if status != 200:
+                    raise ServiceStartError(
+                        f"the local Vertex AI API answered {status} listing jobs: {body[:200]!r}"
+                    )
+                page = json.loads(body or b"{}")
+                for job in page.get("pipelineJobs", []):
+                    if job.get("state") in _UNFINISHED_PIPELINE_STATES:
+                        job_id = job["name"].rsplit("/", 1)[-1]
+                        local_request("POST", f"{parent}/pipelineJobs/{job_id}:cancel", payload={})
+                        cancelled += 1
+                token = page.get("nextPageToken", "")
+                if not token:
+                    break
+        return cancelled
+
+    def wipe_firestore(self) -> None:
+        """Delete every document of the stack's project in the Firestore emulator.
+
+        Raises:
+            ServiceStartError: the emulator refused.
+        """
+        url = (
+            f"http://{self.firestore_host}/emulator/v1/projects/"
+            f"{urllib.parse.quote(self.project)}/databases/(default)/documents"
+        )
+        status, body = local_request("DELETE", url)
+        if status != 200:
+            raise ServiceStartError(f"could not wipe Firestore: {status} {body!r}")
+
+    def empty_bucket(self) -> None:
+        """Delete every object in the datasets bucket.
+
+        Raises:
+            ServiceStartError: fake-gcs-server refused, or objects kept appearing.
+        """
+        bucket_url = f"{self.storage_url}/storage/v1/b/{urllib.parse.quote(self.bucket, safe='')}"
+        for _ in range(100):
+            status, body = local_request("GET", f"{bucket_url}/o?maxResults=1000")
+            if status != 200:
+                raise ServiceStartError(f"could not list {self.bucket}: {status} {body!r}")
+            items = json.loads(body).get("items", [])
+            if not items:
+                return
+            for item in items:
+                name = urllib.parse.quote(item["name"], safe="")
+                status, body = local_request("DELETE", f"{bucket_url}/o/{name}")
+                if status not in (200, 204, 404):
+                    raise ServiceStartError(f"could not delete {item['name']}: {status}")
+        raise ServiceStartError(f"the bucket {self.bucket} would not empty")
+
+    def _seek_to_now(self) -> None:
+        """Acknowledge every pending message of the stack's own subscriptions."""
+        subscriber = self.subscriber()
+        now = datetime.now(UTC)
+        for name in self.stack.managed_subscriptions():
+            subscriber.seek(
+                request={
+                    "subscription": subscriber.subscription_path(self.project, name),
+                    "time": now,
+                }
+            )
+
+    def _drop_foreign_subscriptions(self) -> None:
+        """Delete every subscription of the project that the stack does not own."""
+        from google.api_core import exceptions as api_exceptions
+
+        subscriber = self.subscriber()
+        keep = {
+            subscriber.subscription_path(self.project, name)
+            for name in self.stack.managed_subscriptions()
+        }
+        for subscription in subscriber.list_subscriptions(
+            request={"project": f"projects/{self.project}"}
+        ):
+            if subscription.name not in keep:
+                with contextlib.suppress(api_exceptions.NotFound):
+                    subscriber.delete_subscription(request={"subscription": subscription.name})
+
+    def _wait_bridge_idle(self, timeout: float) -> None:
+        """Wait until the bridge has no delivery in flight (a warning after ``timeout`` s)."""
+        if BRIDGE not in self.stack.services:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, body = local_request("GET", f"{self.bridge_url}/healthz")
+            if status == 200 and json.loads(body).get("inflight") == 0:
+                return
+            time.sleep(0.05)
+        logger.warning("the bridge still has deliveries in flight after %.0f s", timeout)
 
     def close(self) -> None:
         """Close the clients (the stack itself is stopped by its owner)."""

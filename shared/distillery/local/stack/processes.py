@@ -8,6 +8,7 @@ Stopping sends SIGTERM to the process group, then SIGKILL after a grace period.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -80,8 +81,14 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
-    """Whether ``port`` on 127.0.0.1 can be bound (nothing listens there)."""
+    """Whether a service could listen on ``port`` of 127.0.0.1: nothing listens there.
+
+    The check binds as the services do, with ``SO_REUSEADDR``: connections a stopped service
+    left in TIME_WAIT (about a minute after ``distillery dev down``) do not keep its successor
+    from listening, so they do not count; a live listener does.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
@@ -269,6 +276,26 @@ def http_status(url: str, *, timeout: float = 2.0) -> int | None:
         return int(exc.code)
     except (OSError, ValueError):
         return None
+
+
+def local_request(
+    method: str, url: str, payload: Any = None, timeout: float = 10.0
+) -> tuple[int, bytes]:
+    """An HTTP request to a local service: (status, body); status 0 when nothing answered.
+
+    ``payload``, when given, is sent as JSON.
+    """
+    data = None if payload is None else json.dumps(payload).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status), response.read()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read()
+    except OSError as exc:
+        return 0, str(exc).encode()
 
 
 def wait_ready(
