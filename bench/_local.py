@@ -21,17 +21,9 @@ BENCH_DIR = Path(__file__).resolve().parent
 
 def request(method: str, url: str, payload: Any = None, timeout: float = 10.0) -> tuple[int, bytes]:
     """An HTTP request to a local service: (status, body); status 0 when nothing answered."""
-    data = None if payload is None else json.dumps(payload).encode()
-    message = urllib.request.Request(url, data=data, method=method)
-    if data is not None:
-        message.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(message, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-    except OSError as exc:
-        return 0, str(exc).encode()
+    from distillery.local.stack.processes import local_request
+
+    return local_request(method, url, payload, timeout)
 
 
 def upload(
