@@ -90,6 +90,7 @@ locals {
     DISTILLERY_PIPELINE_ROOT_PREFIX    = var.pipeline_root_prefix
     DISTILLERY_MAX_FINDINGS_PER_RULE   = tostring(var.max_findings_per_rule)
     DISTILLERY_LAUNCH_CLAIM_SECONDS    = tostring(var.launch_claim_seconds)
+    DISTILLERY_REQUESTED_LEASE_SECONDS = tostring(var.requested_lease_seconds)
     DISTILLERY_LOG_LEVEL               = var.log_level
     DISTILLERY_TEMPLATE_URI            = var.template_uri
     DISTILLERY_TEACHER_MODEL           = var.teacher_model

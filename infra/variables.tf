@@ -263,6 +263,12 @@ variable "launch_claim_seconds" {
   default     = 30
 }
 
+variable "requested_lease_seconds" {
+  description = "DISTILLERY_REQUESTED_LEASE_SECONDS: how long a REQUESTED job is left to its delivery before reconcile resumes it."
+  type        = number
+  default     = 600
+}
+
 variable "log_level" {
   description = "DISTILLERY_LOG_LEVEL: log level of the functions."
   type        = string

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cloudevents.http import CloudEvent
 
+from distillery import policy
 from distillery.adapters.vertex import VertexPipelineAdapter
 from distillery.core.errors import ObjectNotFoundError, ServiceUnavailableError
 from distillery.core.models import LaunchRequest, StatusEvent
@@ -241,3 +242,54 @@ def test_launch_job_crash_between_vertex_and_firestore_converges(
     history = [h["state"] for h in record["history"]]
     assert history[0] == "REQUESTED" and len(history) >= 2  # moved on, whoever moved it first
     assert [k for k, v in _jobs(stack).items() if v["request_id"] == "crash-injection"] == [job_id]
+
+
+def test_launch_job_budget_fallback_after_a_crash_makes_one_pipeline_job(
+    stack: Any, stack_deps: Dependencies
+) -> None:
+    # Finding 1: TPU preferred, GPU the fallback, a daily budget. Vertex AI accepts the job, then
+    # the process dies. If the redelivery counted the job's own record against the budget, TPU
+    # would no longer fit, GPU would, and a second pipeline job would be created.
+    request = _upload_dataset(stack)
+    [(_, launched)] = _job_in_state(stack, "SUBMITTED").items()  # the function's own launch
+    spent = float(launched["estimated_accelerator_hours"])
+    preferred = dataclasses.replace(stack_deps.settings, accelerators="TPU,GPU")
+    hours = {
+        accelerator: policy.resolve(
+            request,
+            dataclasses.replace(preferred, accelerators=accelerator),
+            dataset_examples=240,
+            eval_examples=20,
+            usage=policy.PolicyUsage(running_jobs=0, accelerator_hours_today=0.0),
+        ).spec.estimated_accelerator_hours
+        for accelerator in ("TPU", "GPU")
+    }
+    assert hours["TPU"] > hours["GPU"]
+    budget = spent + hours["TPU"] + hours["GPU"]  # TPU fits once; counted twice only GPU would
+    deps = dataclasses.replace(
+        stack_deps,
+        settings=dataclasses.replace(preferred, daily_accelerator_hours=budget),
+        vertex=_CrashAfterCreate(stack.project, api_endpoint=stack.env[ENDPOINT]),
+    )
+    crash_request = request.model_copy(update={"request_id": "budget-crash"})
+    before = _pipeline_jobs(stack)
+    with pytest.raises(ServiceUnavailableError, match="injected"):
+        launch(crash_request, deps)
+    job_id = launch(crash_request, deps)  # the redelivery
+    assert launch(crash_request, deps) == job_id  # and one more
+    mine = {k: v for k, v in _jobs(stack).items() if v["request_id"] == "budget-crash"}
+    assert list(mine) == [job_id]
+    assert mine[job_id]["spec"]["accelerator_type"] == "TPU"
+    assert mine[job_id]["pipeline_job"].endswith(f"/pipelineJobs/{job_id}")
+    job = _vertex(stack).get(mine[job_id]["pipeline_job"])
+    assert job.resource is not None
+    assert job.resource["runtimeConfig"]["parameterValues"]["accelerator_type"] == "TPU"
+    # Exactly one pipeline job more on the local Vertex AI API than before the crash.
+    assert _pipeline_jobs(stack) - before == {mine[job_id]["pipeline_job"]}
+
+
+def _pipeline_jobs(stack: Any) -> set[str]:
+    """The names of every pipeline job the local Vertex AI API holds in us-central1."""
+    client = _vertex(stack)._client("us-central1")
+    parent = f"projects/{stack.project}/locations/us-central1"
+    return {job.name for job in client.list_pipeline_jobs(parent=parent)}

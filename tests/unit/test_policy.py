@@ -891,51 +891,52 @@ def test_resolve_minimal_request_body_omits_optional_parts() -> None:
 # --- job_id --------------------------------------------------------------------------------------
 
 
-def _job_id(plan: policy.Plan, source: str = "bkt/datasets/news.jsonl#7", rid: str = "r") -> str:
-    return policy.job_id(plan, source_identity=source, request_id=rid)
+def _job_id(
+    source: str = "bkt/datasets/news.jsonl#7", rid: str = "r", name: str = "datasets/news.jsonl"
+) -> str:
+    return policy.job_id(source_identity=source, request_id=rid, dataset_name=name)
 
 
 def test_job_id_is_deterministic_and_valid() -> None:
-    first, second = _job_id(plan_for()), _job_id(plan_for())
+    first, second = _job_id(), _job_id()
     assert first == second
     assert PIPELINE_JOB_ID_PATTERN.fullmatch(first)
     assert first.startswith("news-distilled-")
 
 
 @pytest.mark.parametrize(
-    ("plan_kwargs", "source", "rid"),
+    ("source", "rid"),
     [
-        pytest.param({}, "bkt/datasets/news.jsonl#8", "r", id="other-generation"),
-        pytest.param({}, "bkt/datasets/news.jsonl#7", "r2", id="other-request-id"),
-        pytest.param(
-            {"req": request(train_steps=301)}, "bkt/datasets/news.jsonl#7", "r", id="spec"
-        ),
-        pytest.param(
-            {"examples": 240, "config": settings(region="us-west1")},
-            "bkt/datasets/news.jsonl#7",
-            "r",
-            id="region",
-        ),
+        pytest.param("bkt/datasets/news.jsonl#8", "r", id="other-generation"),
+        pytest.param("bkt/datasets/news.jsonl#7", "r2", id="other-request-id"),
+        pytest.param("other/datasets/news.jsonl#7", "r", id="other-bucket"),
     ],
 )
-def test_job_id_changes_with_any_input(plan_kwargs: dict[str, Any], source: str, rid: str) -> None:
-    assert _job_id(plan_for(**plan_kwargs), source, rid) != _job_id(plan_for())
+def test_job_id_changes_with_the_request_identity(source: str, rid: str) -> None:
+    assert _job_id(source, rid) != _job_id()
 
 
 @pytest.mark.parametrize(
-    "display_name",
-    ["2024 results", "---", "Über Modèle", "x" * 128],
+    "dataset_name",
+    [
+        "2024 results.jsonl",
+        "---",
+        "Über Modèle.jsonl",
+        "x" * 300,
+        "gs://b/validated/abc/news.jsonl",
+    ],
 )
-def test_job_id_valid_for_any_display_name(display_name: str) -> None:
-    plan = plan_for(request(model_display_name=display_name))
-    identifier = _job_id(plan)
+def test_job_id_valid_for_any_dataset_name(dataset_name: str) -> None:
+    identifier = _job_id(name=dataset_name)
     assert PIPELINE_JOB_ID_PATTERN.fullmatch(identifier), identifier
     assert len(identifier) <= 128
 
 
 def test_job_id_needs_identity_and_request_id() -> None:
     with pytest.raises(ValueError, match="source_identity"):
-        policy.job_id(plan_for(), source_identity="", request_id="r")
+        policy.job_id(source_identity="", request_id="r", dataset_name="news.jsonl")
+    with pytest.raises(ValueError, match="request_id"):
+        policy.job_id(source_identity="b/o#1", request_id="", dataset_name="news.jsonl")
 
 
 def test_resolve_leaves_promotion_gates_to_the_promoter() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import json
 import random
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from cloudevents.http import CloudEvent
 
-from distillery.core.errors import InvalidEventError
+from distillery.core.errors import InvalidEventError, ServiceUnavailableError
 from distillery.core.jobs import new_record
 from distillery.core.models import JobState, StatusEvent
 from distillery.core.runtime import Dependencies
@@ -148,3 +149,77 @@ def test_reconcile_applies_missed_transitions(deps: Dependencies) -> None:
     assert _job(deps)["reason"] == "quota"
     assert reconcile(deps).checked == 0  # terminal jobs are not polled
     assert _statuses(deps) == [("RUNNING", "SUBMITTED"), ("FAILED", "RUNNING")]
+
+
+REQUESTED_JOB = "news-distilled-fedcba9876"
+REQUESTED_NAME = f"projects/p/locations/us-central1/pipelineJobs/{REQUESTED_JOB}"
+BODY = {"displayName": "news-distilled", "runtimeConfig": {"parameterValues": {"a": 1}}}
+
+
+def _requested(deps: Dependencies, at: datetime) -> None:
+    """Job REQUESTED_JOB, left REQUESTED at ``at`` with its frozen plan (nothing submitted)."""
+    record = new_record(
+        REQUESTED_JOB,
+        JobState.REQUESTED,
+        at,
+        {"request_body": BODY, "location": "us-central1", "pipeline_job": None},
+    )
+    deps.records.set("jobs", REQUESTED_JOB, record)
+
+
+def _at(deps: Dependencies, moment: datetime) -> None:
+    deps.clock = lambda: moment
+
+
+def test_reconcile_leaves_a_requested_job_alone_within_its_lease(deps: Dependencies) -> None:
+    start = deps.clock()
+    _requested(deps, start)
+    _at(deps, start + timedelta(seconds=deps.settings.requested_lease_seconds - 1))
+    summary = reconcile(deps)
+    assert REQUESTED_JOB not in summary.moved
+    assert deps.records.get("jobs", REQUESTED_JOB)["state"] == "REQUESTED"  # type: ignore[index]
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    assert REQUESTED_NAME not in deps.vertex.jobs
+
+
+def test_reconcile_submits_a_requested_job_past_its_lease_with_the_frozen_plan(
+    deps: Dependencies,
+) -> None:
+    start = deps.clock()
+    _requested(deps, start)
+    _at(deps, start + timedelta(seconds=deps.settings.requested_lease_seconds))
+    summary = reconcile(deps)
+    assert summary.moved == [REQUESTED_JOB]
+    record = deps.records.get("jobs", REQUESTED_JOB)
+    assert record is not None and record["state"] == "SUBMITTED"
+    assert record["pipeline_job"] == REQUESTED_NAME
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    assert deps.vertex.jobs[REQUESTED_NAME]["runtimeConfig"] == BODY["runtimeConfig"]
+    assert _statuses(deps) == [("REQUESTED", None), ("SUBMITTED", "REQUESTED")]
+    assert reconcile(deps).moved == []  # nothing left to resume
+
+
+def test_reconcile_adopts_the_pipeline_job_vertex_already_has(deps: Dependencies) -> None:
+    start = deps.clock()
+    _requested(deps, start)
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    deps.vertex.create("us-central1", REQUESTED_JOB, BODY)  # accepted, then the process died
+    _at(deps, start + timedelta(hours=1))
+    assert reconcile(deps).moved == [REQUESTED_JOB]
+    assert deps.vertex.create_calls == 3  # the fixture's, the crashed one's, ALREADY_EXISTS
+    assert len([n for n in deps.vertex.jobs if REQUESTED_JOB in n]) == 1
+    record = deps.records.get("jobs", REQUESTED_JOB)
+    assert record is not None and record["state"] == "SUBMITTED"
+    assert record["pipeline_job"] == REQUESTED_NAME
+
+
+def test_reconcile_reports_a_requested_job_it_could_not_resume(deps: Dependencies) -> None:
+    start = deps.clock()
+    _requested(deps, start)
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    deps.vertex.fail_next.append(ServiceUnavailableError("Vertex AI unavailable"))
+    _at(deps, start + timedelta(hours=1))
+    summary = reconcile(deps)
+    assert "unavailable" in summary.errors[REQUESTED_JOB]
+    assert deps.records.get("jobs", REQUESTED_JOB)["state"] == "REQUESTED"  # type: ignore[index]
+    assert reconcile(deps).moved == [REQUESTED_JOB]  # the next pass resumes it

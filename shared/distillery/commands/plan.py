@@ -17,7 +17,7 @@ project``, given a few seconds), else placeholders (``your-project``, ``your-buc
 request's checks accept, so the plan is the one a real project gets but for those names). Whatever
 was not given is said so, in the text and under ``assumed`` in the JSON. No network call is made
 (gcloud reads its local configuration). The printed ``job_id`` is the one this plan gets for
-``--request-id`` with the dataset's content as its identity (it depends on the bucket too); the
+``--request-id`` with the dataset's content as its identity (whatever the plan resolves); the
 bucket flow derives its own from the uploaded object's generation.
 
 Exit codes: 0 the plan is accepted, 1 the dataset/eval/config is invalid or the policy refuses
@@ -177,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
             running_jobs=args.running_jobs, accelerator_hours_today=args.hours_today
         ),
     )
-    job_id = policy.job_id(plan, source_identity=dataset.identity, request_id=args.request_id)
+    job_id = policy.job_id(
+        source_identity=dataset.identity, request_id=args.request_id, dataset_name=dataset.uri
+    )
     if args.json:
         print(json.dumps(_json_output(plan, job_id, assumed), indent=2))
     else:

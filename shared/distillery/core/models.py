@@ -122,7 +122,12 @@ class LaunchRequest(_Message):
 
     #: The validated dataset (required unless ``rerun_of`` names the job whose dataset to reuse).
     dataset_uri: str | None = None
+    #: The eval set: only the one validated with the dataset (its record's validated eval copy).
     eval_dataset_uri: str | None = None
+    #: The dataset record (``datasets/{dataset_id}``) the request launches. validate_dataset sets
+    #: it; without it, ``dataset_uri`` must name the validated copy of exactly one record (the
+    #: copies of re-uploads of the same content share a URI).
+    dataset_id: str | None = Field(default=None, min_length=1, max_length=256)
     #: Any job parameter of SPEC.md ("Training parameters"), e.g. {"train_steps": 500}.
     overrides: dict[str, Any] = Field(default_factory=dict)
     #: The job_id of the job this one reruns.

@@ -82,6 +82,10 @@ class Settings:
     max_findings_per_rule: int = _env("DISTILLERY_MAX_FINDINGS_PER_RULE", default=20)
     #: A claim on a dataset's launch older than this is taken over by a redelivered event.
     launch_claim_seconds: int = _env("DISTILLERY_LAUNCH_CLAIM_SECONDS", default=30)
+    #: A job still REQUESTED this long after its last write is resumed by ``reconcile`` (submitted
+    #: with its frozen plan, or adopted from Vertex AI); above launch_job's timeout, so a delivery
+    #: still working on the job is never raced.
+    requested_lease_seconds: int = _env("DISTILLERY_REQUESTED_LEASE_SECONDS", default=600)
 
     log_level: str = _env("DISTILLERY_LOG_LEVEL", default="INFO")
 

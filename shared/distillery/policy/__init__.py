@@ -12,7 +12,8 @@ accelerator preference with fallback, concurrency, step and daily-budget limits)
   collected, the engine never stops at the first);
 - ``request_body``: the exact ``pipelineJobs.create`` body, holding only the parameters that apply.
 
-:func:`job_id` derives the deterministic Vertex ``pipelineJobId`` of a plan.
+:func:`job_id` derives the deterministic Vertex ``pipelineJobId`` of a request (from the
+validated dataset's identity and the request id, never from a plan).
 
 The public surface is re-exported here from private modules, one per seam: ``_resolve`` (the
 resolver), ``_overrides`` (a request's overrides, read with the one schema of

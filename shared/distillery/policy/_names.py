@@ -8,7 +8,6 @@ import re
 
 from distillery.core.settings import Settings
 from distillery.facts import DISPLAY_NAME_MAX, PIPELINE_JOB_ID_PATTERN
-from distillery.policy._model import Plan
 
 MODEL_NAME_SUFFIX = "-distilled"
 #: pipelineJobId: a readable prefix (≤ JOB_ID_PREFIX_MAX) + "-" + JOB_ID_HASH_CHARS hex digits.
@@ -45,13 +44,18 @@ def output_directory(settings: Settings, model_display_name: str) -> str:
     return f"gs://{settings.bucket}/{settings.pipeline_root_prefix}{name}"
 
 
-def job_id(plan: Plan, *, source_identity: str, request_id: str) -> str:
-    """The deterministic Vertex ``pipelineJobId`` of ``plan`` (``[a-z][-a-z0-9]{0,127}``).
+def job_id(*, source_identity: str, request_id: str, dataset_name: str) -> str:
+    """The deterministic Vertex ``pipelineJobId`` of one request (``[a-z][-a-z0-9]{0,127}``).
 
-    A readable prefix from the display name, then the first 24 hex digits of the SHA-256 of the
-    canonical JSON of the validated dataset's identity (``source_identity``, e.g.
-    ``bucket/object#generation``), the request body (every resolved parameter) and ``request_id``.
-    The same inputs always give the same id; changing any of them gives another.
+    The id is the request's identity, never its resolved plan: the plan depends on settings and
+    on usage at the moment it is resolved, and a redelivery must find the same job. It is a
+    readable prefix (the default model display name of ``dataset_name``, the dataset's file),
+    then the first 24 hex digits of the SHA-256 of the canonical JSON of the validated dataset's
+    identity (``source_identity``, e.g. ``bucket/object#generation``) and ``request_id``. The
+    same dataset and request id always give the same id; another dataset or request id gives
+    another. What else the request asks (overrides, eval set, ``rerun_of``) is not part of it: a
+    request id names one request per dataset, and the launcher refuses its reuse with another
+    payload.
 
     Raises:
         ValueError: ``source_identity`` or ``request_id`` is empty.
@@ -59,13 +63,13 @@ def job_id(plan: Plan, *, source_identity: str, request_id: str) -> str:
     if not source_identity or not request_id:
         raise ValueError("job_id needs a source_identity and a request_id")
     canonical = json.dumps(
-        {"source": source_identity, "request": plan.request_body, "request_id": request_id},
+        {"source": source_identity, "request_id": request_id},
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
     )
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:JOB_ID_HASH_CHARS]
-    prefix = slug(plan.spec.display_name)[:JOB_ID_PREFIX_MAX].strip("-")
+    prefix = slug(default_model_display_name(dataset_name))[:JOB_ID_PREFIX_MAX].strip("-")
     if not prefix[:1].isalpha():
         prefix = f"job-{prefix}".rstrip("-")
     return f"{prefix}-{digest}"

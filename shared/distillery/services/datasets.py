@@ -352,6 +352,7 @@ def _finish_launch(
     request = LaunchRequest(
         dataset_uri=claimed["validated_uri"],
         eval_dataset_uri=claimed.get("validated_eval_uri"),
+        dataset_id=record_id,
         overrides=claimed.get("overrides") or {},
         request_id=record_id,
         requested_by=f"validate_dataset:{claimed['uri']}#{claimed['generation']}",

@@ -2,15 +2,27 @@
 
 For each request (validated at the edge; a bad one is recorded and acknowledged) it:
 
-1. resolves reruns: ``rerun_of`` takes the original job's request, with ``overrides`` on top;
-2. finds the validated dataset's record (its example counts feed the policy) — only datasets
-   that went through validation can be launched;
-3. resolves the job spec under the launch policy; a refusal records the job REJECTED_BY_POLICY
-   with every reason and announces it, and nothing is submitted;
-4. derives the deterministic ``job_id`` and creates ``jobs/{job_id}`` if absent (REQUESTED);
-5. submits ``pipelineJobs.create`` with ``pipelineJobId = job_id``; ALREADY_EXISTS is success
-   (a redelivery, or a crash after the call), so a request can never start two jobs;
+1. resolves reruns: ``rerun_of`` takes the original job's request (and its dataset record), with
+   ``overrides`` on top;
+2. finds the validated dataset's record by its id (``dataset_id``; without it, the one record
+   whose validated copy ``dataset_uri`` names) — only datasets that went through validation can be
+   launched, and only with the eval set validated with them;
+3. derives the deterministic ``job_id`` from the request's identity: the dataset record's
+   ``bucket/object#generation`` and ``request_id`` (never from the resolved plan, which depends on
+   settings and usage);
+4. on the first delivery, resolves the job spec under the launch policy (the usage it sees never
+   counts the job itself) and freezes the decision in ``jobs/{job_id}``, created if absent:
+   REQUESTED with the request body, or REJECTED_BY_POLICY with every reason (announced, nothing
+   submitted). Every later delivery uses that frozen decision and never resolves again; one whose
+   request differs (the same ``request_id`` reused with another payload) is refused as a conflict
+   and launches nothing;
+5. submits the frozen body with ``pipelineJobs.create`` and ``pipelineJobId = job_id``;
+   ALREADY_EXISTS is success (a redelivery, or a crash after the call), so a request can never
+   start two jobs;
 6. moves the job to SUBMITTED (compare-and-set) with the resource name and announces it.
+
+A job left REQUESTED (e.g. its event was never delivered again) is resumed by ``reconcile`` with
+:func:`resume_requested` once ``DISTILLERY_REQUESTED_LEASE_SECONDS`` have passed.
 
 Transient Vertex errors (UNAVAILABLE, RESOURCE_EXHAUSTED) are raised, so the event is delivered
 again with backoff; a request Vertex refuses is recorded FAILED with the reason.
@@ -18,11 +30,18 @@ again with backoff; a request Vertex refuses is recorded FAILED with the reason.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from typing import Any
 
 from distillery import policy
-from distillery.core.errors import AlreadyExistsError, PermanentError, RequestRejectedError
+from distillery.core.errors import (
+    AlreadyExistsError,
+    ObjectNotFoundError,
+    PermanentError,
+    RequestRejectedError,
+)
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
 from distillery.core.jobs import announce, new_record, transition
 from distillery.core.models import JobState, LaunchRequest
@@ -33,13 +52,29 @@ logger = logging.getLogger(__name__)
 #: Jobs in these states count against the maximum number of concurrent jobs.
 ACTIVE_STATES = (JobState.REQUESTED, JobState.SUBMITTED, JobState.RUNNING)
 
+#: Fields of a LaunchRequest that are not part of what it asks to launch: who sent it, and the
+#: dataset record, which the job id already holds.
+_NOT_PAYLOAD = frozenset({"requested_by", "dataset_id"})
+
 
 class UnknownDatasetError(PermanentError):
     """The request names a dataset that was never validated."""
 
 
+class AmbiguousDatasetError(PermanentError):
+    """The request's ``dataset_uri`` is the validated copy of several dataset records."""
+
+
+class UnvalidatedEvalSetError(PermanentError):
+    """The request's eval set is not the one validated with its dataset."""
+
+
 class UnknownJobError(PermanentError):
     """A rerun names a job that does not exist."""
+
+
+class RequestConflictError(PermanentError):
+    """A ``request_id`` already launched one request is reused with another payload."""
 
 
 def handle_launch_event(event: CloudEventLike, deps: Dependencies) -> str:
@@ -47,7 +82,8 @@ def handle_launch_event(event: CloudEventLike, deps: Dependencies) -> str:
 
     Raises:
         InvalidEventError: the event or the LaunchRequest is malformed (recorded, acknowledged).
-        PermanentError: the request cannot be launched as it stands (recorded, acknowledged).
+        PermanentError: the request cannot be launched as it stands, or reuses a request_id with
+            another payload (recorded in the failures collection, logged, acknowledged).
         RetryableError: a backing service failed; the event should be delivered again.
     """
     parsed = parse_pubsub_event(event)
@@ -62,9 +98,14 @@ def _effective_request(request: LaunchRequest, deps: Dependencies) -> LaunchRequ
     if original is None:
         raise UnknownJobError(f"rerun_of names job {request.rerun_of!r}, which does not exist")
     base = LaunchRequest.model_validate(original["request"])
+    dataset_id = request.dataset_id
+    if dataset_id is None and request.dataset_uri in (None, base.dataset_uri):
+        # The original's dataset record, unless the rerun names a dataset of its own.
+        dataset_id = base.dataset_id or original.get("dataset_id")
     return LaunchRequest(
         dataset_uri=request.dataset_uri or base.dataset_uri,
         eval_dataset_uri=request.eval_dataset_uri or base.eval_dataset_uri,
+        dataset_id=dataset_id,
         overrides={**base.overrides, **request.overrides},
         rerun_of=request.rerun_of,
         request_id=request.request_id,
@@ -72,15 +113,57 @@ def _effective_request(request: LaunchRequest, deps: Dependencies) -> LaunchRequ
     )
 
 
-def _dataset_record(uri: str, deps: Dependencies) -> dict[str, Any]:
-    found = deps.records.list(deps.settings.datasets_collection, where={"validated_uri": uri})
-    if not found:
-        raise UnknownDatasetError(
-            f"{uri} is not a validated dataset: upload the training set under "
-            f"gs://{deps.settings.bucket}/{deps.settings.datasets_prefix} so it is validated, "
-            "and launch the validated copy it names"
-        )
-    return found[0]
+def _dataset_record(request: LaunchRequest, deps: Dependencies) -> dict[str, Any]:
+    """The validated training set's record the request launches, and its eval set checked.
+
+    Raises:
+        UnknownDatasetError: no validated dataset record matches.
+        AmbiguousDatasetError: ``dataset_uri`` (without ``dataset_id``) matches several records.
+        UnvalidatedEvalSetError: the eval set is not the one validated with the dataset.
+    """
+    settings = deps.settings
+    uri = request.dataset_uri
+    assert uri is not None
+    if request.dataset_id is not None:
+        record = deps.records.get(settings.datasets_collection, request.dataset_id)
+        if record is None or not record.get("validated_uri"):
+            raise UnknownDatasetError(
+                f"dataset_id {request.dataset_id!r} names no validated dataset record"
+            )
+        if record["validated_uri"] != uri:
+            raise UnknownDatasetError(
+                f"dataset_id {request.dataset_id!r} is the validated dataset "
+                f"{record['validated_uri']}, not {uri}: send the dataset_uri its record names"
+            )
+    else:
+        found = deps.records.list(settings.datasets_collection, where={"validated_uri": uri})
+        if not found:
+            raise UnknownDatasetError(
+                f"{uri} is not a validated dataset: upload the training set under "
+                f"gs://{settings.bucket}/{settings.datasets_prefix} so it is validated, "
+                "and launch the validated copy it names"
+            )
+        if len(found) > 1:
+            ids = ", ".join(sorted(str(r.get("id")) for r in found))
+            raise AmbiguousDatasetError(
+                f"{uri} is the validated copy of {len(found)} uploads ({ids}), which may differ "
+                "in their eval set and config: name the one to launch with dataset_id"
+            )
+        [record] = found
+    if request.eval_dataset_uri is not None:
+        validated_eval = record.get("validated_eval_uri")
+        if request.eval_dataset_uri != validated_eval:
+            with_it = (
+                f"the eval set validated with it is {validated_eval}"
+                if validated_eval
+                else "no eval set was validated with it"
+            )
+            raise UnvalidatedEvalSetError(
+                f"eval_dataset_uri {request.eval_dataset_uri} is not a validated eval set of "
+                f"dataset {record.get('id')} ({uri}): {with_it}; upload the eval set next to the "
+                "training set so it is validated with it"
+            )
+    return record
 
 
 def _examples(record: dict[str, Any], kind: str) -> int | None:
@@ -90,46 +173,103 @@ def _examples(record: dict[str, Any], kind: str) -> int | None:
     return None
 
 
-def _usage(deps: Dependencies, today: str) -> policy.PolicyUsage:
+def _usage(deps: Dependencies, today: str, *, excluding: str) -> policy.PolicyUsage:
+    """What the policy's limits see: every other job (a job never counts against itself)."""
     jobs = deps.settings.jobs_collection
     running = sum(
-        len(deps.records.list(jobs, where={"state": state.value})) for state in ACTIVE_STATES
+        1
+        for state in ACTIVE_STATES
+        for job in deps.records.list(jobs, where={"state": state.value})
+        if job.get("job_id") != excluding
     )
     hours = sum(
         float(job.get("estimated_accelerator_hours") or 0.0)
         for job in deps.records.list(jobs, where={"submitted_day": today})
+        if job.get("job_id") != excluding
     )
     return policy.PolicyUsage(running_jobs=running, accelerator_hours_today=hours)
+
+
+def request_fingerprint(request: LaunchRequest) -> str:
+    """The SHA-256 of what ``request`` asks to launch (its canonical JSON, without who sent it).
+
+    Two deliveries of one request have the same fingerprint; the same ``request_id`` with other
+    overrides, another eval set or another ``rerun_of`` has another.
+    """
+    payload = request.model_dump(mode="json", exclude_none=True, exclude=set(_NOT_PAYLOAD))
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def launch(request: LaunchRequest, deps: Dependencies) -> str:
     """Launch the job ``request`` asks for (idempotent); returns its job_id.
 
     Raises:
-        PermanentError: the request cannot be launched as it stands.
+        UnknownJobError, UnknownDatasetError, AmbiguousDatasetError, UnvalidatedEvalSetError:
+            the request cannot be launched as it stands (permanent).
+        RequestConflictError: its ``request_id`` already launched another request (permanent;
+            nothing is launched).
         RetryableError: a backing service failed; calling again is safe.
     """
     settings = deps.settings
     effective = _effective_request(request, deps)
-    assert effective.dataset_uri is not None
-    dataset = _dataset_record(effective.dataset_uri, deps)
+    dataset = _dataset_record(effective, deps)
+    source = f"{dataset['bucket']}/{dataset['object']}#{dataset['generation']}"
+    job_id = policy.job_id(
+        source_identity=source, request_id=effective.request_id, dataset_name=dataset["object"]
+    )
+    fingerprint = request_fingerprint(effective)
+    record = deps.records.get(settings.jobs_collection, job_id)
+    if record is None:
+        _decide(job_id, effective, dataset, fingerprint, deps)
+        record = deps.records.get(settings.jobs_collection, job_id)
+        assert record is not None
+    recorded = record.get("request_fingerprint")
+    if recorded is not None and recorded != fingerprint:
+        logger.error(
+            "request_id %r reused with another payload; job %s is left as it is",
+            effective.request_id,
+            job_id,
+            extra={"job_id": job_id, "request_id": effective.request_id},
+        )
+        raise RequestConflictError(
+            f"request_id {effective.request_id!r} already launched job {job_id} for dataset "
+            f"{dataset.get('id')} with another request; nothing is launched: send this request "
+            "with a new request_id"
+        )
+    if JobState(record["state"]) is JobState.REQUESTED:
+        record = _submit(record, deps)
+    announce(deps, record)
+    return job_id
+
+
+def _decide(
+    job_id: str,
+    request: LaunchRequest,
+    dataset: dict[str, Any],
+    fingerprint: str,
+    deps: Dependencies,
+) -> None:
+    """Resolve the plan once and freeze it in ``jobs/{job_id}`` (create if absent): REQUESTED
+    with its request body, or REJECTED_BY_POLICY with every reason. A concurrent delivery that
+    created the record first wins; its decision stands."""
+    settings = deps.settings
     examples = _examples(dataset, "training") or 0
-    eval_examples = _examples(dataset, "eval") if effective.eval_dataset_uri else None
+    eval_examples = _examples(dataset, "eval") if request.eval_dataset_uri else None
     now = deps.clock()
     today = now.date().isoformat()
     plan = policy.resolve(
-        effective,
+        request,
         settings,
         dataset_examples=examples,
         eval_examples=eval_examples,
-        usage=_usage(deps, today),
+        usage=_usage(deps, today, excluding=job_id),
     )
-    source = f"{dataset['bucket']}/{dataset['object']}#{dataset['generation']}"
-    job_id = policy.job_id(plan, source_identity=source, request_id=effective.request_id)
     fields = {
-        "request": effective.model_dump(mode="json", exclude_none=True),
-        "request_id": effective.request_id,
-        "rerun_of": effective.rerun_of,
+        "request": request.model_dump(mode="json", exclude_none=True),
+        "request_id": request.request_id,
+        "request_fingerprint": fingerprint,
+        "rerun_of": request.rerun_of,
         "dataset_id": dataset.get("id"),
         "spec": plan.spec_dict(),
         "reasons": plan.reasons,
@@ -138,45 +278,48 @@ def launch(request: LaunchRequest, deps: Dependencies) -> str:
         "estimated_accelerator_hours": plan.spec.estimated_accelerator_hours,
         "pipeline_job": None,
     }
-
     if plan.refusals:
         reason = "; ".join(plan.refusals)
-        deps.records.create(
-            settings.jobs_collection,
+        refused = new_record(
             job_id,
-            new_record(
-                job_id,
-                JobState.REJECTED_BY_POLICY,
-                now,
-                fields | {"refusals": plan.refusals, "reason": reason},
-                reason,
-            ),
+            JobState.REJECTED_BY_POLICY,
+            now,
+            fields | {"refusals": plan.refusals, "reason": reason},
+            reason,
         )
-        record = deps.records.get(settings.jobs_collection, job_id)
-        assert record is not None
-        announce(deps, record)
-        logger.warning("job %s refused by policy: %s", job_id, reason, extra={"job_id": job_id})
-        return job_id
+        if deps.records.create(settings.jobs_collection, job_id, refused):
+            logger.warning("job %s refused by policy: %s", job_id, reason, extra={"job_id": job_id})
+        return
+    requested = new_record(job_id, JobState.REQUESTED, now, fields | {"submitted_day": today})
+    deps.records.create(settings.jobs_collection, job_id, requested)
 
-    deps.records.create(
-        settings.jobs_collection,
-        job_id,
-        new_record(job_id, JobState.REQUESTED, now, fields | {"submitted_day": today}),
-    )
-    record = deps.records.get(settings.jobs_collection, job_id)
-    assert record is not None
+
+def resume_requested(job_id: str, deps: Dependencies) -> dict[str, Any]:
+    """Submit job ``job_id`` if it is still REQUESTED, with the plan frozen in its record (or
+    adopt the pipeline job Vertex AI already has); announce its state; returns the record.
+
+    Raises:
+        ObjectNotFoundError: there is no such job record.
+        RetryableError: a backing service failed; calling again is safe.
+    """
+    record = deps.records.get(deps.settings.jobs_collection, job_id)
+    if record is None:
+        raise ObjectNotFoundError(f"there is no job {job_id}")
     if JobState(record["state"]) is JobState.REQUESTED:
-        record = _submit(job_id, plan, deps)
+        record = _submit(record, deps)
     announce(deps, record)
-    return job_id
+    return record
 
 
-def _submit(job_id: str, plan: policy.Plan, deps: Dependencies) -> dict[str, Any]:
+def _submit(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
+    """Create the pipeline job of a REQUESTED ``record`` from its frozen body (never re-resolved)
+    and move the record to SUBMITTED (or FAILED, when Vertex AI refuses it)."""
     vertex = deps.require_vertex()
-    location = plan.spec.pipeline_region
+    job_id = record["job_id"]
+    location = record["location"]
     name = f"projects/{deps.settings.project}/locations/{location}/pipelineJobs/{job_id}"
     try:
-        info = vertex.create(location, job_id, plan.request_body)
+        info = vertex.create(location, job_id, record["request_body"])
         name = info.name
     except AlreadyExistsError:
         # A redelivery, or a crash after the call last time: the job is there; adopt it.

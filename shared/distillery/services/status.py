@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from distillery.core.errors import DistilleryError, InvalidEventError, ObjectNotFoundError
@@ -19,6 +20,7 @@ from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_e
 from distillery.core.jobs import Transition, announce, transition
 from distillery.core.models import JobEvent, JobState
 from distillery.core.runtime import Dependencies, record_failure
+from distillery.services.launcher import resume_requested
 
 logger = logging.getLogger(__name__)
 
@@ -133,9 +135,11 @@ class ReconcileSummary:
 
 
 def reconcile(deps: Dependencies) -> ReconcileSummary:
-    """Poll Vertex AI for every unfinished job and apply the transitions events did not bring.
+    """Poll Vertex AI for every unfinished job and apply the transitions events did not bring;
+    resume the jobs left REQUESTED past their lease.
 
-    A job whose poll fails is reported in the summary and tried again on the next pass.
+    A job whose poll (or resumption) fails is reported in the summary and tried again on the
+    next pass.
     """
     summary = ReconcileSummary()
     vertex = deps.require_vertex()
@@ -158,4 +162,34 @@ def reconcile(deps: Dependencies) -> ReconcileSummary:
             continue
         if applied.moved:
             summary.moved.append(record["job_id"])
+    _resume_requested(deps, summary)
     return summary
+
+
+def _resume_requested(deps: Dependencies, summary: ReconcileSummary) -> None:
+    """Resume every job left REQUESTED past the lease (``DISTILLERY_REQUESTED_LEASE_SECONDS``):
+    submit it with its frozen plan, or adopt the pipeline job Vertex AI already has.
+
+    A job within its lease is left alone: a delivery may be working on it right now.
+    """
+    lease = timedelta(seconds=deps.settings.requested_lease_seconds)
+    now = deps.clock()
+    stale = [
+        record
+        for record in deps.records.list(
+            deps.settings.jobs_collection, where={"state": JobState.REQUESTED.value}
+        )
+        if now - datetime.fromisoformat(record["updated_at"]) >= lease
+    ]
+    for record in stale:
+        job_id = record["job_id"]
+        summary.checked += 1
+        try:
+            resumed = resume_requested(job_id, deps)
+        except DistilleryError as exc:  # one job's failure must not stop the pass
+            logger.warning("reconcile could not resume %s: %s", job_id, exc)
+            summary.errors[job_id] = str(exc)
+            continue
+        if resumed["state"] != JobState.REQUESTED.value:
+            logger.info("job %s resumed: %s", job_id, resumed["state"], extra={"job_id": job_id})
+            summary.moved.append(job_id)
