@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from datetime import UTC, datetime
 
 from hypothesis import HealthCheck, given, settings
@@ -65,7 +66,7 @@ def test_properties_job_moves_only_forward_whatever_the_events(targets: list[Job
     assert history[0] is JobState.REQUESTED
     assert history[-1] is JobState(record["state"])
     assert JobState(record["state"]) is _expected_final(JobState.REQUESTED, targets)
-    for earlier, later in zip(history, history[1:], strict=False):
+    for earlier, later in itertools.pairwise(history):
         assert STATE_RANK[later] > STATE_RANK[earlier]
         assert can_move(earlier, later)
     # Each move is recorded once, although the fake ran every mutation more than once.

@@ -31,7 +31,7 @@ from cloudevents.http import CloudEvent
 
 from distillery.core.errors import ServiceUnavailableError
 from distillery.core.events import PUBSUB_PUBLISHED
-from distillery.core.jobs import new_record
+from distillery.core.jobs import announce, new_record
 from distillery.core.models import JobState, LaunchRequest, StatusEvent, StorageObject
 from distillery.core.runtime import Dependencies, run_handler
 from distillery.core.settings import Settings
@@ -373,7 +373,7 @@ def launch_scenarios(quick: bool) -> Iterator[Result]:
     limits = {
         "accelerators": "TPU,GPU",
         "max_concurrent_jobs": 1,
-        "max_accelerator_hours_per_day": 60.0,
+        "daily_accelerator_hours": 100.0,
     }
     for at in _vertex_create_calls(limits):
         world = _launch_world(Injector(at, after=True), **limits)
@@ -435,8 +435,8 @@ def _succeeded(world: World, job_id: str, accuracy: float) -> str:
             "request": {"dataset_uri": f"gs://{BUCKET}/validated/x/news.jsonl", "overrides": {}},
         },
     )
-    record["announced"] = ["SUCCEEDED"]
     world.records.set(world.deps.settings.jobs_collection, job_id, record)
+    announce(world.plain, record)  # as track_status did when the job succeeded
     return model
 
 
