@@ -158,4 +158,14 @@ def reconcile(deps: Dependencies) -> ReconcileSummary:
             continue
         if applied.moved:
             summary.moved.append(record["job_id"])
+    _finish_promotions(deps, summary)
     return summary
+
+
+def _finish_promotions(deps: Dependencies, summary: ReconcileSummary) -> None:
+    """Finish the promotions a promote_model call left half-done (its deployment outlived it)."""
+    from distillery.services.promoter import finish_promotions
+
+    finished = finish_promotions(deps)
+    summary.moved.extend(finished.moved)
+    summary.errors.update(finished.errors)

@@ -1,0 +1,201 @@
+"""One decision at a time per family, and deployments that outlive the function.
+
+Jobs of one family succeeding together, a rollback racing a promotion, two first promotions, and a
+deployment longer than the function's time budget, on the in-memory ports.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from distillery.core.errors import RetryableError
+from distillery.core.models import JobState
+from distillery.core.runtime import Dependencies
+from distillery.services.promoter import (
+    ACCURACY,
+    FamilyBusyError,
+    Outcome,
+    promote,
+    rollback,
+)
+from distillery.services.status import reconcile
+from tests.helpers import fake_dependencies, wait_for
+from tests.unit.test_promoter import FAMILY, GOOD, _fake, _job, _succeeded
+
+
+def _until_done(action: Any, *, timeout: float = 20.0) -> Any:
+    """Call ``action`` as redeliveries would: again after every RetryableError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return action()
+        except RetryableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+def _deliver(job_id: str, deps: Dependencies) -> Outcome | None:
+    """Deliver the job's SUCCEEDED event until it is acknowledged with an end state."""
+
+    def once() -> Outcome | None:
+        outcome = promote(job_id, deps)
+        if outcome is not None and outcome.state is JobState.SUCCEEDED:
+            raise RetryableError("still deploying")
+        return outcome
+
+    return _until_done(once)
+
+
+def _agree(deps: Dependencies) -> None:
+    """The endpoint serves what ``models/{family}`` says: the champion takes all the traffic."""
+    family = deps.records.get("models", FAMILY)
+    assert family is not None
+    champion = family["champion"]
+    fake = _fake(deps)
+    assert fake.serving(champion["endpoint"]) == {champion["model"]: 100}
+    info = fake.get_endpoint(champion["endpoint"])
+    assert info.deployed_id_of(champion["model"]) == champion["deployed_model_id"]
+
+
+@pytest.mark.parametrize("first", ["job-good", "job-weak"])
+def test_jobs_of_one_family_succeeding_together_crown_the_best(first: str) -> None:
+    deps = fake_dependencies()
+    fake = _fake(deps)
+    fake.poll_seconds = 0.1
+    _succeeded(deps, "job-0", {**GOOD, ACCURACY: 0.5})
+    _deliver("job-0", deps)
+    good = _succeeded(deps, "job-good", {**GOOD, ACCURACY: 0.9})
+    _succeeded(deps, "job-weak", {**GOOD, ACCURACY: 0.6})
+    second = "job-weak" if first == "job-good" else "job-good"
+    outcomes: dict[str, Any] = {}
+    threads = [
+        threading.Thread(target=lambda j=j: outcomes.__setitem__(j, _deliver(j, deps)))
+        for j in (first, second)
+    ]
+    threads[0].start()
+    # The second job succeeds while the first one's deployment runs.
+    wait_for(lambda: len(fake.operations) == 2, timeout=5, interval=0.005)
+    threads[1].start()
+    for thread in threads:
+        thread.join(timeout=30)
+    family = deps.records.get("models", FAMILY) or {}
+    assert family["champion"]["job_id"] == "job-good"
+    assert family["champion"]["model"] == good
+    assert _job(deps, "job-good")["state"] in ("PROMOTED", "ROLLED_BACK")
+    assert _job(deps, "job-good")["state"] == "PROMOTED"
+    if first == "job-good":
+        # The weak one was decided again against the new champion, and rejected.
+        assert _job(deps, "job-weak")["state"] == "REJECTED"
+        assert "job-good" in _job(deps, "job-weak")["reason"]
+    _agree(deps)
+
+
+def test_rollback_racing_a_promotion_leaves_endpoint_and_family_agreeing() -> None:
+    deps = fake_dependencies()
+    fake = _fake(deps)
+    _succeeded(deps, "job-1", GOOD)
+    _deliver("job-1", deps)
+    _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.92})
+    _deliver("job-2", deps)
+    _succeeded(deps, "job-3", {**GOOD, ACCURACY: 0.95})
+    fake.poll_seconds = 0.2
+    promoting = threading.Thread(target=lambda: _deliver("job-3", deps))
+    promoting.start()
+    try:
+        wait_for(lambda: len(fake.operations) == 3, timeout=5, interval=0.005)
+        # An operator rolls back while job-3's model is being deployed.
+        _until_done(lambda: rollback(FAMILY, deps))
+    finally:
+        promoting.join(timeout=30)
+    _agree(deps)
+    family = deps.records.get("models", FAMILY) or {}
+    # The rollback waited for the promotion, then took its champion off.
+    assert family["champion"]["job_id"] == "job-2"
+    assert [r["job_id"] for r in family["rolled_back"]] == ["job-3"]
+    assert _job(deps, "job-3")["state"] == "ROLLED_BACK"
+
+
+def test_rollback_refuses_while_a_promotion_holds_the_family() -> None:
+    deps = fake_dependencies()
+    fake = _fake(deps)
+    _succeeded(deps, "job-1", GOOD)
+    _deliver("job-1", deps)
+    _succeeded(deps, "job-2", {**GOOD, ACCURACY: 0.95})
+    fake.poll_seconds = 0.2
+    promoting = threading.Thread(target=lambda: _deliver("job-2", deps))
+    promoting.start()
+    try:
+        wait_for(lambda: len(fake.operations) == 2, timeout=5, interval=0.005)
+        with pytest.raises(FamilyBusyError, match="job job-2"):
+            rollback(FAMILY, deps)
+    finally:
+        promoting.join(timeout=30)
+
+
+def test_two_first_promotions_create_one_endpoint() -> None:
+    deps = fake_dependencies()
+    fake = _fake(deps)
+    real_create = fake.create_endpoint
+
+    def slow_create(display_name: str, location: str) -> Any:
+        time.sleep(0.3)  # both deliveries looked for the endpoint before either created it
+        return real_create(display_name, location)
+
+    fake.create_endpoint = slow_create  # type: ignore[method-assign]
+    _succeeded(deps, "job-a", GOOD)
+    _succeeded(deps, "job-b", {**GOOD, ACCURACY: 0.95})
+    threads = [threading.Thread(target=lambda j=j: _deliver(j, deps)) for j in ("job-a", "job-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(fake.endpoints) == 1
+    family = deps.records.get("models", FAMILY) or {}
+    assert family["champion"]["job_id"] == "job-b"
+    assert family["endpoint"] == next(iter(fake.endpoints))
+    _agree(deps)
+
+
+def test_a_deployment_longer_than_the_budget_is_finished_by_reconcile_once() -> None:
+    deps = fake_dependencies(promote_budget_seconds=0.3)
+    fake = _fake(deps)
+    fake.poll_seconds = 0.5  # the deployment runs for 1.5 s, five times the budget
+    model = _succeeded(deps, "job-1", GOOD)
+    started = time.monotonic()
+    outcome = promote("job-1", deps)
+    assert time.monotonic() - started < 1.0  # returned within the budget, not after the deploy
+    assert outcome is not None and outcome.state is JobState.SUCCEEDED
+    assert outcome.reason and "operations/" in outcome.reason
+    job = _job(deps, "job-1")
+    assert job["state"] == "SUCCEEDED"
+    assert job["promotion"]["operation"] == fake.operations[0].name
+    # The function is gone; reconcile runs meanwhile and again once the operation is done.
+    reconcile(deps)
+    assert _job(deps, "job-1")["state"] == "SUCCEEDED"
+    wait_for(lambda: fake.deploy_operation(fake.operations[0].name).done, timeout=5)
+    reconcile(deps)
+    job = _job(deps, "job-1")
+    assert job["state"] == "PROMOTED"
+    assert fake.deploy_calls == 1
+    assert fake.serving(job["endpoint"]) == {model: 100}
+    assert (deps.records.get("models", FAMILY) or {})["champion"]["job_id"] == "job-1"
+
+
+def test_a_deployment_longer_than_the_budget_is_finished_by_a_redelivery_once() -> None:
+    deps = fake_dependencies(promote_budget_seconds=0.3)
+    fake = _fake(deps)
+    fake.poll_seconds = 0.5
+    model = _succeeded(deps, "job-1", GOOD)
+    first = promote("job-1", deps)
+    assert first is not None and first.state is JobState.SUCCEEDED
+    outcome = _deliver("job-1", deps)  # the redeliveries poll the recorded operation
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+    assert fake.deploy_calls == 1
+    assert fake.serving(str(outcome.endpoint)) == {model: 100}
+    # The family is free again: the next job's promotion is not refused.
+    assert "lease" not in (deps.records.get("models", FAMILY) or {})
