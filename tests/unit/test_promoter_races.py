@@ -6,17 +6,20 @@ deployment longer than the function's time budget, on the in-memory ports.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from distillery.core.errors import RetryableError
+from distillery.core.errors import QuotaExceededError, RetryableError
 from distillery.core.models import JobState
 from distillery.core.runtime import Dependencies
 from distillery.services.promoter import (
     ACCURACY,
+    FAMILY_LEASE_SECONDS,
     FamilyBusyError,
     Outcome,
     promote,
@@ -199,3 +202,59 @@ def test_a_deployment_longer_than_the_budget_is_finished_by_a_redelivery_once() 
     assert fake.serving(str(outcome.endpoint)) == {model: 100}
     # The family is free again: the next job's promotion is not refused.
     assert "lease" not in (deps.records.get("models", FAMILY) or {})
+
+
+def test_a_decision_made_against_a_champion_since_replaced_is_made_again() -> None:
+    deps = fake_dependencies()
+    fake = _fake(deps)
+    _succeeded(deps, "job-0", {**GOOD, ACCURACY: 0.5})
+    _deliver("job-0", deps)
+    _succeeded(deps, "job-weak", {**GOOD, ACCURACY: 0.6})
+    real_start = fake.start_deploy
+
+    def out_of_quota(*args: Any, **kwargs: Any) -> str:
+        raise QuotaExceededError("out of serving quota")
+
+    fake.start_deploy = out_of_quota  # type: ignore[method-assign]
+    with pytest.raises(QuotaExceededError):
+        promote("job-weak", deps)  # decided to promote over job-0, not deployed
+    fake.start_deploy = real_start  # type: ignore[method-assign]
+    assert _job(deps, "job-weak")["promotion"]["champion"]["job_id"] == "job-0"
+    _succeeded(deps, "job-good", {**GOOD, ACCURACY: 0.9})
+    _deliver("job-good", deps)
+    outcome = _deliver("job-weak", deps)  # the redelivery: decided again against job-good
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    job = _job(deps, "job-weak")
+    assert job["promotion"]["decided_again"]["champion_was"] == "job-0"
+    assert job["promotion"]["champion"]["job_id"] == "job-good"
+    assert "job-good" in job["reason"]
+    assert (deps.records.get("models", FAMILY) or {})["champion"]["job_id"] == "job-good"
+    _agree(deps)
+
+
+def test_a_model_deployed_for_a_decision_that_no_longer_stands_is_taken_off() -> None:
+    deps = fake_dependencies(promote_budget_seconds=0.05)
+    fake = _fake(deps)
+    _succeeded(deps, "job-0", {**GOOD, ACCURACY: 0.5})
+    _deliver("job-0", deps)
+    weak = _succeeded(deps, "job-weak", {**GOOD, ACCURACY: 0.6})
+    fake.poll_seconds = 0.1
+    first = promote("job-weak", deps)  # deploying over job-0 when its delivery stops
+    assert first is not None and first.state is JobState.SUCCEEDED
+    with pytest.raises(FamilyBusyError):
+        rollback(FAMILY, deps)  # the family is held while the deployment runs
+    # Nobody came back for the weak job until its lease ran out; another job took the family.
+    start = deps.clock()
+    later = dataclasses.replace(
+        deps, clock=lambda: start + timedelta(seconds=FAMILY_LEASE_SECONDS + 1)
+    )
+    _succeeded(later, "job-good", {**GOOD, ACCURACY: 0.9})
+    assert _deliver("job-good", later).state is JobState.PROMOTED  # type: ignore[union-attr]
+    outcome = _deliver("job-weak", later)
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    family = later.records.get("models", FAMILY) or {}
+    assert family["champion"]["job_id"] == "job-good"
+    endpoint = family["champion"]["endpoint"]
+    assert fake.get_endpoint(endpoint).deployed_id_of(weak) is None
+    assert fake.deploy_calls == 3
+    _agree(later)

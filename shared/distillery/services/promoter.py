@@ -18,6 +18,17 @@ dropped from the message attributes, before the body is parsed). For a job it:
    previous one joins ``history``, for rollback), undeploys older models that no longer serve,
    then moves the job to PROMOTED with ``endpoint`` set and announces it.
 
+One decision at a time per family: a promotion (steps 2 to 4) and a rollback hold the family's
+lease (``models/{family}.lease``, a compare-and-set), so the family's endpoint is created once
+(recorded as ``models/{family}.endpoint``) and no champion changes under a decision. Crowning is
+conditional on the champion the decision was compared against; a decision whose champion was
+replaced meanwhile is made again against the new one.
+
+The deployment is a long-running operation: it is started once, its name recorded on the job
+(``promotion.operation``), and awaited for ``DISTILLERY_PROMOTE_BUDGET_SECONDS`` at most. A
+deployment still running then keeps the family's lease; a redelivery or reconcile
+(:func:`finish_promotions`) polls the operation and finishes the promotion.
+
 Every step converges, so an event delivered again after a crash at any point finishes the work and
 never deploys twice. :func:`rollback` restores a family's previous champion: the family's record
 keeps what was rolled back (``rolled_back``), and the job whose model was taken off moves
@@ -684,9 +695,14 @@ def _deploy(
             operation = endpoints.start_deploy(
                 endpoint, model, int(decision.get("traffic_percent") or 100), incumbent
             )
-        except (QuotaExceededError, PermanentError):
-            # Refused: no deployment runs, so the next delivery may try again at once.
+        except QuotaExceededError:
+            # Refused for now: no deployment runs, so the next delivery may try again at once.
             _release_deployment(job_id, token, deps)
+            raise
+        except PermanentError as exc:
+            # Refused: reconcile leaves the job (deploy_error); a redelivery may try again.
+            _release_deployment(job_id, token, deps)
+            _note_deploy_error(job_id, str(exc), deps)
             raise
         _record_operation(job_id, str(operation), deps)
         logger.info(
@@ -697,7 +713,15 @@ def _deploy(
             operation,
             extra={"job_id": job_id},
         )
-    return _await_deployment(job_id, token, str(operation), deadline, deps)
+    deployed_id = _await_deployment(job_id, token, str(operation), deadline, deps)
+    if deployed_id is not None and endpoints.get_endpoint(endpoint).deployed_id_of(model) is None:
+        # Done long ago, and undeployed since (a decision made again meanwhile): deploy again.
+        _forget_operation(job_id, str(operation), None, deps)
+        raise RetryableError(
+            f"the model of job {job_id} was undeployed from {endpoint} after its deployment "
+            "finished: it is deployed again on the next delivery"
+        )
+    return deployed_id
 
 
 def _await_deployment(
@@ -789,8 +813,20 @@ def _record_operation(job_id: str, operation: str, deps: Dependencies) -> None:
     deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
 
 
-def _forget_operation(job_id: str, operation: str, error: str, deps: Dependencies) -> None:
-    """Drop a failed deployment's operation and claim; ``deploy_error`` says why it failed."""
+def _note_deploy_error(job_id: str, error: str, deps: Dependencies) -> None:
+    """Write why the deployment was refused on the job (``promotion.deploy_error``)."""
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None or not current.get("promotion"):
+            return None
+        current["promotion"]["deploy_error"] = {"error": error}
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+
+
+def _forget_operation(job_id: str, operation: str, error: str | None, deps: Dependencies) -> None:
+    """Drop a deployment's operation and claim; ``deploy_error`` says why it failed, if given."""
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         promotion = (current or {}).get("promotion") or {}
@@ -798,7 +834,8 @@ def _forget_operation(job_id: str, operation: str, error: str, deps: Dependencie
             return None
         for key in ("operation", "deploying"):
             promotion.pop(key, None)
-        promotion["deploy_error"] = {"operation": operation, "error": error}
+        if error is not None:
+            promotion["deploy_error"] = {"operation": operation, "error": error}
         return current
 
     deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
