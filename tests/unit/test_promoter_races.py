@@ -89,7 +89,6 @@ def test_jobs_of_one_family_succeeding_together_crown_the_best(first: str) -> No
     family = deps.records.get("models", FAMILY) or {}
     assert family["champion"]["job_id"] == "job-good"
     assert family["champion"]["model"] == good
-    assert _job(deps, "job-good")["state"] in ("PROMOTED", "ROLLED_BACK")
     assert _job(deps, "job-good")["state"] == "PROMOTED"
     if first == "job-good":
         # The weak one was decided again against the new champion, and rejected.
@@ -258,3 +257,27 @@ def test_a_model_deployed_for_a_decision_that_no_longer_stands_is_taken_off() ->
     assert fake.get_endpoint(endpoint).deployed_id_of(weak) is None
     assert fake.deploy_calls == 3
     _agree(later)
+
+
+def test_reconcile_promotes_a_job_whose_event_was_given_up_while_the_family_was_busy() -> None:
+    deps = fake_dependencies(promote_budget_seconds=0.05)
+    fake = _fake(deps)
+    fake.poll_seconds = 0.1
+    _succeeded(deps, "job-a", GOOD)
+    first = promote("job-a", deps)
+    assert first is not None and first.state is JobState.SUCCEEDED  # still deploying
+    _succeeded(deps, "job-b", {**GOOD, ACCURACY: 0.95})
+    with pytest.raises(FamilyBusyError, match="promotion of job job-a"):
+        promote("job-b", deps)  # each delivery refused, until the event is dead-lettered
+    assert "promotion" not in _job(deps, "job-b")
+
+    def both_done() -> bool:
+        reconcile(deps)
+        return {_job(deps, j)["state"] for j in ("job-a", "job-b")} == {"PROMOTED"}
+
+    wait_for(both_done, timeout=10, interval=0.05, what="reconcile finished both promotions")
+    family = deps.records.get("models", FAMILY) or {}
+    assert family["champion"]["job_id"] == "job-b"
+    assert [h["job_id"] for h in family["history"]] == ["job-a"]
+    assert fake.deploy_calls == 2
+    _agree(deps)

@@ -82,9 +82,11 @@ DEPLOY_CLAIM_SECONDS = 1800
 #: redelivery or reconcile polls the operation.
 CLAIM_MARGIN_SECONDS = 60
 
-#: How long a promotion or rollback holds its family's lease (``models/{family}.lease``) unless it
-#: lets go: as long as a deployment may run. A promotion whose deployment outlives its delivery
-#: keeps the lease, renewed by every delivery or reconcile pass that polls the deployment.
+#: How long a rollback, or a promotion whose deployment runs, holds its family's lease
+#: (``models/{family}.lease``) unless it lets go: as long as a deployment may run. A promotion
+#: whose deployment outlives its delivery keeps the lease, renewed by every delivery or reconcile
+#: pass that polls the deployment. Until its deployment starts, a promotion holds the lease for
+#: its budget and :data:`CLAIM_MARGIN_SECONDS` more (a killed delivery holds the family no longer).
 FAMILY_LEASE_SECONDS = DEPLOY_CLAIM_SECONDS
 
 #: The longest pause between two polls of a deployment's operation.
@@ -277,15 +279,31 @@ def promote(
     if decided and decided["decision"] == REJECT:
         return _reject(job_id, decided, deps)  # A rejection stands: no need for the family.
     family = family_of(record)
-    holder = f"promotion of job {job_id}"
-    _take_lease(family, holder, deps)
+    holder = _holder(job_id)
+    _take_lease(family, holder, deps, seconds=budget + CLAIM_MARGIN_SECONDS)
     try:
         return _promote_holding(job_id, family, deadline, deps)
     finally:
-        # A deployment that may still run keeps the family: no other decision may be made on an
-        # endpoint whose traffic is about to change.
-        if not _deployment_pending(job_id, deps):
+        # A deployment that may still run keeps the family (renewed until the next poll): no
+        # other decision may be made on an endpoint whose traffic is about to change.
+        if _deployment_pending(job_id, deps):
+            _keep_lease(family, holder, deps)
+        else:
             _release_lease(family, holder, deps)
+
+
+def _holder(job_id: str) -> str:
+    """The holder of the family's lease while job ``job_id`` is being promoted."""
+    return f"promotion of job {job_id}"
+
+
+def _keep_lease(family: str, holder: str, deps: Dependencies) -> None:
+    """Renew ``holder``'s lease for :data:`FAMILY_LEASE_SECONDS` while its deployment runs."""
+    try:
+        _take_lease(family, holder, deps, seconds=FAMILY_LEASE_SECONDS)
+    except FamilyBusyError as exc:
+        # It ran out and another took it: crowning stays conditional on the champion compared.
+        logger.warning("the lease of %s was lost: %s", holder, exc)
 
 
 def _promote_holding(
@@ -362,10 +380,11 @@ class FinishedPromotions:
 def finish_promotions(deps: Dependencies) -> FinishedPromotions:
     """Finish the promotions a promote_model call left half-done (for ``reconcile``).
 
-    Every SUCCEEDED job with a decision to promote (whose deployment did not fail) is promoted
-    again, polling its recorded deployment once rather than waiting for it. A job another
-    delivery or a rollback is busy with is left to them; another failure is reported in
-    ``errors`` and tried again on the next pass.
+    Every SUCCEEDED job (but those whose deployment was refused or failed) is promoted again,
+    polling its recorded deployment once rather than waiting for it: a deployment that outlived
+    its delivery, a crash between two steps, or an event given up on while another promotion of
+    the family held it. A job another delivery or a rollback is busy with is left to them;
+    another failure is reported in ``errors`` and tried again on the next pass.
     """
     finished = FinishedPromotions()
     waiting = [
@@ -373,8 +392,7 @@ def finish_promotions(deps: Dependencies) -> FinishedPromotions:
         for record in deps.records.list(
             deps.settings.jobs_collection, where={"state": JobState.SUCCEEDED.value}
         )
-        if (record.get("promotion") or {}).get("decision") == PROMOTE
-        and not record["promotion"].get("deploy_error")
+        if not (record.get("promotion") or {}).get("deploy_error")
     ]
     for record in waiting:
         job_id = str(record["job_id"])
@@ -583,8 +601,16 @@ def _new_family(family: str) -> dict[str, Any]:
     return {"family": family, "champion": None, "history": [], "rolled_back": []}
 
 
-def _take_lease(family: str, holder: str, deps: Dependencies, *, create: bool = True) -> None:
-    """Hold the family's lease (``models/{family}.lease``) for ``holder``, or renew it.
+def _take_lease(
+    family: str,
+    holder: str,
+    deps: Dependencies,
+    *,
+    seconds: float = FAMILY_LEASE_SECONDS,
+    create: bool = True,
+) -> None:
+    """Hold the family's lease (``models/{family}.lease``) for ``holder`` ``seconds`` long, or
+    renew it.
 
     ``create``: create the family's record when there is none (a first promotion).
 
@@ -593,7 +619,7 @@ def _take_lease(family: str, holder: str, deps: Dependencies, *, create: bool = 
         NothingToRollBackError: there is no record of the family and ``create`` is off.
     """
     now = deps.clock()
-    until = now + timedelta(seconds=FAMILY_LEASE_SECONDS)
+    until = now + timedelta(seconds=seconds)
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         if current is None and not create:
@@ -705,6 +731,8 @@ def _deploy(
             _note_deploy_error(job_id, str(exc), deps)
             raise
         _record_operation(job_id, str(operation), deps)
+        # The deployment may outlive this delivery: the family stays held until it is finished.
+        _keep_lease(str(decision["family"]), _holder(job_id), deps)
         logger.info(
             "deploying %s on %s (%s%% of the traffic): operation %s",
             model,
