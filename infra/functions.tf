@@ -57,7 +57,7 @@ locals {
       description                   = "Polls Vertex AI for active jobs whose state change the logging sink did not deliver."
       trigger                       = "schedule"
       topic                         = null
-      project_roles                 = ["roles/aiplatform.viewer", "roles/datastore.user"]
+      project_roles                 = ["roles/aiplatform.user", "roles/datastore.user"] # finishes promotions
       publishes_to                  = ["status"]
       bucket_roles                  = []
       uses_pipeline_service_account = false
@@ -111,6 +111,7 @@ locals {
     DISTILLERY_PROMOTION_MARGIN        = tostring(var.promotion_margin)
     DISTILLERY_PROMOTE_WITHOUT_EVAL    = tostring(var.promote_without_eval)
     DISTILLERY_CANARY_PERCENT          = tostring(var.canary_percent)
+    DISTILLERY_PROMOTE_BUDGET_SECONDS  = tostring(var.promote_budget_seconds)
   }
 
   event_types = {

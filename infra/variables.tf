@@ -381,3 +381,9 @@ variable "canary_percent" {
   type        = number
   default     = 0
 }
+
+variable "promote_budget_seconds" {
+  description = "DISTILLERY_PROMOTE_BUDGET_SECONDS: how long one promote_model call waits for a deployment; keep it below that function's timeout_seconds (a redelivery or reconcile finishes the deployment)."
+  type        = number
+  default     = 240
+}

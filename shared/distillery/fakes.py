@@ -26,6 +26,7 @@ from distillery.core.errors import (
 )
 from distillery.core.ports import (
     DeployedModelInfo,
+    DeployOperationInfo,
     EndpointInfo,
     ModelEndpoints,
     ModelInfo,
@@ -240,16 +241,22 @@ class FakeOperation:
     done: bool = False
     #: Why it failed, once done (None: it succeeded or is still running).
     error: str | None = None
+    #: The deployed model id the endpoint lists once the operation is done.
+    deployed_model_id: str = ""
+    #: The endpoint's traffic split once the operation is done (computed when it started).
+    traffic: dict[str, int] = field(default_factory=dict)
+    #: When (``time.monotonic()``) the operation is done.
+    done_at: float = 0.0
 
 
 class InMemoryModelEndpoints(ModelEndpoints):
     """Endpoints and models in dictionaries, with the traffic rules of Vertex AI.
 
     ``deploy_calls`` counts deployments; :meth:`add_model` registers what a job would upload.
-    A deployment is a long-running operation (``operations``), waited for as the adapter waits
-    for Vertex AI's: ``deploy`` returns once it is done, ``deploy_polls`` polls of
-    ``poll_seconds`` later. Until then the endpoint does not list the model and other callers
-    may read and change the endpoint.
+    A deployment is a long-running operation (``operations``), done ``deploy_polls`` polls of
+    ``poll_seconds`` after :meth:`start_deploy` started it, whoever polls it (or nobody);
+    ``deploy`` waits for it as the adapter waits for Vertex AI's. Until then the endpoint does
+    not list the model and other callers may read and change the endpoint.
     """
 
     def __init__(
@@ -291,6 +298,7 @@ class InMemoryModelEndpoints(ModelEndpoints):
     ) -> PredictResult:
         """Answers with the deployed model that has the largest share of the traffic."""
         with self._lock:
+            self._settle()
             target = self._endpoint(endpoint)
             if not target["traffic"]:
                 raise RequestRejectedError(
@@ -320,6 +328,7 @@ class InMemoryModelEndpoints(ModelEndpoints):
 
     def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
         with self._lock:
+            self._settle()
             prefix = f"projects/{self.project}/locations/{location}/endpoints/"
             for name, endpoint in self.endpoints.items():
                 if name.startswith(prefix) and endpoint["display_name"] == display_name:
@@ -334,22 +343,22 @@ class InMemoryModelEndpoints(ModelEndpoints):
 
     def get_endpoint(self, name: str) -> EndpointInfo:
         with self._lock:
+            self._settle()
             self._endpoint(name)
             return self._info(name)
 
-    def deploy(
+    def start_deploy(
         self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
     ) -> str:
-        """Start the deployment, wait for its operation, then the model serves its share.
+        """Start the deployment; the name of its operation, done ``deploy_polls`` polls later.
 
         The split is computed when the deployment is asked for (as the adapter sends it).
 
         Raises:
             ObjectNotFoundError: no such endpoint or model.
-            RequestRejectedError: the operation failed: a model the split names was undeployed
-                while it ran.
         """
         with self._lock:
+            self._settle()
             target = self._endpoint(endpoint)
             if model not in self.models:
                 raise ObjectNotFoundError(f"model {model} not found")
@@ -360,26 +369,82 @@ class InMemoryModelEndpoints(ModelEndpoints):
                 traffic_percent,
                 incumbent,
             )
-            traffic = {(deployed_id if k == "0" else k): v for k, v in split.items() if v > 0}
-            operation = FakeOperation(f"{endpoint}/operations/{self._next_id()}", endpoint, model)
+            operation = FakeOperation(
+                f"{endpoint}/operations/{self._next_id()}",
+                endpoint,
+                model,
+                deployed_model_id=deployed_id,
+                traffic={(deployed_id if k == "0" else k): v for k, v in split.items() if v > 0},
+                done_at=time.monotonic() + self.deploy_polls * self.poll_seconds,
+            )
             self.operations.append(operation)
-        # The lock is not held while the operation runs: the world moves on meanwhile.
-        for _ in range(self.deploy_polls):
-            time.sleep(self.poll_seconds)
+            return operation.name
+
+    def deploy_operation(self, name: str) -> DeployOperationInfo:
+        """The deployment operation ``name`` as it stands now.
+
+        Raises:
+            ObjectNotFoundError: no such operation.
+        """
         with self._lock:
+            self._settle()
+            for operation in self.operations:
+                if operation.name == name:
+                    return DeployOperationInfo(
+                        name=name,
+                        done=operation.done,
+                        deployed_model_id=(
+                            operation.deployed_model_id
+                            if operation.done and not operation.error
+                            else None
+                        ),
+                        error=operation.error,
+                    )
+        raise ObjectNotFoundError(f"operation {name} not found")
+
+    def deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        """Start the deployment, wait for its operation, then the model serves its share.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or model.
+            RequestRejectedError: the operation failed: a model the split names was undeployed
+                while it ran.
+        """
+        name = self.start_deploy(endpoint, model, traffic_percent, incumbent)
+        # The lock is not held while the operation runs: the world moves on meanwhile.
+        while not (operation := self.deploy_operation(name)).done:
+            time.sleep(self.poll_seconds)
+        if operation.error:
+            raise RequestRejectedError(f"deploying {model} on {endpoint}: {operation.error}")
+        return str(operation.deployed_model_id)
+
+    def _settle(self) -> None:
+        """Finish the operations whose time has come (as Vertex AI does, polled or not)."""
+        now = time.monotonic()
+        for operation in self.operations:
+            if operation.done or operation.done_at > now:
+                continue
             operation.done = True
+            target = self.endpoints.get(operation.endpoint)
+            if target is None:
+                operation.error = f"endpoint {operation.endpoint} was deleted"
+                continue
+            deployed_id = operation.deployed_model_id
+            traffic = operation.traffic
             gone = sorted(k for k in traffic if k != deployed_id and k not in target["deployed"])
             if gone:
                 operation.error = f"deployed models {gone} of the traffic split were undeployed"
-                raise RequestRejectedError(f"deploying {model} on {endpoint}: {operation.error}")
-            target["deployed"][deployed_id] = model
-            target["traffic"] = traffic
-            return deployed_id
+                continue
+            target["deployed"][deployed_id] = operation.model
+            target["traffic"] = dict(traffic)
 
     def undeploy(
         self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None
     ) -> None:
         with self._lock:
+            self._settle()
             target = self._endpoint(endpoint)
             if deployed_model_id not in target["deployed"]:
                 raise ObjectNotFoundError(f"{deployed_model_id} is not deployed on {endpoint}")
@@ -396,6 +461,7 @@ class InMemoryModelEndpoints(ModelEndpoints):
 
     def set_traffic(self, endpoint: str, traffic_split: Mapping[str, int]) -> EndpointInfo:
         with self._lock:
+            self._settle()
             target = self._endpoint(endpoint)
             self._check(traffic_split, list(target["deployed"]))
             target["traffic"] = {k: v for k, v in traffic_split.items() if v > 0}
@@ -415,5 +481,6 @@ class InMemoryModelEndpoints(ModelEndpoints):
     def serving(self, endpoint: str) -> dict[str, int]:
         """Model resource name → percentage of ``endpoint``'s traffic it receives."""
         with self._lock:
+            self._settle()
             target = self._endpoint(endpoint)
             return {target["deployed"][k]: v for k, v in target["traffic"].items()}

@@ -4,14 +4,18 @@ prompts; then a worse rerun of the same family is REJECTED and the champion stay
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import urllib.request
 from typing import Any
 
 import pytest
 
-from distillery.core.models import LaunchRequest
+from distillery.core.jobs import new_record
+from distillery.core.models import JobState, LaunchRequest
+from distillery.core.runtime import Dependencies
 from distillery.local.example_data import generate
+from distillery.services.promoter import finish_promotions, promote
 from tests.helpers import jsonl, wait_for
 
 pytestmark = pytest.mark.integration
@@ -85,3 +89,54 @@ def test_promote_model_serves_the_champion_and_rejects_a_worse_rerun(stack: Any)
     after = stack.firestore_client().collection("models").document(FAMILY).get().to_dict()
     assert after["champion"]["job_id"] == champion_job["job_id"] and after["history"] == []
     assert _predict(stack, endpoint, [evaluation[0].input_text]) == [evaluation[0].output_text]
+
+
+def test_a_deployment_longer_than_promote_models_budget_is_finished_once(
+    stack: Any, stack_deps: Dependencies
+) -> None:
+    """On the real adapters (Firestore emulator, the local Vertex AI API's deployModel, which runs
+    for a second): a promotion with a shorter budget returns with the operation recorded, and
+    finish_promotions (reconcile's) polls it by name and finishes the promotion, deploying once."""
+    train, evaluation = generate(300, 30)
+    stack.upload("datasets/promo.eval.jsonl", jsonl(evaluation))
+    stack.upload("datasets/promo.config.json", b'{"train_steps": 200}')
+    stack.upload("datasets/promo.jsonl", jsonl(train))
+    champion_job = _finished(stack, "PROMOTED")
+
+    # The same model, as a SUCCEEDED job of another family: a new endpoint, a new deployment.
+    deps = dataclasses.replace(
+        stack_deps,
+        settings=dataclasses.replace(stack_deps.settings, promote_budget_seconds=0.1),
+    )
+    record = new_record(
+        "slow-deploy",
+        JobState.SUCCEEDED,
+        deps.clock(),
+        {
+            "spec": {"model_display_name": "slow-distilled"},
+            "model": champion_job["model"],
+            "metrics": champion_job["metrics"],
+            "request": {"overrides": {}},
+        },
+    )
+    deps.records.set(deps.settings.jobs_collection, "slow-deploy", record)
+    outcome = promote("slow-deploy", deps)
+    assert outcome is not None and outcome.state is JobState.SUCCEEDED, outcome
+    job = _jobs(stack)["slow-deploy"]
+    operation = job["promotion"]["operation"]
+    assert "/operations/" in operation
+    family = stack.firestore_client().collection("models").document("slow-distilled").get()
+    assert family.to_dict()["lease"]["holder"] == "promotion of job slow-deploy"
+
+    def finished() -> bool:
+        finish_promotions(deps)
+        return bool(_jobs(stack)["slow-deploy"]["state"] == "PROMOTED")
+
+    wait_for(finished, timeout=30, interval=0.5, what="the slow deployment finished")
+    job = _jobs(stack)["slow-deploy"]
+    info = deps.require_endpoints().get_endpoint(job["endpoint"])
+    assert [d.model for d in info.deployed_models] == [champion_job["model"]]
+    assert info.traffic_split == {job["deployed_model_id"]: 100}
+    family = stack.firestore_client().collection("models").document("slow-distilled").get()
+    assert family.to_dict()["champion"]["job_id"] == "slow-deploy"
+    assert "lease" not in family.to_dict()

@@ -318,15 +318,15 @@ def test_promoter_redelivery_during_the_deployment_does_not_deploy_again(
 def test_promoter_claim_of_a_vanished_deployment_expires(deps: Dependencies) -> None:
     _succeeded(deps, "job-1", GOOD)
     fake = _fake(deps)
-    real_deploy = fake.deploy
+    real_deploy = fake.start_deploy
 
     def lost(*args: Any, **kwargs: Any) -> str:
         raise ServiceUnavailableError("no answer: the deployment may be running")
 
-    fake.deploy = lost  # type: ignore[method-assign]
+    fake.start_deploy = lost  # type: ignore[method-assign]
     with pytest.raises(ServiceUnavailableError):
         promote("job-1", deps)
-    fake.deploy = real_deploy  # type: ignore[method-assign]
+    fake.start_deploy = real_deploy  # type: ignore[method-assign]
     with pytest.raises(RetryableError, match="being deployed"):
         promote("job-1", deps)  # the claim stands: the deployment may still be running
     start = deps.clock()
@@ -341,15 +341,15 @@ def test_promoter_claim_of_a_vanished_deployment_expires(deps: Dependencies) -> 
 def test_promoter_refused_deployment_leaves_no_claim(deps: Dependencies) -> None:
     _succeeded(deps, "job-1", GOOD)
     fake = _fake(deps)
-    real_deploy = fake.deploy
+    real_deploy = fake.start_deploy
 
     def out_of_quota(*args: Any, **kwargs: Any) -> str:
         raise QuotaExceededError("out of serving quota")
 
-    fake.deploy = out_of_quota  # type: ignore[method-assign]
+    fake.start_deploy = out_of_quota  # type: ignore[method-assign]
     with pytest.raises(QuotaExceededError):
         promote("job-1", deps)
-    fake.deploy = real_deploy  # type: ignore[method-assign]
+    fake.start_deploy = real_deploy  # type: ignore[method-assign]
     assert "deploying" not in _job(deps, "job-1")["promotion"]
     outcome = promote("job-1", deps)  # the redelivery deploys at once
     assert outcome is not None and outcome.state is JobState.PROMOTED

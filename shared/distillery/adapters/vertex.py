@@ -24,6 +24,7 @@ from distillery.core.errors import (
 )
 from distillery.core.ports import (
     DeployedModelInfo,
+    DeployOperationInfo,
     EndpointInfo,
     ModelEndpoints,
     ModelInfo,
@@ -205,13 +206,13 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
             endpoint = self._endpoints(location_of(name)).get_endpoint(name=name)
         return _endpoint_info(endpoint)
 
-    def deploy(
-        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
-    ) -> str:
+    def _start_deploy(
+        self, endpoint: str, model: str, traffic_percent: int, incumbent: str | None
+    ) -> Any:
+        """Ask for the deployment; the ``google.api_core.operation.Operation`` it answers."""
         from google.api_core import exceptions as gexc
         from google.cloud.aiplatform_v1 import AutomaticResources, DeployedModel
 
-        location = location_of(endpoint)
         current = self.get_endpoint(endpoint)
         split = canary_split(
             {
@@ -227,9 +228,24 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
         )
         with translate_google_errors(f"deploying {model} on {endpoint}"):
             try:
-                operation = self._endpoints(location).deploy_model(
+                return self._endpoints(location_of(endpoint)).deploy_model(
                     endpoint=endpoint, deployed_model=deployed, traffic_split=split
                 )
+            except gexc.ResourceExhausted as exc:
+                raise QuotaExceededError(f"Vertex AI is out of quota: {exc.message}") from exc
+            except gexc.BadRequest as exc:
+                raise RequestRejectedError(
+                    f"Vertex AI refused the deployment: {exc.message}"
+                ) from exc
+
+    def deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        from google.api_core import exceptions as gexc
+
+        operation = self._start_deploy(endpoint, model, traffic_percent, incumbent)
+        with translate_google_errors(f"deploying {model} on {endpoint}"):
+            try:
                 response = operation.result(timeout=self._timeout)
             except gexc.ResourceExhausted as exc:
                 raise QuotaExceededError(f"Vertex AI is out of quota: {exc.message}") from exc
@@ -238,6 +254,34 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
                     f"Vertex AI refused the deployment: {exc.message}"
                 ) from exc
         return str(response.deployed_model.id)
+
+    def start_deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        operation = self._start_deploy(endpoint, model, traffic_percent, incumbent)
+        # deploy_model answers a google.api_core.operation.Operation; its ``operation`` is the
+        # google.longrunning.Operation proto, whose ``name`` addresses it for operations.get.
+        return str(operation.operation.name)
+
+    def deploy_operation(self, name: str) -> DeployOperationInfo:
+        from google.cloud.aiplatform_v1 import DeployModelResponse
+
+        # EndpointServiceClient.get_operation (the operations mixin; GetOperationRequest → a
+        # google.longrunning.operations_pb2.Operation) reads an operation by its name; a done
+        # one carries ``error`` (a google.rpc.Status) or ``response`` (an Any holding the
+        # DeployModelResponse).
+        with translate_google_errors(f"reading operation {name}"):
+            operation = self._endpoints(location_of(name)).get_operation(request={"name": name})
+        if not operation.done:
+            return DeployOperationInfo(name=name, done=False)
+        if operation.HasField("error") and operation.error.code:
+            return DeployOperationInfo(
+                name=name, done=True, error=operation.error.message or str(operation.error.code)
+            )
+        response = DeployModelResponse.deserialize(operation.response.value)
+        return DeployOperationInfo(
+            name=name, done=True, deployed_model_id=str(response.deployed_model.id)
+        )
 
     def undeploy(
         self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None

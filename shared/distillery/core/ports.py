@@ -270,6 +270,18 @@ def canary_split(
     return {"0": percent, incumbent: 100 - percent}
 
 
+@dataclass(frozen=True)
+class DeployOperationInfo:
+    """A deployment's long-running operation (``google.longrunning.Operation``) as it stands."""
+
+    name: str
+    done: bool
+    #: The new deployed model's id, once done and successful.
+    deployed_model_id: str | None = None
+    #: Why it failed, once done (None: it succeeded or is still running).
+    error: str | None = None
+
+
 class ModelEndpoints(ABC):
     """Vertex AI endpoints (``endpoints`` REST resource) and the Model Registry's ``models.get``."""
 
@@ -312,6 +324,30 @@ class ModelEndpoints(ABC):
             ObjectNotFoundError: no such endpoint or model.
             RequestRejectedError: the service refused the deployment (permanent).
             QuotaExceededError: out of serving quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def start_deploy(
+        self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
+    ) -> str:
+        """Start deploying ``model`` on ``endpoint`` as :meth:`deploy` does, without waiting.
+
+        Returns the name of the deployment's operation, for :meth:`deploy_operation`.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or model.
+            RequestRejectedError: the service refused the deployment (permanent).
+            QuotaExceededError: out of serving quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def deploy_operation(self, name: str) -> DeployOperationInfo:
+        """The deployment operation ``name`` (from :meth:`start_deploy`) as it stands now.
+
+        Raises:
+            ObjectNotFoundError: no such operation.
             ServiceUnavailableError: the service did not answer (transient).
         """
 

@@ -141,6 +141,9 @@ class Settings:
     #: A promoted model's share of its endpoint's traffic while the champion keeps the rest
     #: (0: all of it; the first model of an endpoint always takes all of it).
     canary_percent: int = _env("DISTILLERY_CANARY_PERCENT", default=0)
+    #: Seconds one promote_model call waits for a deployment before it returns (its operation
+    #: recorded on the job, finished by a redelivery or reconcile): below the function's timeout.
+    promote_budget_seconds: float = _env("DISTILLERY_PROMOTE_BUDGET_SECONDS", default=240.0)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -214,6 +217,8 @@ class Settings:
         for name in ("max_eval_loss", "min_eval_predictions"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{self.env_name(name)} must be 0 (no limit) or more")
+        if self.promote_budget_seconds <= 0:
+            raise ConfigurationError("DISTILLERY_PROMOTE_BUDGET_SECONDS must be above 0")
         if not 0 <= self.canary_percent < 100:
             raise ConfigurationError(
                 "DISTILLERY_CANARY_PERCENT must be 0 (full traffic) or a percentage below 100"

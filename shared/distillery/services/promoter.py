@@ -18,6 +18,17 @@ dropped from the message attributes, before the body is parsed). For a job it:
    previous one joins ``history``, for rollback), undeploys older models that no longer serve,
    then moves the job to PROMOTED with ``endpoint`` set and announces it.
 
+One decision at a time per family: a promotion (steps 2 to 4) and a rollback hold the family's
+lease (``models/{family}.lease``, a compare-and-set), so the family's endpoint is created once
+(recorded as ``models/{family}.endpoint``) and no champion changes under a decision. Crowning is
+conditional on the champion the decision was compared against; a decision whose champion was
+replaced meanwhile is made again against the new one.
+
+The deployment is a long-running operation: it is started once, its name recorded on the job
+(``promotion.operation``), and awaited for ``DISTILLERY_PROMOTE_BUDGET_SECONDS`` at most. A
+deployment still running then keeps the family's lease; a redelivery or reconcile
+(:func:`finish_promotions`) polls the operation and finishes the promotion.
+
 Every step converges, so an event delivered again after a crash at any point finishes the work and
 never deploys twice. :func:`rollback` restores a family's previous champion: the family's record
 keeps what was rolled back (``rolled_back``), and the job whose model was taken off moves
@@ -27,6 +38,7 @@ PROMOTED → ROLLED_BACK, announced on the status topic like every state.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,9 +46,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from distillery.core.errors import (
+    DistilleryError,
     ObjectNotFoundError,
     PermanentError,
     QuotaExceededError,
+    RequestRejectedError,
     RetryableError,
 )
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
@@ -59,8 +73,24 @@ PROMOTE = "promote"
 REJECT = "reject"
 
 #: How long one delivery's claim on deploying a job's model keeps other deliveries from deploying
-#: it too: as long as the Vertex AI adapter waits for a deployment's operation.
+#: it too while no operation is recorded (the request's answer was lost): as long as the Vertex
+#: AI adapter waits for a deployment's operation.
 DEPLOY_CLAIM_SECONDS = 1800
+
+#: Once the operation is recorded, a claim stands only while its delivery may still be polling:
+#: its time budget (``DISTILLERY_PROMOTE_BUDGET_SECONDS``) and this much more; after that, a
+#: redelivery or reconcile polls the operation.
+CLAIM_MARGIN_SECONDS = 60
+
+#: How long a rollback, or a promotion whose deployment runs, holds its family's lease
+#: (``models/{family}.lease``) unless it lets go: as long as a deployment may run. A promotion
+#: whose deployment outlives its delivery keeps the lease, renewed by every delivery or reconcile
+#: pass that polls the deployment. Until its deployment starts, a promotion holds the lease for
+#: its budget and :data:`CLAIM_MARGIN_SECONDS` more (a killed delivery holds the family no longer).
+FAMILY_LEASE_SECONDS = DEPLOY_CLAIM_SECONDS
+
+#: The longest pause between two polls of a deployment's operation.
+_MAX_POLL_SECONDS = 5.0
 
 
 class UnknownJobError(PermanentError):
@@ -69,6 +99,14 @@ class UnknownJobError(PermanentError):
 
 class NothingToRollBackError(PermanentError):
     """The family has no champion, or no previous champion to restore."""
+
+
+class FamilyBusyError(RetryableError):
+    """Another promotion or a rollback of the family holds its lease: try again later."""
+
+
+class DeploymentInProgressError(RetryableError):
+    """Another delivery is deploying the job's model and polling its operation."""
 
 
 @dataclass(frozen=True)
@@ -208,14 +246,25 @@ def handle_status_event(event: CloudEventLike, deps: Dependencies) -> Outcome | 
     return promote(status.job_id, deps)
 
 
-def promote(job_id: str, deps: Dependencies) -> Outcome | None:
+def promote(
+    job_id: str, deps: Dependencies, *, wait_seconds: float | None = None
+) -> Outcome | None:
     """Promote or reject job ``job_id`` (idempotent); None when the job is not SUCCEEDED.
+
+    The promotion holds its family's lease (one decision at a time per family) and waits for the
+    model's deployment up to ``wait_seconds`` (default ``DISTILLERY_PROMOTE_BUDGET_SECONDS``).
+    A deployment still running then is recorded on the job (``promotion.operation``): the
+    outcome is SUCCEEDED, and a redelivery or :func:`finish_promotions` finishes it.
 
     Raises:
         UnknownJobError: there is no such job.
+        FamilyBusyError: another promotion or a rollback of the family is under way.
+        DeploymentInProgressError: another delivery is deploying the job's model.
         PermanentError: the endpoint or the model refuses the deployment.
         RetryableError: a backing service failed; calling again is safe.
     """
+    budget = deps.settings.promote_budget_seconds if wait_seconds is None else wait_seconds
+    deadline = time.monotonic() + budget
     record = deps.records.get(deps.settings.jobs_collection, job_id)
     if record is None:
         raise UnknownJobError(f"there is no job {job_id} to promote")
@@ -226,13 +275,67 @@ def promote(job_id: str, deps: Dependencies) -> Outcome | None:
     if state is not JobState.SUCCEEDED:
         logger.info("job %s is %s: nothing to promote", job_id, state, extra={"job_id": job_id})
         return None
-    decision = record.get("promotion") or _decide(record, deps)
+    decided = record.get("promotion")
+    if decided and decided["decision"] == REJECT:
+        return _reject(job_id, decided, deps)  # A rejection stands: no need for the family.
+    family = family_of(record)
+    holder = _holder(job_id)
+    _take_lease(family, holder, deps, seconds=budget + CLAIM_MARGIN_SECONDS)
+    try:
+        return _promote_holding(job_id, family, deadline, deps)
+    finally:
+        # A deployment that may still run keeps the family (renewed until the next poll): no
+        # other decision may be made on an endpoint whose traffic is about to change.
+        if _deployment_pending(job_id, deps):
+            _keep_lease(family, holder, deps)
+        else:
+            _release_lease(family, holder, deps)
+
+
+def _holder(job_id: str) -> str:
+    """The holder of the family's lease while job ``job_id`` is being promoted."""
+    return f"promotion of job {job_id}"
+
+
+def _keep_lease(family: str, holder: str, deps: Dependencies) -> None:
+    """Renew ``holder``'s lease for :data:`FAMILY_LEASE_SECONDS` while its deployment runs."""
+    try:
+        _take_lease(family, holder, deps, seconds=FAMILY_LEASE_SECONDS)
+    except FamilyBusyError as exc:
+        # It ran out and another took it: crowning stays conditional on the champion compared.
+        logger.warning("the lease of %s was lost: %s", holder, exc)
+
+
+def _promote_holding(
+    job_id: str, family: str, deadline: float, deps: Dependencies
+) -> Outcome | None:
+    """:func:`promote`'s work once the family's lease is held."""
+    record = deps.records.get(deps.settings.jobs_collection, job_id)
+    if record is None:
+        raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
+    state = JobState(record["state"])
+    if state is not JobState.SUCCEEDED:  # Another delivery finished it meanwhile.
+        announce(deps, record)
+        return Outcome(job_id, state, record.get("endpoint"), record.get("reason"))
+    champion = _champion(family, deps)
+    decision = record.get("promotion")
+    if decision is None:
+        decision = _decide(record, deps)
+    elif _stale(decision, champion, job_id):
+        if decision.get("operation") and decision.get("endpoint"):
+            # Its deployment must be done before a new decision may take the model off.
+            endpoint = str(decision["endpoint"])
+            if _deploy(record, decision, endpoint, deadline, deps) is None:
+                return _pending(job_id, decision, endpoint, deps)
+        decision = _decide_again(record, decision, champion, deps)
     if decision["decision"] == REJECT:
-        moved = transition(deps, job_id, JobState.REJECTED, reason=decision["reason"])
-        announce(deps, moved.record)
-        logger.warning("job %s rejected: %s", job_id, decision["reason"], extra={"job_id": job_id})
-        return Outcome(job_id, JobState.REJECTED, reason=decision["reason"])
-    endpoint, deployed_id = _deploy(record, decision, deps)
+        return _reject(job_id, decision, deps)
+    endpoint = decision.get("endpoint") or _remember_endpoint(
+        job_id, _family_endpoint(family, str(decision["model"]), deps), deps
+    )
+    deployed_id = _deploy(record, decision, endpoint, deadline, deps)
+    if deployed_id is None:
+        return _pending(job_id, decision, endpoint, deps)
     _crown(record, decision, endpoint, deployed_id, deps)
     moved = transition(
         deps,
@@ -243,6 +346,68 @@ def promote(job_id: str, deps: Dependencies) -> Outcome | None:
     announce(deps, moved.record)
     logger.info("job %s promoted to %s", job_id, endpoint, extra={"job_id": job_id})
     return Outcome(job_id, JobState.PROMOTED, endpoint=endpoint)
+
+
+def _pending(
+    job_id: str, decision: Mapping[str, Any], endpoint: str, deps: Dependencies
+) -> Outcome:
+    """The outcome of a delivery whose time budget ran out while the deployment runs."""
+    operation = _job_promotion(job_id, deps).get("operation")
+    reason = (
+        f"deploying {decision['model']} on {endpoint} (operation {operation}); "
+        "a redelivery or reconcile finishes the promotion"
+    )
+    logger.info("job %s: %s", job_id, reason, extra={"job_id": job_id})
+    return Outcome(job_id, JobState.SUCCEEDED, endpoint=endpoint, reason=reason)
+
+
+def _reject(job_id: str, decision: Mapping[str, Any], deps: Dependencies) -> Outcome:
+    """Move the job to REJECTED with the decision's reason, and announce it."""
+    moved = transition(deps, job_id, JobState.REJECTED, reason=decision["reason"])
+    announce(deps, moved.record)
+    logger.warning("job %s rejected: %s", job_id, decision["reason"], extra={"job_id": job_id})
+    return Outcome(job_id, JobState.REJECTED, reason=decision["reason"])
+
+
+@dataclass
+class FinishedPromotions:
+    """What :func:`finish_promotions` did."""
+
+    moved: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def finish_promotions(deps: Dependencies) -> FinishedPromotions:
+    """Finish the promotions a promote_model call left half-done (for ``reconcile``).
+
+    Every SUCCEEDED job (but those whose deployment was refused or failed) is promoted again,
+    polling its recorded deployment once rather than waiting for it: a deployment that outlived
+    its delivery, a crash between two steps, or an event given up on while another promotion of
+    the family held it. A job another delivery or a rollback is busy with is left to them;
+    another failure is reported in ``errors`` and tried again on the next pass.
+    """
+    finished = FinishedPromotions()
+    waiting = [
+        record
+        for record in deps.records.list(
+            deps.settings.jobs_collection, where={"state": JobState.SUCCEEDED.value}
+        )
+        if not (record.get("promotion") or {}).get("deploy_error")
+    ]
+    for record in waiting:
+        job_id = str(record["job_id"])
+        try:
+            outcome = promote(job_id, deps, wait_seconds=0)
+        except (FamilyBusyError, DeploymentInProgressError) as exc:
+            logger.info("reconcile leaves job %s: %s", job_id, exc, extra={"job_id": job_id})
+            continue
+        except DistilleryError as exc:  # one job's failure must not stop the pass
+            logger.warning("reconcile could not promote job %s: %s", job_id, exc)
+            finished.errors[job_id] = str(exc)
+            continue
+        if outcome is not None and outcome.state is not JobState.SUCCEEDED:
+            finished.moved.append(job_id)
+    return finished
 
 
 def family_of(record: Mapping[str, Any]) -> str:
@@ -274,19 +439,14 @@ def _thresholds(record: Mapping[str, Any], settings: Settings) -> Thresholds:
     return Thresholds.from_settings(settings, (record.get("request") or {}).get("overrides"))
 
 
-def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
-    """Gate the job, write the decision on it (first writer wins) and return what is written.
-
-    Raises:
-        UnknownJobError: the job record vanished or names no family.
-        RetryableError: a backing service failed.
-    """
+def _judge(
+    record: Mapping[str, Any], champion: Mapping[str, Any] | None, deps: Dependencies
+) -> dict[str, Any]:
+    """The decision on the job's model against ``champion`` (the family's, or None)."""
     settings = deps.settings
     job_id = record["job_id"]
     family = family_of(record)
     model = record.get("model")
-    champion_doc = deps.records.get(settings.models_collection, family) or {}
-    champion = champion_doc.get("champion")
     if champion and champion.get("job_id") == job_id:
         champion = None  # Crowned already (a crash before the transition): compare with nobody.
     metrics = _metrics(record, deps) if model else {}
@@ -312,6 +472,25 @@ def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     }
     if failures:
         decision["reason"] = "; ".join(failures)
+    return decision
+
+
+def _champion(family: str, deps: Dependencies) -> dict[str, Any] | None:
+    """The family's champion entry (``models/{family}.champion``), or None."""
+    doc = deps.records.get(deps.settings.models_collection, family) or {}
+    champion: dict[str, Any] | None = doc.get("champion")
+    return champion
+
+
+def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
+    """Gate the job, write the decision on it (first writer wins) and return what is written.
+
+    Raises:
+        UnknownJobError: the job record vanished or names no family.
+        RetryableError: a backing service failed.
+    """
+    job_id = record["job_id"]
+    decision = _judge(record, _champion(family_of(record), deps), deps)
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         if current is None or current.get("promotion"):
@@ -319,74 +498,312 @@ def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
         current["promotion"] = decision
         return current
 
-    stored = deps.records.transact(settings.jobs_collection, job_id, mutate)
+    stored = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
     if stored is None:
         raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
     result: dict[str, Any] = stored["promotion"]
     return result
 
 
+def _stale(decision: Mapping[str, Any], champion: Mapping[str, Any] | None, job_id: str) -> bool:
+    """Whether a decision to promote was compared against another champion than the current."""
+    if decision.get("decision") != PROMOTE:
+        return False
+    current = (champion or {}).get("job_id")
+    if current == job_id:
+        return False  # Crowned already: only the transition is left.
+    return current != (decision.get("champion") or {}).get("job_id")
+
+
+def _decide_again(
+    record: dict[str, Any],
+    old: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    deps: Dependencies,
+) -> dict[str, Any]:
+    """Decide again against the family's current ``champion`` (it changed since ``old``).
+
+    The new decision replaces ``old`` on the job only if ``old`` still stands (compare-and-set);
+    the endpoint and the deployment already under way are kept. A model deployed already that is
+    now rejected is taken off the endpoint.
+
+    Raises:
+        UnknownJobError: the job record vanished.
+        RetryableError: a backing service failed.
+    """
+    job_id = record["job_id"]
+    decision = _judge(record, champion, deps)
+    decision["decided_again"] = {
+        "champion_was": (old.get("champion") or {}).get("job_id"),
+        "decided_at": old.get("decided_at"),
+    }
+    logger.warning(
+        "job %s was decided against champion %s, the champion is now %s: deciding again",
+        job_id,
+        (old.get("champion") or {}).get("job_id"),
+        (champion or {}).get("job_id"),
+        extra={"job_id": job_id},
+    )
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        promotion = (current or {}).get("promotion") or {}
+        if current is None or promotion.get("decided_at") != old.get("decided_at"):
+            return None
+        kept = {k: promotion[k] for k in ("endpoint", "operation", "deploying") if k in promotion}
+        current["promotion"] = {**decision, **kept}
+        return current
+
+    stored = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+    if stored is None:
+        raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
+    result: dict[str, Any] = stored["promotion"]
+    if result["decision"] == REJECT and result.get("endpoint"):
+        _take_off(str(result["endpoint"]), str(result["model"]), champion, deps)
+    return result
+
+
+def _take_off(
+    endpoint: str, model: str, champion: Mapping[str, Any] | None, deps: Dependencies
+) -> None:
+    """Undeploy ``model`` (deployed for a decision that no longer stands) from ``endpoint``.
+
+    Raises:
+        RetryableError: its deployment still runs, or a backing service failed.
+    """
+    endpoints = deps.require_endpoints()
+    info = endpoints.get_endpoint(endpoint)
+    deployed_id = info.deployed_id_of(model)
+    if deployed_id is None:
+        return
+    keep = info.deployed_id_of(str(champion["model"])) if champion else None
+    split = {keep: 100} if keep else None
+    endpoints.undeploy(endpoint, deployed_id, split)
+    logger.warning("undeployed %s from %s: its promotion was decided again", model, endpoint)
+
+
+def _job_promotion(job_id: str, deps: Dependencies) -> dict[str, Any]:
+    """The job's ``promotion`` as it now stands ({} when it has none)."""
+    record = deps.records.get(deps.settings.jobs_collection, job_id) or {}
+    promotion: dict[str, Any] = record.get("promotion") or {}
+    return promotion
+
+
+def _deployment_pending(job_id: str, deps: Dependencies) -> bool:
+    """Whether the job is SUCCEEDED with a deployment that may be running."""
+    record = deps.records.get(deps.settings.jobs_collection, job_id) or {}
+    promotion = record.get("promotion") or {}
+    return record.get("state") == JobState.SUCCEEDED.value and bool(
+        promotion.get("operation") or promotion.get("deploying")
+    )
+
+
+def _new_family(family: str) -> dict[str, Any]:
+    return {"family": family, "champion": None, "history": [], "rolled_back": []}
+
+
+def _take_lease(
+    family: str,
+    holder: str,
+    deps: Dependencies,
+    *,
+    seconds: float = FAMILY_LEASE_SECONDS,
+    create: bool = True,
+) -> None:
+    """Hold the family's lease (``models/{family}.lease``) for ``holder`` ``seconds`` long, or
+    renew it.
+
+    ``create``: create the family's record when there is none (a first promotion).
+
+    Raises:
+        FamilyBusyError: another holder's lease stands.
+        NothingToRollBackError: there is no record of the family and ``create`` is off.
+    """
+    now = deps.clock()
+    until = now + timedelta(seconds=seconds)
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None and not create:
+            return None
+        doc = current or _new_family(family)
+        held = doc.get("lease") or {}
+        if held and held.get("holder") != holder and datetime.fromisoformat(held["until"]) > now:
+            return None
+        doc["lease"] = {"holder": holder, "until": until.isoformat()}
+        return doc
+
+    stored = deps.records.transact(deps.settings.models_collection, family, mutate)
+    if stored is None:
+        raise NothingToRollBackError(f"model family {family!r} has no champion")
+    held = stored.get("lease") or {}
+    if held.get("holder") != holder:
+        raise FamilyBusyError(
+            f"model family {family!r} is busy: the {held.get('holder')} holds it "
+            f"(until {held.get('until')} at the latest); try again later"
+        )
+
+
+def _release_lease(family: str, holder: str, deps: Dependencies) -> None:
+    """Let go of the family's lease if ``holder`` holds it."""
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None or (current.get("lease") or {}).get("holder") != holder:
+            return None
+        del current["lease"]
+        return current
+
+    deps.records.transact(deps.settings.models_collection, family, mutate)
+
+
+def _family_endpoint(family: str, model: str, deps: Dependencies) -> str:
+    """The family's endpoint: the one its record names, else found or created, then recorded.
+
+    Called with the family's lease held, so two first promotions never both create one; an
+    endpoint created by a delivery that crashed before recording it is found by its name.
+    """
+    settings = deps.settings
+    doc = deps.records.get(settings.models_collection, family) or {}
+    recorded = doc.get("endpoint") or (doc.get("champion") or {}).get("endpoint")
+    if recorded:
+        return str(recorded)
+    endpoints = deps.require_endpoints()
+    location = location_of(model) or settings.region
+    found = endpoints.find_endpoint(family, location) or endpoints.create_endpoint(family, location)
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        doc = current or _new_family(family)
+        if doc.get("endpoint"):
+            return None
+        doc["endpoint"] = found.name
+        return doc
+
+    stored = deps.records.transact(settings.models_collection, family, mutate)
+    return str((stored or {}).get("endpoint") or found.name)
+
+
 def _deploy(
-    record: Mapping[str, Any], decision: Mapping[str, Any], deps: Dependencies
-) -> tuple[str, str]:
-    """Make sure the family's endpoint serves the job's model; ``(endpoint, deployed id)``."""
+    record: Mapping[str, Any],
+    decision: Mapping[str, Any],
+    endpoint: str,
+    deadline: float,
+    deps: Dependencies,
+) -> str | None:
+    """Make sure ``endpoint`` serves the job's model: its deployed id, or None while deploying.
+
+    The deployment is started once (its operation recorded on the job) and polled until
+    ``deadline`` (``time.monotonic()``).
+
+    Raises:
+        DeploymentInProgressError: another delivery is deploying the model.
+        RequestRejectedError: the deployment's operation failed.
+        PermanentError: the endpoint or the model refuses the deployment.
+        RetryableError: a backing service failed.
+    """
     endpoints = deps.require_endpoints()
     job_id = record["job_id"]
     model = str(decision["model"])
-    family = str(decision["family"])
-    endpoint = decision.get("endpoint")
-    if not endpoint:
-        location = location_of(model) or deps.settings.region
-        found = endpoints.find_endpoint(family, location) or endpoints.create_endpoint(
-            family, location
-        )
-        endpoint = _remember_endpoint(job_id, found.name, deps)
     info = endpoints.get_endpoint(endpoint)
     deployed_id = info.deployed_id_of(model)
     if deployed_id is not None:
-        return endpoint, deployed_id  # A redelivery: deployed already.
+        return deployed_id  # A redelivery: deployed already.
     # The endpoint lists the model only once its deployment is done: a delivery that comes while
     # another one's deployment runs must not deploy the model a second time.
     token = uuid.uuid4().hex
-    if not _claim_deployment(job_id, token, deps):
-        raise RetryableError(f"the model of job {job_id} is being deployed by another delivery")
-    champion = decision.get("champion") or {}
-    incumbent = info.deployed_id_of(champion["model"]) if champion.get("model") else None
-    try:
-        deployed_id = endpoints.deploy(
-            endpoint, model, int(decision.get("traffic_percent") or 100), incumbent
+    promotion = _claim_deployment(job_id, token, deps)
+    if promotion is None:
+        raise DeploymentInProgressError(
+            f"the model of job {job_id} is being deployed by another delivery"
         )
-    except (QuotaExceededError, PermanentError):
-        # Refused: no deployment runs, so the next delivery may try again at once.
-        _release_deployment(job_id, token, deps)
-        raise
-    logger.info(
-        "deployed %s on %s (%s%% of the traffic)",
-        model,
-        endpoint,
-        decision.get("traffic_percent"),
-        extra={"job_id": job_id},
-    )
-    return endpoint, deployed_id
+    operation = promotion.get("operation")
+    if not operation:
+        champion = decision.get("champion") or {}
+        incumbent = info.deployed_id_of(champion["model"]) if champion.get("model") else None
+        try:
+            operation = endpoints.start_deploy(
+                endpoint, model, int(decision.get("traffic_percent") or 100), incumbent
+            )
+        except QuotaExceededError:
+            # Refused for now: no deployment runs, so the next delivery may try again at once.
+            _release_deployment(job_id, token, deps)
+            raise
+        except PermanentError as exc:
+            # Refused: reconcile leaves the job (deploy_error); a redelivery may try again.
+            _release_deployment(job_id, token, deps)
+            _note_deploy_error(job_id, str(exc), deps)
+            raise
+        _record_operation(job_id, str(operation), deps)
+        # The deployment may outlive this delivery: the family stays held until it is finished.
+        _keep_lease(str(decision["family"]), _holder(job_id), deps)
+        logger.info(
+            "deploying %s on %s (%s%% of the traffic): operation %s",
+            model,
+            endpoint,
+            decision.get("traffic_percent"),
+            operation,
+            extra={"job_id": job_id},
+        )
+    deployed_id = _await_deployment(job_id, token, str(operation), deadline, deps)
+    if deployed_id is not None and endpoints.get_endpoint(endpoint).deployed_id_of(model) is None:
+        # Done long ago, and undeployed since (a decision made again meanwhile): deploy again.
+        _forget_operation(job_id, str(operation), None, deps)
+        raise RetryableError(
+            f"the model of job {job_id} was undeployed from {endpoint} after its deployment "
+            "finished: it is deployed again on the next delivery"
+        )
+    return deployed_id
 
 
-def _claim_deployment(job_id: str, token: str, deps: Dependencies) -> bool:
-    """Claim deploying the job's model for the delivery holding ``token``; whether it has it.
+def _await_deployment(
+    job_id: str, token: str, operation: str, deadline: float, deps: Dependencies
+) -> str | None:
+    """Poll the deployment ``operation`` until it is done or ``deadline`` passes.
 
-    Another delivery's claim younger than :data:`DEPLOY_CLAIM_SECONDS` stands: its deployment
-    may still be running, even if that delivery's process is gone.
+    Returns the deployed model id, or None (the claim let go) when the deadline came first.
+
+    Raises:
+        RequestRejectedError: the operation failed (recorded on the job as ``deploy_error``).
+        RetryableError: a backing service failed.
+    """
+    endpoints = deps.require_endpoints()
+    pause = 0.05
+    while True:
+        state = endpoints.deploy_operation(operation)
+        if state.done:
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            _release_deployment(job_id, token, deps)
+            return None
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, _MAX_POLL_SECONDS)
+    if state.error or not state.deployed_model_id:
+        error = state.error or "it answered no deployed model"
+        _forget_operation(job_id, operation, error, deps)
+        raise RequestRejectedError(f"the deployment of job {job_id}'s model failed: {error}")
+    _release_deployment(job_id, token, deps)
+    return state.deployed_model_id
+
+
+def _claim_deployment(job_id: str, token: str, deps: Dependencies) -> dict[str, Any] | None:
+    """Claim deploying the job's model for the delivery holding ``token``.
+
+    Returns the job's ``promotion`` as claimed, or None when another delivery's claim stands: for
+    :data:`DEPLOY_CLAIM_SECONDS` while no operation is recorded (its deployment may be running
+    even if that delivery's process is gone), else while that delivery may still be polling.
 
     Raises:
         UnknownJobError: the job record vanished.
     """
     now = deps.clock()
+    polling = timedelta(seconds=deps.settings.promote_budget_seconds + CLAIM_MARGIN_SECONDS)
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         if current is None:
             return None
-        held = (current.get("promotion") or {}).get("deploying") or {}
+        promotion = current.get("promotion") or {}
+        held = promotion.get("deploying") or {}
         age = now - datetime.fromisoformat(held["at"]) if held else None
-        if age is not None and age < timedelta(seconds=DEPLOY_CLAIM_SECONDS):
+        limit = polling if promotion.get("operation") else timedelta(seconds=DEPLOY_CLAIM_SECONDS)
+        if age is not None and age < limit:
             return None
         current["promotion"]["deploying"] = {"token": token, "at": now.isoformat()}
         return current
@@ -394,17 +811,59 @@ def _claim_deployment(job_id: str, token: str, deps: Dependencies) -> bool:
     stored = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
     if stored is None:
         raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
-    return bool(((stored.get("promotion") or {}).get("deploying") or {}).get("token") == token)
+    promotion: dict[str, Any] = stored.get("promotion") or {}
+    return promotion if (promotion.get("deploying") or {}).get("token") == token else None
 
 
 def _release_deployment(job_id: str, token: str, deps: Dependencies) -> None:
-    """Drop the claim ``token`` holds on deploying the job's model (no deployment runs)."""
+    """Drop the claim ``token`` holds on deploying the job's model (nobody polls it now)."""
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         promotion = (current or {}).get("promotion") or {}
         if current is None or (promotion.get("deploying") or {}).get("token") != token:
             return None
         del current["promotion"]["deploying"]
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+
+
+def _record_operation(job_id: str, operation: str, deps: Dependencies) -> None:
+    """Write the deployment's operation name on the job, for the deliveries that finish it."""
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None:
+            return None
+        current["promotion"]["operation"] = operation
+        current["promotion"].pop("deploy_error", None)
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+
+
+def _note_deploy_error(job_id: str, error: str, deps: Dependencies) -> None:
+    """Write why the deployment was refused on the job (``promotion.deploy_error``)."""
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None or not current.get("promotion"):
+            return None
+        current["promotion"]["deploy_error"] = {"error": error}
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+
+
+def _forget_operation(job_id: str, operation: str, error: str | None, deps: Dependencies) -> None:
+    """Drop a deployment's operation and claim; ``deploy_error`` says why it failed, if given."""
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        promotion = (current or {}).get("promotion") or {}
+        if current is None or promotion.get("operation") != operation:
+            return None
+        for key in ("operation", "deploying"):
+            promotion.pop(key, None)
+        if error is not None:
+            promotion["deploy_error"] = {"operation": operation, "error": error}
         return current
 
     deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
@@ -432,7 +891,12 @@ def _crown(
     deployed_id: str,
     deps: Dependencies,
 ) -> None:
-    """Make the job's model the family's champion (once), then undeploy what no longer serves."""
+    """Make the job's model the family's champion (once), then undeploy what no longer serves.
+
+    Raises:
+        FamilyBusyError: the champion changed since the decision (the job is decided again).
+        RetryableError: a backing service failed.
+    """
     job_id = record["job_id"]
     family = str(decision["family"])
     now = deps.clock().isoformat()
@@ -446,10 +910,16 @@ def _crown(
         "promoted_at": now,
     }
 
+    # Conditional on the champion the decision was compared against: if another one was crowned
+    # meanwhile, the job is decided again (on the next delivery) rather than crowned over it.
+    compared = (decision.get("champion") or {}).get("job_id")
+
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
-        doc = current or {"family": family, "champion": None, "history": [], "rolled_back": []}
+        doc = current or _new_family(family)
         champion = doc.get("champion")
         if champion and champion.get("job_id") == job_id:
+            return None
+        if (champion or {}).get("job_id") != compared:
             return None
         if champion:
             doc["history"] = [*doc.get("history", []), champion]
@@ -458,6 +928,12 @@ def _crown(
         return doc
 
     doc = deps.records.transact(deps.settings.models_collection, family, mutate)
+    crowned = ((doc or {}).get("champion") or {}).get("job_id")
+    if crowned != job_id:
+        raise FamilyBusyError(
+            f"the champion of {family!r} is now job {crowned}, not job {compared} that job "
+            f"{job_id} was compared against: it is decided again on the next delivery"
+        )
     if doc is not None:
         previous = doc["history"][-1] if doc.get("history") else None
         keep = {str(decision["model"])} | ({previous["model"]} if previous else set())
@@ -488,9 +964,25 @@ def rollback(family: str, deps: Dependencies, *, from_job: str | None = None) ->
 
     Raises:
         NothingToRollBackError: no champion, no previous one, or ``from_job`` is not the champion.
+        FamilyBusyError: a promotion or another rollback of the family is under way.
         PermanentError: the endpoint refuses the traffic change.
         RetryableError: a backing service failed; calling again is safe.
     """
+    if deps.records.get(deps.settings.models_collection, family) is None:
+        raise NothingToRollBackError(f"model family {family!r} has no champion")
+    # The family's lease: a promotion of the family never runs between what this reads of the
+    # family and what it changes on the endpoint and the record.
+    holder = f"rollback {uuid.uuid4().hex[:12]}"
+    _take_lease(family, holder, deps, create=False)
+    try:
+        doc = _rollback_holding(family, deps, from_job)
+    finally:
+        _release_lease(family, holder, deps)
+    return {k: v for k, v in doc.items() if k != "lease"}
+
+
+def _rollback_holding(family: str, deps: Dependencies, from_job: str | None) -> dict[str, Any]:
+    """:func:`rollback`'s work once the family's lease is held."""
     settings = deps.settings
     doc = deps.records.get(settings.models_collection, family)
     champion = (doc or {}).get("champion")

@@ -163,6 +163,7 @@ def reconcile(deps: Dependencies) -> ReconcileSummary:
         if applied.moved:
             summary.moved.append(record["job_id"])
     _resume_requested(deps, summary)
+    _finish_promotions(deps, summary)
     return summary
 
 
@@ -193,3 +194,12 @@ def _resume_requested(deps: Dependencies, summary: ReconcileSummary) -> None:
         if resumed["state"] != JobState.REQUESTED.value:
             logger.info("job %s resumed: %s", job_id, resumed["state"], extra={"job_id": job_id})
             summary.moved.append(job_id)
+
+
+def _finish_promotions(deps: Dependencies, summary: ReconcileSummary) -> None:
+    """Finish the promotions a promote_model call left half-done (its deployment outlived it)."""
+    from distillery.services.promoter import finish_promotions
+
+    finished = finish_promotions(deps)
+    summary.moved.extend(finished.moved)
+    summary.errors.update(finished.errors)

@@ -1,8 +1,10 @@
 """The emulated ``endpoints`` (create, get, list, delete, deployModel, undeployModel, predict).
 
-Mutating methods answer a ``google.longrunning.Operation`` like the real service, already
-``done`` with its ``response`` (the GAPIC clients' ``operation.result()`` returns at once);
-``GET .../operations/{id}`` answers it again. The REST ``Endpoint``::
+Mutating methods answer a ``google.longrunning.Operation`` like the real service; ``GET
+.../operations/{id}`` answers it again. ``deployModel``'s runs for ``deploy_seconds`` (as the real
+one runs for minutes): until it is done the endpoint does not list the model, then it does with
+the split asked for, or the operation fails (``FAILED_PRECONDITION``) when a model that split
+names was undeployed meanwhile. The others are ``done`` at once. The REST ``Endpoint``::
 
     {"name": "projects/P/locations/L/endpoints/E", "displayName": "...", "description": "",
      "deployedModels": [{"id": D, "model": "projects/P/locations/L/models/M",
@@ -123,13 +125,20 @@ class EndpointService:
         registry: ModelRegistry,
         cache: ArtifactCache | None,
         loader: PredictorLoader | None,
+        *,
+        deploy_seconds: float = 1.0,
     ) -> None:
         self._registry = registry
+        self._deploy_seconds = deploy_seconds
+        #: Deployments whose operation runs: (done at, operation name, endpoint, deployed, split).
+        self._deploying: list[tuple[float, str, _Endpoint, _Deployed, dict[str, int]]] = []
         self._cache = cache
         self._loader = loader
         self._lock = threading.Lock()
         self._endpoints: dict[str, _Endpoint] = {}
         self._operations: dict[str, dict[str, Any]] = {}
+        #: The responses of the running deployments' operations, by operation name.
+        self._finishing: dict[str, dict[str, Any]] = {}
         self._seq = itertools.count(1)
         self._ids = itertools.count(int(time.time() * 1000) * 1000 + 500)
         self._predictors: dict[str, Predictor] = {}
@@ -163,6 +172,7 @@ class EndpointService:
             raise ApiError("INVALID_ARGUMENT", "Endpoint.labels must be a map of strings")
         moment = now()
         with self._lock:
+            self._settle()
             endpoint_id = endpoint_id or str(next(self._ids))
             endpoint = _Endpoint(
                 seq=next(self._seq),
@@ -194,6 +204,7 @@ class EndpointService:
             ApiError: NOT_FOUND.
         """
         with self._lock:
+            self._settle()
             return self._find(project, location, endpoint_id).resource()
 
     def list(
@@ -211,6 +222,7 @@ class EndpointService:
             ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
         """
         with self._lock:
+            self._settle()
             return list_page(
                 self._endpoints.values(),
                 key="endpoints",
@@ -230,6 +242,7 @@ class EndpointService:
             ApiError: NOT_FOUND; FAILED_PRECONDITION while models are deployed.
         """
         with self._lock:
+            self._settle()
             endpoint = self._find(project, location, endpoint_id)
             if endpoint.deployed:
                 raise ApiError(
@@ -268,6 +281,7 @@ class EndpointService:
         model = self._registry.require(deployed_model["model"])
         split = _split_of(body)
         with self._lock:
+            self._settle()
             endpoint = self._find(project, location, endpoint_id)
             deployed = _Deployed(
                 deployed_id=str(next(self._ids)),
@@ -285,10 +299,6 @@ class EndpointService:
                 traffic = {deployed.deployed_id: 100}
             else:
                 traffic = {**endpoint.traffic, deployed.deployed_id: 0}
-            endpoint.deployed.append(deployed)
-            endpoint.traffic = {k: v for k, v in traffic.items()}
-            endpoint.update_time = now()
-            self._sync_model(model.name)
             operation = self._operation(
                 endpoint.name,
                 "DeployModelOperationMetadata",
@@ -297,11 +307,58 @@ class EndpointService:
                     "deployedModel": deployed.resource(),
                 },
             )
+            # Running until then: the response is given once it is done.
+            response = operation.pop("response")
+            operation["done"] = False
+            self._deploying.append(
+                (
+                    time.monotonic() + self._deploy_seconds,
+                    operation["name"],
+                    endpoint,
+                    deployed,
+                    traffic,
+                )
+            )
+            self._finishing[operation["name"]] = response
+            self._settle()
+            answer = dict(operation)
         logger.info(
-            "model deployed",
+            "model deployment started",
             extra={"endpoint": endpoint.name, "model": model.name, "traffic": traffic},
         )
-        return operation
+        return answer
+
+    def _settle(self) -> None:
+        """Finish the deployments whose time has come. Call with the lock held."""
+        moment = time.monotonic()
+        running = []
+        for entry in self._deploying:
+            done_at, name, endpoint, deployed, traffic = entry
+            if done_at > moment:
+                running.append(entry)
+                continue
+            operation = self._operations[name]
+            response = self._finishing.pop(name)
+            present = {d.deployed_id for d in endpoint.deployed} | {deployed.deployed_id}
+            gone = sorted(k for k in traffic if k not in present)
+            operation["done"] = True
+            if gone or self._endpoints.get(endpoint.name) is not endpoint:
+                operation["error"] = {
+                    "code": 9,  # FAILED_PRECONDITION
+                    "message": f"the deployed models {gone} of the traffic split were undeployed"
+                    if gone
+                    else f"endpoint {endpoint.name} was deleted",
+                }
+                continue
+            operation["response"] = response
+            endpoint.deployed.append(deployed)
+            endpoint.traffic = dict(traffic)
+            endpoint.update_time = now()
+            self._sync_model(deployed.model)
+            logger.info(
+                "model deployed", extra={"endpoint": endpoint.name, "model": deployed.model}
+            )
+        self._deploying = running
 
     def undeploy_model(
         self, project: str, location: str, endpoint_id: str, body: Mapping[str, Any]
@@ -317,6 +374,7 @@ class EndpointService:
         deployed_id = str(body.get("deployedModelId", body.get("deployed_model_id", "")))
         split = _split_of(body)
         with self._lock:
+            self._settle()
             endpoint = self._find(project, location, endpoint_id)
             target = next((d for d in endpoint.deployed if d.deployed_id == deployed_id), None)
             if target is None:
@@ -355,6 +413,7 @@ class EndpointService:
             ApiError: NOT_FOUND.
         """
         with self._lock:
+            self._settle()
             operation = self._operations.get(name)
         if operation is None:
             raise ApiError("NOT_FOUND", f"Operation {name} is not found.")
@@ -382,6 +441,7 @@ class EndpointService:
         if isinstance(parameters, Mapping) and parameters.get("seed") is not None:
             seed = str(parameters["seed"])
         with self._lock:
+            self._settle()
             endpoint = self._find(project, location, endpoint_id)
             choices = [(k, v) for k, v in endpoint.traffic.items() if v > 0]
             if not endpoint.deployed or not choices:

@@ -15,7 +15,7 @@ Routes (JSON in and out; enums answered as names; errors as google.rpc error bod
 - ``GET|DELETE /v1/projects/{p}/locations/{l}/endpoints/{id}`` — get, delete (an Operation);
 - ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:deployModel|:undeployModel`` (Operations);
 - ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:predict`` — online prediction;
-- ``GET /v1/{resource}/operations/{id}`` — an Operation again.
+- ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ _ENDPOINTS = re.compile(_PARENT + r"/endpoints")
 _ENDPOINT = re.compile(
     _PARENT + r"/endpoints/(?P<id>[^/:]+)(?P<verb>:deployModel|:undeployModel|:predict)?"
 )
-_OPERATION = re.compile(r"/v1/(?P<name>projects/[^:]+/operations/[^/:]+)")
+#: The GAPIC REST transports (google-cloud-aiplatform 2.7.0) read operations at the first of
+#: their URIs that matches, ``/ui/{name=...operations/*}``; ``/v1/`` is the documented one.
+_OPERATION = re.compile(r"/(?:v1|ui)/(?P<name>projects/[^:]+/operations/[^/:]+)")
 #: A request header that makes the traffic-split draw of ``:predict`` deterministic.
 SEED_HEADER = "X-Distillery-Seed"
 
