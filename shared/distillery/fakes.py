@@ -245,7 +245,7 @@ class FakeOperation:
     deployed_model_id: str = ""
     #: The endpoint's traffic split once the operation is done (computed when it started).
     traffic: dict[str, int] = field(default_factory=dict)
-    #: When (``time.monotonic()``) the operation is done.
+    #: When (on the endpoints' ``monotonic`` clock) the operation is done.
     done_at: float = 0.0
 
 
@@ -260,9 +260,16 @@ class InMemoryModelEndpoints(ModelEndpoints):
     """
 
     def __init__(
-        self, project: str = "p", *, deploy_polls: int = 3, poll_seconds: float = 0.01
+        self,
+        project: str = "p",
+        *,
+        deploy_polls: int = 3,
+        poll_seconds: float = 0.01,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.project = project
+        #: The time deployments take (seconds); a test whose world has its own clock passes one.
+        self.monotonic = monotonic
         self.models: dict[str, ModelInfo] = {}
         self.answers: dict[str, Callable[[str], str]] = {}
         self.endpoints: dict[str, dict[str, Any]] = {}
@@ -375,7 +382,7 @@ class InMemoryModelEndpoints(ModelEndpoints):
                 model,
                 deployed_model_id=deployed_id,
                 traffic={(deployed_id if k == "0" else k): v for k, v in split.items() if v > 0},
-                done_at=time.monotonic() + self.deploy_polls * self.poll_seconds,
+                done_at=self.monotonic() + self.deploy_polls * self.poll_seconds,
             )
             self.operations.append(operation)
             return operation.name
@@ -422,7 +429,7 @@ class InMemoryModelEndpoints(ModelEndpoints):
 
     def _settle(self) -> None:
         """Finish the operations whose time has come (as Vertex AI does, polled or not)."""
-        now = time.monotonic()
+        now = self.monotonic()
         for operation in self.operations:
             if operation.done or operation.done_at > now:
                 continue
