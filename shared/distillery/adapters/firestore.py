@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from distillery.adapters._errors import translate_google_errors
-from distillery.core.errors import ContentionError
+from distillery.core.errors import AlreadyExistsError, ContentionError
 from distillery.core.ports import Mutation, RecordStore
 
 if TYPE_CHECKING:
@@ -48,12 +48,10 @@ class FirestoreRecordStore(RecordStore):
         return snapshot.to_dict() if snapshot.exists else None
 
     def create(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> bool:
-        from google.api_core.exceptions import Conflict
-
         try:
             with translate_google_errors(f"creating {collection}/{doc_id}"):
                 self.client.collection(collection).document(doc_id).create(dict(data))
-        except Conflict:
+        except AlreadyExistsError:
             return False
         return True
 
