@@ -5,12 +5,12 @@ from __future__ import annotations
 import copy
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from distillery.adapters._errors import translate_google_errors
 from distillery.core.errors import AlreadyExistsError, ContentionError
-from distillery.core.ports import Mutation, RecordStore
+from distillery.core.ports import Mutation, Order, OrderKey, RecordStore, check_query
 
 if TYPE_CHECKING:
     from google.cloud import firestore
@@ -122,13 +122,48 @@ class FirestoreRecordStore(RecordStore):
         option = self.client.write_option(last_update_time=snapshot.update_time)
         ref.update(changes, option=option)
 
-    def list(
-        self, collection: str, *, where: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
+    def _query(self, collection: str, where: Mapping[str, Any] | None) -> Any:
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query: Any = self.client.collection(collection)
         for field, value in (where or {}).items():
             query = query.where(filter=FieldFilter(field, "==", value))
+        return query
+
+    def list(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: OrderKey | Sequence[OrderKey] = (),
+        limit: int | None = None,
+        start_at: Sequence[Any] | None = None,
+        start_after: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        orders, cursor = check_query(order_by, limit, start_at, start_after)
+        query = self._query(collection, where)
+        for order in orders:
+            query = query.order_by(order.field, direction=_direction(order))
+        if cursor is not None:
+            query = (
+                query.start_at(list(cursor))
+                if start_at is not None
+                else query.start_after(list(cursor))
+            )
+        if limit is not None:
+            query = query.limit(limit)
         with translate_google_errors(f"listing {collection}"):
             return [snapshot.to_dict() for snapshot in query.stream()]
+
+    def count(self, collection: str, *, where: Mapping[str, Any] | None = None) -> int:
+        query = self._query(collection, where)
+        with translate_google_errors(f"counting {collection}"):
+            results = query.count(alias="n").get()
+        # One result set (one per aggregation query) of one aggregation, aliased "n".
+        return sum(int(r.value) for batch in results for r in batch if r.alias == "n")
+
+
+def _direction(order: Order) -> str:
+    from google.cloud.firestore_v1.base_query import BaseQuery
+
+    return BaseQuery.DESCENDING if order.descending else BaseQuery.ASCENDING
