@@ -149,3 +149,49 @@ def test_gcs_maps_its_errors_as_every_adapter_does(stack: Any) -> None:
     # A 412 PRECONDITION_FAILED: a conditional write lost.
     with pytest.raises(PreconditionFailedError, match="precondition failed"):
         store.write_bytes(stack.bucket, "adapters/412.txt", b"y", if_absent=True)
+
+
+def test_firestore_transact_after_a_read_writes_on_that_read_and_loses_safely(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    ours, theirs = FirestoreRecordStore(stack.project), FirestoreRecordStore(stack.project)
+    doc = f"recall-{uuid.uuid4().hex[:8]}"
+    reads: list[str] = []
+    real_get = DocumentReference.get
+
+    def counting_get(self: DocumentReference, *args: Any, **kwargs: Any) -> Any:
+        reads.append(self.id)
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentReference, "get", counting_get)
+
+    def add(amount: int) -> Any:
+        def mutate(current: dict[str, Any] | None) -> dict[str, Any]:
+            assert current is not None
+            return {**current, "n": current["n"] + amount}
+
+        return mutate
+
+    theirs.set("adapter_tests", doc, {"n": 1})
+    assert ours.get("adapter_tests", doc) == {"n": 1}
+    # The compare-and-set needs no second read of what this thread just read or wrote.
+    assert ours.transact("adapter_tests", doc, add(1)) == {"n": 2}
+    assert ours.transact("adapter_tests", doc, add(1)) == {"n": 3}
+    assert reads == [doc]
+
+    # Someone else wrote since: the conditional write loses and is redone on a fresh read.
+    theirs.set("adapter_tests", doc, {"n": 10})
+    assert ours.transact("adapter_tests", doc, add(1)) == {"n": 11}
+    assert ours.get("adapter_tests", doc) == {"n": 11}
+
+    # A mutation that changes nothing is not trusted to a recalled view: it is read again.
+    theirs.set("adapter_tests", doc, {"n": 20})
+
+    def unless_eleven(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        assert current is not None
+        return None if current["n"] == 11 else {"n": current["n"] + 100}
+
+    assert ours.transact("adapter_tests", doc, unless_eleven) == {"n": 120}
+    assert theirs.get("adapter_tests", doc) == {"n": 120}
