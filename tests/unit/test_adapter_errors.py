@@ -34,6 +34,7 @@ MAPPING: list[tuple[Exception, type[DistilleryError]]] = [
     (gexc.FailedPrecondition("not ready"), RequestRejectedError),
     (gexc.OutOfRange("too far"), RequestRejectedError),
     (gexc.Unauthenticated("who"), ConfigurationError),
+    (gexc.FailedPrecondition("The query requires an index. Create it here: x"), ConfigurationError),
     (gexc.PermissionDenied("no"), ConfigurationError),
     (gexc.NotFound("gone"), ObjectNotFoundError),
     (gexc.Aborted("lost"), ContentionError),

@@ -12,6 +12,7 @@ Google error (HTTP status)                 Distillery error                     
 400 InvalidArgument, FailedPrecondition,   :class:`RequestRejectedError`          no
 OutOfRange (a request refused as invalid)
 401 Unauthenticated, 403 PermissionDenied  :class:`ConfigurationError`            yes (*)
+400 FailedPrecondition "requires an index" :class:`ConfigurationError`            yes (*)
 404 NotFound                               :class:`ObjectNotFoundError`           no
 409 Aborted (a concurrent writer won)      :class:`ContentionError`               yes
 409 AlreadyExists, Conflict                :class:`AlreadyExistsError`            (**)
@@ -22,7 +23,8 @@ given up, connection failures and timeouts
 any other 4xx                              :class:`RequestRejectedError`          no
 =========================================  ====================================  ==========
 
-(*) Permissions are fixed by an operator, after which a redelivery succeeds, so the event is kept.
+(*) An operator fixes permissions and indexes, after which a redelivery succeeds: the event is
+kept.
 (**) A conditional write that found the target in another state: the caller decides what it means.
 """
 
@@ -66,6 +68,10 @@ def translate(exc: BaseException, what: str) -> DistilleryError | None:
         return ConfigurationError(f"{what}: permission denied ({message})")
     if isinstance(exc, gexc.TooManyRequests):
         return QuotaExceededError(f"{what}: out of quota for now ({message})")
+    if isinstance(exc, gexc.FailedPrecondition) and "requires an index" in message:
+        # Firestore's answer to a query whose composite index is not deployed: fixed by a
+        # deployment, after which the event succeeds, so it must be kept, not rejected.
+        return ConfigurationError(f"{what}: a Firestore index is missing ({message})")
     if isinstance(exc, gexc.BadRequest):
         return RequestRejectedError(f"{what}: rejected as invalid ({message})")
     if isinstance(
