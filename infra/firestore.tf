@@ -17,3 +17,20 @@ resource "google_firestore_database" "default" {
 
   depends_on = [google_project_service.required]
 }
+
+# `distillery jobs --state STATE` reads the newest jobs in one state first (equality on `state`,
+# ordered by `created_at` descending), which Firestore serves only from a composite index.
+resource "google_firestore_index" "jobs_by_state_newest_first" {
+  project    = var.project
+  database   = google_firestore_database.default.name
+  collection = "jobs"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}

@@ -10,12 +10,14 @@ that takes time, during which the endpoint does not list the model yet.
 from __future__ import annotations
 
 import copy
+import functools
 import io
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, BinaryIO
 
 from distillery.core.errors import (
@@ -33,12 +35,15 @@ from distillery.core.ports import (
     Mutation,
     ObjectInfo,
     ObjectStore,
+    Order,
+    OrderKey,
     PipelineJobInfo,
     PredictResult,
     Publisher,
     RecordStore,
     VertexPipelines,
     canary_split,
+    check_query,
 )
 
 
@@ -134,6 +139,35 @@ class InMemoryPublisher(Publisher):
         return [m for m in self.messages if m.topic == topic]
 
 
+def firestore_key(value: Any) -> tuple[Any, ...]:
+    """A sort key that orders values as Firestore does: by type first, then by value.
+
+    Null < booleans < numbers (integers and floats together) < timestamps < strings < bytes <
+    arrays (element by element) < maps (key by key). Equal keys mean equal to Firestore.
+
+    Raises:
+        TypeError: a value Firestore cannot store.
+    """
+    if value is None:
+        return (0,)
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, int | float):
+        return (2, value)
+    if isinstance(value, datetime):
+        return (3, value.timestamp())
+    if isinstance(value, str):
+        # Firestore compares strings by their UTF-8 bytes.
+        return (4, value.encode())
+    if isinstance(value, bytes):
+        return (5, value)
+    if isinstance(value, list | tuple):
+        return (8, tuple(firestore_key(v) for v in value))
+    if isinstance(value, Mapping):
+        return (9, tuple((str(k).encode(), firestore_key(v)) for k, v in sorted(value.items())))
+    raise TypeError(f"Firestore cannot store a {type(value).__name__}")
+
+
 class InMemoryRecordStore(RecordStore):
     """Documents in dictionaries; transactions serialised by one lock.
 
@@ -178,13 +212,65 @@ class InMemoryRecordStore(RecordStore):
             self.set(collection, doc_id, updated)
             return copy.deepcopy(updated)
 
-    def list(
-        self, collection: str, *, where: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
+    def _matching(
+        self, collection: str, where: Mapping[str, Any] | None
+    ) -> list[tuple[str, dict[str, Any]]]:
         with self._lock:
-            docs = list(self._docs.get(collection, {}).values())
+            docs = list(self._docs.get(collection, {}).items())
         where = where or {}
-        return [copy.deepcopy(d) for d in docs if all(d.get(k) == v for k, v in where.items())]
+        return [
+            (doc_id, doc)
+            for doc_id, doc in docs
+            if all(k in doc and firestore_key(doc[k]) == firestore_key(v) for k, v in where.items())
+        ]
+
+    def list(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: OrderKey | Sequence[OrderKey] = (),
+        limit: int | None = None,
+        start_at: Sequence[Any] | None = None,
+        start_after: Sequence[Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        orders, cursor = check_query(order_by, limit, start_at, start_after)
+        found = self._matching(collection, where)
+        if orders:
+            # Firestore leaves out what lacks an ordering field, and breaks ties by document id
+            # in the direction of the last ordering key.
+            found = [(i, d) for i, d in found if all(o.field in d for o in orders)]
+            keys = [*orders, Order("__name__", orders[-1].descending)]
+
+            def position(item: tuple[str, dict[str, Any]]) -> list[tuple[Any, ...]]:
+                doc_id, doc = item
+                return [
+                    firestore_key(doc_id if k.field == "__name__" else doc[k.field]) for k in keys
+                ]
+
+            def compare(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> int:
+                for key, x, y in zip(keys, a, b, strict=False):
+                    if x != y:
+                        less = x < y
+                        return (1 if less else -1) if key.descending else (-1 if less else 1)
+                return 0
+
+            found.sort(key=lambda item: functools.cmp_to_key(compare)(position(item)))
+            if cursor is not None:
+                bound = [firestore_key(v) for v in cursor]
+                include = start_at is not None
+                found = [
+                    item
+                    for item in found
+                    if (c := compare(position(item)[: len(bound)], bound)) > 0
+                    or (c == 0 and include)
+                ]
+        if limit is not None:
+            found = found[:limit]
+        return [copy.deepcopy(doc) for _, doc in found]
+
+    def count(self, collection: str, *, where: Mapping[str, Any] | None = None) -> int:
+        return len(self._matching(collection, where))
 
 
 class InMemoryVertexPipelines(VertexPipelines):

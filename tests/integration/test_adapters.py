@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from typing import Any
 
 import pytest
 
 from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
-from distillery.core.errors import ConfigurationError, ObjectNotFoundError, PreconditionFailedError
+from distillery.adapters._errors import translate_google_errors
+from distillery.core.errors import (
+    AlreadyExistsError,
+    ConfigurationError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+    RequestRejectedError,
+)
+from tests.unit.test_record_queries import check_queries
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +117,81 @@ def test_pubsub_publisher_publishes_with_attributes(stack: Any) -> None:
 def test_pubsub_publisher_names_a_missing_topic(stack: Any) -> None:
     with pytest.raises(ConfigurationError, match="does not exist"):
         PubsubPublisher(stack.project).publish("no-such-topic", b"x")
+
+
+def test_firestore_store_orders_limits_pages_and_counts_as_the_fake_does(stack: Any) -> None:
+    check_queries(FirestoreRecordStore(stack.project), f"adapter_queries_{uuid.uuid4().hex[:8]}")
+
+
+def test_firestore_maps_its_errors_as_every_adapter_does(stack: Any) -> None:
+    records = FirestoreRecordStore(stack.project)
+    # Ids of the form __x__ are reserved: a 400 INVALID_ARGUMENT, permanent as everywhere.
+    with pytest.raises(RequestRejectedError, match="rejected as invalid"):
+        records.set("adapter_tests", "__reserved__", {"n": 1})
+    # A 409 ALREADY_EXISTS is what create-if-absent turns into False.
+    doc = records.client.collection("adapter_tests").document(f"d-{uuid.uuid4().hex[:8]}")
+    doc.create({"n": 1})
+    with pytest.raises(AlreadyExistsError), translate_google_errors("creating"):
+        doc.create({"n": 2})
+    # A 404 NOT_FOUND (an update of a missing document).
+    missing = records.client.collection("adapter_tests").document(f"m-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(ObjectNotFoundError, match="not found"), translate_google_errors("updating"):
+        missing.update({"n": 1})
+
+
+def test_gcs_maps_its_errors_as_every_adapter_does(stack: Any) -> None:
+    store = GcsObjectStore(project=stack.project)
+    with pytest.raises(ObjectNotFoundError):
+        store.stat(stack.bucket, "adapters/never-written.txt")
+    with pytest.raises(ObjectNotFoundError):
+        store.stat("no-such-bucket-for-adapters", "x")
+    store.write_bytes(stack.bucket, "adapters/412.txt", b"x")
+    # A 412 PRECONDITION_FAILED: a conditional write lost.
+    with pytest.raises(PreconditionFailedError, match="precondition failed"):
+        store.write_bytes(stack.bucket, "adapters/412.txt", b"y", if_absent=True)
+
+
+def test_firestore_transact_after_a_read_writes_on_that_read_and_loses_safely(
+    stack: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from google.cloud.firestore_v1.document import DocumentReference
+
+    ours, theirs = FirestoreRecordStore(stack.project), FirestoreRecordStore(stack.project)
+    doc = f"recall-{uuid.uuid4().hex[:8]}"
+    reads: list[str] = []
+    real_get = DocumentReference.get
+
+    def counting_get(self: DocumentReference, *args: Any, **kwargs: Any) -> Any:
+        reads.append(self.id)
+        return real_get(self, *args, **kwargs)
+
+    monkeypatch.setattr(DocumentReference, "get", counting_get)
+
+    def add(amount: int) -> Any:
+        def mutate(current: dict[str, Any] | None) -> dict[str, Any]:
+            assert current is not None
+            return {**current, "n": current["n"] + amount}
+
+        return mutate
+
+    theirs.set("adapter_tests", doc, {"n": 1})
+    assert ours.get("adapter_tests", doc) == {"n": 1}
+    # The compare-and-set needs no second read of what this thread just read or wrote.
+    assert ours.transact("adapter_tests", doc, add(1)) == {"n": 2}
+    assert ours.transact("adapter_tests", doc, add(1)) == {"n": 3}
+    assert reads == [doc]
+
+    # Someone else wrote since: the conditional write loses and is redone on a fresh read.
+    theirs.set("adapter_tests", doc, {"n": 10})
+    assert ours.transact("adapter_tests", doc, add(1)) == {"n": 11}
+    assert ours.get("adapter_tests", doc) == {"n": 11}
+
+    # A mutation that changes nothing is not trusted to a recalled view: it is read again.
+    theirs.set("adapter_tests", doc, {"n": 20})
+
+    def unless_eleven(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        assert current is not None
+        return None if current["n"] == 11 else {"n": current["n"] + 100}
+
+    assert ours.transact("adapter_tests", doc, unless_eleven) == {"n": 120}
+    assert theirs.get("adapter_tests", doc) == {"n": 120}

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -9,7 +10,14 @@ import pytest
 from distillery.core.errors import InvalidEventError, ServiceUnavailableError
 from distillery.core.events import CloudEventLike
 from distillery.core.logs import CloudLoggingFormatter, log_context
-from distillery.core.runtime import Dependencies, failure_id, run_handler
+from distillery.core.runtime import (
+    MAX_REASON_CHARS,
+    Dependencies,
+    failure_id,
+    record_failure,
+    run_handler,
+)
+from distillery.fakes import InMemoryRecordStore
 from tests.helpers import load_event
 
 
@@ -36,6 +44,45 @@ def test_run_handler_reraises_transient_errors(deps: Dependencies) -> None:
     with pytest.raises(ServiceUnavailableError):
         run_handler("validate_dataset", load_event("storage_finalized"), handle, deps)
     assert deps.records.list("failed_events") == []
+
+
+class _FailingFailures(InMemoryRecordStore):
+    """A record store whose writes to the failures collection fail ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def set(self, collection: str, doc_id: str, data: Mapping[str, Any]) -> None:
+        if collection == "failed_events" and self.failures > 0:
+            self.failures -= 1
+            raise ServiceUnavailableError("firestore is down")
+        super().set(collection, doc_id, data)
+
+
+def test_run_handler_redelivers_a_rejected_event_whose_failure_cannot_be_recorded(
+    deps: Dependencies, caplog: pytest.LogCaptureFixture
+) -> None:
+    deps.records = _FailingFailures(failures=1)
+
+    def handle(event: CloudEventLike, d: Dependencies) -> Any:
+        raise InvalidEventError("the event data is not a Cloud Storage object: name: missing")
+
+    event = load_event("storage_finalized")
+    # Not acknowledged: the framework answers 500 and the event comes again.
+    with caplog.at_level(logging.ERROR), pytest.raises(ServiceUnavailableError):
+        run_handler("validate_dataset", event, handle, deps)
+    assert deps.records.list("failed_events") == []
+    assert "could not record the rejected event; it will be delivered again" in caplog.text
+    # The redelivery records it, and only then is the event acknowledged.
+    assert run_handler("validate_dataset", event, handle, deps) is None
+    assert [f["error"] for f in deps.records.list("failed_events")] == ["InvalidEventError"]
+
+
+def test_record_failure_keeps_a_bounded_reason(deps: Dependencies) -> None:
+    record_failure(deps, "validate_dataset", {"id": "e1"}, InvalidEventError("x" * 100_000))
+    (failure,) = deps.records.list("failed_events")
+    assert len(failure["reason"]) == MAX_REASON_CHARS
 
 
 def test_failure_id_is_stable_and_firestore_safe() -> None:

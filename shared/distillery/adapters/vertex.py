@@ -17,9 +17,7 @@ from typing import Any
 
 from distillery.adapters._errors import translate_google_errors
 from distillery.core.errors import (
-    AlreadyExistsError,
     ConfigurationError,
-    QuotaExceededError,
     RequestRejectedError,
 )
 from distillery.core.ports import (
@@ -83,7 +81,6 @@ class VertexPipelineAdapter(VertexPipelines):
             return self._clients[location]
 
     def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
-        from google.api_core import exceptions as gexc
         from google.cloud.aiplatform_v1 import PipelineJob
 
         parent = f"projects/{self._project}/locations/{location}"
@@ -92,18 +89,9 @@ class VertexPipelineAdapter(VertexPipelines):
         except Exception as exc:
             raise RequestRejectedError(f"the pipeline job body does not parse: {exc}") from exc
         with translate_google_errors(f"creating pipeline job {parent}/pipelineJobs/{job_id}"):
-            try:
-                created = self._client(location).create_pipeline_job(
-                    parent=parent, pipeline_job=job, pipeline_job_id=job_id
-                )
-            except gexc.Aborted:
-                raise  # A transient conflict, not an existing job: translated as contention.
-            except gexc.Conflict as exc:
-                raise AlreadyExistsError(f"pipeline job {job_id} already exists") from exc
-            except gexc.ResourceExhausted as exc:
-                raise QuotaExceededError(f"Vertex AI is out of quota: {exc.message}") from exc
-            except gexc.BadRequest as exc:  # INVALID_ARGUMENT and FAILED_PRECONDITION
-                raise RequestRejectedError(f"Vertex AI refused the job: {exc.message}") from exc
+            created = self._client(location).create_pipeline_job(
+                parent=parent, pipeline_job=job, pipeline_job_id=job_id
+            )
         return _info(created)
 
     def get(self, name: str) -> PipelineJobInfo:
@@ -185,20 +173,14 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
         return _endpoint_info(oldest)
 
     def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
-        from google.api_core import exceptions as gexc
         from google.cloud.aiplatform_v1 import Endpoint
 
         parent = f"projects/{self._project}/locations/{location}"
         with translate_google_errors(f"creating endpoint {display_name!r} in {parent}"):
-            try:
-                operation = self._endpoints(location).create_endpoint(
-                    parent=parent, endpoint=Endpoint(display_name=display_name)
-                )
-                created = operation.result(timeout=self._timeout)
-            except gexc.BadRequest as exc:
-                raise RequestRejectedError(
-                    f"Vertex AI refused the endpoint: {exc.message}"
-                ) from exc
+            operation = self._endpoints(location).create_endpoint(
+                parent=parent, endpoint=Endpoint(display_name=display_name)
+            )
+            created = operation.result(timeout=self._timeout)
         return _endpoint_info(created)
 
     def get_endpoint(self, name: str) -> EndpointInfo:
@@ -210,7 +192,6 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
         self, endpoint: str, model: str, traffic_percent: int, incumbent: str | None
     ) -> Any:
         """Ask for the deployment; the ``google.api_core.operation.Operation`` it answers."""
-        from google.api_core import exceptions as gexc
         from google.cloud.aiplatform_v1 import AutomaticResources, DeployedModel
 
         current = self.get_endpoint(endpoint)
@@ -227,32 +208,16 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
             automatic_resources=AutomaticResources(min_replica_count=1, max_replica_count=1),
         )
         with translate_google_errors(f"deploying {model} on {endpoint}"):
-            try:
-                return self._endpoints(location_of(endpoint)).deploy_model(
-                    endpoint=endpoint, deployed_model=deployed, traffic_split=split
-                )
-            except gexc.ResourceExhausted as exc:
-                raise QuotaExceededError(f"Vertex AI is out of quota: {exc.message}") from exc
-            except gexc.BadRequest as exc:
-                raise RequestRejectedError(
-                    f"Vertex AI refused the deployment: {exc.message}"
-                ) from exc
+            return self._endpoints(location_of(endpoint)).deploy_model(
+                endpoint=endpoint, deployed_model=deployed, traffic_split=split
+            )
 
     def deploy(
         self, endpoint: str, model: str, traffic_percent: int = 100, incumbent: str | None = None
     ) -> str:
-        from google.api_core import exceptions as gexc
-
         operation = self._start_deploy(endpoint, model, traffic_percent, incumbent)
         with translate_google_errors(f"deploying {model} on {endpoint}"):
-            try:
-                response = operation.result(timeout=self._timeout)
-            except gexc.ResourceExhausted as exc:
-                raise QuotaExceededError(f"Vertex AI is out of quota: {exc.message}") from exc
-            except gexc.BadRequest as exc:
-                raise RequestRejectedError(
-                    f"Vertex AI refused the deployment: {exc.message}"
-                ) from exc
+            response = operation.result(timeout=self._timeout)
         return str(response.deployed_model.id)
 
     def start_deploy(
@@ -286,35 +251,25 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
     def undeploy(
         self, endpoint: str, deployed_model_id: str, traffic_split: Mapping[str, int] | None = None
     ) -> None:
-        from google.api_core import exceptions as gexc
 
         with translate_google_errors(f"undeploying {deployed_model_id} from {endpoint}"):
-            try:
-                operation = self._endpoints(location_of(endpoint)).undeploy_model(
-                    endpoint=endpoint,
-                    deployed_model_id=deployed_model_id,
-                    traffic_split=dict(traffic_split or {}),
-                )
-                operation.result(timeout=self._timeout)
-            except gexc.BadRequest as exc:
-                raise RequestRejectedError(
-                    f"Vertex AI refused the undeploy: {exc.message}"
-                ) from exc
+            operation = self._endpoints(location_of(endpoint)).undeploy_model(
+                endpoint=endpoint,
+                deployed_model_id=deployed_model_id,
+                traffic_split=dict(traffic_split or {}),
+            )
+            operation.result(timeout=self._timeout)
 
     def set_traffic(self, endpoint: str, traffic_split: Mapping[str, int]) -> EndpointInfo:
-        from google.api_core import exceptions as gexc
         from google.cloud.aiplatform_v1 import Endpoint
         from google.protobuf import field_mask_pb2
 
         update = Endpoint(name=endpoint, traffic_split=dict(traffic_split))
         mask = field_mask_pb2.FieldMask(paths=["traffic_split"])
         with translate_google_errors(f"setting the traffic of {endpoint}"):
-            try:
-                updated = self._endpoints(location_of(endpoint)).update_endpoint(
-                    endpoint=update, update_mask=mask
-                )
-            except gexc.BadRequest as exc:
-                raise RequestRejectedError(f"Vertex AI refused the split: {exc.message}") from exc
+            updated = self._endpoints(location_of(endpoint)).update_endpoint(
+                endpoint=update, update_mask=mask
+            )
         return _endpoint_info(updated)
 
     def _prediction(self, location: str) -> Any:
@@ -332,7 +287,6 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
     def predict(
         self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
     ) -> PredictResult:
-        from google.api_core import exceptions as gexc
         from google.protobuf import json_format, struct_pb2
 
         def value(data: Any) -> struct_pb2.Value:
@@ -346,17 +300,8 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
         }
         if parameters:
             request["parameters"] = value(dict(parameters))
-        try:
-            with translate_google_errors(f"asking {endpoint} for predictions"):
-                response = self._prediction(location_of(endpoint)).predict(**request)
-        except ConfigurationError as exc:
-            cause = exc.__cause__
-            # 400s (FAILED_PRECONDITION: nothing serves; INVALID_ARGUMENT: the prompts): refused.
-            if isinstance(cause, gexc.BadRequest):
-                raise RequestRejectedError(
-                    f"{endpoint} refused the prediction: {cause.message}"
-                ) from cause
-            raise
+        with translate_google_errors(f"asking {endpoint} for predictions"):
+            response = self._prediction(location_of(endpoint)).predict(**request)
         data = type(response).to_dict(response)
         contents = []
         for prediction in data.get("predictions") or []:

@@ -2,17 +2,23 @@
 
 Parse at the edge: handlers turn raw CloudEvents and Pub/Sub payloads into these models (see
 :mod:`distillery.core.events`) and core code never sees raw dicts, base64 or CloudEvent objects.
-Messages the product publishes or accepts forbid unknown fields, so a typo is a clear error.
+Strict at the user's edge, tolerant inside: what users send (a LaunchRequest, the config) forbids
+unknown fields, so a typo is a clear error; what our own functions send each other (a StatusEvent,
+the PipelineJob LogEntry) ignores the fields it does not know, with a log line naming them, so
+during a rolling deploy a message from a newer version is still understood by an older one.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+logger = logging.getLogger(__name__)
 
 GCS_URI = re.compile(r"^gs://(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])/(?P<name>.+)$")
 
@@ -43,6 +49,35 @@ class JobState(StrEnum):
     REJECTED_BY_POLICY = "REJECTED_BY_POLICY"
     #: A PROMOTED job whose model a rollback took off its endpoint (the previous champion serves).
     ROLLED_BACK = "ROLLED_BACK"
+
+
+class _Tolerant(BaseModel):
+    """Base of what our own functions (or Google's services) send us: unknown fields are ignored.
+
+    A field this version does not know comes from a newer sender; it is logged and dropped, never
+    an error (an error would make a SUCCEEDED event a permanent failure mid-deploy).
+    """
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    #: Fields the sender's format has that we do not read: dropped without a log line.
+    unread_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _log_unknown_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(cls.model_fields) | cls.unread_fields
+            known.update(f.alias for f in cls.model_fields.values() if f.alias)
+            unknown = sorted(str(key) for key in data if key not in known)
+            if unknown:
+                logger.info(
+                    "ignoring fields a %s of this version does not know: %s",
+                    cls.__name__,
+                    ", ".join(unknown),
+                    extra={"message_type": cls.__name__, "unknown_fields": unknown},
+                )
+        return data
 
 
 class StorageObject(BaseModel):
@@ -108,7 +143,7 @@ class PubsubEvent(BaseModel):
 
 
 class _Message(BaseModel):
-    """Base of the messages we publish and accept: unknown fields are an error."""
+    """Base of the messages users send us (the edge): unknown fields are an error."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -150,7 +185,7 @@ class LaunchRequest(_Message):
         return self
 
 
-class StatusEvent(_Message):
+class StatusEvent(_Tolerant):
     """A normalized job state change (topic ``distill-job-status``; attributes job_id, state)."""
 
     job_id: str
@@ -164,22 +199,46 @@ class StatusEvent(_Message):
     metrics: dict[str, float] | None = None
     reason: str | None = None
 
+    def to_bytes(self) -> bytes:
+        """The message as compact UTF-8 JSON (what goes on the wire)."""
+        return self.model_dump_json(exclude_none=True).encode()
+
     def attributes(self) -> dict[str, str]:
         """Message attributes subscribers filter on."""
         return {"job_id": self.job_id, "state": self.state.value}
 
 
-class LogResource(BaseModel):
+class LogResource(_Tolerant):
     """The monitored resource of a LogEntry."""
 
     type: str
     labels: dict[str, str] = Field(default_factory=dict)
 
 
-class JobEvent(BaseModel):
+class JobEvent(_Tolerant):
     """A PipelineJob state LogEntry, as the Cloud Logging sink publishes it (distill-job-events)."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    #: The rest of a LogEntry (Cloud Logging's documented fields), which we have no use for.
+    unread_fields: ClassVar[frozenset[str]] = frozenset(
+        {
+            "logName",
+            "receiveTimestamp",
+            "severity",
+            "labels",
+            "operation",
+            "trace",
+            "spanId",
+            "traceSampled",
+            "sourceLocation",
+            "httpRequest",
+            "protoPayload",
+            "textPayload",
+            "split",
+            "errorGroups",
+            "apphub",
+            "apphubDestination",
+        }
+    )
 
     insert_id: str | None = Field(default=None, alias="insertId")
     resource: LogResource

@@ -127,8 +127,66 @@ class Publisher(ABC):
 Mutation = Callable[[dict[str, Any] | None], dict[str, Any] | None]
 
 
+@dataclass(frozen=True)
+class Order:
+    """One key of a query's ordering: a top-level field, ascending unless ``descending``."""
+
+    field: str
+    descending: bool = False
+
+
+#: An ordering key: a field name (ascending) or an :class:`Order`.
+OrderKey = str | Order
+
+
+def orders_of(order_by: OrderKey | Sequence[OrderKey]) -> tuple[Order, ...]:
+    """``order_by`` as a tuple of :class:`Order` (a lone key or a field name is one key)."""
+    keys = [order_by] if isinstance(order_by, str | Order) else list(order_by)
+    return tuple(k if isinstance(k, Order) else Order(k) for k in keys)
+
+
+def check_query(
+    order_by: OrderKey | Sequence[OrderKey],
+    limit: int | None,
+    start_at: Sequence[Any] | None,
+    start_after: Sequence[Any] | None,
+) -> tuple[tuple[Order, ...], tuple[Any, ...] | None]:
+    """The orders and the cursor of a :meth:`RecordStore.list` query, refused as Firestore would.
+
+    Raises:
+        ValueError: see :meth:`RecordStore.list`.
+    """
+    orders = orders_of(order_by)
+    if limit is not None and limit < 1:
+        raise ValueError(f"a query's limit must be at least 1, not {limit}")
+    if start_at is not None and start_after is not None:
+        raise ValueError("a query starts at a cursor or after one, not both")
+    cursor = start_at if start_at is not None else start_after
+    if cursor is None:
+        return orders, None
+    if isinstance(cursor, str | bytes):
+        raise ValueError("a cursor is a sequence of values of the ordering fields, not a string")
+    if not orders:
+        raise ValueError("a query with a cursor needs an order_by")
+    if len(cursor) > len(orders):
+        raise ValueError(
+            f"the cursor has {len(cursor)} values but the query orders by {len(orders)} fields"
+        )
+    return orders, tuple(cursor)
+
+
 class RecordStore(ABC):
-    """Firestore documents, addressed by collection and id."""
+    """Firestore documents, addressed by collection and id.
+
+    Queries have Firestore's semantics, which the fake keeps: ``where`` is equality on top-level
+    fields (a missing field equals nothing, not even None; 1 equals 1.0, True does not equal 1);
+    ``order_by`` leaves out the documents that lack an ordering field, orders values of mixed
+    types by type first (null, booleans, numbers, timestamps, strings, bytes, arrays, maps), and
+    breaks ties by document id; a cursor (``start_at``/``start_after``) is a sequence of values
+    of the ordering fields, in order, and needs an ordering.
+
+    In production, equality on one field with an ordering on another needs a composite index.
+    """
 
     @abstractmethod
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
@@ -152,9 +210,30 @@ class RecordStore(ABC):
 
     @abstractmethod
     def list(
-        self, collection: str, *, where: Mapping[str, Any] | None = None
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, Any] | None = None,
+        order_by: OrderKey | Sequence[OrderKey] = (),
+        limit: int | None = None,
+        start_at: Sequence[Any] | None = None,
+        start_after: Sequence[Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """Documents of ``collection`` whose fields equal ``where`` (all of them when omitted)."""
+        """Documents of ``collection`` whose fields equal ``where`` (all of them when omitted),
+        in the order ``order_by`` gives (unspecified without one), at most ``limit`` of them,
+        from the cursor ``start_at`` (included) or ``start_after`` (excluded).
+
+        Raises:
+            ValueError: ``limit`` is below 1; a cursor without ``order_by``, with more values
+                than ``order_by`` has keys, or with both ``start_at`` and ``start_after``.
+        """
+
+    @abstractmethod
+    def count(self, collection: str, *, where: Mapping[str, Any] | None = None) -> int:
+        """How many documents of ``collection`` have fields equal to ``where`` (all: omitted).
+
+        Counted by the service (an aggregation), without reading the documents.
+        """
 
 
 @dataclass(frozen=True)

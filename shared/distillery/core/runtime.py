@@ -5,7 +5,8 @@ the outcome. :func:`run_handler` holds the mapping once:
 
 - success, or an event that is not ours → return (2xx: acknowledged);
 - :class:`~distillery.core.errors.PermanentError` (bad input, malformed event) → recorded in the
-  failures collection, logged at ERROR and acknowledged — never retried forever;
+  failures collection, logged at ERROR and acknowledged — never retried forever; when the record
+  cannot be written, the event is not acknowledged (re-raised, as below), so it is not lost;
 - anything else (transient faults, misconfiguration, bugs) → logged and re-raised, so the
   framework answers 500 and the event is delivered again (and dead-lettered after the
   subscription's attempts), so nothing is lost.
@@ -121,22 +122,28 @@ def failure_id(identity: dict[str, str]) -> str:
     return f"{readable}-{digest}"
 
 
+#: How much of an error's text a failure record keeps (a document is limited to 1 MiB).
+MAX_REASON_CHARS = 4000
+
+
 def record_failure(
     deps: Dependencies, function: str, identity: dict[str, str], error: DistilleryError
 ) -> None:
-    """Store a permanently failed event in the failures collection (best effort, logged)."""
+    """Store a permanently failed event in the failures collection.
+
+    Raises:
+        DistilleryError: the record could not be written. The caller must not acknowledge the
+            event then: redelivered, it is recorded on a later attempt or dead-lettered in the
+            end, never lost.
+    """
     document = {
         "function": function,
         "event": identity,
         "error": type(error).__name__,
-        "reason": str(error),
+        "reason": str(error)[:MAX_REASON_CHARS],
         "recorded_at": deps.clock().isoformat(),
     }
-    try:
-        deps.records.set(deps.settings.failures_collection, failure_id(identity), document)
-    except DistilleryError:
-        # The event is still acknowledged: the structured log below is the record of last resort.
-        logger.exception("could not record the failed event", extra={"function": function})
+    deps.records.set(deps.settings.failures_collection, failure_id(identity), document)
 
 
 def run_handler(
@@ -148,7 +155,8 @@ def run_handler(
     """Run ``handle`` for one event with the failure policy described in the module docstring.
 
     Raises:
-        Exception: any error that is not permanent, so the event is redelivered.
+        Exception: any error that is not permanent, and any error writing the failure record of
+            a permanent one, so the event is redelivered (and dead-lettered in the end).
     """
     identity = event_identity(event)
     dependencies = deps or default_dependencies()
@@ -161,7 +169,15 @@ def run_handler(
                 exc,
                 extra={"event": identity, "error": type(exc).__name__},
             )
-            record_failure(dependencies, function, identity, exc)
+            try:
+                record_failure(dependencies, function, identity, exc)
+            except Exception:
+                # Acknowledged unrecorded, the event would be lost: have it delivered again.
+                logger.exception(
+                    "could not record the rejected event; it will be delivered again",
+                    extra={"event": identity, "error": type(exc).__name__},
+                )
+                raise
             return None
         except Exception:
             logger.exception("event failed; it will be delivered again", extra={"event": identity})

@@ -17,7 +17,7 @@ from typing import Any
 
 from distillery.core.errors import DistilleryError, InvalidEventError, ObjectNotFoundError
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
-from distillery.core.jobs import Transition, announce, transition
+from distillery.core.jobs import Transition, announce, can_move, transition
 from distillery.core.models import JobEvent, JobState
 from distillery.core.runtime import Dependencies, record_failure
 from distillery.services.launcher import resume_requested
@@ -94,6 +94,11 @@ def apply_pipeline_state(
     if record is None:
         logger.warning("state %s for unknown job %s", pipeline_state, job_id)
         return Applied(job_id, target, known=False)
+    if not can_move(JobState(record["state"]), target):
+        # A duplicate or a late event: nothing to write, and the read just made shows what is
+        # still to announce (a crash between a transition and its announce), so no second read.
+        announce(deps, record)
+        return Applied(job_id, target)
     fields: dict[str, Any] = {"pipeline_state": pipeline_state}
     if record["state"] == JobState.REQUESTED.value and record.get("location"):
         # The pipeline's events can outrun the launcher's own record of the submission: an event

@@ -136,11 +136,11 @@ def job_record(deps: Dependencies, job_id: str) -> dict[str, Any]:
     """
     record = deps.records.get(deps.settings.jobs_collection, job_id)
     if record is None:
-        known = [
-            r["job_id"]
-            for r in deps.records.list(deps.settings.jobs_collection)
-            if str(r.get("job_id", "")).startswith(job_id)
-        ]
-        hint = f"; did you mean {', '.join(sorted(known)[:3])}?" if known else ""
+        # The ids from ``job_id`` on, in order: the first ones that start so are the suggestions.
+        following = deps.records.list(
+            deps.settings.jobs_collection, order_by="job_id", start_at=[job_id], limit=3
+        )
+        known = [r["job_id"] for r in following if str(r.get("job_id", "")).startswith(job_id)]
+        hint = f"; did you mean {', '.join(known)}?" if known else ""
         raise Invalid(f"there is no job {job_id!r}{hint}")
     return record

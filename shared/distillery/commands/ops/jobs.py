@@ -23,6 +23,7 @@ from distillery.commands.ops._common import (
 from distillery.commands.watch import wait_until
 from distillery.core.errors import ObjectNotFoundError
 from distillery.core.models import JobState
+from distillery.core.ports import Order
 from distillery.core.runtime import Dependencies
 
 
@@ -58,9 +59,13 @@ def register(subparsers: Any) -> None:
 def _jobs(args: argparse.Namespace) -> int:
     deps = dependencies()
     where = {"state": args.state} if args.state else None
-    records = deps.records.list(deps.settings.jobs_collection, where=where)
-    records.sort(key=lambda r: (str(r.get("created_at", "")), r["job_id"]), reverse=True)
-    records = records[: args.limit]
+    # Newest first, ties by job id (the document id), read by Firestore up to the limit only.
+    records = deps.records.list(
+        deps.settings.jobs_collection,
+        where=where,
+        order_by=Order("created_at", descending=True),
+        limit=args.limit,
+    )
     rows = [
         {
             "job_id": r["job_id"],
@@ -186,7 +191,9 @@ def watch_request(deps: Dependencies, request_id: str, args: argparse.Namespace)
     """
 
     def launched() -> str | None:
-        found = deps.records.list(deps.settings.jobs_collection, where={"request_id": request_id})
+        found = deps.records.list(
+            deps.settings.jobs_collection, where={"request_id": request_id}, limit=1
+        )
         return str(found[0]["job_id"]) if found else None
 
     job_id = wait_until(launched, "the launcher to record the job", args.timeout)
