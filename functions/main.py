@@ -65,6 +65,12 @@ def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
     from distillery.services.status import reconcile as reconcile_jobs
 
     summary = reconcile_jobs(default_dependencies())
-    body = {"checked": summary.checked, "moved": summary.moved, "errors": summary.errors}
-    # Jobs that could not be polled are retried on the next run; the scheduler sees a 200.
+    body = {
+        "checked": summary.checked,
+        "moved": summary.moved,
+        "errors": summary.errors,
+        "complete": summary.complete,
+    }
+    # Jobs that could not be polled, and those the time budget did not reach (complete: false),
+    # are taken up by the next run; the scheduler sees a 200.
     return flask.jsonify(body)

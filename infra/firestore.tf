@@ -34,3 +34,20 @@ resource "google_firestore_index" "jobs_by_state_newest_first" {
     order      = "DESCENDING"
   }
 }
+
+# `reconcile` reads the unfinished jobs of one state a page at a time in `job_id` order (equality
+# on `state`, ordered by `job_id`, from a cursor), which also needs a composite index.
+resource "google_firestore_index" "jobs_by_state_and_id" {
+  project    = var.project
+  database   = google_firestore_database.default.name
+  collection = "jobs"
+
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "job_id"
+    order      = "ASCENDING"
+  }
+}

@@ -263,6 +263,18 @@ variable "launch_claim_seconds" {
   default     = 30
 }
 
+variable "reconcile_collection" {
+  description = "DISTILLERY_RECONCILE_COLLECTION: Firestore collection where reconcile keeps its cursor between runs."
+  type        = string
+  default     = "reconcile"
+}
+
+variable "reconcile_budget_seconds" {
+  description = "DISTILLERY_RECONCILE_BUDGET_SECONDS: how long one reconcile run works; keep it below that function's timeout_seconds (the next run goes on from its cursor)."
+  type        = number
+  default     = 240
+}
+
 variable "requested_lease_seconds" {
   description = "DISTILLERY_REQUESTED_LEASE_SECONDS: how long a REQUESTED job is left to its delivery before reconcile resumes it."
   type        = number

@@ -223,3 +223,64 @@ def test_reconcile_reports_a_requested_job_it_could_not_resume(deps: Dependencie
     assert "unavailable" in summary.errors[REQUESTED_JOB]
     assert deps.records.get("jobs", REQUESTED_JOB)["state"] == "REQUESTED"  # type: ignore[index]
     assert reconcile(deps).moved == [REQUESTED_JOB]  # the next pass resumes it
+
+
+def _many_submitted(deps: Dependencies, count: int) -> list[str]:
+    """``count`` more SUBMITTED jobs, each with its (pending) pipeline job; their ids, in order."""
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    ids = [f"bulk-{index:03d}" for index in range(count)]
+    for job_id in ids:
+        name = f"projects/p/locations/us-central1/pipelineJobs/{job_id}"
+        deps.records.set(
+            "jobs",
+            job_id,
+            new_record(job_id, JobState.SUBMITTED, deps.clock(), {"pipeline_job": name}),
+        )
+        deps.vertex.create("us-central1", job_id, {"displayName": "bulk"})
+    return sorted([*ids, JOB])
+
+
+class _Ticks:
+    """A monotonic clock that moves one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_reconcile_stops_at_its_budget_and_the_next_pass_goes_on_from_the_cursor(
+    deps: Dependencies,
+) -> None:
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    every = _many_submitted(deps, 120)  # more than two pages
+    polled: list[str] = []
+    get = deps.vertex.get
+
+    def counting_get(name: str) -> Any:
+        polled.append(name.rsplit("/", 1)[-1])
+        return get(name)
+
+    deps.vertex.get = counting_get  # type: ignore[method-assign]
+    passes = []
+    while not passes or not passes[-1].complete:
+        passes.append(reconcile(deps, budget_seconds=40, monotonic=_Ticks()))
+        assert len(passes) < 20, "reconcile never completed a pass"
+    assert len(passes) > 2  # the budget cut the first passes short
+    assert all(not p.complete for p in passes[:-1])
+    # Every unfinished job was polled exactly once, in job_id order, across the passes.
+    assert polled == every
+    cursor = deps.records.get(deps.settings.reconcile_collection, "cursor")
+    assert cursor is not None and cursor["state"] is None  # the next pass starts over
+    polled.clear()
+    reconcile(deps, budget_seconds=1000, monotonic=_Ticks())
+    assert polled == every
+
+
+def test_reconcile_with_no_time_polls_nothing_and_keeps_its_place(deps: Dependencies) -> None:
+    summary = reconcile(deps, budget_seconds=0)
+    assert (summary.checked, summary.complete) == (0, False)
+    assert _job(deps)["state"] == "SUBMITTED"
+    assert reconcile(deps).checked == 1

@@ -72,6 +72,8 @@ class Settings:
     models_collection: str = _env("DISTILLERY_MODELS_COLLECTION", default="models")
     #: Events that could not be parsed at all are recorded here (then acknowledged).
     failures_collection: str = _env("DISTILLERY_FAILURES_COLLECTION", default="failed_events")
+    #: Where ``reconcile`` keeps its cursor between runs (one document).
+    reconcile_collection: str = _env("DISTILLERY_RECONCILE_COLLECTION", default="reconcile")
 
     datasets_prefix: str = _env("DISTILLERY_DATASETS_PREFIX", default="datasets/")
     validated_prefix: str = _env("DISTILLERY_VALIDATED_PREFIX", default="validated/")
@@ -86,6 +88,9 @@ class Settings:
     #: with its frozen plan, or adopted from Vertex AI); above launch_job's timeout, so a delivery
     #: still working on the job is never raced.
     requested_lease_seconds: int = _env("DISTILLERY_REQUESTED_LEASE_SECONDS", default=600)
+    #: How long one ``reconcile`` run works (below its function's timeout); what it did not reach
+    #: is taken up where it stopped on the next run.
+    reconcile_budget_seconds: float = _env("DISTILLERY_RECONCILE_BUDGET_SECONDS", default=240.0)
 
     log_level: str = _env("DISTILLERY_LOG_LEVEL", default="INFO")
 
@@ -219,6 +224,8 @@ class Settings:
                 raise ConfigurationError(f"{self.env_name(name)} must be 0 (no limit) or more")
         if self.promote_budget_seconds <= 0:
             raise ConfigurationError("DISTILLERY_PROMOTE_BUDGET_SECONDS must be above 0")
+        if self.reconcile_budget_seconds <= 0:
+            raise ConfigurationError("DISTILLERY_RECONCILE_BUDGET_SECONDS must be above 0")
         if not 0 <= self.canary_percent < 100:
             raise ConfigurationError(
                 "DISTILLERY_CANARY_PERCENT must be 0 (full traffic) or a percentage below 100"

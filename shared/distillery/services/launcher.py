@@ -176,12 +176,12 @@ def _examples(record: dict[str, Any], kind: str) -> int | None:
 def _usage(deps: Dependencies, today: str, *, excluding: str) -> policy.PolicyUsage:
     """What the policy's limits see: every other job (a job never counts against itself)."""
     jobs = deps.settings.jobs_collection
-    running = sum(
-        1
-        for state in ACTIVE_STATES
-        for job in deps.records.list(jobs, where={"state": state.value})
-        if job.get("job_id") != excluding
-    )
+    # Counted by the store (an aggregation), not read: only the job itself is read, to leave it out.
+    running = sum(deps.records.count(jobs, where={"state": state.value}) for state in ACTIVE_STATES)
+    own = deps.records.get(jobs, excluding)
+    if own is not None and own.get("state") in {state.value for state in ACTIVE_STATES}:
+        running -= 1
+    # Today's jobs only: the day's launches, read to add up their estimates.
     hours = sum(
         float(job.get("estimated_accelerator_hours") or 0.0)
         for job in deps.records.list(jobs, where={"submitted_day": today})

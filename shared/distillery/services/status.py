@@ -11,6 +11,8 @@ a terminal state), appended to the job's history and announced on ``distill-job-
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +21,7 @@ from distillery.core.errors import DistilleryError, InvalidEventError, ObjectNot
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
 from distillery.core.jobs import Transition, announce, can_move, transition
 from distillery.core.models import JobEvent, JobState
+from distillery.core.ports import VertexPipelines
 from distillery.core.runtime import Dependencies, record_failure
 from distillery.services.launcher import resume_requested
 
@@ -137,39 +140,102 @@ class ReconcileSummary:
     checked: int = 0
     moved: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: False when the time budget ran out: the next pass goes on from the saved cursor.
+    complete: bool = True
 
 
-def reconcile(deps: Dependencies) -> ReconcileSummary:
+#: Unfinished jobs read per query while polling.
+RECONCILE_PAGE = 50
+#: The document of the reconcile collection that holds the polling cursor.
+CURSOR_DOCUMENT = "cursor"
+
+
+def reconcile(
+    deps: Dependencies,
+    *,
+    budget_seconds: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ReconcileSummary:
     """Poll Vertex AI for every unfinished job and apply the transitions events did not bring;
-    resume the jobs left REQUESTED past their lease.
+    resume the jobs left REQUESTED past their lease; finish the promotions left half-done.
 
-    A job whose poll (or resumption) fails is reported in the summary and tried again on the
-    next pass.
+    Works for at most ``budget_seconds`` (default ``DISTILLERY_RECONCILE_BUDGET_SECONDS``):
+    unfinished jobs are read a page at a time in ``job_id`` order, and where the budget runs out
+    the cursor (state and last job id) is saved in the reconcile collection, so the next pass goes
+    on from there instead of polling the same first jobs again. A job whose poll (or resumption)
+    fails is reported in the summary and tried again on the next pass. ``monotonic`` is the clock
+    the budget is measured on.
     """
+    budget = deps.settings.reconcile_budget_seconds if budget_seconds is None else budget_seconds
+    deadline = monotonic() + budget
     summary = ReconcileSummary()
-    vertex = deps.require_vertex()
-    # A snapshot first, so a job moved by this pass is not polled twice.
-    unfinished = [
-        record
-        for state in UNFINISHED
-        for record in deps.records.list(deps.settings.jobs_collection, where={"state": state.value})
-        if record.get("pipeline_job")
-    ]
-    for record in unfinished:
-        name = record["pipeline_job"]
-        summary.checked += 1
-        try:
-            info = vertex.get(name)
-            applied = apply_pipeline_state(record["job_id"], info.state, deps, reason=info.error)
-        except DistilleryError as exc:  # one job's failure must not stop the pass
-            logger.warning("reconcile could not poll %s: %s", name, exc)
-            summary.errors[record["job_id"]] = str(exc)
-            continue
-        if applied.moved:
-            summary.moved.append(record["job_id"])
-    _resume_requested(deps, summary)
-    _finish_promotions(deps, summary)
+    summary.complete = _poll_unfinished(deps, summary, lambda: monotonic() >= deadline)
+    for step in (_resume_requested, _finish_promotions):
+        if monotonic() >= deadline:
+            summary.complete = False
+            break
+        step(deps, summary)
     return summary
+
+
+def _poll_unfinished(
+    deps: Dependencies, summary: ReconcileSummary, out_of_time: Callable[[], bool]
+) -> bool:
+    """Poll the unfinished jobs from the saved cursor on; False when time ran out first."""
+    vertex = deps.require_vertex()
+    store, jobs = deps.records, deps.settings.jobs_collection
+    cursor = store.get(deps.settings.reconcile_collection, CURSOR_DOCUMENT) or {}
+    states = [state.value for state in UNFINISHED]
+    resuming = cursor.get("state") in states
+    first = states.index(cursor["state"]) if resuming else 0
+    after: str | None = cursor.get("after") if resuming else None
+    polled: set[str] = set()  # a job this pass moved on to the next state is not polled again
+    for state in states[first:]:
+        while True:
+            page = store.list(
+                jobs,
+                where={"state": state},
+                order_by="job_id",
+                limit=RECONCILE_PAGE,
+                start_after=[after] if after else None,
+            )
+            for record in page:
+                if out_of_time():
+                    _save_cursor(deps, state, after)
+                    return False
+                after = str(record["job_id"])
+                if after in polled or not record.get("pipeline_job"):
+                    continue
+                polled.add(after)
+                _poll(record, vertex, deps, summary)
+            if len(page) < RECONCILE_PAGE:
+                break
+        after = None
+    _save_cursor(deps, None, None)
+    return True
+
+
+def _poll(
+    record: dict[str, Any], vertex: VertexPipelines, deps: Dependencies, summary: ReconcileSummary
+) -> None:
+    """Poll one job's pipeline job and apply its state (a failure is noted in ``summary``)."""
+    name = record["pipeline_job"]
+    summary.checked += 1
+    try:
+        info = vertex.get(name)
+        applied = apply_pipeline_state(record["job_id"], info.state, deps, reason=info.error)
+    except DistilleryError as exc:  # one job's failure must not stop the pass
+        logger.warning("reconcile could not poll %s: %s", name, exc)
+        summary.errors[record["job_id"]] = str(exc)
+        return
+    if applied.moved:
+        summary.moved.append(record["job_id"])
+
+
+def _save_cursor(deps: Dependencies, state: str | None, after: str | None) -> None:
+    """Where the next pass starts polling (nothing: from the beginning)."""
+    document = {"state": state, "after": after, "saved_at": deps.clock().isoformat()}
+    deps.records.set(deps.settings.reconcile_collection, CURSOR_DOCUMENT, document)
 
 
 def _resume_requested(deps: Dependencies, summary: ReconcileSummary) -> None:
