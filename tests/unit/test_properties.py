@@ -121,3 +121,38 @@ def test_properties_validator_reports_every_input_by_line(data: bytes, kind: Dat
                 continue
             assert finding.line is not None, (result.rule, finding)
             assert 1 <= finding.line <= lines, (result.rule, finding, lines)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    deliveries=st.lists(
+        st.tuples(st.integers(0, 2), st.none() | st.integers(1, 12), st.booleans()),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_properties_launches_under_any_interleaving_of_deliveries(
+    deliveries: list[tuple[int, int | None, bool]],
+) -> None:
+    """Three requests, delivered in any order and number, each delivery perhaps crashing before
+    or after one of its port calls: every request delivered at least once without a crash that
+    stopped it ends as exactly one pipeline job, and no request ever makes two."""
+    from distillery.local import chaos
+    from distillery.services.launcher import handle_launch_event
+
+    world = chaos.World.make()
+    requests = [chaos.validated_request(world, name=f"set{index}") for index in range(3)]
+    events = [chaos.launch_event(world, request) for request in requests]
+    delivered: set[int] = set()
+    for index, crash_at, after in deliveries:
+        world.injector.at = None if crash_at is None else world.injector.calls + crash_at
+        world.injector.after = after
+        world.injector.crashed = False
+        if chaos.deliver(world, "launch_job", handle_launch_event, events[index]):
+            delivered.add(index)
+    counts = chaos.check_launches(world, len(delivered))
+    assert counts.duplicate_jobs == 0, counts.notes
+    assert counts.lost_events == 0, counts.notes
+    # Each request's job names its own dataset: no request took another's job.
+    by_dataset = {job["request"]["dataset_uri"] for job in world.jobs()}
+    assert len(by_dataset) == len(world.jobs()) == len(delivered)
