@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import time
 import uuid
 from typing import Any
 
@@ -128,11 +129,26 @@ def _who() -> str | None:
 # --- rollback ------------------------------------------------------------------------------------
 
 
+#: How long ``rollback`` waits for a family another decision holds (one that just finished
+#: announces its state a moment before it lets the family go).
+ROLLBACK_BUSY_WAIT_SECONDS = 20.0
+
+
 def _rollback(args: argparse.Namespace) -> int:
-    from distillery.services.promoter import rollback
+    from distillery.services.promoter import FamilyBusyError, rollback
 
     deps = dependencies()
-    family = rollback(args.family, deps, from_job=args.job)
+    deadline = time.monotonic() + ROLLBACK_BUSY_WAIT_SECONDS
+    pause = 0.2
+    while True:
+        try:
+            family = rollback(args.family, deps, from_job=args.job)
+            break
+        except FamilyBusyError:
+            if time.monotonic() + pause > deadline:
+                raise  # still busy: "try again later" (exit 3)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
     if args.as_json:
         print_json(family)
         return EXIT_OK
