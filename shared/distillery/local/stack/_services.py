@@ -130,6 +130,31 @@ def function(route: Route, port: int, *, source: Path, env: Mapping[str, str]) -
     )
 
 
+def supervised(
+    command: ServiceCommand,
+    *,
+    status_path: Path,
+    max_restarts: int,
+    window_seconds: float,
+) -> ServiceCommand:
+    """``command`` run under :mod:`~distillery.local.stack.supervisor`: restarted when it dies
+    (at most ``max_restarts`` times in ``window_seconds``), its child named in ``status_path``."""
+    argv = (
+        sys.executable, "-m", "distillery.local.stack.supervisor",
+        "--status", str(status_path),
+        "--max-restarts", str(max_restarts),
+        "--window-seconds", str(window_seconds),
+        "--", *command.argv,
+    )  # fmt: skip
+    return ServiceCommand(
+        argv=argv,
+        env=command.env,
+        probe_path=command.probe_path,
+        ready_statuses=command.ready_statuses,
+        cwd=command.cwd,
+    )
+
+
 def bridge(config_path: Path, *, env: Mapping[str, str]) -> ServiceCommand:
     """The local Eventarc bridge, configured by the file at ``config_path``."""
     return ServiceCommand(
