@@ -117,6 +117,9 @@ class StackConfig:
     vertex_trainer: bool = True
     #: Torch threads per training worker (0: every core).
     vertex_worker_threads: int = 0
+    #: Seconds the Vertex AI emulator's ``pipelineJobs.create`` waits after storing the job
+    #: before it answers (simulated latency, for fault tests; 0: none).
+    vertex_create_delay_seconds: float = 0.0
     #: The first function's port; the next functions take the following ports.
     functions_port: int = 8101
     state_dir: Path = field(default_factory=default_state_dir)
@@ -492,6 +495,7 @@ class Stack:
                 max_concurrent_jobs=config.vertex_max_concurrent_jobs,
                 trainer=config.vertex_trainer,
                 worker_threads=config.vertex_worker_threads,
+                create_delay_seconds=config.vertex_create_delay_seconds,
                 env={**base_env, **self.env},
             ),
         )
