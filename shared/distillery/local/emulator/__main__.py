@@ -31,7 +31,11 @@ from typing import Any
 from distillery.core.errors import ConfigurationError
 from distillery.core.logs import setup_logging
 from distillery.core.settings import Settings
-from distillery.local.emulator._config import DEFAULT_TRAINER_MODULE, TrainerOptions
+from distillery.local.emulator._config import (
+    DEFAULT_TRAINER_MODULE,
+    TrainerOptions,
+    create_delay_seconds,
+)
 
 logger = logging.getLogger("distillery.local.emulator")
 
@@ -119,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.max_concurrent_jobs < 1:
             raise ConfigurationError("--max-concurrent-jobs must be at least 1")
         trainer = trainer_options(args, settings)
+        create_delay = create_delay_seconds()
     except ConfigurationError as exc:
         setup_logging()
         logger.error("the Vertex AI emulator cannot start", extra={"error": str(exc)})
@@ -137,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_concurrent_jobs=args.max_concurrent_jobs,
             extra_template_uris=tuple(args.template_uri),
             trainer=trainer,
+            create_delay_seconds=create_delay,
         )
     except OSError as exc:
         logger.error(

@@ -13,6 +13,10 @@ named here, once:
 - ``DISTILLERY_EMULATOR_DATA_DIR`` — where the emulator keeps job work directories and its cache
   of model artifacts downloaded from the bucket (default: a fresh temporary directory, removed
   when the emulator stops).
+- ``DISTILLERY_EMULATOR_CREATE_DELAY_SECONDS`` — seconds ``pipelineJobs.create`` waits after it
+  stored the job and before it answers (default 0). The real service has latency; a delay opens
+  the window in which a caller that dies has had its job accepted without hearing so (fault
+  tests kill a function there).
 
 Example: ``DISTILLERY_LOCAL_TEACHERS='text-unicorn@001=/models/unicorn,my-teacher=/models/t2'``.
 """
@@ -30,6 +34,7 @@ from distillery.core.errors import ConfigurationError
 LOCAL_STUDENTS_VARIABLE = "DISTILLERY_LOCAL_STUDENTS"
 LOCAL_TEACHERS_VARIABLE = "DISTILLERY_LOCAL_TEACHERS"
 DATA_DIR_VARIABLE = "DISTILLERY_EMULATOR_DATA_DIR"
+CREATE_DELAY_VARIABLE = "DISTILLERY_EMULATOR_CREATE_DELAY_SECONDS"
 
 #: The module the training worker and the predictors come from (see :class:`TrainerOptions`).
 DEFAULT_TRAINER_MODULE = "distillery.local.trainer"
@@ -120,3 +125,24 @@ class TrainerOptions:
         }
         values.update(overrides)
         return cls(**values)
+
+
+def create_delay_seconds(environ: Mapping[str, str] | None = None) -> float:
+    """``$DISTILLERY_EMULATOR_CREATE_DELAY_SECONDS`` as seconds (0 when unset or empty).
+
+    Raises:
+        ConfigurationError: the value is not a number of seconds >= 0.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(CREATE_DELAY_VARIABLE, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise ConfigurationError(
+            f"{CREATE_DELAY_VARIABLE} must be a number of seconds, not {raw!r}"
+        ) from None
+    if not seconds >= 0.0:  # also refuses NaN
+        raise ConfigurationError(f"{CREATE_DELAY_VARIABLE} must be >= 0, not {raw!r}")
+    return seconds

@@ -373,6 +373,7 @@ def create_server(
     max_concurrent_jobs: int = 1,
     extra_template_uris: tuple[str, ...] = (),
     trainer: TrainerOptions | None = None,
+    create_delay_seconds: float = 0.0,
 ) -> EmulatorServer:
     """A bound, not yet started emulator server.
 
@@ -383,13 +384,17 @@ def create_server(
     every job after reading its data (no trainer installed) and ``:predict`` is refused. An
     explicit ``runner`` wins over both. The known templates are ``settings.template_uri`` plus
     ``extra_template_uris``; events go to ``settings.job_events_topic`` through ``publisher``.
+    ``pipelineJobs.create`` answers ``create_delay_seconds`` after it stored the job.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
         ValueError: ``max_concurrent_jobs`` is below 1.
     """
     config = EmulatorConfig.from_settings(
-        settings, max_concurrent_jobs=max_concurrent_jobs, extra_template_uris=extra_template_uris
+        settings,
+        max_concurrent_jobs=max_concurrent_jobs,
+        extra_template_uris=extra_template_uris,
+        create_delay_seconds=create_delay_seconds,
     )
     models = ModelRegistry()
     endpoints = EndpointService(models, None, None)

@@ -14,6 +14,7 @@ import logging
 import queue
 import re
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -70,6 +71,8 @@ class EmulatorConfig:
     catalog: TemplateCatalog
     #: How many jobs run at a time; the others wait PENDING.
     max_concurrent_jobs: int = 1
+    #: Seconds ``create`` waits after storing the job before it answers (simulated latency).
+    create_delay_seconds: float = 0.0
 
     @classmethod
     def from_settings(
@@ -78,6 +81,7 @@ class EmulatorConfig:
         *,
         max_concurrent_jobs: int = 1,
         extra_template_uris: tuple[str, ...] = (),
+        create_delay_seconds: float = 0.0,
     ) -> EmulatorConfig:
         """The configuration of ``settings``: the events topic, the template, default models.
 
@@ -95,6 +99,7 @@ class EmulatorConfig:
                 student_model=settings.student_model,
             ),
             max_concurrent_jobs=max_concurrent_jobs,
+            create_delay_seconds=create_delay_seconds,
         )
 
 
@@ -217,6 +222,9 @@ class PipelineService:
             resource = self._resource(record, full=True)
         self._pending.put(name)
         logger.info("pipeline job created", extra={"pipeline_job": name})
+        if self.config.create_delay_seconds:
+            # The job exists (get and list show it) while the caller still waits for the answer.
+            time.sleep(self.config.create_delay_seconds)
         return resource
 
     def get(self, project: str, location: str, job_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from distillery.local.emulator._config import CREATE_DELAY_VARIABLE
 from distillery.local.stack.processes import HOST
 from distillery.local.stack.routes import Route, Scheduled
 from distillery.local.stack.tools import Tools
@@ -96,6 +97,7 @@ def vertex_api(
     trainer: bool,
     worker_threads: int,
     env: Mapping[str, str],
+    create_delay_seconds: float = 0.0,
 ) -> ServiceCommand:
     """The project's local Vertex AI API (pipeline jobs, models, endpoints)."""
     argv = [
@@ -109,7 +111,12 @@ def vertex_api(
         argv.append("--no-trainer")
     if worker_threads:
         argv += ["--worker-threads", str(worker_threads)]
-    return ServiceCommand(argv=tuple(argv), env={**env, "PYTHONUNBUFFERED": "1"})
+    service_env = {**env, "PYTHONUNBUFFERED": "1"}
+    # Only the stack decides: a delay in the calling shell never leaks into its emulator.
+    service_env.pop(CREATE_DELAY_VARIABLE, None)
+    if create_delay_seconds:
+        service_env[CREATE_DELAY_VARIABLE] = repr(float(create_delay_seconds))
+    return ServiceCommand(argv=tuple(argv), env=service_env)
 
 
 def function(route: Route, port: int, *, source: Path, env: Mapping[str, str]) -> ServiceCommand:
@@ -127,6 +134,31 @@ def function(route: Route, port: int, *, source: Path, env: Mapping[str, str]) -
         env={**env, "PYTHONUNBUFFERED": "1"},
         ready_statuses=(405,),
         cwd=source.parent,
+    )
+
+
+def supervised(
+    command: ServiceCommand,
+    *,
+    status_path: Path,
+    max_restarts: int,
+    window_seconds: float,
+) -> ServiceCommand:
+    """``command`` run under :mod:`~distillery.local.stack.supervisor`: restarted when it dies
+    (at most ``max_restarts`` times in ``window_seconds``), its child named in ``status_path``."""
+    argv = (
+        sys.executable, "-m", "distillery.local.stack.supervisor",
+        "--status", str(status_path),
+        "--max-restarts", str(max_restarts),
+        "--window-seconds", str(window_seconds),
+        "--", *command.argv,
+    )  # fmt: skip
+    return ServiceCommand(
+        argv=argv,
+        env=command.env,
+        probe_path=command.probe_path,
+        ready_statuses=command.ready_statuses,
+        cwd=command.cwd,
     )
 
 

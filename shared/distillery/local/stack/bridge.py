@@ -14,6 +14,7 @@ retries. ``GET /healthz`` on its status port reports deliveries in flight.
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import logging
 import signal
@@ -267,7 +268,9 @@ class Bridge:
                 return int(response.status), ""
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read(500).decode("utf-8", errors="replace")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            # A function that died mid-request resets the connection (an OSError) or leaves a
+            # truncated answer (an HTTPException such as IncompleteRead): redeliver either way.
             return "unreachable", f"{type(exc).__name__}: {exc}"
 
     def _ack(self, path: str, received: ReceivedMessage, fields: dict[str, Any]) -> None:

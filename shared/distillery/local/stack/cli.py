@@ -192,9 +192,14 @@ def _running_state(args: argparse.Namespace) -> StackState | None:
 
 
 def _print_services(state: StackState, health: dict[str, bool]) -> None:
+    supervised = state.supervised()
     for name, record in state.services.items():
         mark = "up  " if health.get(name) else "DOWN"
-        print(f"  {mark}  {name:<28} {record.url:<24} pid {record.pid:<8} log {record.log}")
+        line = f"  {mark}  {name:<28} {record.url:<24} pid {record.pid:<8} log {record.log}"
+        if name in supervised:
+            status = supervised[name]
+            line += f" restarts {'?' if status is None else status.restarts}"
+        print(line)
 
 
 def _print_exports(state: StackState) -> None:

@@ -44,6 +44,7 @@ from distillery.local.stack.errors import (
 from distillery.local.stack.processes import (
     HOST,
     ServiceRecord,
+    SupervisedStatus,
     check_ports_free,
     free_port,
     is_running,
@@ -116,6 +117,9 @@ class StackConfig:
     vertex_trainer: bool = True
     #: Torch threads per training worker (0: every core).
     vertex_worker_threads: int = 0
+    #: Seconds the Vertex AI emulator's ``pipelineJobs.create`` waits after storing the job
+    #: before it answers (simulated latency, for fault tests; 0: none).
+    vertex_create_delay_seconds: float = 0.0
     #: The first function's port; the next functions take the following ports.
     functions_port: int = 8101
     state_dir: Path = field(default_factory=default_state_dir)
@@ -136,6 +140,10 @@ class StackConfig:
     backoff_base_seconds: int = 1
     max_backoff_seconds: int = 60
     bridge_concurrency: int = 4
+    #: Restarts of a dead function allowed per ``function_restart_window_seconds`` (then it
+    #: stays down, so a function that crashes on start does not spin).
+    function_max_restarts: int = 5
+    function_restart_window_seconds: float = 60.0
     #: Extra environment variables for the functions (e.g. settings overrides).
     function_env: Mapping[str, str] = field(default_factory=dict)
 
@@ -242,6 +250,10 @@ class StackState:
             name: is_running(record) and probe(record) for name, record in self.services.items()
         }
 
+    def supervised(self) -> dict[str, SupervisedStatus | None]:
+        """Supervised service name → its current child and restart count (None: not yet known)."""
+        return supervised_status(self.services)
+
     def stop(self, grace: float = 5.0) -> None:
         """Stop every recorded process (and only those), bridge first, then forget the state."""
         _stop_all(self.services, grace=grace)
@@ -249,6 +261,17 @@ class StackState:
             self.path.unlink()
         with contextlib.suppress(FileNotFoundError):
             (self.state_dir / BRIDGE_CONFIG_FILE).unlink()
+
+
+def supervised_status(
+    services: Mapping[str, ServiceRecord],
+) -> dict[str, SupervisedStatus | None]:
+    """For each supervised service: its supervisor's status file (None while it is unreadable)."""
+    return {
+        name: SupervisedStatus.read(Path(record.status_file))
+        for name, record in services.items()
+        if record.status_file is not None
+    }
 
 
 def _stop_all(
@@ -472,17 +495,27 @@ class Stack:
                 max_concurrent_jobs=config.vertex_max_concurrent_jobs,
                 trainer=config.vertex_trainer,
                 worker_threads=config.vertex_worker_threads,
+                create_delay_seconds=config.vertex_create_delay_seconds,
                 env={**base_env, **self.env},
             ),
         )
         function_env = {**base_env, **self.env, **config.function_env}
         for route in config.routes:
             name = FUNCTION_PREFIX + route.target
+            status_path = self.config.state_dir / "supervisor" / f"{route.target}.json"
+            status_path.unlink(missing_ok=True)
+            command = _services.function(
+                route, self.ports[name], source=self.functions_source, env=function_env
+            )
             self._spawn(
                 name,
-                _services.function(
-                    route, self.ports[name], source=self.functions_source, env=function_env
+                _services.supervised(
+                    command,
+                    status_path=status_path,
+                    max_restarts=config.function_max_restarts,
+                    window_seconds=config.function_restart_window_seconds,
                 ),
+                status_file=status_path,
             )
 
         self._wait(PUBSUB, deadline)
@@ -508,7 +541,9 @@ class Stack:
         for name in self.services:
             self._wait(name, deadline)
 
-    def _spawn(self, name: str, command: _services.ServiceCommand) -> None:
+    def _spawn(
+        self, name: str, command: _services.ServiceCommand, *, status_file: Path | None = None
+    ) -> None:
         log = self.config.state_dir / "logs" / f"{name.replace(':', '-')}.log"
         log.unlink(missing_ok=True)
         logger.debug("starting %s: %s", name, " ".join(command.argv))
@@ -524,6 +559,7 @@ class Stack:
             probe_statuses=command.ready_statuses,
             log=str(log),
             start_time=process_start_time(process.pid),
+            status_file=None if status_file is None else str(status_file),
         )
 
     def _wait(self, name: str, deadline: float) -> None:
@@ -561,6 +597,18 @@ class Stack:
             started_at=self._started_at,
             settings_env=settings_env,
         )
+
+    def function_pid(self, target: str) -> int:
+        """The PID of function ``target``'s server process right now (the supervisor's child).
+
+        Raises:
+            KeyError: no route has that target.
+            StackNotRunningError: the function's supervisor has not named its child (yet).
+        """
+        status = supervised_status({target: self.services[FUNCTION_PREFIX + target]}).get(target)
+        if status is None:
+            raise StackNotRunningError(f"function {target} has no running server process")
+        return status.pid
 
     def health(self) -> dict[str, bool]:
         """Service name → whether it is alive and answers its probe."""

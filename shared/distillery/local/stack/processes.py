@@ -47,6 +47,8 @@ class ServiceRecord:
     log: str
     #: The kernel's start time of the process (Linux), to tell it from a recycled PID.
     start_time: str | None
+    #: The supervisor's status file when the service is supervised (restarted when it dies).
+    status_file: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """This record as a JSON-ready dict."""
@@ -70,7 +72,42 @@ class ServiceRecord:
             probe_statuses=tuple(int(s) for s in data["probe_statuses"]),
             log=str(data["log"]),
             start_time=None if data.get("start_time") is None else str(data["start_time"]),
+            status_file=None if data.get("status_file") is None else str(data["status_file"]),
         )
+
+
+@dataclass(frozen=True)
+class SupervisedStatus:
+    """What the status file says: the current child and how often it was restarted."""
+
+    pid: int
+    start_time: str | None
+    restarts: int
+
+    def to_json(self) -> dict[str, Any]:
+        """This status as a JSON-ready dict."""
+        return {"pid": self.pid, "start_time": self.start_time, "restarts": self.restarts}
+
+    @classmethod
+    def read(cls, path: Path) -> SupervisedStatus | None:
+        """The status at ``path``, or None when it is missing or unreadable (being replaced)."""
+        try:
+            data = json.loads(path.read_text())
+            start = data.get("start_time")
+            return cls(
+                pid=int(data["pid"]),
+                start_time=None if start is None else str(start),
+                restarts=int(data["restarts"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write(self, path: Path) -> None:
+        """Write the status atomically (a reader never sees half a file)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(path.name + ".tmp")
+        temporary.write_text(json.dumps(self.to_json()))
+        temporary.replace(path)
 
 
 def free_port() -> int:
