@@ -377,13 +377,49 @@ variable "min_eval_predictions" {
 }
 
 variable "promotion_margin" {
-  description = "DISTILLERY_PROMOTION_MARGIN: how much a model must beat the champion's eval accuracy by to replace it."
+  description = "DISTILLERY_PROMOTION_MARGIN: how much a model must beat the champion by (mean paired difference on the golden set)."
+  type        = number
+  default     = 0
+}
+
+variable "min_task_score" {
+  description = "DISTILLERY_MIN_TASK_SCORE: the golden-set task metric every model must reach (0 to 1)."
+  type        = number
+  default     = 0
+}
+
+variable "promotion_tolerance" {
+  description = "DISTILLERY_PROMOTION_TOLERANCE: how far below zero the paired difference's confidence interval may reach."
+  type        = number
+  default     = 0.02
+}
+
+variable "max_class_regression" {
+  description = "DISTILLERY_MAX_CLASS_REGRESSION: the most any one class's accuracy may drop against the champion."
+  type        = number
+  default     = 0.1
+}
+
+variable "promotion_confidence" {
+  description = "DISTILLERY_PROMOTION_CONFIDENCE: the confidence level of the paired-bootstrap interval."
+  type        = number
+  default     = 0.95
+}
+
+variable "bootstrap_resamples" {
+  description = "DISTILLERY_BOOTSTRAP_RESAMPLES: bootstrap resamples of the interval."
+  type        = number
+  default     = 2000
+}
+
+variable "bootstrap_seed" {
+  description = "DISTILLERY_BOOTSTRAP_SEED: the seed of the resampling."
   type        = number
   default     = 0
 }
 
 variable "promote_without_eval" {
-  description = "DISTILLERY_PROMOTE_WITHOUT_EVAL: promote models that have no eval metrics."
+  description = "DISTILLERY_PROMOTE_WITHOUT_EVAL: promote a family's first model when there is no golden set to judge it on."
   type        = bool
   default     = false
 }

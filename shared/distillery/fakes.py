@@ -386,6 +386,22 @@ class InMemoryModelEndpoints(ModelEndpoints):
         self.answers[name] = answer or (lambda prompt: prompt)
         return name
 
+    def deploy_now(self, endpoint: str, model: str) -> str:
+        """Deploy ``model`` on ``endpoint`` with all its traffic at once, as a job's own pipeline
+        did before the job succeeded (not counted in ``deploy_calls``); the deployed id.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint or model.
+        """
+        with self._lock:
+            target = self._endpoint(endpoint)
+            if model not in self.models:
+                raise ObjectNotFoundError(f"model {model} not found")
+            deployed_id = self._next_id()
+            target["deployed"][deployed_id] = model
+            target["traffic"] = {deployed_id: 100}
+            return deployed_id
+
     def predict(
         self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None
     ) -> PredictResult:
@@ -427,6 +443,24 @@ class InMemoryModelEndpoints(ModelEndpoints):
                 if name.startswith(prefix) and endpoint["display_name"] == display_name:
                     return self._info(name)
             return None
+
+    def list_endpoints(self, display_name: str, location: str) -> list[EndpointInfo]:
+        with self._lock:
+            self._settle()
+            prefix = f"projects/{self.project}/locations/{location}/endpoints/"
+            return [
+                self._info(name)
+                for name, endpoint in self.endpoints.items()
+                if name.startswith(prefix) and endpoint["display_name"] == display_name
+            ]
+
+    def delete_endpoint(self, name: str) -> None:
+        with self._lock:
+            self._settle()
+            target = self._endpoint(name)
+            if target["deployed"]:
+                raise RequestRejectedError(f"{name} has deployed models; undeploy them first")
+            del self.endpoints[name]
 
     def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
         with self._lock:

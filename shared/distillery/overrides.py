@@ -15,8 +15,8 @@ message names the key and the value, so the same bad value reads the same whiche
 
 The keys are the distillation job parameters a user may choose (SPEC "Training parameters" and
 "The job request"), ``task`` (which picks the recommended ``train_steps``), and the promotion gates
-of :data:`distillery.core.settings.PROMOTION_GATE_KEYS`, which the promoter uses for the job in
-place of the settings of the same name. Pure: no I/O.
+of :data:`distillery.core.settings.PROMOTION_GATE_KEYS` and ``EVALUATION_GATE_KEYS``, which the
+promoter uses for the job in place of the settings of the same name. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillery._text import describe_json_value, preview
-from distillery.core.settings import PROMOTION_GATE_KEYS
+from distillery.core.settings import EVALUATION_GATE_KEYS, PROMOTION_GATE_KEYS
 from distillery.facts import (
     ACCELERATOR_TYPES,
     ACCELERATORS,
@@ -219,6 +219,22 @@ def _gate(name: str, parse: Callable[[Any], Any]) -> Parameter:
     return Parameter(name, parse, needs_eval=True, promotion_gate=True)
 
 
+def _evaluation_gate(name: str, parse: Callable[[Any], Any]) -> Parameter:
+    # Judged on the family's golden set, which need not be the job's eval set.
+    return Parameter(name, parse, promotion_gate=True)
+
+
+def _confidence(value: Any) -> float:
+    return _bounded_number(value, lambda number: 0.5 <= number < 1, "a number from 0.5 to below 1")
+
+
+def _resamples(value: Any) -> int:
+    count = _integer(value, 100)
+    if count > 100_000:
+        raise InvalidValue(f"is {value!r}, expected an integer from 100 to 100000")
+    return count
+
+
 #: The parser of each promotion gate (the keys are settings.PROMOTION_GATE_KEYS: a gate added there
 #: without a parser here fails at import, loudly).
 _GATE_PARSERS: dict[str, Callable[[Any], Any]] = {
@@ -226,6 +242,15 @@ _GATE_PARSERS: dict[str, Callable[[Any], Any]] = {
     "max_eval_loss": _non_negative,
     "min_eval_predictions": _count,
     "promotion_margin": _fraction,
+}
+
+#: The parser of each threshold of the golden-set evaluation (settings.EVALUATION_GATE_KEYS).
+_EVALUATION_GATE_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "min_task_score": _fraction,
+    "promotion_tolerance": _fraction,
+    "max_class_regression": _fraction,
+    "promotion_confidence": _confidence,
+    "bootstrap_resamples": _resamples,
 }
 
 #: Every key an override may set, in the order messages list them.
@@ -258,6 +283,7 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _job("task", _task),
         *(_gate(name, _GATE_PARSERS[name]) for name in PROMOTION_GATE_KEYS),
+        *(_evaluation_gate(name, _EVALUATION_GATE_PARSERS[name]) for name in EVALUATION_GATE_KEYS),
     )
 }
 

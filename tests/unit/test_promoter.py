@@ -18,7 +18,6 @@ from distillery.core.errors import (
     RetryableError,
     ServiceUnavailableError,
 )
-from distillery.core.jobs import new_record
 from distillery.core.models import JobState, StatusEvent
 from distillery.core.ports import ModelInfo, canary_split
 from distillery.core.runtime import Dependencies, run_handler
@@ -27,6 +26,7 @@ from distillery.fakes import (
     InMemoryModelEndpoints,
     InMemoryPublisher,
 )
+from distillery.local.judged import succeeded_job
 from distillery.services.promoter import (
     ACCURACY,
     DEPLOY_CLAIM_SECONDS,
@@ -55,26 +55,24 @@ def _succeeded(
     metrics: dict[str, float] | None,
     family: str = FAMILY,
     overrides: dict[str, Any] | None = None,
+    *,
+    correct: float | None = None,
+    eval_set: bool = True,
 ) -> str:
-    """A SUCCEEDED job whose model (registered on the fake) has ``metrics``; its model name."""
-    model = _fake(deps).add_model(f"m-{job_id}", family, metrics)
-    record = new_record(
+    """A SUCCEEDED job whose model (registered on the fake, deployed on its own endpoint) has
+    the token ``metrics`` and answers ``correct`` of the golden set right (by default its token
+    accuracy, else 0.9); its model name."""
+    share = correct if correct is not None else (metrics or {}).get(ACCURACY, 0.9)
+    return succeeded_job(
+        deps,
         job_id,
-        JobState.SUCCEEDED,
-        deps.clock(),
-        {
-            "spec": {"model_display_name": family},
-            "model": model,
-            "request": {
-                "dataset_uri": f"gs://{BUCKET}/validated/x/news.jsonl",
-                "overrides": overrides or {},
-            },
-            **({"metrics": metrics} if metrics is not None else {}),
-        },
+        family,
+        share,
+        bucket=BUCKET,
+        metrics=metrics,
+        overrides=overrides,
+        eval_set=eval_set,
     )
-    record["announced"] = ["SUCCEEDED"]
-    deps.records.set("jobs", job_id, record)
-    return model
 
 
 def _event(job_id: str, state: str = "SUCCEEDED") -> CloudEvent:
@@ -128,20 +126,15 @@ def test_gate_lists_every_failed_rule_with_its_figures() -> None:
     assert "job old" in failures[3] and "0.93" in failures[3]
 
 
-def test_gate_rejects_missing_eval_metrics_unless_allowed() -> None:
+def test_gate_applies_no_service_gate_the_service_does_not_report() -> None:
+    # The token metrics are extra gates where they are found: the golden set decides.
     train_only = {"train_total_loss": 0.2}
-    [failure] = gate(train_only, Thresholds())
-    assert "no eval metrics" in failure and "DISTILLERY_PROMOTE_WITHOUT_EVAL" in failure
-    assert gate(train_only, Thresholds(promote_without_eval=True)) == []
-    # Without eval metrics it still never replaces a champion that has them.
+    assert gate(train_only, Thresholds(min_eval_accuracy=0.9)) == []
     champion = {"job_id": "old", "model": "m", "metrics": {ACCURACY: 0.5}}
-    [failure] = gate(train_only, Thresholds(promote_without_eval=True), champion)
-    assert "could be worse than the champion" in failure
-
-
-def test_gate_missing_loss_and_predictions_fail_when_their_limits_are_set() -> None:
-    failures = gate({ACCURACY: 0.9}, Thresholds(max_eval_loss=1.0, min_eval_predictions=10))
-    assert [f.split(" ")[0] for f in failures] == ["eval_total_loss", "eval_num_predictions"]
+    assert gate(train_only, Thresholds(min_eval_accuracy=0.9), champion) == []
+    assert gate({ACCURACY: 0.9}, Thresholds(max_eval_loss=1.0, min_eval_predictions=10)) == []
+    # A champion without token metrics: nothing to compare them with.
+    assert gate({ACCURACY: 0.1}, Thresholds(), {"job_id": "old", "model": "m"}) == []
 
 
 @pytest.mark.parametrize(
@@ -164,18 +157,24 @@ def test_promoter_first_model_creates_the_endpoint_and_becomes_champion(deps: De
     outcome = handle_status_event(_event("job-1"), deps)
     assert outcome is not None and outcome.state is JobState.PROMOTED
     fake = _fake(deps)
+    # The model's own endpoint (its pipeline's deployment) is gone; the family's serves it.
     [(endpoint, info)] = fake.endpoints.items()
-    assert info["display_name"] == FAMILY and outcome.endpoint == endpoint
+    assert info["display_name"] == f"{FAMILY}-serving" and outcome.endpoint == endpoint
     assert fake.serving(endpoint) == {model: 100}
     record = _job(deps, "job-1")
     assert record["state"] == "PROMOTED" and record["endpoint"] == endpoint
     assert record["promotion"]["decision"] == "promote"
+    assert [h["state"] for h in record["history"]] == ["SUCCEEDED", "EVALUATING", "PROMOTED"]
     family = deps.records.get("models", FAMILY)
     assert family is not None
     assert family["champion"]["job_id"] == "job-1" and family["champion"]["metrics"] == GOOD
+    assert family["champion"]["golden_metrics"]["accuracy"] == 0.9
     assert family["history"] == []
-    assert _announced(deps) == [("job-1", "PROMOTED")]
-    [message] = [m for m in deps.publisher.on("distill-job-status")]  # type: ignore[attr-defined]
+    # The job's eval set became the family's golden set, frozen.
+    assert family["golden"]["source"] == "the eval set of job job-1"
+    assert family["golden"]["uri"].startswith(f"gs://{BUCKET}/golden/")
+    assert _announced(deps) == [("job-1", "EVALUATING"), ("job-1", "PROMOTED")]
+    message = [m for m in deps.publisher.on("distill-job-status")][-1]  # type: ignore[attr-defined]
     assert StatusEvent.model_validate_json(message.data).endpoint == endpoint
 
 
@@ -229,6 +228,7 @@ def test_promoter_gates_come_from_the_jobs_config_in_place_of_the_settings() -> 
     deps_strict = fake_dependencies(min_eval_accuracy=0.99)
     deps_strict.records = deps.records
     deps_strict.endpoints = deps.endpoints
+    deps_strict.objects = deps.objects
     outcome = promote("job-2", deps_strict)
     assert outcome is not None and outcome.state is JobState.PROMOTED
 
@@ -247,12 +247,22 @@ def test_thresholds_name_the_setting_when_the_config_sets_nothing() -> None:
     ]
 
 
-def test_promoter_rejects_a_job_without_eval_metrics(deps: Dependencies) -> None:
-    _succeeded(deps, "job-1", {"train_total_loss": 0.1})
+def test_promoter_judges_a_job_without_token_metrics_on_the_golden_set(
+    deps: Dependencies,
+) -> None:
+    _succeeded(deps, "job-1", {"train_total_loss": 0.1}, correct=0.9)
+    outcome = promote("job-1", deps)
+    assert outcome is not None and outcome.state is JobState.PROMOTED
+
+
+def test_promoter_rejects_a_job_with_no_golden_set_and_removes_its_endpoint(
+    deps: Dependencies,
+) -> None:
+    _succeeded(deps, "job-1", GOOD, eval_set=False)
     outcome = promote("job-1", deps)
     assert outcome is not None and outcome.state is JobState.REJECTED
-    assert "no eval metrics" in str(outcome.reason)
-    assert _fake(deps).endpoints == {}
+    assert "no golden set" in str(outcome.reason)
+    assert _fake(deps).endpoints == {}  # nothing left billing
 
 
 def test_promoter_reads_the_model_metrics_when_the_job_has_none(deps: Dependencies) -> None:
@@ -283,7 +293,7 @@ def test_promoter_redelivered_event_deploys_once(deps: Dependencies) -> None:
     for _ in range(3):
         run_handler("promote_model", _event("job-1"), handle_status_event, deps)
     assert _fake(deps).deploy_calls == 1
-    assert _announced(deps) == [("job-1", "PROMOTED")]
+    assert _announced(deps) == [("job-1", "EVALUATING"), ("job-1", "PROMOTED")]
     family = deps.records.get("models", FAMILY)
     assert family is not None and family["history"] == []
 
@@ -372,7 +382,7 @@ def test_promoter_converges_after_a_crash_between_deploy_and_transition(deps: De
     with pytest.raises(ConnectionError):
         promote("job-1", deps)
     fake.get_endpoint = real_get  # type: ignore[method-assign]
-    assert _job(deps, "job-1")["state"] == "SUCCEEDED"
+    assert _job(deps, "job-1")["state"] == "EVALUATING"
     promote("job-1", deps)
     promote("job-1", deps)
     assert fake.deploy_calls == 1 and _job(deps, "job-1")["state"] == "PROMOTED"
@@ -386,7 +396,7 @@ def test_promoter_decision_never_flips_on_redelivery() -> None:
     relaxed = dataclasses.replace(deps, settings=Settings(project=PROJECT, bucket=BUCKET))
     assert promote("job-1", relaxed).state is JobState.REJECTED  # type: ignore[union-attr]
     assert _fake(deps).deploy_calls == 0
-    assert _announced(deps) == [("job-1", "REJECTED")]
+    assert _announced(deps) == [("job-1", "EVALUATING"), ("job-1", "REJECTED")]
 
 
 def test_promoter_ignores_other_states_and_unknown_jobs_are_permanent(deps: Dependencies) -> None:

@@ -47,7 +47,7 @@ def _deliver(job_id: str, deps: Dependencies) -> Outcome | None:
 
     def once() -> Outcome | None:
         outcome = promote(job_id, deps)
-        if outcome is not None and outcome.state is JobState.SUCCEEDED:
+        if outcome is not None and outcome.state is JobState.EVALUATING:
             raise RetryableError("still deploying")
         return outcome
 
@@ -171,14 +171,14 @@ def test_a_deployment_longer_than_the_budget_is_finished_by_reconcile_once() -> 
     started = time.monotonic()
     outcome = promote("job-1", deps)
     assert time.monotonic() - started < 1.0  # returned within the budget, not after the deploy
-    assert outcome is not None and outcome.state is JobState.SUCCEEDED
+    assert outcome is not None and outcome.state is JobState.EVALUATING
     assert outcome.reason and "operations/" in outcome.reason
     job = _job(deps, "job-1")
-    assert job["state"] == "SUCCEEDED"
+    assert job["state"] == "EVALUATING"
     assert job["promotion"]["operation"] == fake.operations[0].name
     # The function is gone; reconcile runs meanwhile and again once the operation is done.
     reconcile(deps)
-    assert _job(deps, "job-1")["state"] == "SUCCEEDED"
+    assert _job(deps, "job-1")["state"] == "EVALUATING"
     wait_for(lambda: fake.deploy_operation(fake.operations[0].name).done, timeout=5)
     reconcile(deps)
     job = _job(deps, "job-1")
@@ -194,7 +194,7 @@ def test_a_deployment_longer_than_the_budget_is_finished_by_a_redelivery_once() 
     fake.poll_seconds = 0.5
     model = _succeeded(deps, "job-1", GOOD)
     first = promote("job-1", deps)
-    assert first is not None and first.state is JobState.SUCCEEDED
+    assert first is not None and first.state is JobState.EVALUATING
     outcome = _deliver("job-1", deps)  # the redeliveries poll the recorded operation
     assert outcome is not None and outcome.state is JobState.PROMOTED
     assert fake.deploy_calls == 1
@@ -239,7 +239,7 @@ def test_a_model_deployed_for_a_decision_that_no_longer_stands_is_taken_off() ->
     weak = _succeeded(deps, "job-weak", {**GOOD, ACCURACY: 0.6})
     fake.poll_seconds = 0.1
     first = promote("job-weak", deps)  # deploying over job-0 when its delivery stops
-    assert first is not None and first.state is JobState.SUCCEEDED
+    assert first is not None and first.state is JobState.EVALUATING
     with pytest.raises(FamilyBusyError):
         rollback(FAMILY, deps)  # the family is held while the deployment runs
     # Nobody came back for the weak job until its lease ran out; another job took the family.
@@ -265,7 +265,7 @@ def test_reconcile_promotes_a_job_whose_event_was_given_up_while_the_family_was_
     fake.poll_seconds = 0.1
     _succeeded(deps, "job-a", GOOD)
     first = promote("job-a", deps)
-    assert first is not None and first.state is JobState.SUCCEEDED  # still deploying
+    assert first is not None and first.state is JobState.EVALUATING  # still deploying
     _succeeded(deps, "job-b", {**GOOD, ACCURACY: 0.95})
     with pytest.raises(FamilyBusyError, match="promotion of job job-a"):
         promote("job-b", deps)  # each delivery refused, until the event is dead-lettered

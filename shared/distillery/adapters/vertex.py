@@ -155,6 +155,11 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
             return self._model_clients[location]
 
     def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
+        # Two concurrent first promotions may each have created one: all agree on the oldest.
+        named = self.list_endpoints(display_name, location)
+        return named[0] if named else None
+
+    def list_endpoints(self, display_name: str, location: str) -> list[EndpointInfo]:
         parent = f"projects/{self._project}/locations/{location}"
         quoted = display_name.replace('"', '\\"')
         with translate_google_errors(f"listing the endpoints of {parent}"):
@@ -164,13 +169,13 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
                 )
             )
         named = [e for e in found if e.display_name == display_name]
-        if not named:
-            return None
-        # Two concurrent first promotions may each have created one: all agree on the oldest.
-        oldest = min(
-            named, key=lambda e: (e.create_time.timestamp() if e.create_time else 0, e.name)
-        )
-        return _endpoint_info(oldest)
+        named.sort(key=lambda e: (e.create_time.timestamp() if e.create_time else 0, e.name))
+        return [_endpoint_info(e) for e in named]
+
+    def delete_endpoint(self, name: str) -> None:
+        with translate_google_errors(f"deleting endpoint {name}"):
+            operation = self._endpoints(location_of(name)).delete_endpoint(name=name)
+            operation.result(timeout=self._timeout)
 
     def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
         from google.cloud.aiplatform_v1 import Endpoint

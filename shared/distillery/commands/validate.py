@@ -23,6 +23,7 @@ from distillery.validation._report import ValidationReport
 CONFIG_MAX_BYTES = 64 << 10
 
 _EVAL_SUFFIX = ".eval.jsonl"
+_GOLDEN_SUFFIX = ".golden.jsonl"
 _CONFIG_SUFFIX = ".config.json"
 _TRAINING_SUFFIX = ".jsonl"
 
@@ -130,6 +131,8 @@ def _validate_path(path: Path, *, as_eval: bool) -> list[ValidationReport]:
         return [_validate_config_file(path, has_eval)]
     if as_eval or name.endswith(_EVAL_SUFFIX):
         return [_validate_jsonl_file(path, DatasetKind.EVAL).report]
+    if name.endswith(_GOLDEN_SUFFIX):
+        return [_validate_jsonl_file(path, DatasetKind.GOLDEN).report]
 
     if not name.endswith(_TRAINING_SUFFIX):
         return [_validate_jsonl_file(path, DatasetKind.TRAINING).report]

@@ -28,9 +28,10 @@ STATE_RANK: dict[JobState, int] = {
     JobState.FAILED: 3,
     JobState.CANCELLED: 3,
     JobState.REJECTED_BY_POLICY: 3,
-    JobState.PROMOTED: 4,
-    JobState.REJECTED: 4,
-    JobState.ROLLED_BACK: 5,
+    JobState.EVALUATING: 4,
+    JobState.PROMOTED: 5,
+    JobState.REJECTED: 5,
+    JobState.ROLLED_BACK: 6,
 }
 
 #: States where a job's work is over: no event moves it on (a rollback: PROMOTED → ROLLED_BACK).
@@ -53,8 +54,10 @@ def can_move(current: JobState, target: JobState) -> bool:
         return current is JobState.PROMOTED
     if current in TERMINAL:
         return False
-    if target in (JobState.PROMOTED, JobState.REJECTED):
+    if target is JobState.EVALUATING:
         return current is JobState.SUCCEEDED
+    if target in (JobState.PROMOTED, JobState.REJECTED):
+        return current is JobState.EVALUATING
     return STATE_RANK[target] > STATE_RANK[current]
 
 

@@ -44,6 +44,8 @@ class JobState(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    #: A SUCCEEDED job whose model is being judged: it and the champion answer the golden set.
+    EVALUATING = "EVALUATING"
     PROMOTED = "PROMOTED"
     REJECTED = "REJECTED"
     REJECTED_BY_POLICY = "REJECTED_BY_POLICY"

@@ -373,6 +373,24 @@ class ModelEndpoints(ABC):
         """
 
     @abstractmethod
+    def list_endpoints(self, display_name: str, location: str) -> list[EndpointInfo]:
+        """Every endpoint named ``display_name`` in ``location``, oldest first.
+
+        Raises:
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def delete_endpoint(self, name: str) -> None:
+        """Delete endpoint ``name`` (waits for the operation); it must serve no model.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            RequestRejectedError: models are still deployed on it.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
     def create_endpoint(self, display_name: str, location: str) -> EndpointInfo:
         """Create an endpoint named ``display_name`` in ``location`` (waits for the operation).
 
@@ -472,3 +490,8 @@ class ModelEndpoints(ABC):
             ObjectNotFoundError: no such model.
             ServiceUnavailableError: the service did not answer (transient).
         """
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether model names ``a`` and ``b`` name the same model (up to a trailing ``@version``)."""
+    return a.split("@", 1)[0] == b.split("@", 1)[0]

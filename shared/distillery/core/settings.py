@@ -52,6 +52,17 @@ PROMOTION_GATE_KEYS: tuple[str, ...] = (
     "promotion_margin",
 )
 
+#: The thresholds of Distillery's own evaluation on the family's golden set, which a config
+#: sidecar or a rerun's ``--set`` may set for its jobs too. Unlike the gates above they need no
+#: eval set (the golden set may be the user's ``datasets/<name>.golden.jsonl``).
+EVALUATION_GATE_KEYS: tuple[str, ...] = (
+    "min_task_score",
+    "promotion_tolerance",
+    "max_class_regression",
+    "promotion_confidence",
+    "bootstrap_resamples",
+)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -139,8 +150,23 @@ class Settings:
     #: Minimum ``eval_num_predictions`` (eval target tokens scored), so a model is never judged
     #: on a tiny evaluation set (0: no minimum).
     min_eval_predictions: int = _env("DISTILLERY_MIN_EVAL_PREDICTIONS", default=0)
-    #: How much a model must beat the champion's eval accuracy by to replace it (never worse).
+    #: How much a model must beat the champion by to replace it (never worse): the mean paired
+    #: difference of the task metric on the golden set, and the eval token accuracy where the
+    #: service reports it.
     promotion_margin: float = _env("DISTILLERY_PROMOTION_MARGIN", default=0.0)
+    #: The golden set's task metric (accuracy, ROUGE-L, token F1) every model must reach.
+    min_task_score: float = _env("DISTILLERY_MIN_TASK_SCORE", default=0.0)
+    #: How far below zero the paired difference's confidence interval may reach: the lower bound
+    #: must be at least minus this (0: the interval must not reach below zero).
+    promotion_tolerance: float = _env("DISTILLERY_PROMOTION_TOLERANCE", default=0.02)
+    #: How much any one class's accuracy may drop against the champion (classification).
+    max_class_regression: float = _env("DISTILLERY_MAX_CLASS_REGRESSION", default=0.1)
+    #: The confidence level of the paired-bootstrap interval.
+    promotion_confidence: float = _env("DISTILLERY_PROMOTION_CONFIDENCE", default=0.95)
+    #: How many bootstrap resamples the interval is computed from.
+    bootstrap_resamples: int = _env("DISTILLERY_BOOTSTRAP_RESAMPLES", default=2000)
+    #: The seed of the resampling: the same answers always give the same interval.
+    bootstrap_seed: int = _env("DISTILLERY_BOOTSTRAP_SEED", default=0)
     #: Promote a model that has no eval metrics (it still never replaces a champion that has).
     promote_without_eval: bool = _env("DISTILLERY_PROMOTE_WITHOUT_EVAL", default=False)
     #: A promoted model's share of its endpoint's traffic while the champion keeps the rest
@@ -216,9 +242,21 @@ class Settings:
 
     def _check_promotion(self) -> None:
         """Raise :class:`ConfigurationError` when a promotion setting breaks a rule."""
-        for name in ("min_eval_accuracy", "promotion_margin"):
+        for name in (
+            "min_eval_accuracy",
+            "promotion_margin",
+            "min_task_score",
+            "promotion_tolerance",
+            "max_class_regression",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigurationError(f"{self.env_name(name)} must be between 0 and 1")
+        if not 0.5 <= self.promotion_confidence < 1.0:
+            raise ConfigurationError(
+                "DISTILLERY_PROMOTION_CONFIDENCE must be at least 0.5 and below 1"
+            )
+        if not 100 <= self.bootstrap_resamples <= 100_000:
+            raise ConfigurationError("DISTILLERY_BOOTSTRAP_RESAMPLES must be 100 to 100000")
         for name in ("max_eval_loss", "min_eval_predictions"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{self.env_name(name)} must be 0 (no limit) or more")

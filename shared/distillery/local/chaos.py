@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import random
 import threading
 import time
@@ -33,7 +34,7 @@ from cloudevents.http import CloudEvent
 
 from distillery.core.errors import ServiceUnavailableError
 from distillery.core.events import PUBSUB_PUBLISHED
-from distillery.core.jobs import announce, new_record
+from distillery.core.jobs import announce
 from distillery.core.models import JobState, LaunchRequest, StatusEvent, StorageObject
 from distillery.core.runtime import Dependencies, run_handler
 from distillery.core.settings import Settings
@@ -460,30 +461,24 @@ def _vertex_create_calls(settings: dict[str, Any]) -> list[int]:
 
 
 def _succeeded(world: World, job_id: str, accuracy: float) -> str:
-    """A SUCCEEDED job of the family whose model scores ``accuracy``; its model's name."""
+    """A SUCCEEDED job of the family whose model answers ``accuracy`` of the golden set right
+    (and reports that token accuracy), on its own endpoint as its pipeline left it; its model's
+    name."""
+    from distillery.local.judged import succeeded_job
+
     metrics = {ACCURACY: accuracy, "eval_total_loss": 0.4, "eval_num_predictions": 500.0}
-    model = world.endpoints.add_model(f"m-{job_id}", FAMILY, metrics)
-    record = new_record(
-        job_id,
-        JobState.SUCCEEDED,
-        world.deps.clock(),
-        {
-            "spec": {"model_display_name": FAMILY},
-            "model": model,
-            "metrics": metrics,
-            "request": {"dataset_uri": f"gs://{BUCKET}/validated/x/news.jsonl", "overrides": {}},
-        },
-    )
+    plain = world.plain
+    model = succeeded_job(plain, job_id, FAMILY, accuracy, bucket=BUCKET, metrics=metrics)
+    record = world.records.get(world.deps.settings.jobs_collection, job_id) or {}
+    record["announced"] = []
     world.records.set(world.deps.settings.jobs_collection, job_id, record)
-    announce(world.plain, record)  # as track_status did when the job succeeded
+    announce(plain, record)  # as track_status did when the job succeeded
     return model
 
 
 def succeeded_event(world: World, job_id: str, **extra: Any) -> CloudEvent:
     status = StatusEvent(job_id=job_id, state=JobState.SUCCEEDED, at=world.deps.clock())
     data = status.model_dump(mode="json") | extra
-    import json
-
     return pubsub_event(
         world.deps.settings.status_topic, json.dumps(data).encode(), status.attributes()
     )
@@ -515,6 +510,7 @@ def _check_promoted(world: World, job_id: str, model: str) -> Counts:
     if len(deployed) > 1:
         counts.duplicate_jobs += len(deployed) - 1
         counts.notes.append(f"{model} deployed {len(deployed)} times")
+    # The judged model's own endpoint is gone: one endpoint serves the family, nothing else bills.
     if len(world.endpoints.endpoints) > 1:
         counts.duplicate_jobs += len(world.endpoints.endpoints) - 1
         counts.notes.append(f"{len(world.endpoints.endpoints)} endpoints for one family")

@@ -125,6 +125,7 @@ def run(state_dir: Path, name: str) -> int:
     for metric, value in sorted((job.get("metrics") or {}).items()):
         _say(f"   {metric:<45} {value:.4f}")
     endpoint = job["endpoint"]
+    _evaluation(job)
     _say(f"   promote_model: PROMOTED to {endpoint}")
     _say("   a few eval prompts sent to the endpoint (:predict):")
     sample = evaluation[:8]
@@ -157,6 +158,11 @@ def run(state_dir: Path, name: str) -> int:
     if final != "REJECTED":
         _say(f"   expected REJECTED, the rerun ended {final}")
         return 1
+    worse = records.get(settings.jobs_collection, worse["job_id"]) or worse
+    _evaluation(worse)
+    _say("   rejected because:")
+    for failure in (worse.get("promotion") or {}).get("failures") or [worse.get("reason")]:
+        _say(f"   - {failure}")
     family = records.get(settings.models_collection, job["spec"]["model_display_name"]) or {}
     champion = family.get("champion") or {}
     still = endpoints.predict(endpoint, [sample[0].input_text])
@@ -168,6 +174,33 @@ def run(state_dir: Path, name: str) -> int:
     _say(f"{job['spec']['model_display_name']} TEXT` or `distillery rollback FAMILY`.")
     _say("`distillery dev status` shows the stack and `distillery dev down` stops it.")
     return 0
+
+
+def _evaluation(job: dict[str, Any]) -> None:
+    """Say what the golden-set evaluation of ``job`` found, side by side, and where its report is."""
+    promotion = job.get("promotion") or {}
+    evaluated = promotion.get("evaluation") or {}
+    golden = evaluated.get("golden") or {}
+    if golden:
+        _say(
+            f"   golden set: {golden.get('examples')} examples, {golden.get('source')} "
+            f"({evaluated.get('task')}: {evaluated.get('task_how')})"
+        )
+    mine, theirs = evaluated.get("candidate") or {}, evaluated.get("champion") or {}
+    for metric in sorted(mine):
+        versus = f"   champion {theirs[metric]:.4f}" if metric in theirs else ""
+        _say(f"   {metric:<12} candidate {mine[metric]:.4f}{versus}")
+    comparison = evaluated.get("comparison")
+    if comparison:
+        _say(
+            f"   paired difference {comparison['mean_difference']:+.4f}, "
+            f"{comparison['confidence']:.0%} CI {comparison['low']:+.4f} to "
+            f"{comparison['high']:+.4f} ({comparison['resamples']} resamples)"
+        )
+    report = promotion.get("report") or {}
+    if report:
+        _say(f"   decision report: {report.get('html') or report.get('json')}")
+        _say(f"   (open it with `distillery report {job['job_id']}`)")
 
 
 def _first(found: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
 For a finalized object generation it:
 
-1. classifies the name (training set, eval set, config sidecar; anything else is ignored, which
-   includes everything this function writes, since it never writes under ``datasets/``);
+1. classifies the name (training set, eval set, golden set, config sidecar; anything else is
+   ignored, which includes everything this function writes, since it never writes under
+   ``datasets/``);
 2. streams and validates that exact generation (a training set also validates its eval set and
    config sidecar, found by the naming conventions, and checks train/eval overlap);
 3. writes the report as JSON under ``reports/`` and its summary to Firestore ``datasets/{id}``;
@@ -196,7 +197,7 @@ def _validate(kind: DatasetKind, stem: str, source: ObjectInfo, deps: Dependenci
 
     with deps.objects.open_read(source.bucket, source.name, source.generation) as reader:
         main = validate_jsonl(reader, kind=kind, source=source.uri, max_findings_per_rule=cap)
-    if kind is DatasetKind.EVAL:
+    if kind in (DatasetKind.EVAL, DatasetKind.GOLDEN):
         return _Validated(reports=[main.report])
 
     result = _Validated(reports=[main.report])

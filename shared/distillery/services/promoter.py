@@ -37,13 +37,14 @@ PROMOTED → ROLLED_BACK, announced on the status topic like every state.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distillery.core.errors import (
     DistilleryError,
@@ -56,9 +57,14 @@ from distillery.core.errors import (
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
 from distillery.core.jobs import announce, transition
 from distillery.core.models import JobState, StatusEvent
-from distillery.core.ports import location_of
+from distillery.core.ports import location_of, same_model
 from distillery.core.runtime import Dependencies
-from distillery.core.settings import PROMOTION_GATE_KEYS, Settings
+from distillery.core.settings import EVALUATION_GATE_KEYS, PROMOTION_GATE_KEYS, Settings
+from distillery.facts import DISPLAY_NAME_MAX
+from distillery.services import evaluation
+
+if TYPE_CHECKING:
+    from distillery.evaluation import EvaluationThresholds
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +94,9 @@ CLAIM_MARGIN_SECONDS = 60
 #: pass that polls the deployment. Until its deployment starts, a promotion holds the lease for
 #: its budget and :data:`CLAIM_MARGIN_SECONDS` more (a killed delivery holds the family no longer).
 FAMILY_LEASE_SECONDS = DEPLOY_CLAIM_SECONDS
+
+#: What the family's serving endpoint's display name adds to the family's name.
+SERVING_SUFFIX = "-serving"
 
 #: The longest pause between two polls of a deployment's operation.
 _MAX_POLL_SECONDS = 5.0
@@ -127,21 +136,49 @@ class Thresholds:
     ) -> Thresholds:
         """The thresholds ``settings`` set, with the gates of ``overrides`` (a job's config
         sidecar and ``--set`` values, already validated) in their place."""
-        values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for name in PROMOTION_GATE_KEYS:
-            given = (overrides or {}).get(name)
-            if given is None or isinstance(given, bool):
-                values[name] = getattr(settings, name)
-                sources[name] = settings.env_name(name)
-            else:
-                values[name] = type(getattr(settings, name))(given)
-                sources[name] = f"the job's config {name}"
+        values, sources = _chosen(settings, overrides, PROMOTION_GATE_KEYS)
         return cls(**values, promote_without_eval=settings.promote_without_eval, sources=sources)
 
     def source(self, name: str) -> str:
         """Where gate ``name`` was set, for reasons."""
         return self.sources.get(name) or f"DISTILLERY_{name.upper()}"
+
+
+def _chosen(
+    settings: Settings, overrides: Mapping[str, Any] | None, keys: tuple[str, ...]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The values of threshold ``keys``: the job's overrides where they set one, else the
+    settings'; and where each came from (for reasons)."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in keys:
+        given = (overrides or {}).get(name)
+        if given is None or isinstance(given, bool):
+            values[name] = getattr(settings, name)
+            sources[name] = settings.env_name(name)
+        else:
+            values[name] = type(getattr(settings, name))(given)
+            sources[name] = f"the job's config {name}"
+    return values, sources
+
+
+def evaluation_thresholds(
+    settings: Settings, overrides: Mapping[str, Any] | None = None
+) -> EvaluationThresholds:
+    """The golden-set rule's thresholds: the settings', or the job's config where it sets them."""
+    from distillery.evaluation import EvaluationThresholds
+
+    values, sources = _chosen(settings, overrides, ("promotion_margin", *EVALUATION_GATE_KEYS))
+    return EvaluationThresholds(
+        min_task_score=values["min_task_score"],
+        promotion_margin=values["promotion_margin"],
+        promotion_tolerance=values["promotion_tolerance"],
+        max_class_regression=values["max_class_regression"],
+        confidence=values["promotion_confidence"],
+        resamples=values["bootstrap_resamples"],
+        seed=settings.bootstrap_seed,
+        sources=sources,
+    )
 
 
 @dataclass(frozen=True)
@@ -163,39 +200,34 @@ def gate(
     thresholds: Thresholds,
     champion: Mapping[str, Any] | None = None,
 ) -> list[str]:
-    """Every rule ``metrics`` fail, each with the figures compared; empty when all pass.
+    """Every service-metric rule ``metrics`` fail, each with the figures compared; empty when
+    all pass.
 
+    These are the extra gates on the token accuracy and loss the service reports (SPEC "After
+    the job": whether the pipeline publishes them is not documented): a gate whose metric is not
+    reported is not applied, and the decision rests on the golden-set evaluation alone.
     ``champion`` is the family's ``models/{family}`` champion entry (``job_id``, ``model``,
     ``metrics``), or None when the family has none.
     """
     failures: list[str] = []
     accuracy = metrics.get(ACCURACY)
-    if accuracy is None and not thresholds.promote_without_eval:
-        failures.append(
-            f"no eval metrics ({ACCURACY}): a model is promoted on evaluation data "
-            "(DISTILLERY_PROMOTE_WITHOUT_EVAL is off)"
-        )
-    if accuracy is not None and accuracy < thresholds.min_eval_accuracy:
+    if accuracy is None:
+        return failures
+    if accuracy < thresholds.min_eval_accuracy:
         failures.append(
             f"{ACCURACY} {_figure(accuracy)} is below the minimum "
             f"{_figure(thresholds.min_eval_accuracy)} ({thresholds.source('min_eval_accuracy')})"
         )
-    if accuracy is not None and thresholds.max_eval_loss > 0:
+    if thresholds.max_eval_loss > 0:
         loss = metrics.get(LOSS)
-        if loss is None:
-            failures.append(f"{LOSS} is missing; {thresholds.source('max_eval_loss')} needs it")
-        elif loss > thresholds.max_eval_loss:
+        if loss is not None and loss > thresholds.max_eval_loss:
             failures.append(
                 f"{LOSS} {_figure(loss)} is above the maximum "
                 f"{_figure(thresholds.max_eval_loss)} ({thresholds.source('max_eval_loss')})"
             )
-    if accuracy is not None and thresholds.min_eval_predictions > 0:
+    if thresholds.min_eval_predictions > 0:
         predictions = metrics.get(PREDICTIONS)
-        if predictions is None:
-            failures.append(
-                f"{PREDICTIONS} is missing; {thresholds.source('min_eval_predictions')} needs it"
-            )
-        elif predictions < thresholds.min_eval_predictions:
+        if predictions is not None and predictions < thresholds.min_eval_predictions:
             failures.append(
                 f"{PREDICTIONS} {_figure(predictions)} is below the minimum "
                 f"{thresholds.min_eval_predictions} ({thresholds.source('min_eval_predictions')})"
@@ -206,18 +238,14 @@ def gate(
 
 
 def _against_champion(
-    accuracy: float | None, thresholds: Thresholds, champion: Mapping[str, Any]
+    accuracy: float, thresholds: Thresholds, champion: Mapping[str, Any]
 ) -> list[str]:
-    """The champion rule: beat its eval accuracy by the margin (never be worse)."""
+    """The champion rule on token accuracy: never worse than the champion's by the margin
+    (applied only when both figures are reported)."""
     theirs = (champion.get("metrics") or {}).get(ACCURACY)
-    who = f"the champion (job {champion.get('job_id')}, model {champion.get('model')})"
     if theirs is None:
-        return []  # A champion promoted without eval data: nothing to compare against.
-    if accuracy is None:
-        return [
-            f"no {ACCURACY} to compare with the {_figure(theirs)} of {who}: "
-            "it could be worse than the champion"
-        ]
+        return []
+    who = f"the champion (job {champion.get('job_id')}, model {champion.get('model')})"
     needed = theirs + thresholds.promotion_margin
     if accuracy < needed - _TOLERANCE:
         return [
@@ -272,7 +300,7 @@ def promote(
     if state in (JobState.PROMOTED, JobState.REJECTED):
         announce(deps, record)  # A crash after the transition: announce it now.
         return Outcome(job_id, state, record.get("endpoint"), record.get("reason"))
-    if state is not JobState.SUCCEEDED:
+    if state not in (JobState.SUCCEEDED, JobState.EVALUATING):
         logger.info("job %s is %s: nothing to promote", job_id, state, extra={"job_id": job_id})
         return None
     decided = record.get("promotion")
@@ -290,6 +318,77 @@ def promote(
             _keep_lease(family, holder, deps)
         else:
             _release_lease(family, holder, deps)
+
+
+def serving_endpoint_name(family: str) -> str:
+    """The display name of the family's serving endpoint: distinct from the endpoints the
+    pipeline creates for each model (named after the model's display name, the family)."""
+    return f"{family[: DISPLAY_NAME_MAX - len(SERVING_SUFFIX)]}{SERVING_SUFFIX}"
+
+
+def _evaluating(job_id: str, deps: Dependencies) -> dict[str, Any]:
+    """Move the job SUCCEEDED → EVALUATING (once) and announce it; the record as it stands.
+
+    Raises:
+        UnknownJobError: the job record vanished.
+        RetryableError: a backing service failed.
+    """
+    try:
+        moved = transition(deps, job_id, JobState.EVALUATING)
+    except ObjectNotFoundError:
+        raise UnknownJobError(f"job {job_id} vanished while it was being promoted") from None
+    announce(deps, moved.record)
+    return moved.record
+
+
+def _retire_candidate(decision: Mapping[str, Any], serving: str | None, deps: Dependencies) -> None:
+    """Undeploy the judged model from the endpoint its own deployment made and delete that
+    endpoint (nothing left billing), unless it is the family's serving endpoint ``serving``.
+
+    An endpoint that also serves other models only loses this one. Converges: a redelivery
+    finds it gone.
+
+    Raises:
+        RetryableError: a backing service failed.
+    """
+    name = decision.get("candidate_endpoint")
+    if not name or name == serving:
+        return
+    endpoints = deps.require_endpoints()
+    try:
+        info = endpoints.get_endpoint(str(name))
+    except ObjectNotFoundError:
+        return
+    model = str(decision.get("model") or "")
+    ours = [d for d in info.deployed_models if same_model(d.model, model)]
+    others = [d for d in info.deployed_models if not same_model(d.model, model)]
+    for deployed in ours:
+        split = (
+            _renormalized(info.traffic_split, {d.deployed_model_id for d in others})
+            if others
+            else None
+        )
+        with contextlib.suppress(ObjectNotFoundError):
+            endpoints.undeploy(str(name), deployed.deployed_model_id, split)
+    if others:
+        logger.info("undeployed %s from %s (other models stay)", model, name)
+        return
+    with contextlib.suppress(ObjectNotFoundError):
+        endpoints.delete_endpoint(str(name))
+    logger.info("deleted endpoint %s of the judged model %s", name, model)
+
+
+def _renormalized(split: Mapping[str, int], keep: set[str]) -> dict[str, int]:
+    """``split`` over the deployed models ``keep`` only, summing to 100."""
+    kept = {k: v for k, v in split.items() if k in keep and v > 0}
+    if not kept:
+        first = sorted(keep)[0]
+        return {first: 100}
+    total = sum(kept.values())
+    shares = {k: v * 100 // total for k, v in kept.items()}
+    top = max(shares, key=lambda k: (shares[k], k))
+    shares[top] += 100 - sum(shares.values())
+    return shares
 
 
 def _holder(job_id: str) -> str:
@@ -314,9 +413,10 @@ def _promote_holding(
     if record is None:
         raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
     state = JobState(record["state"])
-    if state is not JobState.SUCCEEDED:  # Another delivery finished it meanwhile.
+    if state not in (JobState.SUCCEEDED, JobState.EVALUATING):  # Another delivery finished it.
         announce(deps, record)
         return Outcome(job_id, state, record.get("endpoint"), record.get("reason"))
+    record = _evaluating(job_id, deps)
     champion = _champion(family, deps)
     decision = record.get("promotion")
     if decision is None:
@@ -337,6 +437,7 @@ def _promote_holding(
     if deployed_id is None:
         return _pending(job_id, decision, endpoint, deps)
     _crown(record, decision, endpoint, deployed_id, deps)
+    _retire_candidate(decision, endpoint, deps)
     moved = transition(
         deps,
         job_id,
@@ -358,11 +459,14 @@ def _pending(
         "a redelivery or reconcile finishes the promotion"
     )
     logger.info("job %s: %s", job_id, reason, extra={"job_id": job_id})
-    return Outcome(job_id, JobState.SUCCEEDED, endpoint=endpoint, reason=reason)
+    return Outcome(job_id, JobState.EVALUATING, endpoint=endpoint, reason=reason)
 
 
 def _reject(job_id: str, decision: Mapping[str, Any], deps: Dependencies) -> Outcome:
-    """Move the job to REJECTED with the decision's reason, and announce it."""
+    """Take the rejected model's own endpoint down (nothing left billing), then move the job to
+    REJECTED with the decision's reason, and announce it."""
+    _evaluating(job_id, deps)
+    _retire_candidate(decision, None, deps)
     moved = transition(deps, job_id, JobState.REJECTED, reason=decision["reason"])
     announce(deps, moved.record)
     logger.warning("job %s rejected: %s", job_id, decision["reason"], extra={"job_id": job_id})
@@ -389,9 +493,8 @@ def finish_promotions(deps: Dependencies) -> FinishedPromotions:
     finished = FinishedPromotions()
     waiting = [
         record
-        for record in deps.records.list(
-            deps.settings.jobs_collection, where={"state": JobState.SUCCEEDED.value}
-        )
+        for state in (JobState.SUCCEEDED, JobState.EVALUATING)
+        for record in deps.records.list(deps.settings.jobs_collection, where={"state": state.value})
         if not (record.get("promotion") or {}).get("deploy_error")
     ]
     for record in waiting:
@@ -405,7 +508,7 @@ def finish_promotions(deps: Dependencies) -> FinishedPromotions:
             logger.warning("reconcile could not promote job %s: %s", job_id, exc)
             finished.errors[job_id] = str(exc)
             continue
-        if outcome is not None and outcome.state is not JobState.SUCCEEDED:
+        if outcome is not None and outcome.state not in (JobState.SUCCEEDED, JobState.EVALUATING):
             finished.moved.append(job_id)
     return finished
 
@@ -442,7 +545,16 @@ def _thresholds(record: Mapping[str, Any], settings: Settings) -> Thresholds:
 def _judge(
     record: Mapping[str, Any], champion: Mapping[str, Any] | None, deps: Dependencies
 ) -> dict[str, Any]:
-    """The decision on the job's model against ``champion`` (the family's, or None)."""
+    """The decision on the job's model against ``champion`` (the family's, or None).
+
+    The candidate (on the endpoint the job's own deployment made) and the champion (where it
+    serves) answer the family's golden set; the golden-set rule decides, with the service's
+    token-accuracy gates as extra rules where it reports them. The decision report is written
+    before the decision is returned.
+
+    Raises:
+        RetryableError: a backing service failed (the evaluation is done again).
+    """
     settings = deps.settings
     job_id = record["job_id"]
     family = family_of(record)
@@ -450,18 +562,18 @@ def _judge(
     if champion and champion.get("job_id") == job_id:
         champion = None  # Crowned already (a crash before the transition): compare with nobody.
     metrics = _metrics(record, deps) if model else {}
-    thresholds = _thresholds(record, settings)
-    failures = (
-        gate(metrics, thresholds, champion) if model else ["the job recorded no model to promote"]
-    )
+    overrides = (record.get("request") or {}).get("overrides")
+    thresholds = Thresholds.from_settings(settings, overrides)
+    rule = evaluation_thresholds(settings, overrides)
     canary = champion is not None and settings.canary_percent > 0
     decision: dict[str, Any] = {
-        "decision": REJECT if failures else PROMOTE,
         "family": family,
         "model": model,
         "metrics": metrics,
-        "failures": failures,
-        "thresholds": {name: getattr(thresholds, name) for name in PROMOTION_GATE_KEYS},
+        "thresholds": {
+            **{name: getattr(thresholds, name) for name in PROMOTION_GATE_KEYS},
+            **{name: _rule_value(rule, name) for name in EVALUATION_GATE_KEYS},
+        },
         "champion": (
             {k: champion.get(k) for k in ("job_id", "model", "metrics", "endpoint")}
             if champion
@@ -470,9 +582,40 @@ def _judge(
         "traffic_percent": settings.canary_percent if canary else 100,
         "decided_at": deps.clock().isoformat(),
     }
+    failures: list[str] = []
+    evaluated: evaluation.Evaluated | None = None
+    if not model:
+        failures.append("the job recorded no model to promote")
+    else:
+        evaluated = evaluation.evaluate(record, family, champion, rule, deps)
+        failures.extend(evaluated.failures)
+        decision["evaluation"] = dict(evaluated.summary)
+        if evaluated.candidate_endpoint:
+            decision["candidate_endpoint"] = evaluated.candidate_endpoint
+        failures.extend(gate(metrics, thresholds, champion))
+    decision["decision"] = REJECT if failures else PROMOTE
+    decision["failures"] = failures
     if failures:
         decision["reason"] = "; ".join(failures)
+    if evaluated is not None and evaluated.report is not None:
+        sources = {**thresholds.sources, **rule.sources}
+        report = {
+            **evaluated.report,
+            "decided_at": decision["decided_at"],
+            "decision": decision["decision"],
+            "reasons": failures,
+            "thresholds": {
+                name: {"value": value, "source": sources.get(name, settings.env_name(name))}
+                for name, value in decision["thresholds"].items()
+            },
+        }
+        decision["report"] = evaluation.write_report(report, settings.bucket, deps)
     return decision
+
+
+def _rule_value(rule: EvaluationThresholds, name: str) -> Any:
+    attribute = {"promotion_confidence": "confidence", "bootstrap_resamples": "resamples"}
+    return getattr(rule, attribute.get(name, name))
 
 
 def _champion(family: str, deps: Dependencies) -> dict[str, Any] | None:
@@ -592,7 +735,7 @@ def _deployment_pending(job_id: str, deps: Dependencies) -> bool:
     """Whether the job is SUCCEEDED with a deployment that may be running."""
     record = deps.records.get(deps.settings.jobs_collection, job_id) or {}
     promotion = record.get("promotion") or {}
-    return record.get("state") == JobState.SUCCEEDED.value and bool(
+    return record.get("state") in (JobState.SUCCEEDED.value, JobState.EVALUATING.value) and bool(
         promotion.get("operation") or promotion.get("deploying")
     )
 
@@ -667,7 +810,8 @@ def _family_endpoint(family: str, model: str, deps: Dependencies) -> str:
         return str(recorded)
     endpoints = deps.require_endpoints()
     location = location_of(model) or settings.region
-    found = endpoints.find_endpoint(family, location) or endpoints.create_endpoint(family, location)
+    name = serving_endpoint_name(family)
+    found = endpoints.find_endpoint(name, location) or endpoints.create_endpoint(name, location)
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         doc = current or _new_family(family)
@@ -906,6 +1050,7 @@ def _crown(
         "endpoint": endpoint,
         "deployed_model_id": deployed_id,
         "metrics": dict(decision.get("metrics") or {}),
+        "golden_metrics": dict((decision.get("evaluation") or {}).get("candidate") or {}),
         "traffic_percent": decision.get("traffic_percent", 100),
         "promoted_at": now,
     }
@@ -925,6 +1070,10 @@ def _crown(
             doc["history"] = [*doc.get("history", []), champion]
         doc["champion"] = entry
         doc["updated_at"] = now
+        golden = (decision.get("evaluation") or {}).get("golden")
+        if golden and not doc.get("golden"):
+            # The first promoted job's golden set becomes the family's, frozen.
+            doc["golden"] = golden
         return doc
 
     doc = deps.records.transact(deps.settings.models_collection, family, mutate)

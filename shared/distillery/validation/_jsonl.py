@@ -41,6 +41,8 @@ MAX_TRACKED_FIELDS = 1_000
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _KNOWN_FIELDS = frozenset({"input_text", "output_text"})
+#: The sets models are judged on: labeled, with the eval set's size limits.
+_JUDGED_SETS = frozenset({DatasetKind.EVAL, DatasetKind.GOLDEN})
 _MISSING: Any = object()
 
 
@@ -385,13 +387,13 @@ class _JsonlChecker:
                 f"the dataset has {examples:,} examples, {examples - limit:,} over the limit of "
                 f"{limit:,} (this line holds example {limit + 1:,})",
             )
-        if self.kind is DatasetKind.EVAL:
+        if self.kind in _JUDGED_SETS:
             if examples < facts.EVAL_MIN_EXAMPLES:
                 self.add(
                     rules.EVAL_TOO_FEW_EXAMPLES,
                     None,
                     None,
-                    f"the eval set has {examples:,} examples; "
+                    f"the {self.kind.value} set has {examples:,} examples; "
                     f"it needs {facts.EVAL_MIN_EXAMPLES} to {facts.EVAL_MAX_EXAMPLES}",
                 )
             elif examples > facts.EVAL_MAX_EXAMPLES:
@@ -399,7 +401,7 @@ class _JsonlChecker:
                     rules.EVAL_TOO_MANY_EXAMPLES,
                     None,
                     None,
-                    f"the eval set has {examples:,} examples; "
+                    f"the {self.kind.value} set has {examples:,} examples; "
                     f"it needs {facts.EVAL_MIN_EXAMPLES} to {facts.EVAL_MAX_EXAMPLES}",
                 )
             return
@@ -423,7 +425,7 @@ class _JsonlChecker:
 
     def _check_labeling(self, labeling: Labeling) -> None:
         labeled, unlabeled = self.labeled, self.unlabeled
-        if self.kind is DatasetKind.EVAL:
+        if self.kind in _JUDGED_SETS:
             if unlabeled.count:
                 self._add_lines(
                     rules.EVAL_UNLABELED,

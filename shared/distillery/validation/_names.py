@@ -6,16 +6,19 @@ from enum import StrEnum
 
 
 class DatasetKind(StrEnum):
-    """The three kinds of file a user drops under ``datasets/``."""
+    """The kinds of file a user drops under ``datasets/``."""
 
     TRAINING = "training"
     EVAL = "eval"
+    #: A family's golden set: the frozen examples its models are judged on (eval-set rules).
+    GOLDEN = "golden"
     CONFIG = "config"
 
 
 # Longest suffix first: "x.eval.jsonl" also ends with ".jsonl".
 _SUFFIXES: tuple[tuple[str, DatasetKind], ...] = (
     (".eval.jsonl", DatasetKind.EVAL),
+    (".golden.jsonl", DatasetKind.GOLDEN),
     (".config.json", DatasetKind.CONFIG),
     (".jsonl", DatasetKind.TRAINING),
 )
@@ -26,7 +29,8 @@ def classify_object_name(
 ) -> tuple[DatasetKind, str] | None:
     """The kind and dataset name of object ``name``, or ``None`` when it is not a dataset file.
 
-    ``datasets/<name>.jsonl`` is a training set, ``datasets/<name>.eval.jsonl`` its eval set and
+    ``datasets/<name>.jsonl`` is a training set, ``datasets/<name>.eval.jsonl`` its eval set,
+    ``datasets/<name>.golden.jsonl`` the golden set its models are judged on and
     ``datasets/<name>.config.json`` its config sidecar. ``<name>`` may contain folders
     (``datasets/team/a.jsonl`` → ``"team/a"``) but must not be empty, nor end in a folder
     separator. Anything outside ``datasets_prefix`` or with another suffix is not a dataset file.

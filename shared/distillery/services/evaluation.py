@@ -1,0 +1,619 @@
+"""Distillery's own evaluation: the candidate and the champion answer the family's golden set.
+
+The promoter judges a model on what it answers, not on a number the service may not publish
+(SPEC "Judging a distilled model"):
+
+- **The golden set** of a family is frozen once and recorded on ``models/{family}.golden``: the
+  user's ``datasets/<name>.golden.jsonl`` (validated with the eval-set rules) when there is one,
+  otherwise the eval set of the family's first promoted job. The frozen copy is immutable and
+  content-addressed (``golden/<sha256>.jsonl``); a later upload does not change it — replacing
+  it is an explicit act (:func:`replace_golden_set`, ``distillery golden``) that re-scores the
+  champion.
+- **Answers**: each example's ``input_text`` is sent to the endpoint, one prompt a request (so
+  each latency is one example's), greedy (temperature 0). An example the endpoint refuses counts
+  as an error and scores 0; a service that does not answer fails the evaluation (retried).
+- **Scores and the decision** come from :mod:`distillery.evaluation` (task metrics, the paired
+  bootstrap interval, the rule); :func:`build_report` gathers everything the decision report
+  shows, and :func:`write_report` stores it as JSON and HTML under ``reports/decisions/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from distillery.core.errors import (
+    ObjectNotFoundError,
+    PermanentError,
+    PreconditionFailedError,
+    RequestRejectedError,
+    RetryableError,
+)
+from distillery.core.runtime import Dependencies
+
+logger = logging.getLogger(__name__)
+
+#: Where frozen golden sets live in the bucket (never under the watched ``datasets/``).
+GOLDEN_PREFIX = "golden/"
+#: The largest golden set read (the eval-set limits keep real ones far below it).
+MAX_GOLDEN_BYTES = 64 << 20
+#: Generation parameters of the evaluation: greedy, so the same model answers the same way.
+PREDICT_PARAMETERS: Mapping[str, Any] = {"temperature": 0.0}
+#: How many times one prompt is asked again when the service does not answer.
+PROMPT_ATTEMPTS = 3
+#: Examples where the two models disagree that the report lists.
+DISAGREEMENTS_SHOWN = 10
+
+
+class NoGoldenSetError(PermanentError):
+    """The family has no golden set and the job brings none (no eval set, no golden file)."""
+
+
+class GoldenSetError(PermanentError):
+    """The golden set cannot be used: invalid, unreadable or changed under its recorded hash."""
+
+
+@dataclass(frozen=True)
+class GoldenSet:
+    """A frozen golden set: where it is, what it holds, and why it is the family's."""
+
+    uri: str
+    sha256: str
+    source: str
+    inputs: tuple[str, ...]
+    expected: tuple[str, ...]
+
+    def entry(self, frozen_at: str) -> dict[str, Any]:
+        """What ``models/{family}.golden`` records of it."""
+        return {
+            "uri": self.uri,
+            "sha256": self.sha256,
+            "examples": len(self.inputs),
+            "source": self.source,
+            "frozen_at": frozen_at,
+        }
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One endpoint's answers to a golden set, in its order (None: the endpoint refused)."""
+
+    endpoint: str
+    texts: tuple[str | None, ...]
+    latencies_ms: tuple[float, ...]
+    #: The first refusals' messages (for the report), at most a few.
+    errors: tuple[str, ...] = ()
+
+    @property
+    def error_count(self) -> int:
+        """How many examples got no answer."""
+        return sum(1 for text in self.texts if text is None)
+
+
+def _split_gs(uri: str) -> tuple[str, str]:
+    if not uri.startswith("gs://") or "/" not in uri[5:]:
+        raise GoldenSetError(f"{uri!r} is not a gs://bucket/object URI")
+    bucket, _, name = uri[5:].partition("/")
+    return bucket, name
+
+
+def parse_examples(data: bytes, uri: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The prompts and expected answers of a JSONL set (``input_text``/``output_text`` lines,
+    or ``contents`` lines: the user turns' text, then the last model turn's).
+
+    Raises:
+        GoldenSetError: a line is not a labeled example (the set was not validated as one).
+    """
+    inputs: list[str] = []
+    expected: list[str] = []
+    for number, raw in enumerate(data.decode("utf-8-sig").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            line = json.loads(raw)
+        except ValueError as exc:
+            raise GoldenSetError(f"{uri} line {number} is not JSON: {exc}") from None
+        prompt, answer = _example(line)
+        if prompt is None or answer is None:
+            raise GoldenSetError(
+                f"{uri} line {number} is not a labeled example (input_text and output_text, "
+                "or contents ending with a model turn)"
+            )
+        inputs.append(prompt)
+        expected.append(answer)
+    if not inputs:
+        raise GoldenSetError(f"{uri} holds no examples")
+    return tuple(inputs), tuple(expected)
+
+
+def _example(line: Any) -> tuple[str | None, str | None]:
+    if not isinstance(line, dict):
+        return None, None
+    if isinstance(line.get("input_text"), str):
+        answer = line.get("output_text")
+        return line["input_text"], answer if isinstance(answer, str) else None
+    contents = line.get("contents")
+    if not isinstance(contents, list) or not contents:
+        return None, None
+
+    def text(turn: Any) -> str:
+        parts = turn.get("parts") if isinstance(turn, dict) else None
+        return "".join(str(part.get("text", "")) for part in parts or [] if isinstance(part, dict))
+
+    last = contents[-1]
+    if not isinstance(last, dict) or last.get("role") != "model":
+        return None, None
+    prompt = "\n".join(
+        text(turn)
+        for turn in contents[:-1]
+        if isinstance(turn, dict) and turn.get("role") == "user"
+    )
+    return prompt, text(last)
+
+
+def load_golden(entry: Mapping[str, Any], deps: Dependencies) -> GoldenSet:
+    """The golden set a family records (``models/{family}.golden``), checked against its hash.
+
+    Raises:
+        GoldenSetError: it is gone, or its bytes no longer match the recorded hash.
+    """
+    uri = str(entry["uri"])
+    bucket, name = _split_gs(uri)
+    try:
+        data = deps.objects.read_bytes(bucket, name, limit=MAX_GOLDEN_BYTES)
+    except ObjectNotFoundError as exc:
+        raise GoldenSetError(f"the family's golden set {uri} is gone: {exc}") from None
+    sha = hashlib.sha256(data).hexdigest()
+    if sha != entry.get("sha256"):
+        raise GoldenSetError(
+            f"the family's golden set {uri} changed: sha256 {sha}, recorded {entry.get('sha256')}"
+        )
+    inputs, expected = parse_examples(data, uri)
+    return GoldenSet(uri, sha, str(entry.get("source") or uri), inputs, expected)
+
+
+def freeze(uri: str, source: str, deps: Dependencies, generation: int | None = None) -> GoldenSet:
+    """Copy the set at ``uri`` (exactly ``generation`` when given) to its immutable,
+    content-addressed place under ``golden/`` and read it.
+
+    Raises:
+        GoldenSetError: it is gone, too large or not a labeled set.
+    """
+    bucket, name = _split_gs(uri)
+    try:
+        data = deps.objects.read_bytes(bucket, name, generation, limit=MAX_GOLDEN_BYTES)
+    except ObjectNotFoundError as exc:
+        raise GoldenSetError(f"the golden set {uri} is gone: {exc}") from None
+    except ValueError as exc:
+        raise GoldenSetError(str(exc)) from None
+    inputs, expected = parse_examples(data, uri)
+    sha = hashlib.sha256(data).hexdigest()
+    frozen = f"{GOLDEN_PREFIX}{sha}.jsonl"
+    # Content-addressed: an object already there holds exactly these bytes.
+    with contextlib.suppress(PreconditionFailedError):
+        deps.objects.write_bytes(
+            bucket, frozen, data, content_type="application/jsonl", if_absent=True
+        )
+    return GoldenSet(f"gs://{bucket}/{frozen}", sha, source, inputs, expected)
+
+
+def user_golden(record: Mapping[str, Any], deps: Dependencies) -> GoldenSet | None:
+    """The user's ``datasets/<name>.golden.jsonl`` beside the job's training set, frozen; None
+    when there is none.
+
+    Raises:
+        GoldenSetError: the file is there but was found invalid.
+        RetryableError: it is there but not validated yet (validate_dataset is on it).
+    """
+    settings = deps.settings
+    dataset = _dataset_record(record, deps)
+    if not dataset or not dataset.get("name") or not dataset.get("bucket"):
+        return None
+    bucket, stem = str(dataset["bucket"]), str(dataset["name"])
+    name = f"{settings.datasets_prefix}{stem}.golden.jsonl"
+    info = deps.objects.find(bucket, name)
+    if info is None:
+        return None
+    from distillery.services.datasets import dataset_id
+
+    validated = deps.records.get(
+        settings.datasets_collection, dataset_id(bucket, name, info.generation)
+    )
+    if validated is None or validated.get("status") not in ("valid", "invalid"):
+        raise RetryableError(f"the golden set {info.uri} is not validated yet")
+    if validated["status"] != "valid":
+        raise GoldenSetError(
+            f"the golden set {info.uri} is invalid (report {validated.get('report_uri')}): "
+            "fix it and upload it again"
+        )
+    return freeze(
+        info.uri,
+        f"the user's golden set {info.uri} (generation {info.generation})",
+        deps,
+        info.generation,
+    )
+
+
+def _dataset_record(record: Mapping[str, Any], deps: Dependencies) -> dict[str, Any] | None:
+    dataset_id = record.get("dataset_id") or (record.get("request") or {}).get("dataset_id")
+    if not dataset_id:
+        return None
+    return deps.records.get(deps.settings.datasets_collection, str(dataset_id))
+
+
+def golden_for(
+    record: Mapping[str, Any], family_doc: Mapping[str, Any] | None, deps: Dependencies
+) -> GoldenSet:
+    """The golden set job ``record`` is judged on: the family's, else the user's golden file,
+    else the job's own eval set (which becomes the family's when the job is crowned).
+
+    Raises:
+        NoGoldenSetError: there is none of the three.
+        GoldenSetError: the one there is cannot be used.
+        RetryableError: a backing service failed, or the user's golden file is being validated.
+    """
+    recorded = (family_doc or {}).get("golden")
+    if recorded:
+        return load_golden(recorded, deps)
+    found = user_golden(record, deps)
+    if found is not None:
+        return found
+    eval_uri = (record.get("spec") or {}).get("evaluation_data_uri")
+    if eval_uri:
+        return freeze(str(eval_uri), f"the eval set of job {record['job_id']}", deps)
+    raise NoGoldenSetError(
+        "no golden set to judge the model on: the family has none, and the job has no eval set "
+        "(upload datasets/<name>.eval.jsonl or datasets/<name>.golden.jsonl with the dataset)"
+    )
+
+
+def ask(endpoint: str, prompts: Sequence[str], deps: Dependencies) -> Answers:
+    """``endpoint``'s answer to every prompt, one request each.
+
+    Raises:
+        ObjectNotFoundError: the endpoint is gone.
+        RetryableError: the service did not answer a prompt after :data:`PROMPT_ATTEMPTS` tries.
+    """
+    endpoints = deps.require_endpoints()
+    texts: list[str | None] = []
+    latencies: list[float] = []
+    errors: list[str] = []
+    for prompt in prompts:
+        for attempt in range(1, PROMPT_ATTEMPTS + 1):
+            started = time.perf_counter()
+            try:
+                result = endpoints.predict(endpoint, [prompt], PREDICT_PARAMETERS)
+            except RequestRejectedError as exc:
+                texts.append(None)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if len(errors) < 5:
+                    errors.append(str(exc))
+                break
+            except RetryableError:
+                if attempt == PROMPT_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * attempt)
+                continue
+            latencies.append((time.perf_counter() - started) * 1000)
+            texts.append(result.contents[0] if result.contents else None)
+            break
+    return Answers(endpoint, tuple(texts), tuple(latencies), tuple(errors))
+
+
+def champion_answers(
+    champion: Mapping[str, Any], serving: str, golden: GoldenSet, deps: Dependencies
+) -> Answers:
+    """The champion's answers to ``golden``: asked where it serves when it receives all of the
+    endpoint's traffic; during a canary (the endpoint would answer with either model), the
+    answers its own decision recorded on this golden set.
+
+    Raises:
+        GoldenSetError: it cannot answer (its endpoint is gone, or a canary runs and its answers
+            on this golden set were never recorded).
+        RetryableError: a backing service failed.
+    """
+    where = str(champion.get("endpoint") or serving)
+    who = f"the champion (job {champion.get('job_id')})"
+    endpoints = deps.require_endpoints()
+    try:
+        info = endpoints.get_endpoint(where)
+    except ObjectNotFoundError as exc:
+        raise GoldenSetError(
+            f"{who} cannot answer the golden set: its endpoint {where} is gone ({exc}); "
+            "roll back or restore it first"
+        ) from None
+    deployed = info.deployed_id_of(str(champion.get("model") or ""))
+    if deployed is not None and info.traffic_split.get(deployed, 0) == 100:
+        try:
+            return ask(where, golden.inputs, deps)
+        except ObjectNotFoundError as exc:
+            raise GoldenSetError(f"{who} cannot answer the golden set: {exc}") from None
+    stored = _recorded_answers(str(champion.get("job_id")), golden.sha256, deps)
+    if stored is None:
+        raise GoldenSetError(
+            f"{who} does not receive all the traffic of {where} (a canary shares it) and its "
+            "answers on this golden set were never recorded: finish the canary (promote or "
+            "roll back) first"
+        )
+    return Answers(where, tuple(stored), ())
+
+
+def _recorded_answers(
+    job_id: str, golden_sha256: str, deps: Dependencies
+) -> list[str | None] | None:
+    """The answers job ``job_id``'s model gave to the golden set ``golden_sha256`` when it was
+    judged (from its decision report), or None."""
+    from distillery.reports import decision_report_paths
+
+    json_name, _ = decision_report_paths(job_id)
+    try:
+        report = json.loads(
+            deps.objects.read_bytes(deps.settings.bucket, json_name, limit=MAX_GOLDEN_BYTES)
+        )
+    except (ObjectNotFoundError, ValueError):
+        return None
+    answers = report.get("answers") if isinstance(report, dict) else None
+    if not isinstance(answers, dict) or answers.get("golden_sha256") != golden_sha256:
+        return None
+    texts = answers.get("candidate")
+    return list(texts) if isinstance(texts, list) else None
+
+
+def disagreements(
+    golden: GoldenSet, candidate: Answers, champion: Answers | None
+) -> list[dict[str, Any]]:
+    """Up to :data:`DISAGREEMENTS_SHOWN` examples where the two models answer differently (with
+    no champion: where the candidate is wrong)."""
+    shown: list[dict[str, Any]] = []
+    for index, (prompt, expected) in enumerate(zip(golden.inputs, golden.expected, strict=True)):
+        mine = candidate.texts[index]
+        theirs = champion.texts[index] if champion is not None else None
+        differs = mine != theirs if champion is not None else (mine or "").strip() != expected
+        if not differs:
+            continue
+        shown.append(
+            {
+                "index": index,
+                "input": prompt,
+                "expected": expected,
+                "candidate": mine,
+                "champion": theirs,
+            }
+        )
+        if len(shown) == DISAGREEMENTS_SHOWN:
+            break
+    return shown
+
+
+def side(
+    who: Mapping[str, Any], answers: Answers, scores: Any, latency: Mapping[str, float]
+) -> dict[str, Any]:
+    """One model's column of the report (``scores``: a :class:`distillery.evaluation.Scores`)."""
+    return {
+        "job_id": who.get("job_id"),
+        "model": who.get("model"),
+        "endpoint": answers.endpoint,
+        "metrics": {k: float(v) for k, v in scores.metrics.items()},
+        "per_class": {
+            label: {"accuracy": c.accuracy, "f1": c.f1, "support": c.support}
+            for label, c in scores.per_class.items()
+        },
+        "latency_ms": dict(latency),
+        "errors": answers.error_count,
+    }
+
+
+def cost_of(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The cost figures the job's plan recorded."""
+    spec = record.get("spec") or {}
+    figures = {
+        "accelerator": spec.get("accelerator_type"),
+        "accelerator_count": spec.get("accelerator_count"),
+        "accelerator_hours": record.get("estimated_accelerator_hours")
+        or spec.get("estimated_accelerator_hours"),
+        "train_steps": spec.get("train_steps"),
+        "examples_seen": spec.get("examples_seen"),
+        "epochs": spec.get("epochs"),
+    }
+    return {k: v for k, v in figures.items() if v is not None}
+
+
+def write_report(report: Mapping[str, Any], bucket: str, deps: Dependencies) -> dict[str, str]:
+    """Store ``report`` as JSON and as an HTML page; their gs:// URIs (``json``, ``html``).
+
+    A report that cannot be rendered still leaves its JSON (the decision does not wait on a
+    chart); the failure is logged.
+    """
+    from distillery.reports import decision_report_paths, render_decision_html
+
+    json_name, html_name = decision_report_paths(str(report["job_id"]))
+    deps.objects.write_bytes(
+        bucket,
+        json_name,
+        json.dumps(report, indent=2, sort_keys=True).encode(),
+        content_type="application/json",
+    )
+    uris = {"json": f"gs://{bucket}/{json_name}"}
+    try:
+        page = render_decision_html(report)
+    except Exception:  # A chart must never lose the decision: the JSON is written.
+        logger.exception("the decision report of job %s could not be rendered", report["job_id"])
+        return uris
+    deps.objects.write_bytes(
+        bucket, html_name, page.encode(), content_type="text/html; charset=utf-8"
+    )
+    uris["html"] = f"gs://{bucket}/{html_name}"
+    return uris
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """What the golden-set evaluation of one candidate found."""
+
+    #: Every rule the golden-set evaluation failed (or why it could not be run).
+    failures: tuple[str, ...]
+    #: What the job's decision records of it.
+    summary: Mapping[str, Any]
+    #: The endpoint the job's own deployment serves the candidate from (None: none found).
+    candidate_endpoint: str | None = None
+    #: The decision report's figures (without the decision and its reasons); None when nothing
+    #: was measured.
+    report: Mapping[str, Any] | None = None
+
+
+def find_candidate_endpoint(
+    record: Mapping[str, Any], serving: str | None, deps: Dependencies
+) -> str | None:
+    """The endpoint the job's pipeline deployed its model on, named after the model's display
+    name (SPEC "After the job"); never the family's serving endpoint ``serving``.
+
+    Raises:
+        RetryableError: a backing service failed.
+    """
+    from distillery.core.ports import location_of
+
+    endpoints = deps.require_endpoints()
+    model = str(record["model"])
+    recorded = record.get("candidate_endpoint")
+    if recorded and recorded != serving:
+        try:
+            if endpoints.get_endpoint(str(recorded)).deployed_id_of(model) is not None:
+                return str(recorded)
+        except ObjectNotFoundError:
+            pass
+    display = (record.get("spec") or {}).get("model_display_name")
+    if not display:
+        return None
+    location = location_of(model) or deps.settings.region
+    for info in endpoints.list_endpoints(str(display), location):
+        if info.name != serving and info.deployed_id_of(model) is not None:
+            return info.name
+    return None
+
+
+def evaluate(
+    record: Mapping[str, Any],
+    family: str,
+    champion: Mapping[str, Any] | None,
+    rule: Any,
+    deps: Dependencies,
+) -> Evaluated:
+    """Have the candidate and the ``champion`` answer the family's golden set and judge them.
+
+    ``rule`` is the :class:`distillery.evaluation.EvaluationThresholds` of the job.
+
+    Raises:
+        RetryableError: a backing service failed, or the user's golden file is being validated.
+    """
+    from distillery.evaluation import TASKS, infer_task, judge, latency_summary, score
+
+    settings = deps.settings
+    family_doc = deps.records.get(settings.models_collection, family) or {}
+    serving = family_doc.get("endpoint") or (champion or {}).get("endpoint")
+    model = str(record["model"])
+    endpoint = find_candidate_endpoint(record, serving, deps)
+    display = (record.get("spec") or {}).get("model_display_name")
+    if endpoint is None:
+        return Evaluated(
+            (
+                f"no endpoint serves the job's model {model} (its pipeline deploys it on an "
+                f"endpoint named {display!r}): it cannot be evaluated",
+            ),
+            {"error": "no candidate endpoint"},
+        )
+    try:
+        golden = golden_for(record, family_doc, deps)
+    except NoGoldenSetError as exc:
+        if settings.promote_without_eval and champion is None:
+            note = f"{exc}; promoted without evaluation (DISTILLERY_PROMOTE_WITHOUT_EVAL)"
+            return Evaluated((), {"skipped": note}, endpoint)
+        return Evaluated((str(exc),), {"error": str(exc)}, endpoint)
+    except GoldenSetError as exc:
+        return Evaluated((str(exc),), {"error": str(exc)}, endpoint)
+
+    configured = (record.get("spec") or {}).get("task")
+    task = infer_task(golden.inputs, golden.expected, configured if configured in TASKS else None)
+    try:
+        mine = ask(endpoint, golden.inputs, deps)
+    except ObjectNotFoundError as exc:
+        return Evaluated(
+            (f"the candidate's endpoint {endpoint} is gone: {exc}",), {"error": str(exc)}
+        )
+    my_scores = score(task.kind, golden.expected, mine.texts)
+    theirs: Answers | None = None
+    their_scores = None
+    if champion:
+        try:
+            theirs = champion_answers(champion, str(serving or ""), golden, deps)
+        except GoldenSetError as exc:
+            return Evaluated((str(exc),), {"error": str(exc)}, endpoint)
+        their_scores = score(task.kind, golden.expected, theirs.texts)
+    judgement = judge(my_scores, their_scores, rule)
+    frozen_at = deps.clock().isoformat()
+    golden_entry = golden.entry(frozen_at)
+    if family_doc.get("golden"):
+        golden_entry = dict(family_doc["golden"])
+    interval = judgement.interval
+    comparison = (
+        {
+            "mean_difference": interval.mean_difference,
+            "low": interval.low,
+            "high": interval.high,
+            "confidence": interval.confidence,
+            "resamples": interval.resamples,
+            "seed": interval.seed,
+        }
+        if interval is not None
+        else None
+    )
+    mine_side = side(
+        {"job_id": record["job_id"], "model": model},
+        mine,
+        my_scores,
+        latency_summary(mine.latencies_ms),
+    )
+    their_side = (
+        side(champion, theirs, their_scores, latency_summary(theirs.latencies_ms))
+        if champion and theirs is not None and their_scores is not None
+        else None
+    )
+    summary = {
+        "task": task.kind,
+        "task_how": task.how,
+        "golden": golden_entry,
+        "primary_metric": my_scores.primary,
+        "candidate": mine_side["metrics"],
+        "candidate_errors": mine.error_count,
+        "champion": their_side["metrics"] if their_side else None,
+        "comparison": comparison,
+        "class_changes": dict(judgement.class_changes),
+    }
+    report = {
+        "job_id": record["job_id"],
+        "family": family,
+        "task": {"kind": task.kind, "how": task.how},
+        "golden_set": {k: golden_entry[k] for k in ("uri", "sha256", "examples", "source")},
+        "primary_metric": my_scores.primary,
+        "candidate": mine_side,
+        "champion": their_side,
+        "comparison": comparison,
+        "class_changes": dict(judgement.class_changes),
+        "service_metrics": dict(record.get("metrics") or {}),
+        "training_curves": dict(record.get("training_curves") or {}),
+        "cost": cost_of(record),
+        "disagreements": disagreements(golden, mine, theirs),
+        # Every answer, in the golden set's order: a champion's answers are read back from its
+        # own report while a canary shares its endpoint's traffic.
+        "answers": {
+            "golden_sha256": golden.sha256,
+            "candidate": list(mine.texts),
+            "champion": list(theirs.texts) if theirs is not None else None,
+        },
+    }
+    return Evaluated(tuple(judgement.failures), summary, endpoint, report)
