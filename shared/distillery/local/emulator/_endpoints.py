@@ -7,7 +7,7 @@ the split asked for, or the operation fails (``FAILED_PRECONDITION``) when a mod
 names was undeployed meanwhile. The others are ``done`` at once. The REST ``Endpoint``::
 
     {"name": "projects/P/locations/L/endpoints/E", "displayName": "...", "description": "",
-     "deployedModels": [{"id": D, "model": "projects/P/locations/L/models/M",
+     "deployedModels": [{"id": D, "model": "projects/P/locations/L/models/M[@VERSION]",
                          "modelVersionId": "1", "displayName": "...", "createTime": "...",
                          "automaticResources": {"minReplicaCount": 1, "maxReplicaCount": 1}}],
      "trafficSplit": {D: 100}, "labels": {}, "etag": "...", "createTime", "updateTime"}
@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from distillery.core.errors import DistilleryError
+from distillery.core.ports import same_model
 from distillery.local.emulator._model import now, rfc3339
 from distillery.local.emulator._registry import (
     ArtifactCache,
@@ -65,15 +66,18 @@ PredictorLoader = Callable[[Path], Predictor]
 @dataclass
 class _Deployed:
     deployed_id: str
+    #: The model as the deploy request named it (with or without ``@VERSION``), as the service
+    #: echoes it in ``deployedModels[].model``.
     model: str
     display_name: str
     create_time: datetime
+    version_id: str = "1"
 
     def resource(self) -> dict[str, Any]:
         return {
             "id": self.deployed_id,
             "model": self.model,
-            "modelVersionId": "1",
+            "modelVersionId": self.version_id,
             "displayName": self.display_name,
             "createTime": rfc3339(self.create_time),
             "automaticResources": {"minReplicaCount": 1, "maxReplicaCount": 1},
@@ -285,9 +289,10 @@ class EndpointService:
             endpoint = self._find(project, location, endpoint_id)
             deployed = _Deployed(
                 deployed_id=str(next(self._ids)),
-                model=model.name,
+                model=deployed_model["model"],
                 display_name=str(deployed_model.get("displayName") or model.display_name),
                 create_time=now(),
+                version_id=model.version_id,
             )
             if split:
                 split = {(deployed.deployed_id if k == "0" else k): v for k, v in split.items()}
@@ -474,7 +479,7 @@ class EndpointService:
             "deployedModelId": deployed_id,
             "model": model.name,
             "modelDisplayName": model.display_name,
-            "modelVersionId": "1",
+            "modelVersionId": model.version_id,
         }
 
     def _predictor(self, deployed_id: str, model_name: str) -> tuple[Predictor, threading.Lock]:
@@ -520,7 +525,7 @@ class EndpointService:
                 (e.name, d.deployed_id)
                 for e in self._endpoints.values()
                 for d in e.deployed
-                if d.model == model_name
+                if same_model(d.model, model_name)
             ],
         )
 

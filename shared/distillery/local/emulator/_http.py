@@ -413,7 +413,7 @@ def create_server(
         cache = ArtifactCache(object_store, root)
         endpoints = EndpointService(models, cache, _predictor_loader(trainer.trainer_module))
         if runner is None:
-            runner = DatasetRunner(LocalTrainer(trainer, models, cache, root))
+            runner = DatasetRunner(LocalTrainer(trainer, models, cache, root, endpoints))
     service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
     try:
         return EmulatorServer(
