@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -621,6 +622,74 @@ def test_emulator_training_models_carry_a_version_and_the_tuning_labels(
         )
 
 
+def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_emulator_publisher_models_answer_for_the_models_jobs_use(server: EmulatorServer) -> None:
+    status, student = _get_json(f"{server.url}/v1/publishers/google/models/text-bison@002")
+    _, teacher = _get_json(f"{server.url}/v1beta1/publishers/google/models/text-unicorn@001")
+    missing, error = _get_json(f"{server.url}/v1/publishers/google/models/gemini-9")
+    foreign, _ = _get_json(f"{server.url}/v1/publishers/acme/models/text-bison@002")
+
+    assert status == 200
+    assert student["name"] == "publishers/google/models/text-bison@002"
+    assert student["versionId"] == "002"
+    assert student["predictSchemata"]["instanceSchemaUri"] == (
+        "gs://google-cloud-aiplatform/schema/predict/instance/text_generation_1.0.0.yaml"
+    )
+    assert student["publisherModelTemplate"] == (
+        "projects/{user-project}/locations/{location}/publishers/google/models/text-bison@002"
+    )
+    assert teacher["name"] == "publishers/google/models/text-unicorn@001"
+    assert (missing, foreign) == (404, 404)
+    assert "publishers/google/models/text-bison@002" in error["error"]["message"]
+
+
+@pytest.fixture
+def sdk_config() -> Iterator[None]:
+    """Undo ``vertexai.init`` afterwards: it sets the SDK's process-wide configuration."""
+    from google.cloud.aiplatform import initializer
+
+    saved = dict(vars(initializer.global_config))
+    yield
+    vars(initializer.global_config).clear()
+    vars(initializer.global_config).update(saved)
+
+
+@pytest.mark.usefixtures("sdk_config")
+def test_emulator_training_serves_the_vertex_ai_sdk_s_tuned_model_snippet(
+    server: EmulatorServer,
+) -> None:
+    clients = Clients(server)
+    job = clients.train(body("validated/a/news.jsonl"), "sdk-1")
+    name = _model_name(job)
+    endpoints = [e.name for e in clients.endpoints.list_endpoints(parent=PARENT)]
+
+    import vertexai
+
+    vertexai.init(
+        project=PROJECT,
+        location="us-central1",
+        api_endpoint=server.url,
+        api_transport="rest",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
+    from vertexai.language_models import TextGenerationModel
+
+    model = TextGenerationModel.get_tuned_model(name)
+    answer = model.predict("Classify: text 3")  # type: ignore[attr-defined]
+
+    assert answer.text == "business"
+    assert answer.is_blocked is False
+    # It used the pipeline's deployment instead of deploying the model again.
+    assert [e.name for e in clients.endpoints.list_endpoints(parent=PARENT)] == endpoints
+
+
 # --- Traffic split --------------------------------------------------------------------------------
 
 
@@ -684,7 +753,12 @@ def test_emulator_training_endpoint_errors(server: EmulatorServer) -> None:
             traffic_split={"0": 30, deployed.id: 30},
         )
     with pytest.raises(gexc.BadRequest, match='string "prompt"'):
-        clients.prediction.predict(endpoint=endpoint, instances=[{"content": "x"}])
+        clients.prediction.predict(endpoint=endpoint, instances=[{"text": "x"}])
+    with pytest.raises(gexc.BadRequest, match='string "prompt"'):
+        clients.prediction.predict(endpoint=endpoint, instances=[{"content": 3}])
+    # "content" is the Vertex AI SDK's name for the prompt.
+    sdk_shaped = clients.prediction.predict(endpoint=endpoint, instances=[{"content": "x"}])
+    assert [p["content"] for p in sdk_shaped.predictions] == ["business"]
     with pytest.raises(gexc.NotFound):
         clients.endpoints.get_endpoint(name=f"{PARENT}/endpoints/999")
     with pytest.raises(gexc.NotFound):

@@ -42,7 +42,11 @@ the artifacts are under ``<gcsOutputDirectory>/<job id>/`` (``model/``, ``metric
 ``tensorboard/``, ``teacher_labels.jsonl``; the evaluations' metrics under
 ``<evaluation_output_root_dir>/<job id>/`` when that parameter is set), and the model is in the
 Model Registry, deployable to endpoints and served by ``:predict`` (see
-:mod:`distillery.local.emulator._endpoints`).
+:mod:`distillery.local.emulator._endpoints`). The publisher models of the teacher and student
+(``GET /v1/publishers/google/models/ID``) answer what the Vertex AI SDK reads, so
+``vertexai.language_models.TextGenerationModel.get_tuned_model(name).predict(prompt)`` works
+against the emulator (``vertexai.init(api_endpoint=URL, api_transport="rest",
+credentials=AnonymousCredentials(), ...)``).
 
 Run it with ``python -m distillery.local.emulator --host 127.0.0.1 --port PORT``; it is ready when
 ``GET http://HOST:PORT/`` answers 200.
@@ -75,6 +79,7 @@ from distillery.local.emulator._model import (
     EmulatedJob,
 )
 from distillery.local.emulator._preparation import batch_size, training_config
+from distillery.local.emulator._publishers import PublisherModels
 from distillery.local.emulator._registry import ArtifactCache, ModelRegistry, label_value
 from distillery.local.emulator._runner import (
     MANIFEST_NAME,
@@ -130,6 +135,7 @@ __all__ = [
     "LocalTrainer",
     "ModelRegistry",
     "PipelineService",
+    "PublisherModels",
     "RunContext",
     "RunResult",
     "StateChange",

@@ -13,7 +13,8 @@ names was undeployed meanwhile. The others are ``done`` at once. The REST ``Endp
      "trafficSplit": {D: 100}, "labels": {}, "etag": "...", "createTime", "updateTime"}
 
 ``:predict`` takes the text-model shape ``{"instances": [{"prompt": "..."}], "parameters":
-{...}}`` and answers ``{"predictions": [{"content": "...", ...}], "deployedModelId": D, "model",
+{...}}`` (or ``{"content": "..."}`` instances, as the Vertex AI SDK sends them) and answers
+``{"predictions": [{"content": "...", ...}], "deployedModelId": D, "model",
 "modelDisplayName", "modelVersionId"}``. One deployed model serves each request, drawn by the
 traffic split; ``parameters.seed`` (an integer) or the ``X-Distillery-Seed`` header makes the
 draw deterministic. Predictors are loaded lazily from the :class:`ArtifactCache` and kept.
@@ -437,9 +438,9 @@ class EndpointService:
         """``endpoints.predict`` with the text-model instance shape.
 
         Raises:
-            ApiError: NOT_FOUND; INVALID_ARGUMENT (instances without a string ``prompt``);
-                FAILED_PRECONDITION (nothing deployed, no traffic, or no trainer to serve
-                models); INTERNAL (the model could not be loaded or answered).
+            ApiError: NOT_FOUND; INVALID_ARGUMENT (instances without a string ``prompt`` or
+                ``content``); FAILED_PRECONDITION (nothing deployed, no traffic, or no trainer
+                to serve models); INTERNAL (the model could not be loaded or answered).
         """
         prompts = _prompts(body)
         parameters = body.get("parameters") or {}
@@ -619,11 +620,19 @@ def _prompts(body: Mapping[str, Any]) -> list[str]:
         raise ApiError("INVALID_ARGUMENT", f"at most {MAX_INSTANCES} instances per request")
     prompts = []
     for index, instance in enumerate(instances):
-        if not isinstance(instance, Mapping) or not isinstance(instance.get("prompt"), str):
+        # The REST reference names the field "prompt"; the Vertex AI SDK's TextGenerationModel
+        # sends "content". The service takes either.
+        text = (
+            instance.get("prompt", instance.get("content"))
+            if isinstance(instance, Mapping)
+            else None
+        )
+        if not isinstance(text, str):
             raise ApiError(
                 "INVALID_ARGUMENT",
-                f'instances[{index}] must be an object with a string "prompt"',
+                f'instances[{index}] must be an object with a string "prompt" (or "content", '
+                "as the Vertex AI SDK sends it)",
                 [FieldViolation(f"instances[{index}].prompt", "a string is required")],
             )
-        prompts.append(instance["prompt"])
+        prompts.append(text)
     return prompts

@@ -402,6 +402,12 @@ class ModelRegistry:
                 filter_text=filter_text,
             )
 
+    def students(self) -> tuple[str, ...]:
+        """The student model references the registered models were distilled into."""
+        with self._lock:
+            references = [m.metadata.get("studentModelReference") for m in self._models.values()]
+        return tuple(sorted({str(r) for r in references if r}))
+
     def set_deployments(self, name: str, deployments: Sequence[tuple[str, str]]) -> None:
         """Record where model ``name`` is deployed (the endpoint service keeps this current)."""
         with self._lock:
