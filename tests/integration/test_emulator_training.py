@@ -2,7 +2,8 @@
 
 The stack's own emulator process (``python -m distillery.local.emulator``, trainer installed) reads
 the data from fake-gcs-server, trains in a worker process, writes the artifacts back, registers
-the model; the official clients then deploy it to an endpoint and ask it for predictions.
+the model and deploys it on an endpoint of its own; the official clients then deploy it to
+another endpoint and ask both for predictions.
 """
 
 from __future__ import annotations
@@ -186,10 +187,19 @@ def test_emulator_training_lifecycle_on_the_local_stack(stack: Any, vertex: Vert
     assert model.display_name == "life-1"
     assert model.artifact_uri == f"gs://{stack.bucket}/pipeline-root/life-1/model/"
 
+    # As the real pipeline does, the job deployed its model on an endpoint of its own.
+    own = _task(job, "deploy-llm-model").execution.metadata["output:endpoint_resource_name"]
+    served = vertex.endpoints.get_endpoint(name=own)
+    assert served.display_name == "life-1"
+    assert [d.model for d in served.deployed_models] == [model_name]
+    assert dict(served.traffic_split) == {served.deployed_models[0].id: 100}
+    own_answers = vertex.predict(own, [e.input_text for e in evaluation[:5]])
+
     endpoint = vertex.serve(model_name, "life-1")
     answers = vertex.predict(endpoint, [e.input_text for e in evaluation[:5]])
 
     assert len(answers) == 5 and all(isinstance(a, str) for a in answers)
+    assert own_answers == answers  # the same model, decoded greedily
 
 
 def test_emulator_training_reaches_the_quality_target(stack: Any, vertex: Vertex) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,6 +30,8 @@ from google.cloud.aiplatform_v1 import (
 )
 
 from distillery.core.errors import ConfigurationError
+from distillery.core.pipeline_outputs import read_outputs
+from distillery.core.ports import PipelineJobInfo, same_model
 from distillery.core.settings import Settings
 from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
 from distillery.local.emulator import (
@@ -257,6 +260,7 @@ def test_emulator_training_lifecycle_from_job_to_prediction(
         "label-with-teacher": "SKIPPED",
         "distillation-trainer": "SUCCEEDED",
         "upload-llm-model": "SUCCEEDED",
+        "deploy-llm-model": "SUCCEEDED",
     }
     [metrics] = _task(job, "distillation-trainer").outputs["metrics"].artifacts
     assert metrics.schema_title == "system.Metrics"
@@ -279,6 +283,7 @@ def test_emulator_training_lifecycle_from_job_to_prediction(
 
     model_name = _model_name(job)
     assert model_name.startswith("projects/p-1/locations/europe-west4/models/")
+    assert model_name.endswith("@1")  # the uploaded version, as the tuning pipelines name it
     model = clients.models.get_model(name=model_name)
     assert model.display_name == "news-distilled"
     assert model.artifact_uri == f"{OUTPUT}/news-1/model/"
@@ -293,7 +298,12 @@ def test_emulator_training_lifecycle_from_job_to_prediction(
             "filter": 'display_name="news-distilled"',
         }
     )
-    assert [m.name for m in listed] == [model_name]
+    assert [m.name for m in listed] == [model.name]
+    assert model_name == f"{model.name}@{model.version_id}"
+    # The pipeline deployed it on an endpoint of its own, in the upload region, named after it.
+    own = _task(job, "deploy-llm-model").execution.metadata["output:endpoint_resource_name"]
+    assert own.startswith("projects/p-1/locations/europe-west4/endpoints/")
+    assert [d.endpoint for d in model.deployed_models] == [own]
 
     endpoint = clients.endpoints.create_endpoint(
         parent=PARENT, endpoint=Endpoint(display_name="news-distilled")
@@ -310,7 +320,9 @@ def test_emulator_training_lifecycle_from_job_to_prediction(
     fetched = clients.endpoints.get_endpoint(name=endpoint.name)
     assert dict(fetched.traffic_split) == {deployed.deployed_model.id: 100}
     assert [m.name for m in clients.endpoints.list_endpoints(parent=PARENT)] == [endpoint.name]
-    assert clients.models.get_model(name=model_name).deployed_models[0].endpoint == endpoint.name
+    assert sorted(
+        d.endpoint for d in clients.models.get_model(name=model_name).deployed_models
+    ) == sorted([own, endpoint.name])
 
 
 # --- Cancel and crashes ---------------------------------------------------------------------------
@@ -525,6 +537,159 @@ def test_emulator_training_missing_local_student_checkpoint_fails(
     assert "DISTILLERY_LOCAL_STUDENTS" in job.error.message
 
 
+# --- The pipeline's own deployment, versions, labels --------------------------------------------
+
+
+def _job_resource(server: EmulatorServer, name: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{server.url}/v1/{name}", timeout=5) as answer:
+        resource: dict[str, Any] = json.loads(answer.read())
+    return resource
+
+
+def test_emulator_training_deploys_each_job_on_its_own_endpoint_before_it_succeeds(
+    server: EmulatorServer,
+) -> None:
+    clients = Clients(server)
+    jobs = [clients.train(body("validated/a/news.jsonl"), job_id) for job_id in ("d-1", "d-2")]
+    # At once, with no wait: SUCCEEDED means the endpoint answers.
+    first = read_outputs(
+        PipelineJobInfo(jobs[0].name, "", resource=_job_resource(server, jobs[0].name))
+    )
+    answer = clients.predict(first["endpoint"], ["Classify: text 3"])
+
+    assert first["model"] == _model_name(jobs[0])
+    assert [p["content"] for p in answer.predictions] == ["business"]
+    assert answer.model == first["model"].removesuffix("@1")
+    endpoints = {e.name: e for e in clients.endpoints.list_endpoints(parent=PARENT)}
+    for job in jobs:
+        model = _model_name(job)
+        own = _task(job, "deploy-llm-model").execution.metadata["output:endpoint_resource_name"]
+        endpoint = endpoints[own]
+        [deployed] = endpoint.deployed_models
+        assert endpoint.display_name == "news-distilled"  # the job's model_display_name
+        assert deployed.model == model and deployed.model_version_id == "1"
+        assert dict(endpoint.traffic_split) == {deployed.id: 100}
+        assert endpoint.labels["google-vertex-llm-tuning-job-id"] == job.name.rsplit("/", 1)[-1]
+        # Findable by listing the endpoints and matching deployedModels[].model.
+        serving = [
+            e.name
+            for e in endpoints.values()
+            if any(same_model(d.model, model.removesuffix("@1")) for d in e.deployed_models)
+        ]
+        assert serving == [own]
+    assert len(endpoints) == 2  # one per job, both with the same display name
+    deploy = _task(jobs[1], "deploy-llm-model")
+    assert deploy.state.name == "SUCCEEDED"
+    assert _metadata(deploy.execution)["input:display_name"] == "news-distilled"
+
+
+def test_emulator_training_models_carry_a_version_and_the_tuning_labels(
+    server: EmulatorServer,
+) -> None:
+    clients = Clients(server)
+    versioned = _model_name(clients.train(body("validated/a/news.jsonl"), "v-1"))
+    bare = versioned.removesuffix("@1")
+
+    fetched = [clients.models.get_model(name=n) for n in (versioned, bare, f"{bare}@default")]
+    tuned = clients.models.list_models(
+        request={
+            "parent": PARENT,
+            "filter": 'labels.google-vertex-llm-tuning-base-model-id="text-bison-002"',
+        }
+    )
+
+    assert {m.name for m in fetched} == {bare}
+    assert fetched[0].version_id == "1" and list(fetched[0].version_aliases) == ["default"]
+    with pytest.raises(gexc.NotFound):
+        clients.models.get_model(name=f"{bare}@2")
+    labels = fetched[0].labels
+    assert labels["google-vertex-llm-tuning-base-model-id"] == "text-bison-002"
+    assert labels["google-vertex-llm-tuning-job-id"] == "v-1"
+    assert [m.name for m in tuned] == [bare]
+    # Deployed by its bare name, the endpoint echoes the name it was given, with the version id.
+    endpoint = clients.endpoint_with(bare)
+    [deployed] = clients.endpoints.get_endpoint(name=endpoint).deployed_models
+    assert deployed.model == bare and deployed.model_version_id == "1"
+    assert {d.endpoint for d in clients.models.get_model(name=versioned).deployed_models} == {
+        endpoint,
+        read_outputs(
+            PipelineJobInfo("", "", resource=_job_resource(server, f"{PARENT}/pipelineJobs/v-1"))
+        )["endpoint"],
+    }
+    with pytest.raises(gexc.NotFound):
+        clients.endpoints.deploy_model(
+            endpoint=endpoint, deployed_model=DeployedModel(model=f"{bare}@7")
+        )
+
+
+def _get_json(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_emulator_publisher_models_answer_for_the_models_jobs_use(server: EmulatorServer) -> None:
+    status, student = _get_json(f"{server.url}/v1/publishers/google/models/text-bison@002")
+    _, teacher = _get_json(f"{server.url}/v1beta1/publishers/google/models/text-unicorn@001")
+    missing, error = _get_json(f"{server.url}/v1/publishers/google/models/gemini-9")
+    foreign, _ = _get_json(f"{server.url}/v1/publishers/acme/models/text-bison@002")
+
+    assert status == 200
+    assert student["name"] == "publishers/google/models/text-bison@002"
+    assert student["versionId"] == "002"
+    assert student["predictSchemata"]["instanceSchemaUri"] == (
+        "gs://google-cloud-aiplatform/schema/predict/instance/text_generation_1.0.0.yaml"
+    )
+    assert student["publisherModelTemplate"] == (
+        "projects/{user-project}/locations/{location}/publishers/google/models/text-bison@002"
+    )
+    assert teacher["name"] == "publishers/google/models/text-unicorn@001"
+    assert (missing, foreign) == (404, 404)
+    assert "publishers/google/models/text-bison@002" in error["error"]["message"]
+
+
+@pytest.fixture
+def sdk_config() -> Iterator[None]:
+    """Undo ``vertexai.init`` afterwards: it sets the SDK's process-wide configuration."""
+    from google.cloud.aiplatform import initializer
+
+    saved = dict(vars(initializer.global_config))
+    yield
+    vars(initializer.global_config).clear()
+    vars(initializer.global_config).update(saved)
+
+
+@pytest.mark.usefixtures("sdk_config")
+def test_emulator_training_serves_the_vertex_ai_sdk_s_tuned_model_snippet(
+    server: EmulatorServer,
+) -> None:
+    clients = Clients(server)
+    job = clients.train(body("validated/a/news.jsonl"), "sdk-1")
+    name = _model_name(job)
+    endpoints = [e.name for e in clients.endpoints.list_endpoints(parent=PARENT)]
+
+    import vertexai
+
+    vertexai.init(
+        project=PROJECT,
+        location="us-central1",
+        api_endpoint=server.url,
+        api_transport="rest",
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+    )
+    from vertexai.language_models import TextGenerationModel
+
+    model = TextGenerationModel.get_tuned_model(name)
+    answer = model.predict("Classify: text 3")  # type: ignore[attr-defined]
+
+    assert answer.text == "business"
+    assert answer.is_blocked is False
+    # It used the pipeline's deployment instead of deploying the model again.
+    assert [e.name for e in clients.endpoints.list_endpoints(parent=PARENT)] == endpoints
+
+
 # --- Traffic split --------------------------------------------------------------------------------
 
 
@@ -588,7 +753,12 @@ def test_emulator_training_endpoint_errors(server: EmulatorServer) -> None:
             traffic_split={"0": 30, deployed.id: 30},
         )
     with pytest.raises(gexc.BadRequest, match='string "prompt"'):
-        clients.prediction.predict(endpoint=endpoint, instances=[{"content": "x"}])
+        clients.prediction.predict(endpoint=endpoint, instances=[{"text": "x"}])
+    with pytest.raises(gexc.BadRequest, match='string "prompt"'):
+        clients.prediction.predict(endpoint=endpoint, instances=[{"content": 3}])
+    # "content" is the Vertex AI SDK's name for the prompt.
+    sdk_shaped = clients.prediction.predict(endpoint=endpoint, instances=[{"content": "x"}])
+    assert [p["content"] for p in sdk_shaped.predictions] == ["business"]
     with pytest.raises(gexc.NotFound):
         clients.endpoints.get_endpoint(name=f"{PARENT}/endpoints/999")
     with pytest.raises(gexc.NotFound):
@@ -607,7 +777,10 @@ def test_emulator_training_endpoint_errors(server: EmulatorServer) -> None:
 def test_emulator_training_models_list_pages_and_filters(server: EmulatorServer) -> None:
     clients = Clients(server)
     names = [
-        _model_name(clients.train(body("validated/a/news.jsonl", model_display_name=n), n))
+        # The job names the version (``@1``); the registry lists the models.
+        _model_name(
+            clients.train(body("validated/a/news.jsonl", model_display_name=n), n)
+        ).removesuffix("@1")
         for n in ("m-a", "m-b", "m-c")
     ]
 

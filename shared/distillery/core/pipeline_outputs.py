@@ -15,6 +15,9 @@ from typing import Any
 from distillery.core.ports import PipelineJobInfo
 
 MODEL_KEY = "output:model_resource_name"
+#: Where the tuning pipelines' deploy task (``deploy_llm_model``) records the endpoint it created
+#: and deployed the model on. (The model's name there may carry ``@VERSION``.)
+ENDPOINT_KEY = "output:endpoint_resource_name"
 METRICS_SCHEMA = "system.Metrics"
 PROGRESS_PREFIX = "progress:"
 
@@ -25,13 +28,16 @@ def _tasks(info: PipelineJobInfo) -> Iterator[Mapping[str, Any]]:
 
 
 def read_outputs(info: PipelineJobInfo) -> dict[str, Any]:
-    """``{"model": resource name, "metrics": {name: value}}`` as far as the job exposes them."""
+    """``{"model": resource name, "endpoint": resource name, "metrics": {name: value}}`` as far
+    as the job exposes them (``endpoint``: where the pipeline itself deployed the model)."""
     outputs: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     for task in _tasks(info):
         metadata = (task.get("execution") or {}).get("metadata") or {}
         if metadata.get(MODEL_KEY):
             outputs["model"] = str(metadata[MODEL_KEY])
+        if metadata.get(ENDPOINT_KEY):
+            outputs["endpoint"] = str(metadata[ENDPOINT_KEY])
         for artifact_list in (task.get("outputs") or {}).values():
             for artifact in artifact_list.get("artifacts") or []:
                 if artifact.get("schemaTitle") != METRICS_SCHEMA:

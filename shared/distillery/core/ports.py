@@ -299,9 +299,13 @@ class EndpointInfo:
         return location_of(self.name)
 
     def deployed_id_of(self, model: str) -> str | None:
-        """The deployed model id serving ``model`` here, or None when it is not deployed."""
+        """The deployed model id serving ``model`` here, or None when it is not deployed.
+
+        ``model`` and the deployed models' names compare with :func:`same_model`: a name with
+        ``@VERSION`` or without matches the same deployment of that version.
+        """
         for deployed in self.deployed_models:
-            if deployed.model == model:
+            if same_model(deployed.model, model):
                 return deployed.deployed_model_id
         return None
 
@@ -322,6 +326,41 @@ class PredictResult:
     contents: tuple[str, ...]
     deployed_model_id: str = ""
     model: str = ""
+
+
+#: The version alias that names a model's default version (as a model name without one does).
+DEFAULT_VERSION_ALIAS = "default"
+#: The version id the Model Registry gives a model's first version.
+FIRST_VERSION_ID = "1"
+
+
+def split_model_version(name: str) -> tuple[str, str]:
+    """``.../models/M@V`` → ``(".../models/M", "V")``; no ``@`` (or ``@default``) → ``"default"``.
+
+    Vertex AI model resource names may carry a version id or alias after ``@``
+    (``projects/P/locations/L/models/M@2``, ``...@default``); without one they name the default
+    version.
+    """
+    base, _, version = name.partition("@")
+    return base, version or DEFAULT_VERSION_ALIAS
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether model resource names ``a`` and ``b`` name the same model version.
+
+    They are equal up to a trailing ``@VERSION``: ``models/M``, ``models/M@default`` name the
+    default version, ``models/M@1`` version 1. Since the product only ever registers one version
+    per model (each distillation uploads a new model), a bare or ``@default`` name also matches
+    ``@1``, the default version of such a model; two different explicit versions never match.
+    """
+    base_a, version_a = split_model_version(a)
+    base_b, version_b = split_model_version(b)
+    if base_a != base_b:
+        return False
+    if version_a == version_b:
+        return True
+    first = (DEFAULT_VERSION_ALIAS, FIRST_VERSION_ID)
+    return version_a in first and version_b in first
 
 
 def location_of(resource_name: str) -> str:

@@ -30,13 +30,23 @@ live progress and, at the end, the metrics and the model are on the job's ``jobD
   .artifacts[0].metadata`` (``system.Metrics``: ``train_total_loss``,
   ``train_fraction_of_correct_next_step_preds``, ``train_num_predictions``, ``eval_*``);
 - model: ``jobDetail.taskDetails[taskName="upload-llm-model"].execution.metadata
-  ["output:model_resource_name"]`` (where the Vertex AI SDK reads it for tuning pipelines);
+  ["output:model_resource_name"]`` (where the Vertex AI SDK reads it for tuning pipelines;
+  ``.../models/M@1``, the uploaded version), labelled as the tuning pipelines label tuned models
+  (``google-vertex-llm-tuning-base-model-id``: ``text-bison-002``);
+- endpoint: as the real pipeline, the job deploys its model before it SUCCEEDS, on a NEW endpoint
+  of its own named after ``model_display_name`` (all the traffic):
+  ``jobDetail.taskDetails[taskName="deploy-llm-model"].execution.metadata
+  ["output:endpoint_resource_name"]``;
 
 the artifacts are under ``<gcsOutputDirectory>/<job id>/`` (``model/``, ``metrics.jsonl``,
 ``tensorboard/``, ``teacher_labels.jsonl``; the evaluations' metrics under
 ``<evaluation_output_root_dir>/<job id>/`` when that parameter is set), and the model is in the
 Model Registry, deployable to endpoints and served by ``:predict`` (see
-:mod:`distillery.local.emulator._endpoints`).
+:mod:`distillery.local.emulator._endpoints`). The publisher models of the teacher and student
+(``GET /v1/publishers/google/models/ID``) answer what the Vertex AI SDK reads, so
+``vertexai.language_models.TextGenerationModel.get_tuned_model(name).predict(prompt)`` works
+against the emulator (``vertexai.init(api_endpoint=URL, api_transport="rest",
+credentials=AnonymousCredentials(), ...)``).
 
 Run it with ``python -m distillery.local.emulator --host 127.0.0.1 --port PORT``; it is ready when
 ``GET http://HOST:PORT/`` answers 200.
@@ -52,7 +62,13 @@ from distillery.local.emulator._config import (
 from distillery.local.emulator._endpoints import EndpointService
 from distillery.local.emulator._events import LOG_ID, RESOURCE_TYPE, StateChange, log_entry
 from distillery.local.emulator._http import HEALTH_PATH, SEED_HEADER, EmulatorServer, create_server
-from distillery.local.emulator._job_detail import LABEL_TASK, TRAIN_TASK, UPLOAD_TASK, JobDetail
+from distillery.local.emulator._job_detail import (
+    DEPLOY_TASK,
+    LABEL_TASK,
+    TRAIN_TASK,
+    UPLOAD_TASK,
+    JobDetail,
+)
 from distillery.local.emulator._model import (
     CANCELLED,
     CANCELLING,
@@ -63,6 +79,7 @@ from distillery.local.emulator._model import (
     EmulatedJob,
 )
 from distillery.local.emulator._preparation import batch_size, training_config
+from distillery.local.emulator._publishers import PublisherModels
 from distillery.local.emulator._registry import ArtifactCache, ModelRegistry, label_value
 from distillery.local.emulator._runner import (
     MANIFEST_NAME,
@@ -86,6 +103,7 @@ __all__ = [
     "CANCELLED",
     "CANCELLING",
     "DATA_DIR_VARIABLE",
+    "DEPLOY_TASK",
     "FAILED",
     "HEALTH_PATH",
     "LABEL_TASK",
@@ -117,6 +135,7 @@ __all__ = [
     "LocalTrainer",
     "ModelRegistry",
     "PipelineService",
+    "PublisherModels",
     "RunContext",
     "RunResult",
     "StateChange",

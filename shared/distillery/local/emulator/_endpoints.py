@@ -7,13 +7,14 @@ the split asked for, or the operation fails (``FAILED_PRECONDITION``) when a mod
 names was undeployed meanwhile. The others are ``done`` at once. The REST ``Endpoint``::
 
     {"name": "projects/P/locations/L/endpoints/E", "displayName": "...", "description": "",
-     "deployedModels": [{"id": D, "model": "projects/P/locations/L/models/M",
+     "deployedModels": [{"id": D, "model": "projects/P/locations/L/models/M[@VERSION]",
                          "modelVersionId": "1", "displayName": "...", "createTime": "...",
                          "automaticResources": {"minReplicaCount": 1, "maxReplicaCount": 1}}],
      "trafficSplit": {D: 100}, "labels": {}, "etag": "...", "createTime", "updateTime"}
 
 ``:predict`` takes the text-model shape ``{"instances": [{"prompt": "..."}], "parameters":
-{...}}`` and answers ``{"predictions": [{"content": "...", ...}], "deployedModelId": D, "model",
+{...}}`` (or ``{"content": "..."}`` instances, as the Vertex AI SDK sends them) and answers
+``{"predictions": [{"content": "...", ...}], "deployedModelId": D, "model",
 "modelDisplayName", "modelVersionId"}``. One deployed model serves each request, drawn by the
 traffic split; ``parameters.seed`` (an integer) or the ``X-Distillery-Seed`` header makes the
 draw deterministic. Predictors are loaded lazily from the :class:`ArtifactCache` and kept.
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from distillery.core.errors import DistilleryError
+from distillery.core.ports import same_model
 from distillery.local.emulator._model import now, rfc3339
 from distillery.local.emulator._registry import (
     ArtifactCache,
@@ -65,15 +67,18 @@ PredictorLoader = Callable[[Path], Predictor]
 @dataclass
 class _Deployed:
     deployed_id: str
+    #: The model as the deploy request named it (with or without ``@VERSION``), as the service
+    #: echoes it in ``deployedModels[].model``.
     model: str
     display_name: str
     create_time: datetime
+    version_id: str = "1"
 
     def resource(self) -> dict[str, Any]:
         return {
             "id": self.deployed_id,
             "model": self.model,
-            "modelVersionId": "1",
+            "modelVersionId": self.version_id,
             "displayName": self.display_name,
             "createTime": rfc3339(self.create_time),
             "automaticResources": {"minReplicaCount": 1, "maxReplicaCount": 1},
@@ -285,9 +290,10 @@ class EndpointService:
             endpoint = self._find(project, location, endpoint_id)
             deployed = _Deployed(
                 deployed_id=str(next(self._ids)),
-                model=model.name,
+                model=deployed_model["model"],
                 display_name=str(deployed_model.get("displayName") or model.display_name),
                 create_time=now(),
+                version_id=model.version_id,
             )
             if split:
                 split = {(deployed.deployed_id if k == "0" else k): v for k, v in split.items()}
@@ -432,9 +438,9 @@ class EndpointService:
         """``endpoints.predict`` with the text-model instance shape.
 
         Raises:
-            ApiError: NOT_FOUND; INVALID_ARGUMENT (instances without a string ``prompt``);
-                FAILED_PRECONDITION (nothing deployed, no traffic, or no trainer to serve
-                models); INTERNAL (the model could not be loaded or answered).
+            ApiError: NOT_FOUND; INVALID_ARGUMENT (instances without a string ``prompt`` or
+                ``content``); FAILED_PRECONDITION (nothing deployed, no traffic, or no trainer
+                to serve models); INTERNAL (the model could not be loaded or answered).
         """
         prompts = _prompts(body)
         parameters = body.get("parameters") or {}
@@ -474,7 +480,7 @@ class EndpointService:
             "deployedModelId": deployed_id,
             "model": model.name,
             "modelDisplayName": model.display_name,
-            "modelVersionId": "1",
+            "modelVersionId": model.version_id,
         }
 
     def _predictor(self, deployed_id: str, model_name: str) -> tuple[Predictor, threading.Lock]:
@@ -520,7 +526,7 @@ class EndpointService:
                 (e.name, d.deployed_id)
                 for e in self._endpoints.values()
                 for d in e.deployed
-                if d.model == model_name
+                if same_model(d.model, model_name)
             ],
         )
 
@@ -614,11 +620,19 @@ def _prompts(body: Mapping[str, Any]) -> list[str]:
         raise ApiError("INVALID_ARGUMENT", f"at most {MAX_INSTANCES} instances per request")
     prompts = []
     for index, instance in enumerate(instances):
-        if not isinstance(instance, Mapping) or not isinstance(instance.get("prompt"), str):
+        # The REST reference names the field "prompt"; the Vertex AI SDK's TextGenerationModel
+        # sends "content". The service takes either.
+        text = (
+            instance.get("prompt", instance.get("content"))
+            if isinstance(instance, Mapping)
+            else None
+        )
+        if not isinstance(text, str):
             raise ApiError(
                 "INVALID_ARGUMENT",
-                f'instances[{index}] must be an object with a string "prompt"',
+                f'instances[{index}] must be an object with a string "prompt" (or "content", '
+                "as the Vertex AI SDK sends it)",
                 [FieldViolation(f"instances[{index}].prompt", "a string is required")],
             )
-        prompts.append(instance["prompt"])
+        prompts.append(text)
     return prompts

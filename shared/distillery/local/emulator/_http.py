@@ -15,6 +15,8 @@ Routes (JSON in and out; enums answered as names; errors as google.rpc error bod
 - ``GET|DELETE /v1/projects/{p}/locations/{l}/endpoints/{id}`` — get, delete (an Operation);
 - ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:deployModel|:undeployModel`` (Operations);
 - ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:predict`` — online prediction;
+- ``GET /v1/publishers/google/models/{id}`` (or ``/v1beta1/``) — the publisher model of a teacher
+  or student jobs use (what the Vertex AI SDK reads to load a tuned model);
 - ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again.
 """
 
@@ -39,6 +41,7 @@ from distillery.core.ports import ObjectStore, Publisher
 from distillery.core.settings import Settings
 from distillery.local.emulator._config import TrainerOptions
 from distillery.local.emulator._endpoints import EndpointService, PredictorLoader
+from distillery.local.emulator._publishers import PublisherModels
 from distillery.local.emulator._registry import ArtifactCache, ModelRegistry
 from distillery.local.emulator._runner import DatasetRunner, JobRunner
 from distillery.local.emulator._service import EmulatorConfig, PipelineService
@@ -66,6 +69,9 @@ _MODEL = re.compile(_PARENT + r"/models/(?P<id>[^/:]+)")
 _ENDPOINTS = re.compile(_PARENT + r"/endpoints")
 _ENDPOINT = re.compile(
     _PARENT + r"/endpoints/(?P<id>[^/:]+)(?P<verb>:deployModel|:undeployModel|:predict)?"
+)
+_PUBLISHER_MODEL = re.compile(
+    r"/v1(?:beta1)?/publishers/(?P<publisher>[^/]+)/models/(?P<id>[^/:]+)"
 )
 #: The GAPIC REST transports (google-cloud-aiplatform 2.7.0) read operations at the first of
 #: their URIs that matches, ``/ui/{name=...operations/*}``; ``/v1/`` is the documented one.
@@ -211,6 +217,10 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if (match := _OPERATION.fullmatch(path)) and method == "GET":
             return 200, endpoints.get_operation(unquote(match["name"]))
+        if (match := _PUBLISHER_MODEL.fullmatch(path)) and method == "GET":
+            return 200, self.server.publishers.get(
+                unquote(match["publisher"]), unquote(match["id"])
+            )
         return None
 
     def _read_body(self) -> bytes:
@@ -284,10 +294,12 @@ class _Server(ThreadingHTTPServer):
         service: PipelineService,
         models: ModelRegistry,
         endpoints: EndpointService,
+        publishers: PublisherModels,
     ) -> None:
         self.service = service
         self.models = models
         self.endpoints = endpoints
+        self.publishers = publishers
         super().__init__(address, _Handler)
 
 
@@ -311,8 +323,12 @@ class EmulatorServer:
         self.service = service
         self.models = models or ModelRegistry()
         self.endpoints = endpoints or EndpointService(self.models, None, None)
+        catalog = service.config.catalog
+        self.publishers = PublisherModels(
+            (catalog.teacher_model, catalog.student_model), self.models.students
+        )
         self._on_stop = on_stop
-        self._httpd = _Server((host, port), service, self.models, self.endpoints)
+        self._httpd = _Server((host, port), service, self.models, self.endpoints, self.publishers)
         self._thread: threading.Thread | None = None
 
     @property
@@ -413,7 +429,7 @@ def create_server(
         cache = ArtifactCache(object_store, root)
         endpoints = EndpointService(models, cache, _predictor_loader(trainer.trainer_module))
         if runner is None:
-            runner = DatasetRunner(LocalTrainer(trainer, models, cache, root))
+            runner = DatasetRunner(LocalTrainer(trainer, models, cache, root, endpoints))
     service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
     try:
         return EmulatorServer(

@@ -21,12 +21,18 @@ While the job runs, and after it ended, its ``jobDetail`` shows the tasks::
                                          "uri": ".../tensorboard/"}]}}},
        {"taskId": "4", "taskName": "upload-llm-model", "state": "SUCCEEDED",
         "execution": {"metadata": {
-            "output:model_resource_name": "projects/P/locations/L/models/M"}}}]}
+            "output:model_resource_name": "projects/P/locations/L/models/M@1"}}},
+       {"taskId": "5", "taskName": "deploy-llm-model", "state": "SUCCEEDED",
+        "execution": {"metadata": {
+            "output:endpoint_resource_name": "projects/P/locations/L/endpoints/E"}}}]}
 
 The final metrics (Vertex AI's names, ``train_*`` and with eval data ``eval_*``) are the
 ``metadata`` of the ``metrics`` output artifact of the ``distillation-trainer`` task, KFP's
 ``system.Metrics`` convention; the model's resource name is where the Vertex AI SDK reads it for
-tuning pipelines: ``execution.metadata["output:model_resource_name"]`` of ``upload-llm-model``.
+tuning pipelines: ``execution.metadata["output:model_resource_name"]`` of ``upload-llm-model``
+(with its version, ``@1``); the endpoint the pipeline deployed it on, as the tuning pipelines'
+``deploy_llm_model`` component outputs it: ``execution.metadata["output:endpoint_resource_name"]``
+of ``deploy-llm-model``.
 """
 
 from __future__ import annotations
@@ -42,7 +48,10 @@ PREPARE_TASK = "prepare-data"
 LABEL_TASK = "label-with-teacher"
 TRAIN_TASK = "distillation-trainer"
 UPLOAD_TASK = "upload-llm-model"
-TASKS = (PREPARE_TASK, LABEL_TASK, TRAIN_TASK, UPLOAD_TASK)
+#: The tuning pipelines' ``deploy_llm_model`` component: it creates an endpoint named after the
+#: model's display name, deploys the model there and outputs ``endpoint_resource_name``.
+DEPLOY_TASK = "deploy-llm-model"
+TASKS = (PREPARE_TASK, LABEL_TASK, TRAIN_TASK, UPLOAD_TASK, DEPLOY_TASK)
 
 #: Task state → the state of its execution (an MLMD execution's states differ from a task's).
 _EXECUTION_STATES = {

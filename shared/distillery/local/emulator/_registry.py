@@ -5,14 +5,18 @@ artifacts live in the bucket under ``artifactUri``. :class:`ArtifactCache` downl
 the :class:`~distillery.core.ports.ObjectStore` port, into a local directory the first time a
 predictor or a teacher needs them.
 
-The REST ``Model`` (what ``GET .../models/{id}`` answers)::
+Every model has one version, ``"1"`` (alias ``default``): ``GET .../models/ID``, ``.../ID@1`` and
+``.../ID@default`` answer it, another version is NOT_FOUND. The REST ``Model`` (what
+``GET .../models/{id}`` answers)::
 
     {"name": "projects/P/locations/L/models/ID", "displayName": "<model_display_name>",
      "description": "...", "versionId": "1", "versionAliases": ["default"],
      "versionCreateTime", "versionUpdateTime", "createTime", "updateTime", "etag",
      "artifactUri": "gs://.../<job id>/model/",
      "pipelineJob": "projects/P/locations/L/pipelineJobs/JOB",
-     "labels": {"distillery-pipeline-job": JOB, "distillery-dataset": "...",
+     "labels": {"google-vertex-llm-tuning-base-model-id": "text-bison-002",
+                "google-vertex-llm-tuning-job-id": JOB,
+                "distillery-pipeline-job": JOB, "distillery-dataset": "...",
                 "distillery-dataset-generation": "...", "distillery-student": "...", ...},
      "metadata": {"metrics": {"train_total_loss": ..., "eval_...": ...}, "studentModelReference",
                   "teacherModelReference", "datasetUri", "evaluationDataUri"},
@@ -38,7 +42,12 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from distillery.core.errors import DistilleryError
-from distillery.core.ports import ObjectStore
+from distillery.core.ports import (
+    DEFAULT_VERSION_ALIAS,
+    FIRST_VERSION_ID,
+    ObjectStore,
+    split_model_version,
+)
 from distillery.local.emulator._model import now, rfc3339
 from distillery.local.emulator._status import ApiError, FieldViolation
 
@@ -227,6 +236,20 @@ class RegisteredModel:
         """``projects/P/locations/L/models/ID``."""
         return f"projects/{self.project}/locations/{self.location}/models/{self.model_id}"
 
+    @property
+    def version_id(self) -> str:
+        """The model's only version: every model the emulator registers is a new model."""
+        return FIRST_VERSION_ID
+
+    @property
+    def version_name(self) -> str:
+        """``projects/P/locations/L/models/ID@1``: the name of this very version."""
+        return f"{self.name}@{self.version_id}"
+
+    def has_version(self, version: str) -> bool:
+        """Whether ``version`` (an id or alias; ``default`` when a name has none) is this one's."""
+        return version in (self.version_id, DEFAULT_VERSION_ALIAS)
+
     def resource(self) -> dict[str, Any]:
         """The REST ``Model``."""
         created = rfc3339(self.create_time)
@@ -234,8 +257,8 @@ class RegisteredModel:
             "name": self.name,
             "displayName": self.display_name,
             "description": self.description,
-            "versionId": "1",
-            "versionAliases": ["default"],
+            "versionId": self.version_id,
+            "versionAliases": [DEFAULT_VERSION_ALIAS],
             "versionCreateTime": created,
             "versionUpdateTime": created,
             "createTime": created,
@@ -302,12 +325,19 @@ class ModelRegistry:
         return model
 
     def find(self, name: str) -> RegisteredModel | None:
-        """The model with resource name ``name`` (a ``@version`` suffix is ignored), or None."""
+        """The model with resource name ``name``, or None.
+
+        ``name`` may end in ``@VERSION``: ``@1`` (the version id) and ``@default`` (the alias)
+        name the model's one version, as a name without a version does; another version is
+        not found.
+        """
         parts = split_model_name(name)
         if parts is None:
             return None
+        version = split_model_version(name)[1]
         with self._lock:
-            return self._models.get(f"projects/{parts[0]}/locations/{parts[1]}/models/{parts[2]}")
+            model = self._models.get(f"projects/{parts[0]}/locations/{parts[1]}/models/{parts[2]}")
+        return model if model is not None and model.has_version(version) else None
 
     def require(self, name: str) -> RegisteredModel:
         """The model named ``name``.
@@ -339,10 +369,10 @@ class ModelRegistry:
             ApiError: NOT_FOUND.
         """
         name = f"projects/{project}/locations/{location}/models/{model_id}"
+        model = self.find(name)
+        if model is None:
+            raise ApiError("NOT_FOUND", f"Model {name} is not found.")
         with self._lock:
-            model = self._models.get(name.split("@", 1)[0])
-            if model is None:
-                raise ApiError("NOT_FOUND", f"Model {name} is not found.")
             return model.resource()
 
     def list(
@@ -372,10 +402,16 @@ class ModelRegistry:
                 filter_text=filter_text,
             )
 
+    def students(self) -> tuple[str, ...]:
+        """The student model references the registered models were distilled into."""
+        with self._lock:
+            references = [m.metadata.get("studentModelReference") for m in self._models.values()]
+        return tuple(sorted({str(r) for r in references if r}))
+
     def set_deployments(self, name: str, deployments: Sequence[tuple[str, str]]) -> None:
         """Record where model ``name`` is deployed (the endpoint service keeps this current)."""
         with self._lock:
-            model = self._models.get(name)
+            model = self._models.get(split_model_version(name)[0])
             if model is not None:
                 model.deployments = list(deployments)
 

@@ -11,7 +11,12 @@ already read and counted the data and written the manifest). It
 2. trains in a separate worker process (:mod:`distillery.local.emulator._supervisor`): a cancel
    terminates it (then kills it after a grace period), a crash fails the job with the reason;
 3. uploads the model, metrics and TensorBoard files to ``<gcsOutputDirectory>/<job id>/`` and
-   registers the model in the Model Registry.
+   registers the model in the Model Registry, labelled as the tuning pipelines label tuned models
+   (``google-vertex-llm-tuning-base-model-id``, ``google-vertex-llm-tuning-job-id``);
+4. as the real pipeline does (its ``deploy-llm-model`` task), creates a NEW endpoint whose
+   display name is the job's ``model_display_name`` and deploys the model there with all the
+   traffic, waiting for the deployment to finish: the job is SUCCEEDED only once that endpoint
+   answers. Every job gets its own endpoint, even when display names repeat.
 
 The template's parameters that mean something locally are used: ``max_context_length`` picks the
 batch size (:func:`~distillery.local.emulator._preparation.batch_size`), and
@@ -29,7 +34,9 @@ Throughout, the job's ``jobDetail`` shows its tasks (:mod:`distillery.local.emul
 from __future__ import annotations
 
 import json
+import logging
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,7 +44,9 @@ from typing import Any
 
 from distillery.core.ports import ObjectStore
 from distillery.local.emulator._config import TrainerOptions
+from distillery.local.emulator._endpoints import EndpointService
 from distillery.local.emulator._job_detail import (
+    DEPLOY_TASK,
     LABEL_TASK,
     PREPARE_TASK,
     TRAIN_TASK,
@@ -52,7 +61,12 @@ from distillery.local.emulator._preparation import (
     student_checkpoint,
     training_config,
 )
-from distillery.local.emulator._registry import ArtifactCache, ModelRegistry, label_value
+from distillery.local.emulator._registry import (
+    ArtifactCache,
+    ModelRegistry,
+    RegisteredModel,
+    label_value,
+)
 from distillery.local.emulator._runner import (
     JobCancelledError,
     JobFailedError,
@@ -65,8 +79,19 @@ from distillery.local.emulator._runner import (
 from distillery.local.emulator._supervisor import WorkerRun, worker_request
 from distillery.local.emulator._worker import LABELS_FILE
 
+logger = logging.getLogger(__name__)
+
 #: The object ``evaluation_output_root_dir`` receives for each job with eval data.
 EVALUATION_METRICS_FILE = "evaluation_metrics.jsonl"
+#: The label the Vertex AI SDK finds a tuned model's base model by (``text-bison-002`` for
+#: ``text-bison@002``: ``TextGenerationModel.get_tuned_model`` and ``list_tuned_model_names``).
+BASE_MODEL_LABEL = "google-vertex-llm-tuning-base-model-id"
+#: The label naming the tuning job a tuned model (and its endpoint) came from.
+TUNING_JOB_LABEL = "google-vertex-llm-tuning-job-id"
+#: How often the deploy step polls its deployment operation.
+DEPLOY_POLL_SECONDS = 0.05
+#: How long the deploy step waits for its deployment before the job FAILS.
+DEPLOY_TIMEOUT_SECONDS = 300.0
 
 
 class LocalTrainer(Trainer):
@@ -75,13 +100,19 @@ class LocalTrainer(Trainer):
     name = "distillery.local.trainer"
 
     def __init__(
-        self, options: TrainerOptions, registry: ModelRegistry, cache: ArtifactCache, root: Path
+        self,
+        options: TrainerOptions,
+        registry: ModelRegistry,
+        cache: ArtifactCache,
+        root: Path,
+        endpoints: EndpointService,
     ) -> None:
         self.options = options
         self.name = options.trainer_module
         self._registry = registry
         self._cache = cache
         self._root = root
+        self._endpoints = endpoints
 
     def train(self, job: EmulatedJob, inputs: TrainingInputs, context: RunContext) -> RunResult:
         """Train the student of ``job`` in a worker process (see the module docs).
@@ -246,9 +277,72 @@ class LocalTrainer(Trainer):
                 "output:truncated_fields": result.get("truncatedFields"),
             },
         )
-        detail.set_metadata(UPLOAD_TASK, **{"output:model_resource_name": model.name})
+        # The tuning pipelines output the uploaded version's name (``models/M@1``).
+        detail.set_metadata(UPLOAD_TASK, **{"output:model_resource_name": model.version_name})
         detail.set_state(UPLOAD_TASK, "SUCCEEDED")
+        context.report_detail(detail.render())
+        self._deploy(job, model, context, detail)
         return RunResult.succeeded(detail.render())
+
+    def _deploy(
+        self, job: EmulatedJob, model: RegisteredModel, context: RunContext, detail: JobDetail
+    ) -> None:
+        """The ``deploy-llm-model`` task: a new endpoint named after the model, all traffic to it.
+
+        Raises:
+            JobFailedError: INTERNAL, the deployment failed or did not finish in time.
+            JobCancelledError: cancel was asked while the deployment ran.
+        """
+        detail.set_state(DEPLOY_TASK, "RUNNING")
+        detail.set_metadata(
+            DEPLOY_TASK,
+            **{
+                "input:model_resource_name": model.version_name,
+                "input:display_name": model.display_name,
+                "input:location": model.location,
+            },
+        )
+        context.report_detail(detail.render())
+        labels = {TUNING_JOB_LABEL: label_value(job.job_id)}
+        created = self._endpoints.create(
+            model.project,
+            model.location,
+            None,
+            {"displayName": model.display_name, "labels": labels},
+        )
+        endpoint = str(created["response"]["name"])
+        operation = self._endpoints.deploy_model(
+            model.project,
+            model.location,
+            endpoint.rsplit("/", 1)[-1],
+            {
+                "deployedModel": {"model": model.version_name, "displayName": model.display_name},
+                "trafficSplit": {"0": 100},
+            },
+        )
+        deadline = time.monotonic() + DEPLOY_TIMEOUT_SECONDS
+        while not operation.get("done"):
+            context.raise_if_cancelled()
+            if time.monotonic() > deadline:
+                raise JobFailedError(
+                    "INTERNAL",
+                    f"deploying {model.version_name} to {endpoint} did not finish within "
+                    f"{DEPLOY_TIMEOUT_SECONDS:g} s",
+                )
+            time.sleep(DEPLOY_POLL_SECONDS)
+            operation = self._endpoints.get_operation(str(operation["name"]))
+        if operation.get("error"):
+            raise JobFailedError(
+                "INTERNAL",
+                f"deploying {model.version_name} to {endpoint} failed: "
+                f"{operation['error'].get('message', operation['error'])}",
+            )
+        logger.info(
+            "the pipeline deployed its model",
+            extra={"pipeline_job": job.name, "model": model.version_name, "endpoint": endpoint},
+        )
+        detail.set_metadata(DEPLOY_TASK, **{"output:endpoint_resource_name": endpoint})
+        detail.set_state(DEPLOY_TASK, "SUCCEEDED")
 
 
 def _model_labels(
@@ -256,6 +350,9 @@ def _model_labels(
 ) -> dict[str, str]:
     """The registered model's labels: where it came from, then the job's own (never overriding)."""
     labels = {
+        # As the tuning pipelines label a tuned model: the SDK needs the base model's id.
+        BASE_MODEL_LABEL: label_value(student.rsplit("/", 1)[-1].replace("@", "-")),
+        TUNING_JOB_LABEL: label_value(job.job_id),
         "distillery-pipeline-job": label_value(job.job_id),
         "distillery-dataset": label_value(split_gcs_uri(inputs.dataset.uri)[1]),
         "distillery-dataset-generation": str(inputs.dataset.generation),
