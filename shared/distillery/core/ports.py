@@ -529,8 +529,3 @@ class ModelEndpoints(ABC):
             ObjectNotFoundError: no such model.
             ServiceUnavailableError: the service did not answer (transient).
         """
-
-
-def same_model(a: str, b: str) -> bool:
-    """Whether model names ``a`` and ``b`` name the same model (up to a trailing ``@version``)."""
-    return a.split("@", 1)[0] == b.split("@", 1)[0]
