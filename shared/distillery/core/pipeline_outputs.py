@@ -1,10 +1,11 @@
-"""Reading what a pipeline job exposes: the uploaded model, the final metrics, live progress.
+"""Reading what a pipeline job exposes: the uploaded model and live progress.
 
 Vertex AI pipelines expose their results in ``jobDetail.taskDetails``: the tuning pipelines' model
 upload task records the model as ``execution.metadata["output:model_resource_name"]`` (where the
-Vertex AI SDK reads it), and metrics are ``system.Metrics`` output artifacts whose ``metadata``
-holds the values (the Kubeflow Pipelines convention). Progress while a job runs is read from
-``progress:*`` keys of a task's execution metadata (the local Vertex AI API writes them).
+Vertex AI SDK reads it). Progress while a job runs is read from ``progress:*`` keys of a task's
+execution metadata (the local Vertex AI API writes them). The tuning metrics are not here: the
+real pipelines write them only to TensorBoard event files
+(:mod:`distillery.core.training_metrics`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import Any
 from distillery.core.ports import PipelineJobInfo
 
 MODEL_KEY = "output:model_resource_name"
-METRICS_SCHEMA = "system.Metrics"
 PROGRESS_PREFIX = "progress:"
 
 
@@ -25,22 +25,12 @@ def _tasks(info: PipelineJobInfo) -> Iterator[Mapping[str, Any]]:
 
 
 def read_outputs(info: PipelineJobInfo) -> dict[str, Any]:
-    """``{"model": resource name, "metrics": {name: value}}`` as far as the job exposes them."""
+    """``{"model": resource name}`` as far as the job exposes it."""
     outputs: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
     for task in _tasks(info):
         metadata = (task.get("execution") or {}).get("metadata") or {}
         if metadata.get(MODEL_KEY):
             outputs["model"] = str(metadata[MODEL_KEY])
-        for artifact_list in (task.get("outputs") or {}).values():
-            for artifact in artifact_list.get("artifacts") or []:
-                if artifact.get("schemaTitle") != METRICS_SCHEMA:
-                    continue
-                for name, value in (artifact.get("metadata") or {}).items():
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        metrics[name] = float(value)
-    if metrics:
-        outputs["metrics"] = metrics
     return outputs
 
 

@@ -14,8 +14,8 @@ The REST ``Model`` (what ``GET .../models/{id}`` answers)::
      "pipelineJob": "projects/P/locations/L/pipelineJobs/JOB",
      "labels": {"distillery-pipeline-job": JOB, "distillery-dataset": "...",
                 "distillery-dataset-generation": "...", "distillery-student": "...", ...},
-     "metadata": {"metrics": {"train_total_loss": ..., "eval_...": ...}, "studentModelReference",
-                  "teacherModelReference", "datasetUri", "evaluationDataUri"},
+     "metadata": {"studentModelReference", "teacherModelReference", "datasetUri",
+                  "evaluationDataUri", "selectedStep"},  # no metrics, as on Google Cloud
      "modelSourceInfo": {"sourceType": "CUSTOM"},
      "supportedDeploymentResourcesTypes": ["AUTOMATIC_RESOURCES"],
      "deployedModels": [{"endpoint": "projects/P/locations/L/endpoints/E", "deployedModelId": D}]}

@@ -11,7 +11,8 @@ already read and counted the data and written the manifest). It
 2. trains in a separate worker process (:mod:`distillery.local.emulator._supervisor`): a cancel
    terminates it (then kills it after a grace period), a crash fails the job with the reason;
 3. uploads the model, metrics and TensorBoard files to ``<gcsOutputDirectory>/<job id>/`` and
-   registers the model in the Model Registry.
+   registers the model in the Model Registry. The tuning metrics are exposed as the real
+   pipelines expose them: only in the event files of the ``tensorboard_metrics`` artifact.
 
 The template's parameters that mean something locally are used: ``max_context_length`` picks the
 batch size (:func:`~distillery.local.emulator._preparation.batch_size`), and
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from distillery.core.ports import ObjectStore
+from distillery.core.training_metrics import TENSORBOARD_OUTPUT
 from distillery.local.emulator._config import TrainerOptions
 from distillery.local.emulator._job_detail import (
     LABEL_TASK,
@@ -202,7 +204,6 @@ class LocalTrainer(Trainer):
             _upload_file(store, Path(result["labelsPath"]), bucket, f"{prefix}{LABELS_FILE}")
         evaluation_output = _upload_evaluation_metrics(job, inputs, store, result)
         context.raise_if_cancelled()
-        metrics = {str(k): float(v) for k, v in result["metrics"].items()}
         parameters = job.parameters
         student = str(parameters["student_model_reference"])
         model = self._registry.register(
@@ -214,8 +215,9 @@ class LocalTrainer(Trainer):
             labels=_model_labels(job, inputs, student, teacher_reference if teacher else None),
             description=f"Distilled from {teacher_reference} into {student} by {job.name}",
             pipeline_job=job.name,
+            # No metrics here: the real tuning pipelines set none on the model (their figures
+            # are only in the TensorBoard event files of the trainer's tensorboard_metrics).
             metadata={
-                "metrics": metrics,
                 "datasetUri": inputs.dataset.uri,
                 "evaluationDataUri": inputs.evaluation.uri if inputs.evaluation else None,
                 "studentModelReference": student,
@@ -224,11 +226,14 @@ class LocalTrainer(Trainer):
             },
         )
         outputs = {
-            "metrics": artifact(
-                job, "metrics", "system.Metrics", f"{output}metrics.jsonl", metadata=metrics
-            ),
             "model": artifact(job, "model", "system.Model", f"{output}model/"),
-            "tensorboard": artifact(job, "tensorboard", "system.Artifact", f"{output}tensorboard/"),
+            # As the trainer tasks of Google's LLM pipelines declare it (kubeflow/pipelines,
+            # google_cloud_pipeline_components/_implementation/llm/supervised_fine_tuner.py:
+            # ``tensorboard_metrics: dsl.Output[dsl.Artifact]``): the directory of the event
+            # files, and no system.Metrics artifact beside it.
+            TENSORBOARD_OUTPUT: artifact(
+                job, TENSORBOARD_OUTPUT, "system.Artifact", f"{output}tensorboard/"
+            ),
         }
         if evaluation_output is not None:
             outputs["evaluation"] = artifact(
