@@ -108,7 +108,12 @@ class InMemoryObjectStore(ObjectStore):
 
     def names(self, bucket: str, prefix: str = "") -> list[str]:
         """Every object name in ``bucket`` under ``prefix``, sorted."""
-        return sorted(n for (b, n) in self._objects if b == bucket and n.startswith(prefix))
+        with self._lock:
+            return sorted(n for (b, n) in self._objects if b == bucket and n.startswith(prefix))
+
+    def list_names(self, bucket: str, prefix: str) -> list[str]:
+        # Buckets are not modelled here (every bucket exists), so no listing raises.
+        return self.names(bucket, prefix)
 
 
 @dataclass

@@ -139,6 +139,21 @@ def test_firestore_maps_its_errors_as_every_adapter_does(stack: Any) -> None:
         missing.update({"n": 1})
 
 
+def test_gcs_store_lists_the_names_under_a_prefix(stack: Any) -> None:
+    store = GcsObjectStore(project=stack.project)
+    prefix = f"adapters/list-{uuid.uuid4().hex[:8]}/"
+    for name in ("tb/b.tfevents", "tb/a.tfevents", "tb/deeper/c.tfevents", "tbx/other.txt"):
+        store.write_bytes(stack.bucket, prefix + name, b"x")
+    assert store.list_names(stack.bucket, prefix + "tb/") == [
+        prefix + "tb/a.tfevents",
+        prefix + "tb/b.tfevents",
+        prefix + "tb/deeper/c.tfevents",
+    ]
+    assert store.list_names(stack.bucket, prefix + "nothing-here/") == []
+    with pytest.raises(ObjectNotFoundError):
+        store.list_names("no-such-bucket-for-adapters", "x/")
+
+
 def test_gcs_maps_its_errors_as_every_adapter_does(stack: Any) -> None:
     store = GcsObjectStore(project=stack.project)
     with pytest.raises(ObjectNotFoundError):

@@ -26,6 +26,9 @@ from google.cloud.aiplatform_v1 import (
 )
 from google.protobuf import json_format, struct_pb2
 
+from distillery.adapters import GcsObjectStore
+from distillery.adapters.vertex import VertexPipelineAdapter
+from distillery.core.training_metrics import read_training_metrics
 from distillery.local.example_data import Example, generate
 from tests.helpers import jsonl, wait_for
 
@@ -164,8 +167,15 @@ def test_emulator_training_lifecycle_on_the_local_stack(stack: Any, vertex: Vert
     assert running.state.name == "PIPELINE_STATE_RUNNING"
     assert _metadata(_task(running, "distillation-trainer").execution)["progress:train_steps"] == 40
     assert job.state.name == "PIPELINE_STATE_SUCCEEDED", job.error.message
-    [metrics] = _task(job, "distillation-trainer").outputs["metrics"].artifacts
-    values = _metadata(metrics)
+    trainer_outputs = _task(job, "distillation-trainer").outputs
+    assert "metrics" not in trainer_outputs  # no system.Metrics: as the real pipelines
+    [tensorboard] = trainer_outputs["tensorboard_metrics"].artifacts
+    assert tensorboard.uri == f"gs://{stack.bucket}/pipeline-root/life-1/tensorboard/"
+    info = VertexPipelineAdapter(stack.project, api_endpoint=stack.stack.vertex_url).get(
+        created.name
+    )
+    store = GcsObjectStore(project=stack.project)
+    values = read_training_metrics(store, info).final
     for name in (
         "train_total_loss",
         "train_fraction_of_correct_next_step_preds",

@@ -50,13 +50,19 @@ def test_track_status_follows_the_pipeline_job_to_its_end(stack: Any) -> None:
     info = _vertex(stack).get(record["pipeline_job"])
     assert info.state == "PIPELINE_STATE_SUCCEEDED"
     assert history[-2:] == ["SUCCEEDED", "REJECTED"] and record["state"] == "REJECTED"
-    # On SUCCEEDED, the model and the metrics of the pipeline job are recorded.
+    # On SUCCEEDED, the model and the metrics of the pipeline job (read from its TensorBoard
+    # event files) are recorded, with the training curves.
     assert record["model"].startswith(f"projects/{stack.project}/locations/us-central1/models/")
     assert set(record["metrics"]) >= {
         "train_total_loss",
         "train_fraction_of_correct_next_step_preds",
         "train_num_predictions",
     }
+    curves = record["training_curves"]
+    assert set(curves) == set(record["metrics"])
+    loss = curves["train_total_loss"]
+    assert loss["steps"] == sorted(loss["steps"]) and len(loss["steps"]) == len(loss["values"])
+    assert loss["values"][-1] == record["metrics"]["train_total_loss"]
 
     announced: list[StatusEvent] = []
 

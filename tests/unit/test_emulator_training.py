@@ -29,10 +29,12 @@ from google.cloud.aiplatform_v1 import (
     PredictionServiceClient,
 )
 
+from distillery.adapters.vertex import VertexPipelineAdapter
 from distillery.core.errors import ConfigurationError
 from distillery.core.pipeline_outputs import read_outputs
 from distillery.core.ports import PipelineJobInfo, same_model
 from distillery.core.settings import Settings
+from distillery.core.training_metrics import read_training_metrics
 from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
 from distillery.local.emulator import (
     SEED_HEADER,
@@ -262,10 +264,18 @@ def test_emulator_training_lifecycle_from_job_to_prediction(
         "upload-llm-model": "SUCCEEDED",
         "deploy-llm-model": "SUCCEEDED",
     }
-    [metrics] = _task(job, "distillation-trainer").outputs["metrics"].artifacts
-    assert metrics.schema_title == "system.Metrics"
-    assert metrics.uri == f"{OUTPUT}/news-1/metrics.jsonl"
-    assert _metadata(metrics) == {
+    trainer_outputs = _task(job, "distillation-trainer").outputs
+    # As the real pipelines' trainer tasks: the event files' directory, no system.Metrics.
+    assert set(trainer_outputs) == {"model", "tensorboard_metrics"}
+    [tensorboard] = trainer_outputs["tensorboard_metrics"].artifacts
+    assert tensorboard.schema_title == "system.Artifact"
+    assert tensorboard.uri == f"{OUTPUT}/news-1/tensorboard/"
+    assert not _metadata(tensorboard)
+    # Read as track_status reads it: the pipeline job through the adapter, the files through the
+    # store.
+    info = VertexPipelineAdapter(PROJECT, api_endpoint=server.url).get(created.name)
+    training = read_training_metrics(store, info)
+    assert training.final == {
         "train_total_loss": 0.25,
         "train_fraction_of_correct_next_step_preds": 0.9,
         "train_num_predictions": 48.0,
@@ -273,13 +283,16 @@ def test_emulator_training_lifecycle_from_job_to_prediction(
         "eval_fraction_of_correct_next_step_preds": 0.85,
         "eval_num_predictions": 24.0,
     }
-    assert sorted(store.names(BUCKET, "pipeline-root/news-1/")) == [
+    assert training.selected_step == 20
+    names = sorted(store.names(BUCKET, "pipeline-root/news-1/"))
+    assert names[:4] == [
         "pipeline-root/news-1/job.json",
         "pipeline-root/news-1/metrics.jsonl",
         "pipeline-root/news-1/model/memory.json",
         "pipeline-root/news-1/model/nested/config.json",
-        "pipeline-root/news-1/tensorboard/events.out.tfevents.1.fake",
     ]
+    [events] = names[4:]
+    assert events.startswith("pipeline-root/news-1/tensorboard/events.out.tfevents.")
 
     model_name = _model_name(job)
     assert model_name.startswith("projects/p-1/locations/europe-west4/models/")
@@ -292,6 +305,7 @@ def test_emulator_training_lifecycle_from_job_to_prediction(
     assert model.labels["distillery-dataset"] == "validated-a-news-jsonl"
     assert model.labels["distillery-student"] == "text-bison-002"
     assert model.create_time is not None
+    assert "metrics" not in json.loads(type(model).to_json(model)).get("metadata", {})
     listed = clients.models.list_models(
         request={
             "parent": "projects/p-1/locations/europe-west4",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from distillery.core.errors import RequestRejectedError
-from distillery.fakes import InMemoryModelEndpoints, InMemoryRecordStore
+from distillery.fakes import InMemoryModelEndpoints, InMemoryObjectStore, InMemoryRecordStore
 from tests.helpers import wait_for
 
 
@@ -125,3 +125,12 @@ def test_fakes_deploy_fails_when_its_split_names_a_model_undeployed_meanwhile() 
     assert first_id in str(error) and "undeployed" in str(error)
     assert endpoints.operations[-1].done and endpoints.operations[-1].error
     assert endpoints.get_endpoint(endpoint).deployed_models == ()
+
+
+def test_fakes_list_names_lists_every_level_under_the_prefix_sorted() -> None:
+    store = InMemoryObjectStore()
+    for name in ("out/tb/b", "out/tb/a", "out/tb/deeper/c", "out/tbx", "other/tb/a"):
+        store.put("bucket", name, b"x")
+    store.put("elsewhere", "out/tb/z", b"x")
+    assert store.list_names("bucket", "out/tb/") == ["out/tb/a", "out/tb/b", "out/tb/deeper/c"]
+    assert store.list_names("bucket", "out/none/") == []

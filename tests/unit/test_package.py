@@ -119,6 +119,9 @@ for name in names:
 modules = [m.name for m in pkgutil.walk_packages(distillery.__path__, "distillery.")]
 for module in modules:
     importlib.import_module(module)
+# What distillery.core.training_metrics imports lazily, when it reads a job's event files.
+importlib.import_module("tensorboard.compat.proto.event_pb2")
+importlib.import_module("google_crc32c")
 installed = sorted(d.metadata["Name"].lower() for d in importlib.metadata.distributions())
 print(json.dumps({"modules": modules, "installed": installed, "file": distillery.__file__}))
 """

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import random
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from distillery.fakes import (
     InMemoryVertexPipelines,
 )
 from distillery.services.status import handle_job_event, reconcile
+from tests.unit.test_training_metrics import tensorboard_files
 
 JOB = "news-distilled-0123abcd"
 NAME = f"projects/p/locations/us-central1/pipelineJobs/{JOB}"
@@ -284,3 +287,93 @@ def test_reconcile_with_no_time_polls_nothing_and_keeps_its_place(deps: Dependen
     assert (summary.checked, summary.complete) == (0, False)
     assert _job(deps)["state"] == "SUBMITTED"
     assert reconcile(deps).checked == 1
+
+
+# -- what a SUCCEEDED job records: the metrics of its TensorBoard event files -------------------
+
+
+def _expose_tensorboard(deps: Dependencies, uri: str, **metadata: Any) -> None:
+    """The pipeline job's trainer task exposes ``tensorboard_metrics`` at ``uri``."""
+    assert isinstance(deps.vertex, InMemoryVertexPipelines)
+    deps.vertex.jobs[NAME]["jobDetail"] = {
+        "taskDetails": [
+            {
+                "taskName": "distillation-trainer",
+                "execution": {"metadata": metadata},
+                "outputs": {
+                    "tensorboard_metrics": {
+                        "artifacts": [{"schemaTitle": "system.Artifact", "uri": uri}]
+                    }
+                },
+            },
+            {
+                "taskName": "upload-llm-model",
+                "execution": {"metadata": {"output:model_resource_name": "projects/p/m/7"}},
+            },
+        ]
+    }
+
+
+def test_a_succeeded_job_records_final_metrics_and_training_curves(
+    deps: Dependencies, tmp_path: Path
+) -> None:
+    tensorboard_files(
+        tmp_path,
+        {
+            "/train_total_loss": [(10, 1.5), (20, 0.75), (30, 0.5)],
+            "/eval_fraction_of_correct_next_step_preds": [(10, 0.5), (20, 0.9), (30, 0.8)],
+            "/eval_total_loss": [(10, 1.25), (20, 0.25), (30, 0.5)],
+        },
+    )
+    for path in tmp_path.iterdir():
+        deps.objects.write_bytes("out", f"root/{JOB}/tensorboard/{path.name}", path.read_bytes())
+    _expose_tensorboard(deps, f"gs://out/root/{JOB}/tensorboard/", **{"output:selected_step": 20})
+
+    handle_job_event(_event("PIPELINE_STATE_SUCCEEDED"), deps)
+
+    record = _job(deps)
+    assert record["state"] == "SUCCEEDED" and record["model"] == "projects/p/m/7"
+    assert record["metrics"] == {
+        "train_total_loss": 0.5,  # the last
+        "eval_fraction_of_correct_next_step_preds": 0.9,  # the selected checkpoint's
+        "eval_total_loss": 0.25,
+    }
+    assert record["training_curves"]["train_total_loss"] == {
+        "steps": [10, 20, 30],
+        "values": [1.5, 0.75, 0.5],
+    }
+    assert set(record["training_curves"]) == set(record["metrics"])
+    assert [s for s, _ in _statuses(deps)] == ["SUCCEEDED"]
+
+
+@pytest.mark.parametrize("uri", [None, "gs://out/nothing-written-here/"])
+def test_a_succeeded_job_without_tensorboard_metrics_records_none_and_says_why(
+    deps: Dependencies, caplog: pytest.LogCaptureFixture, uri: str | None
+) -> None:
+    if uri is not None:
+        _expose_tensorboard(deps, uri)
+    with caplog.at_level(logging.WARNING, logger="distillery.services.status"):
+        handle_job_event(_event("PIPELINE_STATE_SUCCEEDED"), deps)
+
+    record = _job(deps)
+    assert record["state"] == "SUCCEEDED"
+    assert "metrics" not in record and "training_curves" not in record
+    expected = "no tensorboard_metrics artifact" if uri is None else "no TensorBoard event file"
+    assert any(
+        "no training metrics are recorded" in r.getMessage() and expected in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_a_storage_outage_while_reading_the_metrics_is_retried(
+    deps: Dependencies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _expose_tensorboard(deps, f"gs://out/root/{JOB}/tensorboard/")
+
+    def unavailable(bucket: str, prefix: str) -> list[str]:
+        raise ServiceUnavailableError("storage is down")
+
+    monkeypatch.setattr(deps.objects, "list_names", unavailable)
+    with pytest.raises(ServiceUnavailableError):
+        handle_job_event(_event("PIPELINE_STATE_SUCCEEDED"), deps)
+    assert _job(deps)["state"] == "SUBMITTED"  # nothing moved: the redelivery does it all

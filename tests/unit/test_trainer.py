@@ -187,6 +187,27 @@ def test_trainer_reports_vertex_metrics_and_outputs(tiny_run: TrainingResult) ->
     assert tiny_run.eval_exact_match == 1.0
 
 
+def test_trainer_event_files_carry_vertex_tags_and_the_result_metrics(
+    tiny_run: TrainingResult,
+) -> None:
+    from tensorboard.compat.proto import event_pb2
+
+    from distillery.core.training_metrics import _records
+
+    tags: dict[str, dict[int, float]] = {}
+    for path in tiny_run.tensorboard_dir.glob("events.out.tfevents.*"):
+        with path.open("rb") as reader:
+            for record in _records(reader, str(path)):
+                event = event_pb2.Event.FromString(record)
+                for value in event.summary.value:
+                    tags.setdefault(value.tag, {})[event.step] = value.simple_value
+    # SPEC "After the job": the names Vertex AI TensorBoard shows, with their leading "/".
+    assert set(tags) == {f"/{name}" for name in tiny_run.metrics}
+    assert sorted(tags["/eval_total_loss"]) == [20, 40, 60]
+    for name, value in tiny_run.metrics.items():
+        assert tags[f"/{name}"][tiny_run.selected_step] == pytest.approx(value, rel=1e-6)
+
+
 def test_trainer_save_load_predict_round_trip(tiny_run: TrainingResult) -> None:
     predictor = load_predictor(tiny_run.model_dir)
 

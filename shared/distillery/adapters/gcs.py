@@ -107,3 +107,9 @@ class GcsObjectStore(ObjectStore):
                 if_generation_match=0 if if_absent else None,
             )
         return _info(copied)
+
+    def list_names(self, bucket: str, prefix: str) -> list[str]:
+        # The client pages through the listing itself; only names are kept, never contents.
+        with translate_google_errors(f"listing gs://{bucket}/{prefix}"):
+            names = [blob.name for blob in self.client.list_blobs(bucket, prefix=prefix)]
+        return sorted(names)

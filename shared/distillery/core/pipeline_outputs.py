@@ -1,10 +1,11 @@
-"""Reading what a pipeline job exposes: the uploaded model, the final metrics, live progress.
+"""Reading what a pipeline job exposes: the uploaded model and live progress.
 
 Vertex AI pipelines expose their results in ``jobDetail.taskDetails``: the tuning pipelines' model
 upload task records the model as ``execution.metadata["output:model_resource_name"]`` (where the
-Vertex AI SDK reads it), and metrics are ``system.Metrics`` output artifacts whose ``metadata``
-holds the values (the Kubeflow Pipelines convention). Progress while a job runs is read from
-``progress:*`` keys of a task's execution metadata (the local Vertex AI API writes them).
+Vertex AI SDK reads it). Progress while a job runs is read from ``progress:*`` keys of a task's
+execution metadata (the local Vertex AI API writes them). The tuning metrics are not here: the
+real pipelines write them only to TensorBoard event files
+(:mod:`distillery.core.training_metrics`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ MODEL_KEY = "output:model_resource_name"
 #: Where the tuning pipelines' deploy task (``deploy_llm_model``) records the endpoint it created
 #: and deployed the model on. (The model's name there may carry ``@VERSION``.)
 ENDPOINT_KEY = "output:endpoint_resource_name"
-METRICS_SCHEMA = "system.Metrics"
 PROGRESS_PREFIX = "progress:"
 
 
@@ -28,25 +28,15 @@ def _tasks(info: PipelineJobInfo) -> Iterator[Mapping[str, Any]]:
 
 
 def read_outputs(info: PipelineJobInfo) -> dict[str, Any]:
-    """``{"model": resource name, "endpoint": resource name, "metrics": {name: value}}`` as far
-    as the job exposes them (``endpoint``: where the pipeline itself deployed the model)."""
+    """``{"model": resource name, "endpoint": resource name}`` as far as the job exposes them
+    (``endpoint``: where the pipeline itself deployed the model)."""
     outputs: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
     for task in _tasks(info):
         metadata = (task.get("execution") or {}).get("metadata") or {}
         if metadata.get(MODEL_KEY):
             outputs["model"] = str(metadata[MODEL_KEY])
         if metadata.get(ENDPOINT_KEY):
             outputs["endpoint"] = str(metadata[ENDPOINT_KEY])
-        for artifact_list in (task.get("outputs") or {}).values():
-            for artifact in artifact_list.get("artifacts") or []:
-                if artifact.get("schemaTitle") != METRICS_SCHEMA:
-                    continue
-                for name, value in (artifact.get("metadata") or {}).items():
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        metrics[name] = float(value)
-    if metrics:
-        outputs["metrics"] = metrics
     return outputs
 
 

@@ -85,6 +85,15 @@ class ObjectStore(ABC):
             PreconditionFailedError: ``if_absent`` and the destination exists.
         """
 
+    @abstractmethod
+    def list_names(self, bucket: str, prefix: str) -> list[str]:
+        """The names of the live objects in ``bucket`` whose names start with ``prefix``, sorted
+        (every level below it: a flat listing, no directory emulation).
+
+        Raises:
+            ObjectNotFoundError: no such bucket.
+        """
+
     def read_bytes(
         self, bucket: str, name: str, generation: int | None = None, *, limit: int = 1 << 20
     ) -> bytes:

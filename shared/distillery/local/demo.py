@@ -177,7 +177,8 @@ def run(state_dir: Path, name: str) -> int:
 
 
 def _evaluation(job: dict[str, Any]) -> None:
-    """Say what the golden-set evaluation of ``job`` found, side by side, and where its report is."""
+    """Say what the golden-set evaluation of ``job`` found, side by side, and where its report
+    is."""
     promotion = job.get("promotion") or {}
     evaluated = promotion.get("evaluation") or {}
     golden = evaluated.get("golden") or {}

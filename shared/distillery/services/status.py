@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from distillery.core.errors import DistilleryError, InvalidEventError, ObjectNotFoundError
+from distillery.core.errors import (
+    DistilleryError,
+    InvalidEventError,
+    ObjectNotFoundError,
+    PermanentError,
+)
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
 from distillery.core.jobs import Transition, announce, can_move, transition
 from distillery.core.models import JobEvent, JobState
@@ -126,11 +131,29 @@ def apply_pipeline_state(
 
 
 def _outputs(pipeline_job: str, deps: Dependencies) -> dict[str, Any]:
-    """The model and metrics a finished pipeline job exposes (empty when it exposes none)."""
+    """The model, the final ``metrics`` and the ``training_curves`` a finished pipeline job
+    exposes (each left out when it exposes none).
+
+    The metrics are read from the event files of the job's ``tensorboard_metrics`` artifact
+    (:func:`~distillery.core.training_metrics.read_training_metrics`): where there is none, or
+    they cannot be read, the job succeeds without metrics and the reason is logged.
+
+    Raises:
+        RetryableError: Vertex AI or Cloud Storage failed; applying the state again is safe.
+    """
     from distillery.core.pipeline_outputs import read_outputs
+    from distillery.core.training_metrics import read_training_metrics
 
     info = deps.require_vertex().get(pipeline_job)
-    return read_outputs(info)
+    outputs = read_outputs(info)
+    try:
+        training = read_training_metrics(deps.objects, info)
+    except PermanentError as exc:  # absent, or unreadable for good: success does not depend on it
+        logger.warning("%s: no training metrics are recorded: %s", pipeline_job, exc)
+        return outputs
+    outputs["metrics"] = training.final
+    outputs["training_curves"] = training.curves_document()
+    return outputs
 
 
 @dataclass

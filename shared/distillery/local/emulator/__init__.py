@@ -26,9 +26,10 @@ live progress and, at the end, the metrics and the model are on the job's ``jobD
 - progress: ``jobDetail.taskDetails[taskName="distillation-trainer"].execution.metadata``
   ``"progress:step"``, ``"progress:train_steps"``, ``"progress:fraction_complete"``,
   ``"progress:train_total_loss"``, ``"progress:eval_fraction_of_correct_next_step_preds"``;
-- metrics: ``jobDetail.taskDetails[taskName="distillation-trainer"].outputs["metrics"]
-  .artifacts[0].metadata`` (``system.Metrics``: ``train_total_loss``,
-  ``train_fraction_of_correct_next_step_preds``, ``train_num_predictions``, ``eval_*``);
+- metrics: TensorBoard event files in the directory ``jobDetail.taskDetails[taskName=
+  "distillation-trainer"].outputs["tensorboard_metrics"].artifacts[0].uri`` (tags
+  ``/train_total_loss``, ``/train_fraction_of_correct_next_step_preds``,
+  ``/train_num_predictions``, ``/eval_*``), as the real tuning pipelines write them;
 - model: ``jobDetail.taskDetails[taskName="upload-llm-model"].execution.metadata
   ["output:model_resource_name"]`` (where the Vertex AI SDK reads it for tuning pipelines;
   ``.../models/M@1``, the uploaded version), labelled as the tuning pipelines label tuned models

@@ -14,11 +14,9 @@ While the job runs, and after it ended, its ``jobDetail`` shows the tasks::
                        "progress:train_total_loss": 0.61,
                        "progress:eval_fraction_of_correct_next_step_preds": 0.92}},
         "outputs": {  # once SUCCEEDED
-          "metrics": {"artifacts": [{"schemaTitle": "system.Metrics", "uri": ".../metrics.jsonl",
-                                     "metadata": {"train_total_loss": ..., "eval_...": ...}}]},
           "model": {"artifacts": [{"schemaTitle": "system.Model", "uri": ".../model/"}]},
-          "tensorboard": {"artifacts": [{"schemaTitle": "system.Artifact",
-                                         "uri": ".../tensorboard/"}]}}},
+          "tensorboard_metrics": {"artifacts": [{"schemaTitle": "system.Artifact",
+                                                 "uri": "gs://.../tensorboard/"}]}}},
        {"taskId": "4", "taskName": "upload-llm-model", "state": "SUCCEEDED",
         "execution": {"metadata": {
             "output:model_resource_name": "projects/P/locations/L/models/M@1"}}},
@@ -26,13 +24,15 @@ While the job runs, and after it ended, its ``jobDetail`` shows the tasks::
         "execution": {"metadata": {
             "output:endpoint_resource_name": "projects/P/locations/L/endpoints/E"}}}]}
 
-The final metrics (Vertex AI's names, ``train_*`` and with eval data ``eval_*``) are the
-``metadata`` of the ``metrics`` output artifact of the ``distillation-trainer`` task, KFP's
-``system.Metrics`` convention; the model's resource name is where the Vertex AI SDK reads it for
-tuning pipelines: ``execution.metadata["output:model_resource_name"]`` of ``upload-llm-model``
-(with its version, ``@1``); the endpoint the pipeline deployed it on, as the tuning pipelines'
-``deploy_llm_model`` component outputs it: ``execution.metadata["output:endpoint_resource_name"]``
-of ``deploy-llm-model``.
+The tuning metrics are where the trainer tasks of Google's LLM pipelines put them: TensorBoard
+event files (tags ``/train_total_loss``, ..., with eval data ``/eval_*``) in the directory that is
+the ``uri`` of the ``tensorboard_metrics`` output artifact (a ``system.Artifact``); there is no
+``system.Metrics`` artifact (see :mod:`distillery.core.training_metrics`). The model's resource
+name is where the Vertex AI SDK reads it for tuning pipelines:
+``execution.metadata["output:model_resource_name"]`` of ``upload-llm-model`` (with its version,
+``@1``); the endpoint the pipeline deployed it on, as the tuning pipelines' ``deploy_llm_model``
+component outputs it: ``execution.metadata["output:endpoint_resource_name"]`` of
+``deploy-llm-model``.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ Every model has one version, ``"1"`` (alias ``default``): ``GET .../models/ID``,
                 "google-vertex-llm-tuning-job-id": JOB,
                 "distillery-pipeline-job": JOB, "distillery-dataset": "...",
                 "distillery-dataset-generation": "...", "distillery-student": "...", ...},
-     "metadata": {"metrics": {"train_total_loss": ..., "eval_...": ...}, "studentModelReference",
-                  "teacherModelReference", "datasetUri", "evaluationDataUri"},
+     "metadata": {"studentModelReference", "teacherModelReference", "datasetUri",
+                  "evaluationDataUri", "selectedStep"},  # no metrics, as on Google Cloud
      "modelSourceInfo": {"sourceType": "CUSTOM"},
      "supportedDeploymentResourcesTypes": ["AUTOMATIC_RESOURCES"],
      "deployedModels": [{"endpoint": "projects/P/locations/L/endpoints/E", "deployedModelId": D}]}

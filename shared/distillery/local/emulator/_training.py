@@ -12,7 +12,9 @@ already read and counted the data and written the manifest). It
    terminates it (then kills it after a grace period), a crash fails the job with the reason;
 3. uploads the model, metrics and TensorBoard files to ``<gcsOutputDirectory>/<job id>/`` and
    registers the model in the Model Registry, labelled as the tuning pipelines label tuned models
-   (``google-vertex-llm-tuning-base-model-id``, ``google-vertex-llm-tuning-job-id``);
+   (``google-vertex-llm-tuning-base-model-id``, ``google-vertex-llm-tuning-job-id``); the tuning
+   metrics are exposed as the real pipelines expose them: only in the event files of the
+   ``tensorboard_metrics`` artifact;
 4. as the real pipeline does (its ``deploy-llm-model`` task), creates a NEW endpoint whose
    display name is the job's ``model_display_name`` and deploys the model there with all the
    traffic, waiting for the deployment to finish: the job is SUCCEEDED only once that endpoint
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from distillery.core.ports import ObjectStore
+from distillery.core.training_metrics import TENSORBOARD_OUTPUT
 from distillery.local.emulator._config import TrainerOptions
 from distillery.local.emulator._endpoints import EndpointService
 from distillery.local.emulator._job_detail import (
@@ -233,7 +236,6 @@ class LocalTrainer(Trainer):
             _upload_file(store, Path(result["labelsPath"]), bucket, f"{prefix}{LABELS_FILE}")
         evaluation_output = _upload_evaluation_metrics(job, inputs, store, result)
         context.raise_if_cancelled()
-        metrics = {str(k): float(v) for k, v in result["metrics"].items()}
         parameters = job.parameters
         student = str(parameters["student_model_reference"])
         model = self._registry.register(
@@ -245,8 +247,9 @@ class LocalTrainer(Trainer):
             labels=_model_labels(job, inputs, student, teacher_reference if teacher else None),
             description=f"Distilled from {teacher_reference} into {student} by {job.name}",
             pipeline_job=job.name,
+            # No metrics here: the real tuning pipelines set none on the model (their figures
+            # are only in the TensorBoard event files of the trainer's tensorboard_metrics).
             metadata={
-                "metrics": metrics,
                 "datasetUri": inputs.dataset.uri,
                 "evaluationDataUri": inputs.evaluation.uri if inputs.evaluation else None,
                 "studentModelReference": student,
@@ -255,11 +258,14 @@ class LocalTrainer(Trainer):
             },
         )
         outputs = {
-            "metrics": artifact(
-                job, "metrics", "system.Metrics", f"{output}metrics.jsonl", metadata=metrics
-            ),
             "model": artifact(job, "model", "system.Model", f"{output}model/"),
-            "tensorboard": artifact(job, "tensorboard", "system.Artifact", f"{output}tensorboard/"),
+            # As the trainer tasks of Google's LLM pipelines declare it (kubeflow/pipelines,
+            # google_cloud_pipeline_components/_implementation/llm/supervised_fine_tuner.py:
+            # ``tensorboard_metrics: dsl.Output[dsl.Artifact]``): the directory of the event
+            # files, and no system.Metrics artifact beside it.
+            TENSORBOARD_OUTPUT: artifact(
+                job, TENSORBOARD_OUTPUT, "system.Artifact", f"{output}tensorboard/"
+            ),
         }
         if evaluation_output is not None:
             outputs["evaluation"] = artifact(

@@ -41,7 +41,8 @@ class MetricsRecorder:
         self._lines.flush()
         if self._writer is not None:
             for name, value in metrics.items():
-                self._writer.add_scalar(name, value, global_step=step)
+                # Vertex AI's tags carry a leading "/" (SPEC: "/train_total_loss", ...).
+                self._writer.add_scalar(f"/{name}", value, global_step=step)
 
     def close(self) -> None:
         """Flush and close both outputs."""
