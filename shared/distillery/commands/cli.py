@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     import distillery.local.stack.cli as localstack_cli
     from distillery.commands import ops as ops_cli
     from distillery.commands import plan as plan_cli
+    from distillery.commands import report as report_cli
 
     parser = argparse.ArgumentParser(
         prog="distillery",
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     localstack_cli.register(subparsers)
     plan_cli.register(subparsers)
     ops_cli.register(subparsers)
+    report_cli.register(subparsers)
     return parser
 
 
