@@ -131,8 +131,9 @@ def apply_pipeline_state(
 
 
 def _outputs(pipeline_job: str, deps: Dependencies) -> dict[str, Any]:
-    """The model, the final ``metrics`` and the ``training_curves`` a finished pipeline job
-    exposes (each left out when it exposes none).
+    """The model, the endpoint the pipeline deployed it on (``candidate_endpoint``), the final
+    ``metrics`` and the ``training_curves`` a finished pipeline job exposes (each left out when
+    it exposes none).
 
     The metrics are read from the event files of the job's ``tensorboard_metrics`` artifact
     (:func:`~distillery.core.training_metrics.read_training_metrics`): where there is none, or
@@ -146,6 +147,10 @@ def _outputs(pipeline_job: str, deps: Dependencies) -> dict[str, Any]:
 
     info = deps.require_vertex().get(pipeline_job)
     outputs = read_outputs(info)
+    if "endpoint" in outputs:
+        # The endpoint the pipeline deployed the model on, to be judged there: not the family's
+        # serving endpoint (``endpoint`` once the job is PROMOTED).
+        outputs["candidate_endpoint"] = outputs.pop("endpoint")
     try:
         training = read_training_metrics(deps.objects, info)
     except PermanentError as exc:  # absent, or unreadable for good: success does not depend on it
