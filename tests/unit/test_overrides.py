@@ -12,7 +12,12 @@ import pytest
 from distillery import facts, overrides, policy
 from distillery.commands import cli
 from distillery.core.models import LaunchRequest
-from distillery.core.settings import ENVIRONMENT, PROMOTION_GATE_KEYS, Settings
+from distillery.core.settings import (
+    ENVIRONMENT,
+    EVALUATION_GATE_KEYS,
+    PROMOTION_GATE_KEYS,
+    Settings,
+)
 from distillery.overrides import PARAMETERS, ProblemKind, check_overrides
 from distillery.validation import CONFIG_RULES, validate_config
 from distillery.validation._config import RULE_OF_PROBLEM
@@ -149,7 +154,7 @@ def test_overrides_schema_keys() -> None:
     assert tuple(PARAMETERS) == overrides.OVERRIDABLE_PARAMETERS
     assert policy.OVERRIDABLE_PARAMETERS is overrides.OVERRIDABLE_PARAMETERS
     gates = tuple(name for name, p in PARAMETERS.items() if p.promotion_gate)
-    assert gates == PROMOTION_GATE_KEYS
+    assert gates == (*PROMOTION_GATE_KEYS, *EVALUATION_GATE_KEYS)
     assert overrides.OVERRIDABLE_PARAMETERS[-len(gates) :] == gates
     needs_eval = {name for name, p in PARAMETERS.items() if p.needs_eval}
     assert needs_eval == {*facts.EVAL_ONLY_PARAMETERS, *PROMOTION_GATE_KEYS}
@@ -189,3 +194,27 @@ def test_overrides_normalizing_is_idempotent() -> None:
     once = check_overrides(raw, has_eval=True)
     assert once.valid
     assert check_overrides(once.values, has_eval=True).values == once.values
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("promotion_tolerance", 0.05, None),
+        ("promotion_tolerance", 1.5, "a number from 0 to 1"),
+        ("promotion_confidence", 0.99, None),
+        ("promotion_confidence", 1.0, "a number from 0.5 to below 1"),
+        ("bootstrap_resamples", 500, None),
+        ("bootstrap_resamples", 50, "an integer"),
+        ("max_class_regression", -0.1, "a number from 0 to 1"),
+        ("min_task_score", 0.8, None),
+    ],
+)
+def test_overrides_evaluation_thresholds_need_no_eval_set(
+    key: str, value: Any, expected: str | None
+) -> None:
+    checked = check_overrides({key: value}, has_eval=False)
+    messages = [problem.message for problem in checked.errors]
+    if expected is None:
+        assert messages == [] and checked.values[key] == value
+    else:
+        assert len(messages) == 1 and expected in messages[0]
