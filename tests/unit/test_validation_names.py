@@ -50,4 +50,4 @@ def test_classify_object_name_honours_another_prefix() -> None:
 
 
 def test_dataset_kind_values_are_stable() -> None:
-    assert [kind.value for kind in DatasetKind] == ["training", "eval", "config"]
+    assert [kind.value for kind in DatasetKind] == ["training", "eval", "golden", "config"]

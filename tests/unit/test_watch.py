@@ -108,16 +108,25 @@ def test_follower_reports_every_transition_once_in_order_whatever_the_messages(
     ]
     follower.step()
     follower.step()
+    _move(deps, "job-1", JobState.EVALUATING)
     _move(deps, "job-1", JobState.PROMOTED, endpoint="projects/p/locations/l/endpoints/1")
     feed.batches = [[_status("job-1", JobState.PROMOTED)] * 2]
     assert follower.follow(timeout=5) == "PROMOTED"
-    assert _states(out) == ["REQUESTED", "SUBMITTED", "RUNNING", "SUCCEEDED", "PROMOTED"]
+    assert _states(out) == [
+        "REQUESTED",
+        "SUBMITTED",
+        "RUNNING",
+        "SUCCEEDED",
+        "EVALUATING",
+        "PROMOTED",
+    ]
     assert [c.previous_state for c in out.states] == [
         None,
         "REQUESTED",
         "SUBMITTED",
         "RUNNING",
         "SUCCEEDED",
+        "EVALUATING",
     ]
     assert out.states[-1].endpoint == "projects/p/locations/l/endpoints/1"
     assert out.states[0].endpoint is None  # fields are given with the states they go with

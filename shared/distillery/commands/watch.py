@@ -160,6 +160,8 @@ class TextOutput:
             details = f"model {change.model}"
             if accuracy is not None:
                 details += f"  eval accuracy {accuracy:.3f}"
+        elif change.state == JobState.EVALUATING:
+            details = "the model and the champion answer the family's golden set"
         elif change.state == JobState.PROMOTED:
             details = f"serving on {change.endpoint}"
         if change.reason:
