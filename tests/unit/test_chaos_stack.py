@@ -60,6 +60,8 @@ def test_chaos_stack_launched_means_past_requested() -> None:
     assert not chaos_stack.launched({})
     for state in ("SUBMITTED", "FAILED", "REJECTED_BY_POLICY"):
         assert chaos_stack.launched({"state": state})
+    assert not chaos_stack._all_launched({})  # no job at all is not a launched one
+    assert not chaos_stack._all_launched({"a": {"state": "SUBMITTED"}, "b": {"state": "REQUESTED"}})
     record = {"history": [{"state": "REQUESTED"}, {"state": "SUBMITTED"}]}
     assert chaos_stack.history(record) == ["REQUESTED", "SUBMITTED"]
 

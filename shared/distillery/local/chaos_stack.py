@@ -351,6 +351,10 @@ def _check_launched(chaos: StackChaos, before: Iterable[str], counts: StackCount
         counts.notes.append(f"jobs never submitted: {', '.join(stuck)}")
 
 
+def _all_launched(jobs: dict[str, dict[str, Any]]) -> bool:
+    return bool(jobs) and all(launched(record) for record in jobs.values())
+
+
 def _seconds_since(rfc3339: str) -> float:
     return (datetime.now(UTC) - datetime.fromisoformat(rfc3339)).total_seconds()
 
@@ -407,7 +411,7 @@ def kill_launch_job_mid_create(chaos: StackChaos) -> StackCounts:
             if not chaos.wait_restarted("launch_job", restarts + 1):
                 raise WindowMissed("launch_job was not restarted within 60 s")
             # Only the redelivery to launch_job can submit the job while track_status is held.
-            if not wait_for(lambda: all(launched(r) for r in chaos.jobs().values()), timeout=120):
+            if not wait_for(lambda: _all_launched(chaos.jobs()), timeout=120):
                 counts.lost_events += 1
                 counts.notes.append("the job was not SUBMITTED within 120 s of the restart")
         if int(chaos.bridge()["failed"]) <= failed:
