@@ -351,7 +351,7 @@ def _recorded_answers(
     judged (from its decision report), or None."""
     from distillery.reports import decision_report_paths
 
-    json_name, _ = decision_report_paths(job_id)
+    json_name, _ = decision_report_paths(job_id, deps.settings.reports_prefix)
     try:
         report = json.loads(
             deps.objects.read_bytes(deps.settings.bucket, json_name, limit=MAX_GOLDEN_BYTES)
@@ -432,7 +432,9 @@ def write_report(report: Mapping[str, Any], bucket: str, deps: Dependencies) -> 
     """
     from distillery.reports import decision_report_paths, render_decision_html
 
-    json_name, html_name = decision_report_paths(str(report["job_id"]))
+    json_name, html_name = decision_report_paths(
+        str(report["job_id"]), deps.settings.reports_prefix
+    )
     deps.objects.write_bytes(
         bucket,
         json_name,
