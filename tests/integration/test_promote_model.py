@@ -1,6 +1,7 @@
 """promote_model end to end on the local stack: upload → validation → launch → training →
-SUCCEEDED → promote_model deploys the model on the endpoint named after it, which answers the eval
-prompts; then a worse rerun of the same family is REJECTED and the champion stays."""
+SUCCEEDED (the model on its own endpoint) → EVALUATING on the family's golden set, side by side
+with the champion → PROMOTED on the family's serving endpoint, or REJECTED; the judged model's own
+endpoint is gone either way."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from distillery.core.errors import ObjectNotFoundError
 from distillery.core.jobs import new_record
 from distillery.core.models import JobState, LaunchRequest
 from distillery.core.runtime import Dependencies
@@ -59,36 +61,80 @@ def _predict(stack: Any, endpoint: str, prompts: list[str]) -> list[str]:
     return [str(p["content"]).strip() for p in answer["predictions"]]
 
 
-def test_promote_model_serves_the_champion_and_rejects_a_worse_rerun(stack: Any) -> None:
+def _gone(stack_deps: Dependencies, endpoint: str) -> bool:
+    try:
+        stack_deps.require_endpoints().get_endpoint(endpoint)
+    except ObjectNotFoundError:
+        return True
+    return False
+
+
+def _rerun(stack: Any, of: dict[str, Any], steps: int, request_id: str) -> None:
+    rerun = LaunchRequest(
+        rerun_of=of["job_id"], overrides={"train_steps": steps}, request_id=request_id
+    )
+    stack.publish(stack.settings.launch_topic, rerun.to_bytes())
+
+
+def test_promote_model_judges_on_the_golden_set_side_by_side(
+    stack: Any, stack_deps: Dependencies
+) -> None:
+    """A weak first model is promoted on the absolute thresholds; a better rerun beats it on the
+    same golden set and is promoted; a worse rerun is rejected by the side-by-side result. Each
+    model is judged on its own endpoint, which is gone once it is decided."""
     train, evaluation = generate(300, 30)
     stack.upload("datasets/promo.eval.jsonl", jsonl(evaluation))
-    stack.upload("datasets/promo.config.json", b'{"train_steps": 200}')
+    stack.upload("datasets/promo.config.json", b'{"train_steps": 1}')
     stack.upload("datasets/promo.jsonl", jsonl(train))
 
-    champion_job = _finished(stack, "PROMOTED")
-    assert champion_job["spec"]["model_display_name"] == FAMILY
-    endpoint = champion_job["endpoint"]
-    assert champion_job["promotion"]["decision"] == "promote"
-    assert "eval_fraction_of_correct_next_step_preds" in champion_job["metrics"]
+    weak = _finished(stack, "PROMOTED")
+    assert weak["spec"]["model_display_name"] == FAMILY
+    # Its pipeline deployed it on an endpoint of its own before the gate; that one is gone now.
+    own = weak["candidate_endpoint"]
+    assert weak["promotion"]["candidate_endpoint"] == own != weak["endpoint"]
+    assert _gone(stack_deps, own)
+    states = [h["state"] for h in weak["history"]]
+    assert states[-3:] == ["SUCCEEDED", "EVALUATING", "PROMOTED"]
+    golden = weak["promotion"]["evaluation"]["golden"]
+    assert golden["examples"] == len(evaluation)
     family = stack.firestore_client().collection("models").document(FAMILY).get().to_dict()
-    assert family["champion"]["job_id"] == champion_job["job_id"]
-    assert family["champion"]["endpoint"] == endpoint
+    assert family["golden"]["sha256"] == golden["sha256"]
+    serving = family["endpoint"]
+    assert weak["endpoint"] == serving
+    assert stack_deps.require_endpoints().get_endpoint(serving).display_name == (
+        f"{FAMILY}-serving"
+    )
 
-    # The endpoint named after the model answers the eval prompts.
-    answers = _predict(stack, endpoint, [e.input_text for e in evaluation])
+    _rerun(stack, weak, 200, "better-rerun")
+    better = _finished(stack, "PROMOTED", exclude=frozenset({weak["job_id"]}))
+    evaluated = better["promotion"]["evaluation"]
+    assert evaluated["golden"]["sha256"] == golden["sha256"]  # the same frozen set
+    assert evaluated["comparison"]["mean_difference"] > 0
+    assert evaluated["comparison"]["low"] >= -0.02
+    assert _gone(stack_deps, better["candidate_endpoint"])
+    answers = _predict(stack, serving, [e.input_text for e in evaluation])
     correct = sum(a == e.output_text for a, e in zip(answers, evaluation, strict=True))
     assert correct / len(evaluation) >= 0.9, answers
 
-    # A worse rerun of the same family (one training step) is rejected; the champion stays.
-    rerun = LaunchRequest(
-        rerun_of=champion_job["job_id"], overrides={"train_steps": 1}, request_id="worse-rerun"
-    )
-    stack.publish(stack.settings.launch_topic, rerun.to_bytes())
-    rejected = _finished(stack, "REJECTED", exclude=frozenset({champion_job["job_id"]}))
-    assert "does not beat" in rejected["reason"] and champion_job["job_id"] in rejected["reason"]
+    _rerun(stack, better, 1, "worse-rerun")
+    done = frozenset({weak["job_id"], better["job_id"]})
+    rejected = _finished(stack, "REJECTED", exclude=done)
+    reason = rejected["reason"]
+    assert "on the golden set: mean paired difference" in reason and "CI" in reason, reason
+    assert _gone(stack_deps, rejected["promotion"]["candidate_endpoint"])  # nothing billing
     after = stack.firestore_client().collection("models").document(FAMILY).get().to_dict()
-    assert after["champion"]["job_id"] == champion_job["job_id"] and after["history"] == []
-    assert _predict(stack, endpoint, [evaluation[0].input_text]) == [evaluation[0].output_text]
+    assert after["champion"]["job_id"] == better["job_id"]
+    assert [h["job_id"] for h in after["history"]] == [weak["job_id"]]
+    assert _predict(stack, serving, [evaluation[0].input_text]) == [evaluation[0].output_text]
+
+    # The decision report is in the bucket, as JSON and as a page.
+    report = rejected["promotion"]["report"]
+    assert report["html"].endswith(f"decisions/{rejected['job_id']}.html")
+    name = report["json"].split("/", 3)[3]
+    data = json.loads(stack_deps.objects.read_bytes(stack.settings.bucket, name))
+    assert data["decision"] == "reject" and data["comparison"]["mean_difference"] < 0
+    assert data["champion"]["job_id"] == better["job_id"]
+    assert data["disagreements"]
 
 
 def test_a_deployment_longer_than_promote_models_budget_is_finished_once(
@@ -108,20 +154,28 @@ def test_a_deployment_longer_than_promote_models_budget_is_finished_once(
         stack_deps,
         settings=dataclasses.replace(stack_deps.settings, promote_budget_seconds=0.1),
     )
+    # As its pipeline would have: the model on an endpoint of its own, named after the family.
+    endpoints = deps.require_endpoints()
+    own = endpoints.create_endpoint("slow-distilled", "us-central1")
+    endpoints.deploy(own.name, champion_job["model"])
     record = new_record(
         "slow-deploy",
         JobState.SUCCEEDED,
         deps.clock(),
         {
-            "spec": {"model_display_name": "slow-distilled"},
+            "spec": {
+                "model_display_name": "slow-distilled",
+                "evaluation_data_uri": champion_job["spec"]["evaluation_data_uri"],
+            },
             "model": champion_job["model"],
+            "candidate_endpoint": own.name,
             "metrics": champion_job["metrics"],
             "request": {"overrides": {}},
         },
     )
     deps.records.set(deps.settings.jobs_collection, "slow-deploy", record)
     outcome = promote("slow-deploy", deps)
-    assert outcome is not None and outcome.state is JobState.SUCCEEDED, outcome
+    assert outcome is not None and outcome.state is JobState.EVALUATING, outcome
     job = _jobs(stack)["slow-deploy"]
     operation = job["promotion"]["operation"]
     assert "/operations/" in operation
