@@ -16,6 +16,7 @@ from distillery.core.errors import ObjectNotFoundError
 from distillery.core.jobs import new_record
 from distillery.core.models import JobState, LaunchRequest
 from distillery.core.runtime import Dependencies
+from distillery.local.chaos_stack import StackChaos
 from distillery.local.example_data import generate
 from distillery.services.promoter import finish_promotions, promote
 from tests.helpers import jsonl, wait_for
@@ -173,14 +174,19 @@ def test_a_deployment_longer_than_promote_models_budget_is_finished_once(
             "request": {"overrides": {}},
         },
     )
-    deps.records.set(deps.settings.jobs_collection, "slow-deploy", record)
-    outcome = promote("slow-deploy", deps)
-    assert outcome is not None and outcome.state is JobState.EVALUATING, outcome
-    job = _jobs(stack)["slow-deploy"]
-    operation = job["promotion"]["operation"]
-    assert "/operations/" in operation
-    family = stack.firestore_client().collection("models").document("slow-distilled").get()
-    assert family.to_dict()["lease"]["holder"] == "promotion of job slow-deploy"
+    # The stack's scheduled reconcile would take the job up meanwhile (as it should: it finishes
+    # promotions); held here, so this call is the only one working on it.
+    # track_status announced SUCCEEDED already (else promote_model would take the job up too).
+    record["announced"] = ["SUCCEEDED"]
+    with StackChaos(stack).frozen("reconcile"):
+        deps.records.set(deps.settings.jobs_collection, "slow-deploy", record)
+        outcome = promote("slow-deploy", deps)
+        assert outcome is not None and outcome.state is JobState.EVALUATING, outcome
+        job = _jobs(stack)["slow-deploy"]
+        operation = job["promotion"]["operation"]
+        assert "/operations/" in operation
+        family = stack.firestore_client().collection("models").document("slow-distilled").get()
+        assert family.to_dict()["lease"]["holder"] == "promotion of job slow-deploy"
 
     def finished() -> bool:
         finish_promotions(deps)
