@@ -237,3 +237,226 @@ TENSORBOARD_PATTERN = re.compile(
 KMS_KEY_PATTERN = re.compile(
     r"projects/[^/\s]+/locations/(?P<location>[^/\s]+)/keyRings/[^/\s]+/cryptoKeys/[^/\s]+"
 )
+
+
+# --- Gemini supervised tuning: the backend that runs on Google Cloud today -----------------------
+#
+# PaLM 2 and the template above were shut down on 2025-04-09; Gemini supervised tuning
+# (``tuningJobs``) is their successor. Sources, all read 2026-12-01 through the project's stored
+# copies of Google's documentation:
+#
+# - ``[sft-about]``: "About supervised fine-tuning for Gemini models", section "Limitations"
+#   (cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning; the full
+#   per-model tables were read in its zh-CN rendering, last updated 2025-09-04).
+# - ``[sft-prepare]``: "Prepare supervised fine-tuning data for Gemini models"
+#   (cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning-prepare).
+# - ``[sft-regions]``: "Supervised fine-tuning regions"
+#   (cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning-region-settings).
+# - ``[tuning-api]``: the Tuning API reference
+#   (docs.cloud.google.com/gemini-enterprise-agent-platform/reference/models/tuning) and the
+#   ``EncryptionSpec`` REST reference (docs.cloud.google.com/vertex-ai/docs/reference/rest/v1/
+#   EncryptionSpec).
+# - ``[genai-sdk]``: the google-genai SDK's tuning guide (its example tunes ``gemini-2.5-flash``).
+# - ``[aiplatform-2.7.0]``: ``google.cloud.aiplatform_v1.types.SupervisedHyperParameters``.
+#
+# The newest Tuning API reference also lists Gemini 3.5 Flash, Gemini 3.5 Flash-Lite and Gemini
+# 3.1 Flash-Lite as tunable, but the stored copies cut its model list and limits tables short, so
+# their per-model limits could not be read: they are left out until they can be recorded here.
+
+#: The ``AdapterSize`` enum of ``SupervisedHyperParameters`` [aiplatform-2.7.0], by value name,
+#: with the adapter size (rank) each names.
+ADAPTER_SIZES: dict[str, int] = {
+    "ADAPTER_SIZE_ONE": 1,
+    "ADAPTER_SIZE_TWO": 2,
+    "ADAPTER_SIZE_FOUR": 4,
+    "ADAPTER_SIZE_EIGHT": 8,
+    "ADAPTER_SIZE_SIXTEEN": 16,
+    "ADAPTER_SIZE_THIRTY_TWO": 32,
+}
+
+#: The training-price figures below could not be found in the stored copies of Google's pricing
+#: page (searched 2026-12-01): they are the per-1M-training-token list prices of the Vertex AI
+#: pricing page's "Tuning" rows as last read before (2025), kept as a planning estimate only.
+#: Anything that shows a cost must say it is an estimate while this is False.
+GEMINI_TUNING_PRICES_VERIFIED = False
+#: Where the prices would be checked (cloud.google.com/vertex-ai/generative-ai/pricing).
+GEMINI_TUNING_PRICES_SOURCE = "cloud.google.com/vertex-ai/generative-ai/pricing (Tuning)"
+
+#: "1GB for JSONL" [sft-about], read as 10^9 bytes: the smaller reading, so a file this accepts
+#: fits either way.
+GEMINI_MAX_DATASET_BYTES = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class GeminiTuningModel:
+    """One Gemini base model that supports supervised tuning, with its documented limits."""
+
+    #: The ``baseModel`` of a TuningJob.
+    model_id: str
+    name: str
+    #: "Maximum input and output tokens per training example" [sft-about].
+    max_example_tokens: int
+    #: "Maximum training dataset size": text-only examples [sft-about].
+    max_training_examples: int
+    #: "Maximum validation dataset size" [sft-about].
+    max_validation_examples: int
+    #: "Maximum training dataset file size" for JSONL [sft-about].
+    max_dataset_bytes: int
+    #: The ``adapterSize`` values [sft-about] allows, as :data:`ADAPTER_SIZES` names.
+    adapter_sizes: tuple[str, ...]
+    #: USD per 1M training tokens; see :data:`GEMINI_TUNING_PRICES_VERIFIED`.
+    usd_per_million_training_tokens: float
+
+
+_ADAPTERS_TO_16: tuple[str, ...] = tuple(name for name, size in ADAPTER_SIZES.items() if size <= 16)
+_ADAPTERS_TO_8: tuple[str, ...] = tuple(name for name, size in ADAPTER_SIZES.items() if size <= 8)
+
+#: The tunable base models [sft-about] "Limitations": every one allows 131,072 tokens per
+#: training example, 1M text-only training examples, 5,000 validation examples and a 1 GB JSONL
+#: file; 2.5 Flash and Flash-Lite take adapter sizes up to 16, the others up to 8. The 2.0 ids
+#: carry the ``-001`` version the tuning samples name; 2.5 ids are the SDK guide's [genai-sdk].
+GEMINI_TUNING_MODELS: dict[str, GeminiTuningModel] = {
+    model.model_id: model
+    for model in (
+        GeminiTuningModel(
+            "gemini-2.5-flash",
+            "Gemini 2.5 Flash",
+            131_072,
+            1_000_000,
+            5_000,
+            GEMINI_MAX_DATASET_BYTES,
+            _ADAPTERS_TO_16,
+            5.0,
+        ),
+        GeminiTuningModel(
+            "gemini-2.5-flash-lite",
+            "Gemini 2.5 Flash-Lite",
+            131_072,
+            1_000_000,
+            5_000,
+            GEMINI_MAX_DATASET_BYTES,
+            _ADAPTERS_TO_16,
+            1.5,
+        ),
+        GeminiTuningModel(
+            "gemini-2.5-pro",
+            "Gemini 2.5 Pro",
+            131_072,
+            1_000_000,
+            5_000,
+            GEMINI_MAX_DATASET_BYTES,
+            _ADAPTERS_TO_8,
+            25.0,
+        ),
+        GeminiTuningModel(
+            "gemini-2.0-flash-001",
+            "Gemini 2.0 Flash",
+            131_072,
+            1_000_000,
+            5_000,
+            GEMINI_MAX_DATASET_BYTES,
+            _ADAPTERS_TO_8,
+            3.0,
+        ),
+        GeminiTuningModel(
+            "gemini-2.0-flash-lite-001",
+            "Gemini 2.0 Flash-Lite",
+            131_072,
+            1_000_000,
+            5_000,
+            GEMINI_MAX_DATASET_BYTES,
+            _ADAPTERS_TO_8,
+            1.0,
+        ),
+    )
+}
+#: The default base model: the balanced one, first in [sft-about]'s tables and the one
+#: [genai-sdk]'s tuning example tunes.
+DEFAULT_GEMINI_BASE_MODEL = "gemini-2.5-flash"
+
+
+def gemini_tuning_model(model_id: str) -> GeminiTuningModel:
+    """The tunable base model ``model_id`` (a ``publishers/google/models/`` prefix is allowed).
+
+    Raises:
+        KeyError: ``model_id`` is not one of :data:`GEMINI_TUNING_MODELS`; the message lists them.
+    """
+    short = model_id.removeprefix("publishers/google/models/")
+    try:
+        return GEMINI_TUNING_MODELS[short]
+    except KeyError:
+        known = ", ".join(GEMINI_TUNING_MODELS)
+        raise KeyError(
+            f"{model_id!r} is not a Gemini base model that supports supervised tuning ({known})"
+        ) from None
+
+
+def gemini_tuning_cost_usd(model_id: str, dataset_tokens: int, epochs: int) -> float:
+    """Planning cost of tuning ``model_id`` on ``dataset_tokens`` for ``epochs`` epochs, in USD.
+
+    Billed training tokens are the dataset's tokens times the epochs; the price is an estimate
+    while :data:`GEMINI_TUNING_PRICES_VERIFIED` is False.
+
+    Raises:
+        KeyError: ``model_id`` is not a tunable base model.
+        ValueError: ``dataset_tokens`` is negative or ``epochs`` is not positive.
+    """
+    if dataset_tokens < 0:
+        raise ValueError(f"dataset_tokens must be at least 0, not {dataset_tokens}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, not {epochs}")
+    price = gemini_tuning_model(model_id).usd_per_million_training_tokens
+    return dataset_tokens * epochs * price / 1_000_000
+
+
+#: Regions a supervised tuning job may run in [sft-regions]: the job, the transformed dataset
+#: and the tuned model live there (computation may be offloaded within the US or the EU). The
+#: stored copy of the list is cut off after "southamerica-east1, us-": of the US regions only
+#: us-central1, which the same page uses in its examples, is recorded.
+GEMINI_TUNING_REGIONS: tuple[str, ...] = (
+    "asia-east1",
+    "asia-east2",
+    "asia-northeast1",
+    "asia-northeast3",
+    "asia-south1",
+    "asia-southeast1",
+    "australia-southeast1",
+    "europe-central2",
+    "europe-north1",
+    "europe-southwest1",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west4",
+    "europe-west6",
+    "europe-west8",
+    "europe-west9",
+    "me-central1",
+    "me-central2",
+    "me-west1",
+    "northamerica-northeast1",
+    "southamerica-east1",
+    "us-central1",
+)
+DEFAULT_GEMINI_TUNING_REGION = "us-central1"
+#: ``distillationSpec`` (v1beta1) is early access for allowlisted projects, in this region only
+#: (SPEC.md, "The successor on Google Cloud today").
+GEMINI_DISTILLATION_REGION = "us-central1"
+
+#: A TuningJob takes ``encryptionSpec.kmsKeyName`` [tuning-api]; "the Cloud KMS key must be in
+#: the same region as the resource", so with CMEK the key's location is the tuning region. The
+#: seed's us-central1-only rule (:data:`CMEK_REGION`) is the PaLM pipeline's, not this one's.
+GEMINI_CMEK_SUPPORTED = True
+
+#: ``epochCount`` and ``learningRateMultiplier`` are optional: unset, Vertex AI picks the epochs
+#: from the dataset size and multiplies the default learning rate by 1.0 [tuning-api]. No upper
+#: bound of either is documented in the stored copies: only these lower bounds are facts (an
+#: epoch count is a count of passes; a multiplier of the learning rate must be positive).
+GEMINI_MIN_EPOCH_COUNT = 1
+GEMINI_DEFAULT_LEARNING_RATE_MULTIPLIER = 1.0
+
+#: "For best results, we recommend that you start with 100 examples" [sft-prepare].
+GEMINI_RECOMMENDED_MIN_EXAMPLES = 100
+#: The roles of a ``contents`` turn [sft-prepare]: the user's prompt and the model's answer.
+GEMINI_USER_ROLE = "user"
+GEMINI_MODEL_ROLE = "model"

@@ -135,3 +135,70 @@ def test_facts_a_changed_fact_reaches_the_policy_and_the_validator(
         warning.findings[0].message
         == "train_steps is 30; 10 to 20 is recommended for classification"
     )
+
+
+# --- Gemini supervised tuning ---------------------------------------------------------------------
+
+
+def test_facts_gemini_adapter_sizes_are_the_installed_enum() -> None:
+    from google.cloud.aiplatform_v1.types import SupervisedHyperParameters
+
+    names = {
+        name
+        for name in SupervisedHyperParameters.AdapterSize.__members__
+        if name != "ADAPTER_SIZE_UNSPECIFIED"
+    }
+    assert set(facts.ADAPTER_SIZES) == names
+    for model in facts.GEMINI_TUNING_MODELS.values():
+        assert set(model.adapter_sizes) <= names, model.model_id
+
+
+def test_facts_gemini_models_hold_the_documented_limits() -> None:
+    models = facts.GEMINI_TUNING_MODELS
+    assert facts.DEFAULT_GEMINI_BASE_MODEL in models
+    assert {"gemini-2.5-flash", "gemini-2.5-flash-lite", "gemini-2.5-pro"} <= set(models)
+    for model_id, model in models.items():
+        assert model.model_id == model_id
+        assert model.max_example_tokens == 131_072
+        assert model.max_validation_examples == 5_000
+        assert model.max_training_examples == 1_000_000
+        assert model.max_dataset_bytes == facts.GEMINI_MAX_DATASET_BYTES
+        assert model.usd_per_million_training_tokens > 0
+    # 2.5 Flash takes adapter size 16; 2.5 Pro stops at 8.
+    assert "ADAPTER_SIZE_SIXTEEN" in models["gemini-2.5-flash"].adapter_sizes
+    assert max(facts.ADAPTER_SIZES[a] for a in models["gemini-2.5-pro"].adapter_sizes) == 8
+
+
+def test_facts_gemini_model_lookup_names_the_known_models() -> None:
+    assert facts.gemini_tuning_model("publishers/google/models/gemini-2.5-pro").name == (
+        "Gemini 2.5 Pro"
+    )
+    with pytest.raises(KeyError, match=r"text-bison@002.*gemini-2\.5-flash"):
+        facts.gemini_tuning_model("text-bison@002")
+
+
+def test_facts_gemini_cost_is_tokens_times_epochs_times_price() -> None:
+    price = facts.GEMINI_TUNING_MODELS["gemini-2.5-flash"].usd_per_million_training_tokens
+    assert facts.gemini_tuning_cost_usd("gemini-2.5-flash", 2_000_000, 3) == pytest.approx(
+        6 * price
+    )
+    assert facts.gemini_tuning_cost_usd("gemini-2.5-flash", 0, 1) == 0
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        facts.gemini_tuning_cost_usd("gemini-2.5-flash", 10, 0)
+    with pytest.raises(ValueError, match="dataset_tokens"):
+        facts.gemini_tuning_cost_usd("gemini-2.5-flash", -1, 1)
+    # Prices not found in the stored pricing page are flagged, not passed off as verified.
+    assert facts.GEMINI_TUNING_PRICES_VERIFIED is False
+
+
+def test_facts_gemini_regions_include_the_distillation_and_default_regions() -> None:
+    regions = facts.GEMINI_TUNING_REGIONS
+    assert len(regions) == len(set(regions))
+    assert facts.DEFAULT_GEMINI_TUNING_REGION in regions
+    assert facts.GEMINI_DISTILLATION_REGION in regions
+    assert facts.GEMINI_CMEK_SUPPORTED is True
+
+
+def test_facts_gemini_model_table_is_written_only_in_facts() -> None:
+    # A model id with its version suffix appears nowhere else: other modules read the table.
+    assert holding(re.compile(re.escape('"gemini-2.0-flash-lite-001"'))) == {"facts.py"}
