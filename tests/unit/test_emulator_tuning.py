@@ -8,6 +8,7 @@ emulator that trains with :mod:`tests.unit.test_emulator_fake_trainer` in worker
 from __future__ import annotations
 
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -30,6 +31,13 @@ from google.cloud.aiplatform_v1 import (
     TuningJob,
 )
 
+from distillery.adapters.tuning import VertexTuningJobsAdapter
+from distillery.core.errors import (
+    ConfigurationError,
+    ObjectNotFoundError,
+    RequestRejectedError,
+    ServiceUnavailableError,
+)
 from distillery.core.settings import Settings
 from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
 from distillery.local.emulator import EmulatorServer, TrainerOptions, create_server
@@ -676,3 +684,76 @@ def test_generate_content_refuses_what_the_api_refuses(clients: Clients, tuned: 
         "POST", f"/v1/{PARENT}/endpoints/999:generateContent", {"contents": [user]}
     )
     assert status == 404
+
+
+# --- The adapter over the official client ---------------------------------------------------
+
+
+@pytest.fixture
+def adapter(start: Callable[..., EmulatorServer]) -> VertexTuningJobsAdapter:
+    return VertexTuningJobsAdapter(PROJECT, api_endpoint=start().url)
+
+
+def test_the_adapter_creates_finds_by_label_polls_and_generates(
+    adapter: VertexTuningJobsAdapter,
+) -> None:
+    created = adapter.create(REGION, body(labels={"distillery-job-id": "job-7"}))
+    assert created.state == "JOB_STATE_PENDING"
+    assert created.labels == {"distillery-job-id": "job-7"}
+    assert created.job_id.isdigit()
+    assert adapter.find_by_label(REGION, "distillery-job-id", "job-8") is None
+    found = adapter.find_by_label(REGION, "distillery-job-id", "job-7")
+    assert found is not None and found.name == created.name
+    newer = adapter.create(REGION, body(labels={"distillery-job-id": "job-7"}))
+    again = adapter.find_by_label(REGION, "distillery-job-id", "job-7")
+    assert again is not None and again.name == newer.name  # the newest of the two
+    job = wait_for(
+        lambda: (info := adapter.get(created.name)).state in TERMINAL and info,
+        timeout=30,
+        interval=0.05,
+    )
+    assert job.state == "JOB_STATE_SUCCEEDED", job.error
+    assert job.error is None
+    assert job.tuned_model is not None and job.tuned_model.endswith("@1")
+    assert job.endpoint is not None
+    assert job.resource is not None and job.resource["state"] == "JOB_STATE_SUCCEEDED"
+    assert adapter.generate(job.endpoint, "Classify: news 3") == "sports"
+    adapter.cancel(newer.name)
+    cancelled = wait_for(
+        lambda: (info := adapter.get(newer.name)).state in TERMINAL and info, timeout=30
+    )
+    assert cancelled.state == "JOB_STATE_CANCELLED"
+    assert cancelled.error is not None and "cancelled" in cancelled.error
+
+
+def test_the_adapter_maps_errors_through_the_one_table(
+    adapter: VertexTuningJobsAdapter,
+) -> None:
+    with pytest.raises(RequestRejectedError, match="not supported"):
+        adapter.create(REGION, body(baseModel="text-bison@002"))
+    with pytest.raises(RequestRejectedError, match="does not parse"):
+        adapter.create(REGION, body(notAField=1))
+    with pytest.raises(ObjectNotFoundError):
+        adapter.get(f"{PARENT}/tuningJobs/1")
+    with pytest.raises(ObjectNotFoundError):
+        adapter.cancel(f"{PARENT}/tuningJobs/1")
+    with pytest.raises(ObjectNotFoundError):
+        adapter.generate(f"{PARENT}/endpoints/1", "hello")
+    with pytest.raises(RequestRejectedError):
+        adapter.find_by_label(REGION, "bad key", "x")
+    created = adapter.create(REGION, body())
+    adapter.cancel(created.name)
+    wait_for(lambda: adapter.get(created.name).state in TERMINAL, timeout=30)
+    with pytest.raises(RequestRejectedError, match="already in state"):
+        adapter.cancel(created.name)
+
+
+def test_the_adapter_reports_an_unreachable_service_as_transient() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    adapter = VertexTuningJobsAdapter(PROJECT, api_endpoint=f"http://127.0.0.1:{port}")
+    with pytest.raises(ServiceUnavailableError):
+        adapter.get(f"{PARENT}/tuningJobs/1")
+    with pytest.raises(ConfigurationError):
+        VertexTuningJobsAdapter("")
