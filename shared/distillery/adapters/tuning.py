@@ -13,6 +13,10 @@ google-cloud-aiplatform 2.7.0):
   ``ListTuningJobsConfig`` does: both could find a job by label.
 - It raises ``google.api_core.exceptions``, like the other Vertex AI adapters, so the one error
   table of :mod:`distillery.adapters._errors` maps its errors; google-genai raises its own.
+- google-genai 2.34.0 marks ``tunings.tune`` experimental (it warns "may change in future
+  versions"), and it refreshes its credentials before each call, so it cannot use the anonymous
+  credentials the local emulator is called with. (It does read the emulator's tuning jobs and
+  generateContent answers: the emulator's tests prove both clients.)
 - It is already a dependency of the functions' archive (the pipeline and endpoint adapters);
   google-genai would add a second HTTP stack to every cold start.
 
