@@ -256,7 +256,7 @@ def data_stats(train: DatasetRead, epochs: int) -> dict[str, Any]:
 class TuningDataRunner(TuningRunner):
     """The default runner: read and check the data, report the statistics, then train."""
 
-    def __init__(self, trainer: TuningTrainer | None = None, work_root: Path | None = None):
+    def __init__(self, trainer: TuningTrainer | None = None, work_root: Path | None = None) -> None:
         self.trainer = trainer
         self._work_root = work_root
 
