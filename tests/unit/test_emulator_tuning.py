@@ -167,7 +167,7 @@ def test_defaults_fill_in_epochs_and_learning_rate() -> None:
         ({"baseModel": "text-bison@002"}, "INVALID_ARGUMENT", "is not supported"),
         ({"supervisedTuningSpec": None}, "INVALID_ARGUMENT", "supervised_tuning_spec"),
         (
-            {"supervisedTuningSpec": {"trainingDatasetUri": "/tmp/x.jsonl"}},
+            {"supervisedTuningSpec": {"trainingDatasetUri": "data/x.jsonl"}},
             "INVALID_ARGUMENT",
             "gs://BUCKET/OBJECT",
         ),
