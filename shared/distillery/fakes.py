@@ -4,7 +4,8 @@ They keep the semantics that matter (generations, create-if-absent, atomic read-
 prove nothing about Google Cloud: the emulator tests prove the adapters. Where a port allows
 behaviour that is inconvenient, the fakes behave so, as the real services do: a transaction runs
 its mutation more than once (Firestore retries on contention), and a deployment is an operation
-that takes time, during which the endpoint does not list the model yet.
+that takes time, during which the endpoint does not list the model yet; a tuning job's state
+changes only after some polls, and a tuning job may be created by a call that raised.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from distillery.core.errors import (
     ObjectNotFoundError,
     PreconditionFailedError,
     RequestRejectedError,
+    ServiceUnavailableError,
 )
 from distillery.core.ports import (
     DeployedModelInfo,
@@ -41,6 +43,8 @@ from distillery.core.ports import (
     PredictResult,
     Publisher,
     RecordStore,
+    TuningJobInfo,
+    TuningJobs,
     VertexPipelines,
     canary_split,
     check_query,
@@ -616,3 +620,158 @@ class InMemoryModelEndpoints(ModelEndpoints):
             self._settle()
             target = self._endpoint(endpoint)
             return {target["deployed"][k]: v for k, v in target["traffic"].items()}
+
+
+#: The states a fake tuning job goes through, in order, after the one it is in.
+_TUNING_NEXT = {
+    "JOB_STATE_PENDING": "JOB_STATE_RUNNING",
+    "JOB_STATE_RUNNING": "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_CANCELLING": "JOB_STATE_CANCELLED",
+}
+_TUNING_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
+
+
+class InMemoryTuningJobs(TuningJobs):
+    """Tuning jobs in a dictionary, as unkind as the service.
+
+    - The service picks the ids (``1``, ``2``...): two creates are two jobs.
+    - ``lose_answers`` (a count): the next creates store the job and then raise
+      :class:`ServiceUnavailableError`, as a call whose answer was lost does; ``fail_next``
+      queues errors the next creates raise *without* creating anything.
+    - A job moves one state (PENDING → RUNNING → SUCCEEDED, CANCELLING → CANCELLED) only after
+      ``polls_per_state`` reads of it (:meth:`get` or :meth:`find_by_label`); :meth:`fail` makes
+      a job end FAILED instead of SUCCEEDED.
+    - A succeeded job's endpoint answers :meth:`generate` with what :meth:`teach` taught it.
+    """
+
+    def __init__(self, project: str = "p", *, polls_per_state: int = 2) -> None:
+        self.project = project
+        self.polls_per_state = polls_per_state
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.create_calls = 0
+        self.fail_next: list[Exception] = []
+        self.lose_answers = 0
+        self._polls: dict[str, int] = {}
+        self._failures: dict[str, str] = {}
+        self._answers: dict[str, tuple[dict[str, str], str]] = {}
+        self._next_id = 1
+        self._lock = threading.Lock()
+
+    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+        with self._lock:
+            self.create_calls += 1
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+            spec = body.get("supervisedTuningSpec") or {}
+            if not body.get("baseModel") or not spec.get("trainingDatasetUri"):
+                raise RequestRejectedError(
+                    "a tuning job needs baseModel and supervisedTuningSpec.trainingDatasetUri"
+                )
+            job_id = str(self._next_id)
+            self._next_id += 1
+            name = f"projects/{self.project}/locations/{location}/tuningJobs/{job_id}"
+            self.jobs[name] = {
+                **copy.deepcopy(dict(body)),
+                "name": name,
+                "state": "JOB_STATE_PENDING",
+                "labels": dict(body.get("labels") or {}),
+            }
+            self._polls[name] = 0
+            if self.lose_answers > 0:
+                self.lose_answers -= 1
+                raise ServiceUnavailableError(f"the answer to creating {name} was lost")
+            return self._info(name)
+
+    def _info(self, name: str) -> TuningJobInfo:
+        job = self.jobs[name]
+        tuned = job.get("tunedModel") or {}
+        return TuningJobInfo(
+            name=name,
+            state=job["state"],
+            error=(job.get("error") or {}).get("message"),
+            tuned_model=tuned.get("model"),
+            endpoint=tuned.get("endpoint"),
+            resource=copy.deepcopy(job),
+        )
+
+    def _poll(self, name: str) -> None:
+        """One read of job ``name``: it moves on once it was read ``polls_per_state`` times."""
+        job = self.jobs[name]
+        self._polls[name] += 1
+        if job["state"] in _TUNING_TERMINAL or self._polls[name] < self.polls_per_state:
+            return
+        self._polls[name] = 0
+        state = _TUNING_NEXT[job["state"]]
+        if state == "JOB_STATE_SUCCEEDED" and name in self._failures:
+            job["state"] = "JOB_STATE_FAILED"
+            job["error"] = {"code": 9, "message": self._failures[name]}
+            return
+        job["state"] = state
+        if state == "JOB_STATE_SUCCEEDED":
+            parent, job_id = name.split("/tuningJobs/")
+            job["tunedModel"] = {
+                "model": f"{parent}/models/tuned-{job_id}@1",
+                "endpoint": f"{parent}/endpoints/tuned-{job_id}",
+            }
+        if state == "JOB_STATE_CANCELLED":
+            job["error"] = {"code": 1, "message": "the tuning job was cancelled"}
+
+    def get(self, name: str) -> TuningJobInfo:
+        with self._lock:
+            if name not in self.jobs:
+                raise ObjectNotFoundError(f"tuning job {name} not found")
+            self._poll(name)
+            return self._info(name)
+
+    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+        prefix = f"projects/{self.project}/locations/{location}/tuningJobs/"
+        with self._lock:
+            found = [
+                name
+                for name, job in self.jobs.items()
+                if name.startswith(prefix) and job["labels"].get(key) == value
+            ]
+            if not found:
+                return None
+            newest = max(found, key=lambda n: int(n.rsplit("/", 1)[-1]))
+            self._poll(newest)
+            return self._info(newest)
+
+    def cancel(self, name: str) -> None:
+        with self._lock:
+            if name not in self.jobs:
+                raise ObjectNotFoundError(f"tuning job {name} not found")
+            job = self.jobs[name]
+            if job["state"] in _TUNING_TERMINAL:
+                raise RequestRejectedError(f"tuning job {name} already ended ({job['state']})")
+            if job["state"] == "JOB_STATE_PENDING":
+                job["state"] = "JOB_STATE_CANCELLED"
+                job["error"] = {"code": 1, "message": "the tuning job was cancelled"}
+            elif job["state"] == "JOB_STATE_RUNNING":
+                job["state"] = "JOB_STATE_CANCELLING"
+                self._polls[name] = 0
+
+    def fail(self, name: str, message: str) -> None:
+        """Make job ``name`` end FAILED with ``message`` where it would have SUCCEEDED."""
+        with self._lock:
+            self._failures[name] = message
+
+    def teach(self, endpoint: str, answers: Mapping[str, str], default: str) -> None:
+        """What the model on ``endpoint`` answers: ``answers[prompt]``, else ``default``."""
+        with self._lock:
+            self._answers[endpoint] = (dict(answers), default)
+
+    def generate(self, endpoint: str, prompt: str) -> str:
+        with self._lock:
+            served = any(
+                (job.get("tunedModel") or {}).get("endpoint") == endpoint
+                for job in self.jobs.values()
+            )
+            if not served:
+                raise ObjectNotFoundError(f"endpoint {endpoint} not found")
+            if endpoint not in self._answers:
+                raise RequestRejectedError(
+                    f"the fake endpoint {endpoint} was taught no answers (call teach first)"
+                )
+            answers, default = self._answers[endpoint]
+            return answers.get(prompt, default)

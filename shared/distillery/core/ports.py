@@ -538,3 +538,91 @@ class ModelEndpoints(ABC):
             ObjectNotFoundError: no such model.
             ServiceUnavailableError: the service did not answer (transient).
         """
+
+
+@dataclass(frozen=True)
+class TuningJobInfo:
+    """What the product reads of a Vertex AI tuning job (Gemini supervised tuning).
+
+    ``state`` is the ``JOB_STATE_*`` name; ``error`` the message of its ``google.rpc.Status``
+    (FAILED or CANCELLED jobs); ``tuned_model`` (``projects/P/locations/L/models/M@VERSION``) and
+    ``endpoint`` are set once it SUCCEEDED; ``resource`` is the REST ``TuningJob``.
+    """
+
+    name: str
+    state: str
+    error: str | None = None
+    tuned_model: str | None = None
+    endpoint: str | None = None
+    resource: Mapping[str, Any] | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the resource name (an id the service chose)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The job's labels (empty when the resource is unknown)."""
+        labels = (self.resource or {}).get("labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+
+class TuningJobs(ABC):
+    """Vertex AI ``tuningJobs`` and the ``:generateContent`` of the endpoints they deploy to.
+
+    ``tuningJobs.create`` takes no client-chosen id, so it is not idempotent: a caller that must
+    create at most one job per request labels the body and looks for the label first
+    (:meth:`find_by_label`), and must expect a create that raised to have happened anyway.
+    """
+
+    @abstractmethod
+    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+        """Create a tuning job in ``location`` from a ``tuningJobs.create`` ``body`` (a REST
+        ``TuningJob``).
+
+        Raises:
+            RequestRejectedError: the service refused the request (permanent), or the body does
+                not parse as a TuningJob.
+            QuotaExceededError: out of quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient; the job may exist).
+        """
+
+    @abstractmethod
+    def get(self, name: str) -> TuningJobInfo:
+        """The tuning job with resource name ``name``.
+
+        Raises:
+            ObjectNotFoundError: no such job.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+        """The newest tuning job of ``location`` labelled ``key=value``, or None.
+
+        Raises:
+            RequestRejectedError: ``key`` or ``value`` cannot be a label (the filter is refused).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def cancel(self, name: str) -> None:
+        """Ask tuning job ``name`` to stop (it goes CANCELLING, then CANCELLED).
+
+        Raises:
+            ObjectNotFoundError: no such job.
+            RequestRejectedError: the job already ended.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def generate(self, endpoint: str, prompt: str) -> str:
+        """The text the model on ``endpoint`` answers to one user turn ``prompt``
+        (``:generateContent``).
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            RequestRejectedError: nothing deployed there receives traffic, or the request is bad.
+            ServiceUnavailableError: the service did not answer (transient).
+        """

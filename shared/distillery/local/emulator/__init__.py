@@ -1,4 +1,5 @@
-"""The local Vertex AI API emulator: the ``pipelineJobs``, ``models`` and ``endpoints`` REST subset.
+"""The local Vertex AI API emulator: the ``pipelineJobs``, ``tuningJobs``, ``models`` and
+``endpoints`` REST subset.
 
 The official ``PipelineServiceClient``, ``ModelServiceClient``, ``EndpointServiceClient`` and
 ``PredictionServiceClient`` (REST transport, anonymous credentials, ``api_endpoint`` = the
@@ -49,6 +50,12 @@ Model Registry, deployable to endpoints and served by ``:predict`` (see
 against the emulator (``vertexai.init(api_endpoint=URL, api_transport="rest",
 credentials=AnonymousCredentials(), ...)``).
 
+Gemini supervised tuning (``tuningJobs`` create/get/list/cancel, see
+:mod:`distillery.local.emulator._tuning_service`) trains with the same trainer on the ``contents``
+dataset, registers the model (``.../models/M@1``), deploys it to an endpoint named after
+``tunedModelDisplayName``, where ``:generateContent`` answers (the official
+``GenAiTuningServiceClient`` and ``PredictionServiceClient.generate_content`` work against it).
+
 Run it with ``python -m distillery.local.emulator --host 127.0.0.1 --port PORT``; it is ready when
 ``GET http://HOST:PORT/`` answers 200.
 """
@@ -98,6 +105,16 @@ from distillery.local.emulator._runner import (
 from distillery.local.emulator._service import EmulatorConfig, PipelineService
 from distillery.local.emulator._status import ApiError, FieldViolation, rpc_status
 from distillery.local.emulator._training import LocalTrainer
+from distillery.local.emulator._tuning import TUNABLE_MODELS, TunableModel, validate_tuning_job
+from distillery.local.emulator._tuning_runner import (
+    LocalTuningTrainer,
+    TunedModelResult,
+    TuningDataRunner,
+    TuningJobRun,
+    TuningRunner,
+    TuningTrainer,
+)
+from distillery.local.emulator._tuning_service import TuningService
 from distillery.local.emulator._validation import TemplateCatalog, validate_create
 
 __all__ = [
@@ -119,6 +136,7 @@ __all__ = [
     "SEED_HEADER",
     "SUCCEEDED",
     "TRAIN_TASK",
+    "TUNABLE_MODELS",
     "UPLOAD_TASK",
     "ApiError",
     "ArtifactCache",
@@ -134,6 +152,7 @@ __all__ = [
     "JobRunner",
     "LocalModels",
     "LocalTrainer",
+    "LocalTuningTrainer",
     "ModelRegistry",
     "PipelineService",
     "PublisherModels",
@@ -144,6 +163,13 @@ __all__ = [
     "Trainer",
     "TrainerOptions",
     "TrainingInputs",
+    "TunableModel",
+    "TunedModelResult",
+    "TuningDataRunner",
+    "TuningJobRun",
+    "TuningRunner",
+    "TuningService",
+    "TuningTrainer",
     "batch_size",
     "create_server",
     "label_value",
@@ -152,4 +178,5 @@ __all__ = [
     "rpc_status",
     "training_config",
     "validate_create",
+    "validate_tuning_job",
 ]

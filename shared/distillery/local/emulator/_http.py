@@ -17,6 +17,12 @@ Routes (JSON in and out; enums answered as names; errors as google.rpc error bod
 - ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:predict`` — online prediction;
 - ``GET /v1/publishers/google/models/{id}`` (or ``/v1beta1/``) — the publisher model of a teacher
   or student jobs use (what the Vertex AI SDK reads to load a tuned model);
+- ``POST /v1/projects/{p}/locations/{l}/endpoints/{id}:generateContent`` — Gemini-shaped
+  prediction (see :mod:`distillery.local.emulator._generate`);
+- ``POST /v1/projects/{p}/locations/{l}/tuningJobs`` — create (answers the TuningJob);
+- ``GET /v1/projects/{p}/locations/{l}/tuningJobs[?pageSize&pageToken&filter]`` — list;
+- ``GET /v1/projects/{p}/locations/{l}/tuningJobs/{id}`` — get;
+- ``POST /v1/projects/{p}/locations/{l}/tuningJobs/{id}:cancel`` — cancel (answers ``{}``);
 - ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again.
 """
 
@@ -41,12 +47,15 @@ from distillery.core.ports import ObjectStore, Publisher
 from distillery.core.settings import Settings
 from distillery.local.emulator._config import TrainerOptions
 from distillery.local.emulator._endpoints import EndpointService, PredictorLoader
+from distillery.local.emulator._generate import generate_content
 from distillery.local.emulator._publishers import PublisherModels
 from distillery.local.emulator._registry import ArtifactCache, ModelRegistry
 from distillery.local.emulator._runner import DatasetRunner, JobRunner
 from distillery.local.emulator._service import EmulatorConfig, PipelineService
 from distillery.local.emulator._status import ApiError
 from distillery.local.emulator._training import LocalTrainer
+from distillery.local.emulator._tuning_runner import LocalTuningTrainer, TuningDataRunner
+from distillery.local.emulator._tuning_service import DEFAULT_START_DELAY_SECONDS, TuningService
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +77,14 @@ _MODELS = re.compile(_PARENT + r"/models")
 _MODEL = re.compile(_PARENT + r"/models/(?P<id>[^/:]+)")
 _ENDPOINTS = re.compile(_PARENT + r"/endpoints")
 _ENDPOINT = re.compile(
-    _PARENT + r"/endpoints/(?P<id>[^/:]+)(?P<verb>:deployModel|:undeployModel|:predict)?"
+    _PARENT
+    + r"/endpoints/(?P<id>[^/:]+)(?P<verb>:deployModel|:undeployModel|:predict|:generateContent)?"
 )
 _PUBLISHER_MODEL = re.compile(
     r"/v1(?:beta1)?/publishers/(?P<publisher>[^/]+)/models/(?P<id>[^/:]+)"
 )
+_TUNING_JOBS = re.compile(_PARENT + r"/tuningJobs")
+_TUNING_JOB = re.compile(_PARENT + r"/tuningJobs/(?P<id>[^/:]+)(?P<verb>:cancel)?")
 #: The GAPIC REST transports (google-cloud-aiplatform 2.7.0) read operations at the first of
 #: their URIs that matches, ``/ui/{name=...operations/*}``; ``/v1/`` is the documented one.
 _OPERATION = re.compile(r"/(?:v1|ui)/(?P<name>projects/[^:]+/operations/[^/:]+)")
@@ -159,6 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, service.get(project, location, job_id)
         answer = self._route_serving(method, path, query)
         if answer is None:
+            answer = self._route_tuning(method, path, query)
+        if answer is None:
             raise ApiError("NOT_FOUND", f"The emulator has no method {method} {path}.")
         return answer
 
@@ -203,7 +217,16 @@ class _Handler(BaseHTTPRequestHandler):
             project, location = unquote(match["project"]), unquote(match["location"])
             endpoint_id, verb = unquote(match["id"]), match["verb"]
             if verb and method == "POST":
-                body = self._json_body(allow_empty=verb != ":predict")
+                body = self._json_body(allow_empty=verb not in (":predict", ":generateContent"))
+                if verb == ":generateContent":
+                    return 200, generate_content(
+                        endpoints,
+                        project,
+                        location,
+                        endpoint_id,
+                        body,
+                        self.headers.get(SEED_HEADER),
+                    )
                 if verb == ":deployModel":
                     return 200, endpoints.deploy_model(project, location, endpoint_id, body)
                 if verb == ":undeployModel":
@@ -221,6 +244,37 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, self.server.publishers.get(
                 unquote(match["publisher"]), unquote(match["id"])
             )
+        return None
+
+    def _route_tuning(
+        self, method: str, path: str, query: dict[str, list[str]]
+    ) -> tuple[int, dict[str, Any]] | None:
+        """Tuning jobs; None when no route matches."""
+        tuning = self.server.tuning
+        if tuning is None:
+            return None
+        if match := _TUNING_JOBS.fullmatch(path):
+            project, location = unquote(match["project"]), unquote(match["location"])
+            if method == "POST":
+                return 200, tuning.create(project, location, self._json_body())
+            if method == "GET":
+                return 200, tuning.list(
+                    project,
+                    location,
+                    page_size=_page_size(_one(query, "pageSize")),
+                    page_token=_one(query, "pageToken"),
+                    filter_text=_one(query, "filter"),
+                )
+            return None
+        if match := _TUNING_JOB.fullmatch(path):
+            project, location = unquote(match["project"]), unquote(match["location"])
+            job_id = unquote(match["id"])
+            if match["verb"] and method == "POST":
+                self._json_body(allow_empty=True)
+                tuning.cancel(project, location, job_id)
+                return 200, {}
+            if not match["verb"] and method == "GET":
+                return 200, tuning.get(project, location, job_id)
         return None
 
     def _read_body(self) -> bytes:
@@ -295,11 +349,13 @@ class _Server(ThreadingHTTPServer):
         models: ModelRegistry,
         endpoints: EndpointService,
         publishers: PublisherModels,
+        tuning: TuningService | None,
     ) -> None:
         self.service = service
         self.models = models
         self.endpoints = endpoints
         self.publishers = publishers
+        self.tuning = tuning
         super().__init__(address, _Handler)
 
 
@@ -318,6 +374,7 @@ class EmulatorServer:
         *,
         models: ModelRegistry | None = None,
         endpoints: EndpointService | None = None,
+        tuning: TuningService | None = None,
         on_stop: Callable[[], None] | None = None,
     ) -> None:
         self.service = service
@@ -327,8 +384,12 @@ class EmulatorServer:
         self.publishers = PublisherModels(
             (catalog.teacher_model, catalog.student_model), self.models.students
         )
+        #: None: the server has no tuningJobs methods (``create_server`` always gives one).
+        self.tuning = tuning
         self._on_stop = on_stop
-        self._httpd = _Server((host, port), service, self.models, self.endpoints, self.publishers)
+        self._httpd = _Server(
+            (host, port), service, self.models, self.endpoints, self.publishers, self.tuning
+        )
         self._thread: threading.Thread | None = None
 
     @property
@@ -350,6 +411,8 @@ class EmulatorServer:
     def start(self) -> EmulatorServer:
         """Start the service's workers and serve on a daemon thread; returns ``self``."""
         self.service.start()
+        if self.tuning is not None:
+            self.tuning.start()
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
@@ -367,6 +430,8 @@ class EmulatorServer:
             self._thread = None
         self._httpd.server_close()
         self.service.shutdown(timeout)
+        if self.tuning is not None:
+            self.tuning.shutdown(timeout)
         if self._on_stop is not None:
             self._on_stop()
             self._on_stop = None
@@ -390,6 +455,7 @@ def create_server(
     extra_template_uris: tuple[str, ...] = (),
     trainer: TrainerOptions | None = None,
     create_delay_seconds: float = 0.0,
+    tuning_start_delay_seconds: float = DEFAULT_START_DELAY_SECONDS,
 ) -> EmulatorServer:
     """A bound, not yet started emulator server.
 
@@ -400,7 +466,9 @@ def create_server(
     every job after reading its data (no trainer installed) and ``:predict`` is refused. An
     explicit ``runner`` wins over both. The known templates are ``settings.template_uri`` plus
     ``extra_template_uris``; events go to ``settings.job_events_topic`` through ``publisher``.
-    ``pipelineJobs.create`` answers ``create_delay_seconds`` after it stored the job.
+    ``pipelineJobs.create`` answers ``create_delay_seconds`` after it stored the job. Tuning
+    jobs (one at a time) are trained by :class:`~distillery.local.emulator.LocalTuningTrainer`
+    with the same ``trainer`` options, and wait ``tuning_start_delay_seconds`` PENDING first.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
@@ -415,6 +483,7 @@ def create_server(
     models = ModelRegistry()
     endpoints = EndpointService(models, None, None)
     on_stop: Callable[[], None] | None = None
+    tuning_runner = TuningDataRunner()
     if trainer is not None:
         if not trainer.long_context_students:
             trainer = dataclasses.replace(
@@ -430,10 +499,22 @@ def create_server(
         endpoints = EndpointService(models, cache, _predictor_loader(trainer.trainer_module))
         if runner is None:
             runner = DatasetRunner(LocalTrainer(trainer, models, cache, root, endpoints))
+        tuning_runner = TuningDataRunner(LocalTuningTrainer(trainer, models, endpoints), root)
     service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
+    tuning = TuningService(
+        object_store=object_store,
+        runner=tuning_runner,
+        start_delay_seconds=tuning_start_delay_seconds,
+    )
     try:
         return EmulatorServer(
-            service, host, port, models=models, endpoints=endpoints, on_stop=on_stop
+            service,
+            host,
+            port,
+            models=models,
+            endpoints=endpoints,
+            tuning=tuning,
+            on_stop=on_stop,
         )
     except BaseException:
         if on_stop is not None:

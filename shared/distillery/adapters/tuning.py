@@ -1,0 +1,146 @@
+"""Vertex AI tuning jobs (Gemini supervised tuning) through the GAPIC ``GenAiTuningServiceClient``
+and ``PredictionServiceClient.generate_content``, over REST.
+
+Why the GAPIC client and not google-genai (both are Google's; checked in google-genai 2.34.0 and
+google-cloud-aiplatform 2.7.0):
+
+- ``client.tunings.tune`` builds the request from ``CreateTuningJobConfig``, which has ``labels``
+  and ``encryption_spec`` but no ``service_account``: the product's tuning body names the service
+  account the job runs as, and google-genai could not send it. ``create_tuning_job`` takes the
+  whole ``TuningJob`` message, so the body the product plans is the body that is sent, field for
+  field (``TuningJob.from_json`` refuses a field the message does not define).
+- ``list_tuning_jobs`` takes ``filter`` (``labels.KEY="VALUE"``), as google-genai's
+  ``ListTuningJobsConfig`` does: both could find a job by label.
+- It raises ``google.api_core.exceptions``, like the other Vertex AI adapters, so the one error
+  table of :mod:`distillery.adapters._errors` maps its errors; google-genai raises its own.
+- google-genai 2.34.0 marks ``tunings.tune`` experimental (it warns "may change in future
+  versions"), and it refreshes its credentials before each call, so it cannot use the anonymous
+  credentials the local emulator is called with. (It does read the emulator's tuning jobs and
+  generateContent answers: the emulator's tests prove both clients.)
+- It is already a dependency of the functions' archive (the pipeline and endpoint adapters);
+  google-genai would add a second HTTP stack to every cold start.
+
+As in :mod:`distillery.adapters.vertex`, the clients are imported lazily, one per location, and
+the endpoint comes from configuration only (the local emulator's ``http://`` URL locally, with
+anonymous credentials).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from distillery.adapters._errors import translate_google_errors
+from distillery.adapters.vertex import _client_kwargs
+from distillery.core.errors import ConfigurationError, RequestRejectedError
+from distillery.core.ports import TuningJobInfo, TuningJobs, location_of
+
+
+def _info(job: Any) -> TuningJobInfo:
+    from google.cloud.aiplatform_v1 import TuningJob
+
+    resource = json.loads(TuningJob.to_json(job, use_integers_for_enums=False))
+    return TuningJobInfo(
+        name=job.name,
+        state=job.state.name,
+        error=job.error.message if job.error and job.error.message else None,
+        tuned_model=job.tuned_model.model or None,
+        endpoint=job.tuned_model.endpoint or None,
+        resource=resource,
+    )
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class VertexTuningJobsAdapter(TuningJobs):
+    """Tuning jobs and ``generateContent`` through the official clients, one per location."""
+
+    def __init__(self, project: str, *, api_endpoint: str = "") -> None:
+        if not project:
+            raise ConfigurationError("Vertex AI tuning jobs need GOOGLE_CLOUD_PROJECT")
+        self._project = project
+        self._api_endpoint = api_endpoint
+        self._tuning_clients: dict[str, Any] = {}
+        self._prediction_clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _tuning(self, location: str) -> Any:
+        with self._lock:
+            if location not in self._tuning_clients:
+                from google.cloud.aiplatform_v1.services.gen_ai_tuning_service import (
+                    GenAiTuningServiceClient,
+                )
+
+                self._tuning_clients[location] = GenAiTuningServiceClient(
+                    **_client_kwargs(self._api_endpoint, location)
+                )
+            return self._tuning_clients[location]
+
+    def _prediction(self, location: str) -> Any:
+        with self._lock:
+            if location not in self._prediction_clients:
+                from google.cloud.aiplatform_v1.services.prediction_service import (
+                    PredictionServiceClient,
+                )
+
+                self._prediction_clients[location] = PredictionServiceClient(
+                    **_client_kwargs(self._api_endpoint, location)
+                )
+            return self._prediction_clients[location]
+
+    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+        from google.cloud.aiplatform_v1 import TuningJob
+
+        parent = f"projects/{self._project}/locations/{location}"
+        try:
+            job = TuningJob.from_json(json.dumps(body))
+        except Exception as exc:
+            raise RequestRejectedError(f"the tuning job body does not parse: {exc}") from exc
+        with translate_google_errors(f"creating a tuning job in {parent}"):
+            created = self._tuning(location).create_tuning_job(parent=parent, tuning_job=job)
+        return _info(created)
+
+    def get(self, name: str) -> TuningJobInfo:
+        with translate_google_errors(f"reading tuning job {name}"):
+            job = self._tuning(location_of(name)).get_tuning_job(name=name)
+        return _info(job)
+
+    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+        from google.cloud.aiplatform_v1 import ListTuningJobsRequest
+
+        parent = f"projects/{self._project}/locations/{location}"
+        request = ListTuningJobsRequest(parent=parent, filter=f"labels.{key}={_quote(value)}")
+        with translate_google_errors(f"listing the tuning jobs of {parent} labelled {key}"):
+            found = [
+                job
+                for job in self._tuning(location).list_tuning_jobs(request=request)
+                if job.labels.get(key) == value  # Never trust a filter to be exact.
+            ]
+        if not found:
+            return None
+        newest = max(
+            found, key=lambda j: (j.create_time.timestamp() if j.create_time else 0, j.name)
+        )
+        return _info(newest)
+
+    def cancel(self, name: str) -> None:
+        with translate_google_errors(f"cancelling tuning job {name}"):
+            self._tuning(location_of(name)).cancel_tuning_job(name=name)
+
+    def generate(self, endpoint: str, prompt: str) -> str:
+        from google.cloud.aiplatform_v1 import Content, GenerateContentRequest, Part
+
+        request = GenerateContentRequest(
+            model=endpoint, contents=[Content(role="user", parts=[Part(text=prompt)])]
+        )
+        with translate_google_errors(f"asking {endpoint} to generate content"):
+            response = self._prediction(location_of(endpoint)).generate_content(request=request)
+        if not response.candidates:
+            feedback = response.prompt_feedback
+            why = feedback.block_reason_message or feedback.block_reason.name
+            raise RequestRejectedError(f"{endpoint} answered no candidate (prompt feedback: {why})")
+        return "".join(part.text for part in response.candidates[0].content.parts)
