@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillery._text import describe_json_value
+from distillery.facts import GEMINI_TUNING_MODELS
 from distillery.local.emulator._status import ApiError, FieldViolation
 
 QUEUED = "JOB_STATE_QUEUED"
@@ -80,30 +81,12 @@ class TunableModel:
     adapter_sizes: frozenset[str]
 
 
-_FLASH_ADAPTERS = frozenset(
-    {
-        "ADAPTER_SIZE_ONE",
-        "ADAPTER_SIZE_TWO",
-        "ADAPTER_SIZE_FOUR",
-        "ADAPTER_SIZE_EIGHT",
-        "ADAPTER_SIZE_SIXTEEN",
-    }
-)
-_PRO_ADAPTERS = frozenset(
-    {"ADAPTER_SIZE_ONE", "ADAPTER_SIZE_TWO", "ADAPTER_SIZE_FOUR", "ADAPTER_SIZE_EIGHT"}
-)
-#: The base models the emulator tunes: the text models of Google's "About supervised fine-tuning
-#: for Gemini models" page with their adapter sizes, as read on 2026-12-01. The one list of
-#: them in the emulator; a model missing here is refused as the service refuses an untunable one.
+#: The base models the emulator tunes, with the adapter sizes the docs allow for each: the one
+#: table of them, in :data:`distillery.facts.GEMINI_TUNING_MODELS` (the documented facts, dated
+#: and sourced there); a model missing there is refused as the service refuses an untunable one.
 TUNABLE_MODELS: dict[str, TunableModel] = {
-    model.model_id: model
-    for model in (
-        TunableModel("gemini-2.5-pro", _PRO_ADAPTERS),
-        TunableModel("gemini-2.5-flash", _FLASH_ADAPTERS),
-        TunableModel("gemini-2.5-flash-lite", _FLASH_ADAPTERS),
-        TunableModel("gemini-2.0-flash-001", _FLASH_ADAPTERS),
-        TunableModel("gemini-2.0-flash-lite-001", _FLASH_ADAPTERS),
-    )
+    model_id: TunableModel(model_id, frozenset(model.adapter_sizes))
+    for model_id, model in GEMINI_TUNING_MODELS.items()
 }
 _PUBLISHER_PREFIX = re.compile(r"(?:projects/[^/]+/locations/[^/]+/)?publishers/google/models/")
 
