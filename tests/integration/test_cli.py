@@ -31,7 +31,7 @@ from tests.helpers import post_cloudevent, wait_for
 pytestmark = pytest.mark.integration
 
 FAMILY = "cli-news"
-STATES = ["REQUESTED", "SUBMITTED", "RUNNING", "SUCCEEDED"]
+STATES = ["REQUESTED", "SUBMITTED", "RUNNING", "SUCCEEDED", "EVALUATING"]
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

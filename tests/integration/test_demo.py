@@ -24,5 +24,7 @@ def test_demo_promotes_a_model_then_rejects_a_worse_rerun(
     promoted, rejected = re.findall(r"^\S+  (\S+)  (?:PROMOTED|REJECTED)", out, re.MULTILINE)
     assert promoted != rejected
     assert re.search(r"^   ([78])/8 correct$", out, re.MULTILINE), out
-    assert "REJECTED           eval_fraction_of_correct_next_step_preds" in out
+    assert "REJECTED           accuracy on the golden set: mean paired difference" in out
+    assert re.search(r"paired difference -\d\.\d{4}, 95% CI -\d\.\d{4} to [-+]\d\.\d{4}", out), out
+    assert f"decision report: gs://{stack.settings.bucket}/reports/decisions/{rejected}.html" in out
     assert f"champion unchanged: job {promoted}," in out

@@ -35,7 +35,7 @@ def test_track_status_follows_the_pipeline_job_to_its_end(stack: Any) -> None:
     stack.upload("datasets/tracked.config.json", b'{"train_steps": 10}')  # a short job
     stack.upload("datasets/tracked.jsonl", jsonl(train))
 
-    # A SUCCEEDED job moves on: promote_model rejects it (it has no eval data to be gated on).
+    # A SUCCEEDED job moves on: promote_model rejects it (it has no golden set to be judged on).
     def finished() -> dict[str, Any] | None:
         ends = ("FAILED", "PROMOTED", "REJECTED")
         done = [j for j in _jobs(stack).values() if j["state"] in ends]
@@ -49,7 +49,8 @@ def test_track_status_follows_the_pipeline_job_to_its_end(stack: Any) -> None:
     assert history[-1] == record["state"] and len(history) == len(set(history))
     info = _vertex(stack).get(record["pipeline_job"])
     assert info.state == "PIPELINE_STATE_SUCCEEDED"
-    assert history[-2:] == ["SUCCEEDED", "REJECTED"] and record["state"] == "REJECTED"
+    assert history[-3:] == ["SUCCEEDED", "EVALUATING", "REJECTED"]
+    assert record["state"] == "REJECTED"
     # On SUCCEEDED, the model and the metrics of the pipeline job (read from its TensorBoard
     # event files) are recorded, with the training curves.
     assert record["model"].startswith(f"projects/{stack.project}/locations/us-central1/models/")

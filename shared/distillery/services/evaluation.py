@@ -409,6 +409,18 @@ def side(
     }
 
 
+def curves_of(record: Mapping[str, Any]) -> dict[str, list[list[float]]]:
+    """The job's training curves as the report draws them, ``{tag: [[step, value], ...]}``
+    (the record keeps ``{tag: {"steps": [...], "values": [...]}}``: Firestore holds no arrays in
+    arrays)."""
+    curves: dict[str, list[list[float]]] = {}
+    for tag, curve in (record.get("training_curves") or {}).items():
+        if isinstance(curve, Mapping):
+            steps, values = curve.get("steps") or [], curve.get("values") or []
+            curves[str(tag)] = [[float(s), float(v)] for s, v in zip(steps, values, strict=False)]
+    return curves
+
+
 def cost_of(record: Mapping[str, Any]) -> dict[str, Any]:
     """The cost figures the job's plan recorded."""
     spec = record.get("spec") or {}
@@ -607,7 +619,7 @@ def evaluate(
         "comparison": comparison,
         "class_changes": dict(judgement.class_changes),
         "service_metrics": dict(record.get("metrics") or {}),
-        "training_curves": dict(record.get("training_curves") or {}),
+        "training_curves": curves_of(record),
         "cost": cost_of(record),
         "disagreements": disagreements(golden, mine, theirs),
         # Every answer, in the golden set's order: a champion's answers are read back from its
