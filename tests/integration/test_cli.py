@@ -126,6 +126,7 @@ def test_cli_submit_watch_rerun_predict_and_rollback(
     code, out, _ = _cli(capsys, "show", worse, "--json")
     record = json.loads(out)
     assert record["state"] == "REJECTED" and record["request"]["rerun_of"] == better
+    assert "on the golden set: mean paired difference" in record["reason"]
     assert "does not beat" in record["reason"] and better in record["reason"]
     assert _family(stack)["champion"]["job_id"] == better
 

@@ -19,8 +19,8 @@ def register(subparsers: Any) -> None:
         "predict",
         help="ask an endpoint to answer prompts",
         description="Send prompts to a Vertex AI endpoint (text-model instances) and print one "
-        "answer a line. ENDPOINT is a resource name, an endpoint id, or a model family (the "
-        "endpoint named after it in DISTILLERY_REGION).",
+        "answer a line. ENDPOINT is a resource name, an endpoint id, an endpoint's display name, "
+        "or a model family (its serving endpoint in DISTILLERY_REGION).",
     )
     predict.add_argument("endpoint", metavar="ENDPOINT")
     predict.add_argument("text", metavar="TEXT", nargs="+", help="prompts; - reads one a line")
@@ -46,11 +46,21 @@ def _endpoint_name(deps: Dependencies, given: str) -> str:
         return given
     if given.isdigit():
         return f"projects/{settings.project}/locations/{settings.region}/endpoints/{given}"
-    found = deps.require_endpoints().find_endpoint(given, settings.region)
+    from distillery.services.promoter import serving_endpoint_name
+
+    # A model family: the serving endpoint its record names, else the one named after it.
+    family = deps.records.get(settings.models_collection, given) or {}
+    recorded = family.get("endpoint") or (family.get("champion") or {}).get("endpoint")
+    if recorded:
+        return str(recorded)
+    endpoints = deps.require_endpoints()
+    found = endpoints.find_endpoint(serving_endpoint_name(given), settings.region)
+    found = found or endpoints.find_endpoint(given, settings.region)
     if found is None:
         raise Invalid(
-            f"no endpoint is named {given!r} in {settings.region} (a model family's endpoint is "
-            "made when its first model is promoted)"
+            f"no endpoint is named {given!r} or {serving_endpoint_name(given)!r} in "
+            f"{settings.region} (a model family's serving endpoint is made when its first model "
+            "is promoted)"
         )
     return str(found.name)
 
