@@ -63,6 +63,8 @@ def _family(stack: Any) -> dict[str, Any]:
     return found
 
 
+# Three trainings, each judged on the golden set beside the champion: longer than the default.
+@pytest.mark.timeout(900)
 def test_cli_submit_watch_rerun_predict_and_rollback(
     stack: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -47,7 +47,7 @@ def _finished(stack: Any, state: str, exclude: frozenset[str] = frozenset()) -> 
                 return record
         return None
 
-    found: dict[str, Any] = wait_for(probe, timeout=150, interval=0.5, what=f"a job {state}")
+    found: dict[str, Any] = wait_for(probe, timeout=300, interval=0.5, what=f"a job {state}")
     return found
 
 
@@ -77,6 +77,7 @@ def _rerun(stack: Any, of: dict[str, Any], steps: int, request_id: str) -> None:
     stack.publish(stack.settings.launch_topic, rerun.to_bytes())
 
 
+@pytest.mark.timeout(900)  # three trainings, each judged beside the champion
 def test_promote_model_judges_on_the_golden_set_side_by_side(
     stack: Any, stack_deps: Dependencies
 ) -> None:
