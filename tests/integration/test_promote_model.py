@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from distillery.local.chaos_stack import StackChaos
 from distillery.local.example_data import generate
 from distillery.services.promoter import finish_promotions, promote
 from tests.helpers import jsonl, wait_for
+from tests.unit.test_reports import parse
+from tests.unit.test_reports_browser import _browse
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +82,7 @@ def _rerun(stack: Any, of: dict[str, Any], steps: int, request_id: str) -> None:
 
 @pytest.mark.timeout(900)  # three trainings, each judged beside the champion
 def test_promote_model_judges_on_the_golden_set_side_by_side(
-    stack: Any, stack_deps: Dependencies
+    stack: Any, stack_deps: Dependencies, tmp_path: Path
 ) -> None:
     """A weak first model is promoted on the absolute thresholds; a better rerun beats it on the
     same golden set and is promoted; a worse rerun is rejected by the side-by-side result. Each
@@ -137,6 +140,11 @@ def test_promote_model_judges_on_the_golden_set_side_by_side(
     assert data["decision"] == "reject" and data["comparison"]["mean_difference"] < 0
     assert data["champion"]["job_id"] == better["job_id"]
     assert data["disagreements"]
+    # The page, as a user's browser shows it.
+    page = stack_deps.objects.read_bytes(stack.settings.bucket, report["html"].split("/", 3)[3])
+    text = parse(_browse(tmp_path, page.decode(), "--dump-dom").stdout).visible
+    assert rejected["job_id"] in text and "REJECT" in text
+    assert f"{data['comparison']['mean_difference']:.4f}" in text, text
 
 
 def test_a_deployment_longer_than_promote_models_budget_is_finished_once(
