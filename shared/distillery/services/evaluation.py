@@ -96,7 +96,12 @@ class Answers:
         return sum(1 for text in self.texts if text is None)
 
 
-def _split_gs(uri: str) -> tuple[str, str]:
+def split_gs(uri: str) -> tuple[str, str]:
+    """``gs://bucket/name`` → ``(bucket, name)``.
+
+    Raises:
+        GoldenSetError: ``uri`` is not a gs:// object URI.
+    """
     if not uri.startswith("gs://") or "/" not in uri[5:]:
         raise GoldenSetError(f"{uri!r} is not a gs://bucket/object URI")
     bucket, _, name = uri[5:].partition("/")
@@ -164,7 +169,7 @@ def load_golden(entry: Mapping[str, Any], deps: Dependencies) -> GoldenSet:
         GoldenSetError: it is gone, or its bytes no longer match the recorded hash.
     """
     uri = str(entry["uri"])
-    bucket, name = _split_gs(uri)
+    bucket, name = split_gs(uri)
     try:
         data = deps.objects.read_bytes(bucket, name, limit=MAX_GOLDEN_BYTES)
     except ObjectNotFoundError as exc:
@@ -185,7 +190,7 @@ def freeze(uri: str, source: str, deps: Dependencies, generation: int | None = N
     Raises:
         GoldenSetError: it is gone, too large or not a labeled set.
     """
-    bucket, name = _split_gs(uri)
+    bucket, name = split_gs(uri)
     try:
         data = deps.objects.read_bytes(bucket, name, generation, limit=MAX_GOLDEN_BYTES)
     except ObjectNotFoundError as exc:

@@ -1210,3 +1210,79 @@ def _mark_rolled_back(entry: Mapping[str, Any], deps: Dependencies) -> None:
         logger.warning("the rolled-back job %s has no record", job_id, extra={"job_id": job_id})
         return
     announce(deps, moved.record)
+
+
+def replace_golden_set(family: str, uri: str, deps: Dependencies) -> dict[str, Any]:
+    """Make the validated set at ``uri`` the golden set of ``family`` (an explicit act), and
+    re-score the champion on it; returns the family's record as it now stands.
+
+    The set must be a labeled JSONL that passes the eval-set rules (10 to 250 examples); it is
+    frozen (``golden/<sha256>.jsonl``), the family's previous golden set is kept in
+    ``golden_history``, and the champion's metrics on the new set (``champion.golden_metrics``)
+    are those its endpoint answers now. Later jobs of the family are judged on it.
+
+    Raises:
+        NothingToRollBackError: the family has no record.
+        GoldenSetError: the set is invalid, gone, or not labeled.
+        FamilyBusyError: a promotion or a rollback of the family is under way.
+        RetryableError: a backing service failed; calling again is safe.
+    """
+    from distillery.evaluation import TASKS, infer_task, score
+    from distillery.validation import DatasetKind, validate_jsonl
+
+    settings = deps.settings
+    if deps.records.get(settings.models_collection, family) is None:
+        raise NothingToRollBackError(f"model family {family!r} has no record")
+    bucket, name = evaluation.split_gs(uri)
+    info = deps.objects.find(bucket, name)
+    if info is None:
+        raise evaluation.GoldenSetError(f"there is no object {uri}")
+    with deps.objects.open_read(bucket, name, info.generation) as reader:
+        checked = validate_jsonl(reader, kind=DatasetKind.GOLDEN, source=info.uri)
+    if not checked.report.valid:
+        problems = "; ".join(rule.summary for rule in checked.report.errors)
+        raise evaluation.GoldenSetError(f"{uri} is not a valid golden set: {problems}")
+    golden = evaluation.freeze(
+        info.uri,
+        f"{info.uri} (generation {info.generation}), set by distillery golden",
+        deps,
+        info.generation,
+    )
+    holder = f"golden set {uuid.uuid4().hex[:12]}"
+    _take_lease(family, holder, deps, create=False)
+    try:
+        doc = deps.records.get(settings.models_collection, family) or {}
+        champion = doc.get("champion")
+        metrics: dict[str, float] = {}
+        if champion:
+            answers = evaluation.champion_answers(
+                champion, str(doc.get("endpoint") or ""), golden, deps
+            )
+            job = deps.records.get(settings.jobs_collection, str(champion.get("job_id"))) or {}
+            configured = (job.get("spec") or {}).get("task")
+            task = infer_task(
+                golden.inputs, golden.expected, configured if configured in TASKS else None
+            )
+            metrics = dict(score(task.kind, golden.expected, answers.texts).metrics)
+        now = deps.clock().isoformat()
+        entry = golden.entry(now)
+
+        def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None:
+                return None
+            if (current.get("golden") or {}).get("sha256") == golden.sha256:
+                return None
+            if current.get("golden"):
+                current["golden_history"] = [*current.get("golden_history", []), current["golden"]]
+            current["golden"] = entry
+            if current.get("champion") and champion:
+                current["champion"]["golden_metrics"] = metrics
+            current["updated_at"] = now
+            return current
+
+        deps.records.transact(settings.models_collection, family, mutate)
+    finally:
+        _release_lease(family, holder, deps)
+    result = deps.records.get(settings.models_collection, family) or {}
+    logger.warning("model family %s is now judged on %s (from %s)", family, golden.uri, uri)
+    return {k: v for k, v in result.items() if k != "lease"}

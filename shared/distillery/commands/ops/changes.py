@@ -1,4 +1,5 @@
-"""``distillery rerun`` and ``rollback``: a job launched again, a family's champion given back."""
+"""``distillery rerun``, ``rollback`` and ``golden``: a job launched again, a family's champion
+given back, the golden set a family is judged on."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from distillery.core.models import LaunchRequest
 
 
 def register(subparsers: Any) -> None:
-    """Add ``rerun`` and ``rollback`` to the ``distillery`` command."""
+    """Add ``rerun``, ``rollback`` and ``golden`` to the ``distillery`` command."""
     rerun = subparsers.add_parser(
         "rerun",
         help="launch a job again on the same dataset, with some parameters changed",
@@ -63,6 +64,18 @@ def register(subparsers: Any) -> None:
     )
     rollback.add_argument("--json", dest="as_json", action="store_true", help="the family as JSON")
     rollback.set_defaults(handler=run, action=_rollback)
+
+    golden = subparsers.add_parser(
+        "golden",
+        help="show a model family's golden set, or replace it (the champion is re-scored)",
+        description="Without URI: the golden set the family's models are judged on. With URI "
+        "(gs://BUCKET/OBJECT, a labeled JSONL of 10 to 250 examples): validate it, freeze it as "
+        "the family's golden set, and score the champion on it; later jobs are judged on it.",
+    )
+    golden.add_argument("family", metavar="FAMILY", help="the model family (its display name)")
+    golden.add_argument("uri", metavar="URI", nargs="?", help="the new golden set")
+    golden.add_argument("--json", dest="as_json", action="store_true", help="the family as JSON")
+    golden.set_defaults(handler=run, action=_golden)
 
 
 # --- rerun ---------------------------------------------------------------------------------------
@@ -159,4 +172,43 @@ def _rollback(args: argparse.Namespace) -> int:
         f"{champion.get('model')} serves {champion.get('endpoint')} again "
         f"(job {rolled.get('job_id')} is ROLLED_BACK)"
     )
+    return EXIT_OK
+
+
+# --- golden --------------------------------------------------------------------------------------
+
+
+def _golden(args: argparse.Namespace) -> int:
+    from distillery.services.evaluation import GoldenSetError
+    from distillery.services.promoter import NothingToRollBackError, replace_golden_set
+
+    deps = dependencies()
+    if args.uri:
+        try:
+            family = replace_golden_set(args.family, args.uri, deps)
+        except (GoldenSetError, NothingToRollBackError) as exc:
+            raise Invalid(str(exc)) from None
+    else:
+        family = deps.records.get(deps.settings.models_collection, args.family) or {}
+        if not family:
+            raise Invalid(f"model family {args.family!r} has no record")
+    golden = family.get("golden") or {}
+    if args.as_json:
+        print_json({k: v for k, v in family.items() if k != "lease"})
+        return EXIT_OK
+    if not golden:
+        print(
+            f"model family {args.family} has no golden set yet: its first promoted job's eval "
+            "set becomes it (or give one: distillery golden FAMILY gs://...)"
+        )
+        return EXIT_OK
+    print(
+        f"model family {args.family} is judged on {golden.get('uri')} "
+        f"({golden.get('examples')} examples; {golden.get('source')}; frozen "
+        f"{golden.get('frozen_at')})"
+    )
+    scores = (family.get("champion") or {}).get("golden_metrics") or {}
+    if scores:
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in sorted(scores.items()))
+        print(f"champion job {family['champion'].get('job_id')} on it: {figures}")
     return EXIT_OK
