@@ -1,24 +1,28 @@
-"""The promoter: a SUCCEEDED job's model → the endpoint of its family, when it earns it.
+"""The promoter: a SUCCEEDED job's model → the serving endpoint of its family, when it earns it.
 
 ``promote_model`` listens on ``distill-job-status`` and acts on SUCCEEDED only (other states are
 dropped from the message attributes, before the body is parsed). For a job it:
 
-1. reads the model and eval metrics track_status recorded on the job (the selected checkpoint's
-   when checkpoint selection is on; the Model Registry entry's metadata when the job has none);
-2. decides once: the metrics are gated on the thresholds of the settings (or those the job's
-   config sidecar or rerun set: ``min_eval_accuracy`` and the like) and against the current
-   champion of the model's family (``models/{family}``, family = the job's model display name),
-   and the decision is written on the job (``promotion``) with a compare-and-set, so a
-   redelivery never flips it;
-3. REJECTED: the job moves SUCCEEDED → REJECTED with a ``reason`` that lists every failed rule
-   with the figures compared (and the champion's);
-4. PROMOTED: finds the endpoint named after the family (creates it when there is none), deploys
-   the model unless the endpoint already serves it (with the canary share of the traffic when
-   a champion is serving and ``DISTILLERY_CANARY_PERCENT`` is set), makes it the champion (the
-   previous one joins ``history``, for rollback), undeploys older models that no longer serve,
-   then moves the job to PROMOTED with ``endpoint`` set and announces it.
+1. moves it SUCCEEDED → EVALUATING (announced), holding the family's lease;
+2. decides once: the candidate, on the endpoint its own pipeline deployed it on, and the champion
+   (``models/{family}``, family = the job's model display name), where it serves, answer the
+   family's frozen golden set (:mod:`distillery.services.evaluation`); the golden-set rule of
+   :mod:`distillery.evaluation` (task metric, paired-bootstrap interval, per-class drops) decides,
+   with the token-accuracy gates of the settings (or the job's config sidecar or rerun:
+   ``min_eval_accuracy`` and the like) as extra rules where the service reports those metrics.
+   The decision and its report (``reports/decisions/<job_id>.json`` and ``.html``) are written
+   on the job (``promotion``) with a compare-and-set, so a redelivery never flips it;
+3. REJECTED: the candidate's own endpoint is undeployed and deleted, and the job moves
+   EVALUATING → REJECTED with a ``reason`` that lists every failed rule with its figures;
+4. PROMOTED: finds the family's serving endpoint (``<family>-serving``; created when there is
+   none), deploys the model unless it already serves it (with the canary share of the traffic
+   when a champion is serving and ``DISTILLERY_CANARY_PERCENT`` is set), makes it the champion
+   (the previous one joins ``history``, for rollback; the first promoted job's golden set becomes
+   the family's), undeploys older models that no longer serve, deletes the candidate's own
+   endpoint, then moves the job to PROMOTED with ``endpoint`` set and announces it.
 
-One decision at a time per family: a promotion (steps 2 to 4) and a rollback hold the family's
+One decision at a time per family: a promotion (steps 1 to 4), a rollback and a golden set's
+replacement hold the family's
 lease (``models/{family}.lease``, a compare-and-set), so the family's endpoint is created once
 (recorded as ``models/{family}.endpoint``) and no champion changes under a decision. Crowning is
 conditional on the champion the decision was compared against; a decision whose champion was
