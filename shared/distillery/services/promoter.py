@@ -22,9 +22,9 @@ dropped from the message attributes, before the body is parsed). For a job it:
    endpoint, then moves the job to PROMOTED with ``endpoint`` set and announces it.
 
 One decision at a time per family: a promotion (steps 1 to 4), a rollback and a golden set's
-replacement hold the family's
-lease (``models/{family}.lease``, a compare-and-set), so the family's endpoint is created once
-(recorded as ``models/{family}.endpoint``) and no champion changes under a decision. Crowning is
+replacement hold the family's lease (``models/{family}.lease``, a compare-and-set), so the
+family's endpoint is created once (recorded as ``models/{family}.endpoint``) and no champion
+changes under a decision. Crowning is
 conditional on the champion the decision was compared against; a decision whose champion was
 replaced meanwhile is made again against the new one.
 
