@@ -12,6 +12,7 @@ from distillery.local import demo
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.timeout(900)  # two trainings, each judged on a 100-example golden set
 def test_demo_promotes_a_model_then_rejects_a_worse_rerun(
     stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:

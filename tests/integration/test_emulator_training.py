@@ -212,6 +212,7 @@ def test_emulator_training_lifecycle_on_the_local_stack(stack: Any, vertex: Vert
     assert own_answers == answers  # the same model, decoded greedily
 
 
+@pytest.mark.timeout(600)  # it waits up to 420 s for the job
 def test_emulator_training_reaches_the_quality_target(stack: Any, vertex: Vertex) -> None:
     train, evaluation = generate(1000, 100)
     dataset = _upload(stack, "validated/quality/news.jsonl", train)
