@@ -190,7 +190,7 @@ def test_backend_override_picks_the_backend_either_way() -> None:
 def test_job_label_fits_a_label_and_keeps_the_hash() -> None:
     long_id = "a" * 48 + "-" + "0123456789abcdef01234567"
     label = policy.job_label(long_id)
-    assert len(label) <= 64 and label.endswith("-0123456789abcdef01234567")
+    assert len(label) <= 63 and label.endswith("-0123456789abcdef01234567")
     assert policy.job_label("short-0123456789abcdef01234567") == "short-0123456789abcdef01234567"
     with pytest.raises(ValueError, match="not a job id"):
         policy.job_label("Not_An_Id")

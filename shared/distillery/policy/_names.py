@@ -77,13 +77,16 @@ def job_id(*, source_identity: str, request_id: str, dataset_name: str) -> str:
 
 #: The label a gemini job carries its job id in (tuningJobs take no client-chosen id).
 JOB_LABEL_KEY = "distillery-job-id"
+#: The longest label value sent: Vertex AI's REST reference allows LABEL_MAX (64) characters,
+#: Google Cloud's general label rules 63; the smaller fits both.
+LABEL_VALUE_MAX = min(LABEL_MAX, 63)
 
 
 def job_label(job_id: str) -> str:
     """The value of :data:`JOB_LABEL_KEY` for ``job_id``: the id itself when it fits a label.
 
-    A label value holds at most :data:`distillery.facts.LABEL_MAX` lowercase letters, digits,
-    dashes and underscores; a job id is already of those characters but may be longer (a
+    A label value holds at most :data:`LABEL_VALUE_MAX` lowercase letters, digits, dashes and
+    underscores; a job id is already of those characters but may be longer (a
     48-character prefix, a dash and 24 hex digits). A longer id keeps its hash, which is what
     makes it unique, and loses the end of its readable prefix: still deterministic.
 
@@ -92,8 +95,8 @@ def job_label(job_id: str) -> str:
     """
     if JOB_ID_PATTERN.match(job_id) is None:
         raise ValueError(f"{job_id!r} is not a job id ([a-z][-a-z0-9]{{0,127}})")
-    if len(job_id) <= LABEL_MAX:
+    if len(job_id) <= LABEL_VALUE_MAX:
         return job_id
     prefix, _, digest = job_id.rpartition("-")
-    keep = LABEL_MAX - len(digest) - 1
-    return f"{prefix[:keep].rstrip('-')}-{digest}" if keep > 0 else job_id[-LABEL_MAX:]
+    keep = LABEL_VALUE_MAX - len(digest) - 1
+    return f"{prefix[:keep].rstrip('-')}-{digest}" if keep > 0 else job_id[-LABEL_VALUE_MAX:]
