@@ -107,6 +107,8 @@ locals {
     DISTILLERY_MAX_CONCURRENT_JOBS      = tostring(var.max_concurrent_jobs)
     DISTILLERY_MAX_TRAIN_STEPS          = tostring(var.max_train_steps)
     DISTILLERY_DAILY_ACCELERATOR_HOURS  = tostring(var.daily_accelerator_hours)
+    DISTILLERY_BACKEND                  = var.backend
+    DISTILLERY_DAILY_TUNING_USD         = tostring(var.daily_tuning_usd)
     DISTILLERY_MIN_EVAL_ACCURACY        = tostring(var.min_eval_accuracy)
     DISTILLERY_MAX_EVAL_LOSS            = tostring(var.max_eval_loss)
     DISTILLERY_MIN_EVAL_PREDICTIONS     = tostring(var.min_eval_predictions)

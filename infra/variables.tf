@@ -352,6 +352,22 @@ variable "max_train_steps" {
   default     = 0
 }
 
+variable "backend" {
+  description = "DISTILLERY_BACKEND: the backend a job runs on unless its backend override names the other: pipeline (the seed's distillation pipeline, retired on Google Cloud) or gemini (Vertex AI supervised tuning)."
+  type        = string
+  default     = "pipeline"
+  validation {
+    condition     = contains(["pipeline", "gemini"], var.backend)
+    error_message = "backend must be pipeline or gemini."
+  }
+}
+
+variable "daily_tuning_usd" {
+  description = "DISTILLERY_DAILY_TUNING_USD: daily budget of the gemini backend in estimated tuning cost, USD (0: none)."
+  type        = number
+  default     = 0
+}
+
 variable "daily_accelerator_hours" {
   description = "DISTILLERY_DAILY_ACCELERATOR_HOURS: daily budget of estimated accelerator-hours (0: none)."
   type        = number

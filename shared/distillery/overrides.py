@@ -14,9 +14,13 @@ key's rule, and the rules between keys are applied. Every problem is a :class:`P
 message names the key and the value, so the same bad value reads the same whichever path it took.
 
 The keys are the distillation job parameters a user may choose (SPEC "Training parameters" and
-"The job request"), ``task`` (which picks the recommended ``train_steps``), and the promotion gates
-of :data:`distillery.core.settings.PROMOTION_GATE_KEYS` and ``EVALUATION_GATE_KEYS``, which the
-promoter uses for the job in place of the settings of the same name. Pure: no I/O.
+"The job request"), ``task`` (which picks the recommended ``train_steps``), ``backend`` (the
+backend the job runs on: a job parameter of the plan, never sent to a service), the gemini
+backend's tuning parameters (SPEC "The successor on Google Cloud today": ``base_model``,
+``epoch_count``, ``adapter_size``; ``learning_rate_multiplier`` is both backends'), and the
+promotion gates of :data:`distillery.core.settings.PROMOTION_GATE_KEYS` and
+``EVALUATION_GATE_KEYS``, which the promoter uses for the job in place of the settings of the same
+name. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -30,14 +34,22 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillery._text import describe_json_value, preview
-from distillery.core.settings import EVALUATION_GATE_KEYS, PROMOTION_GATE_KEYS
+from distillery.core.settings import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    EVALUATION_GATE_KEYS,
+    PROMOTION_GATE_KEYS,
+)
 from distillery.facts import (
     ACCELERATOR_TYPES,
     ACCELERATORS,
+    ADAPTER_SIZES,
     CHECKPOINT_SELECTION_VALUES,
     CMEK_REGION,
     DISPLAY_NAME_MAX,
     EVAL_ONLY_PARAMETERS,
+    GEMINI_MIN_EPOCH_COUNT,
+    GEMINI_TUNING_MODELS,
     KMS_KEY_PATTERN,
     SUPPORTED_REGIONS,
     TASK_STEP_RANGES,
@@ -173,6 +185,43 @@ def _task(value: Any) -> str:
     raise InvalidValue(f"is {describe_json_value(value)}, expected one of {', '.join(TASKS)}")
 
 
+def _backend(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in BACKENDS:
+        return value.strip().lower()
+    raise InvalidValue(f"is {describe_json_value(value)}, expected one of {', '.join(BACKENDS)}")
+
+
+def _base_model(value: Any) -> str:
+    # The bare id is what the plan sends; Google's publisher prefix is accepted and dropped.
+    if isinstance(value, str):
+        short = value.strip().removeprefix("publishers/google/models/")
+        if short in GEMINI_TUNING_MODELS:
+            return short
+    raise InvalidValue(
+        f"is {describe_json_value(value)}, expected a Gemini base model that supports "
+        f"supervised tuning: {', '.join(GEMINI_TUNING_MODELS)}"
+    )
+
+
+def _epoch_count(value: Any) -> int:
+    return _integer(value, GEMINI_MIN_EPOCH_COUNT)
+
+
+def _adapter_size(value: Any) -> str:
+    # The enum name (ADAPTER_SIZE_FOUR) or the size it names (4); the plan sends the name.
+    if isinstance(value, str) and value.strip().upper() in ADAPTER_SIZES:
+        return value.strip().upper()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        for name, size in ADAPTER_SIZES.items():
+            if value == size:
+                return name
+    sizes = ", ".join(str(size) for size in ADAPTER_SIZES.values())
+    raise InvalidValue(
+        f"is {describe_json_value(value)}, expected an adapter size ({sizes}) or its "
+        "ADAPTER_SIZE_* name"
+    )
+
+
 _KMS_KEY_SHAPE = _matching(
     KMS_KEY_PATTERN, "a Cloud KMS key name projects/*/locations/*/keyRings/*/cryptoKeys/*"
 )
@@ -282,6 +331,10 @@ PARAMETERS: dict[str, Parameter] = {
             _matching(SERVICE_ACCOUNT_PATTERN, "a service account email"),
         ),
         _job("task", _task),
+        _job("backend", _backend),
+        _job("base_model", _base_model),
+        _job("epoch_count", _epoch_count),
+        _job("adapter_size", _adapter_size),
         *(_gate(name, _GATE_PARSERS[name]) for name in PROMOTION_GATE_KEYS),
         *(_evaluation_gate(name, _EVALUATION_GATE_PARSERS[name]) for name in EVALUATION_GATE_KEYS),
     )
@@ -357,13 +410,19 @@ class CheckedOverrides:
 
 
 def check_overrides(
-    raw: Mapping[str, Any], *, has_eval: bool, eval_set: str = UNNAMED_EVAL_SET
+    raw: Mapping[str, Any],
+    *,
+    has_eval: bool,
+    eval_set: str = UNNAMED_EVAL_SET,
+    backend: str | None = None,
 ) -> CheckedOverrides:
     """Read every override in ``raw`` and apply the rules between them.
 
     ``has_eval`` says whether the job has an eval set (evaluation parameters and promotion gates
-    need one); ``eval_set`` is the eval set's name for that message. Raises nothing: every
-    problem is in the result.
+    need one); ``eval_set`` is the eval set's name for that message. ``backend`` is the
+    deployment's backend (``DISTILLERY_BACKEND``; default ``pipeline``), which a ``backend``
+    override replaces: the pipeline's CMEK rules are the pipeline's only (the gemini policy
+    judges a key against the tuning region). Raises nothing: every problem is in the result.
     """
     checked = CheckedOverrides()
     #: The values that broke no rule of their own: the rules between keys judge only these.
@@ -395,11 +454,16 @@ def check_overrides(
             checked.problems.append(Problem(ProblemKind.INVALID_VALUE, key, f"{key} {exc}"))
             continue
         sound[key] = parsed
-    checked.problems.extend(_between_keys(sound, has_eval=has_eval, eval_set=eval_set))
+    chosen = sound.get("backend") or backend or DEFAULT_BACKEND
+    checked.problems.extend(
+        _between_keys(sound, has_eval=has_eval, eval_set=eval_set, backend=chosen)
+    )
     return checked
 
 
-def _between_keys(values: dict[str, Any], *, has_eval: bool, eval_set: str) -> list[Problem]:
+def _between_keys(
+    values: dict[str, Any], *, has_eval: bool, eval_set: str, backend: str
+) -> list[Problem]:
     """The rules between parameters, and between parameters and the dataset."""
     problems: list[Problem] = []
     if not has_eval:
@@ -415,7 +479,7 @@ def _between_keys(values: dict[str, Any], *, has_eval: bool, eval_set: str) -> l
                 )
 
     key_name = values.get("encryption_spec_key_name")
-    if key_name is not None:
+    if key_name is not None and backend == "pipeline":
         problems.extend(_cmek_problems(key_name, values))
 
     steps = values.get("train_steps")

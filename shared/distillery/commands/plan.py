@@ -10,6 +10,9 @@
   ``--examples N`` (and the eval set's, optionally, with ``--eval-examples N``).
 - ``--set key=value`` overrides a job parameter (after the sidecar); the value is read as JSON
   when it parses (``train_steps=500``, ``enable_early_stopping=false``), else as a string.
+- ``--set backend=gemini`` (or ``DISTILLERY_BACKEND=gemini``) plans a Vertex AI tuning job: a
+  local dataset is validated and converted for it (its ``contents`` copy's tokens are counted
+  for the planning cost) and the request printed is the ``tuningJobs.create`` body.
 
 The project and bucket come from ``--project`` / ``--bucket``, else ``GOOGLE_CLOUD_PROJECT`` /
 ``DISTILLERY_BUCKET``; else the project gcloud is configured with (``gcloud config get-value
@@ -43,7 +46,7 @@ from pydantic import ValidationError
 from distillery import policy
 from distillery.commands.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from distillery.core.models import LaunchRequest
-from distillery.core.settings import Settings
+from distillery.core.settings import BACKENDS, Settings
 
 DEFAULT_REQUEST_ID = "cli-plan"
 #: What the plan uses for a setting it was not given (valid names, so every check still runs).
@@ -91,6 +94,8 @@ class _Dataset:
     #: What the user named (a path or URI), for the printout.
     label: str = ""
     sidecar: Path | None = None
+    #: Tokens counted by validation (gemini backend, a local file); None: not counted.
+    tokens: int | None = None
 
 
 def register(subparsers: Any) -> None:
@@ -145,10 +150,12 @@ def run(args: argparse.Namespace) -> int:
     """
     try:
         settings, assumed = _settings(args)
-        dataset = _dataset(args, settings)
-        evaluation = _eval_dataset(args, settings, dataset)
+        assignments = _assignments(args.assignments)
+        backend = _backend(args, settings, assignments)
+        dataset = _dataset(args, settings, backend)
+        evaluation = _eval_dataset(args, settings, dataset, backend)
         overrides = _sidecar_overrides(dataset, has_eval=evaluation is not None)
-        overrides.update(_assignments(args.assignments))
+        overrides.update(assignments)
         request = LaunchRequest(
             dataset_uri=dataset.uri,
             eval_dataset_uri=evaluation.uri if evaluation else None,
@@ -168,6 +175,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INVALID
 
     assert dataset.examples is not None
+    job_id = policy.job_id(
+        source_identity=dataset.identity, request_id=args.request_id, dataset_name=dataset.uri
+    )
     plan = policy.resolve(
         request,
         settings,
@@ -176,9 +186,8 @@ def run(args: argparse.Namespace) -> int:
         usage=policy.PolicyUsage(
             running_jobs=args.running_jobs, accelerator_hours_today=args.hours_today
         ),
-    )
-    job_id = policy.job_id(
-        source_identity=dataset.identity, request_id=args.request_id, dataset_name=dataset.uri
+        job_id=job_id,
+        dataset_tokens=dataset.tokens,
     )
     if args.json:
         print(json.dumps(_json_output(plan, job_id, assumed), indent=2))
@@ -221,6 +230,26 @@ def _assignments(texts: list[str]) -> dict[str, Any]:
             raise _UsageProblem(str(exc)) from None
         values[key] = value
     return values
+
+
+def _backend(args: argparse.Namespace, settings: Settings, assignments: dict[str, Any]) -> str:
+    """The backend the dataset is validated for: ``--set backend``, else the sidecar's
+    ``backend``, else ``DISTILLERY_BACKEND``. A value that names no backend is left to the
+    policy, which refuses it in the override schema's words."""
+    chosen = assignments.get("backend")
+    if chosen is None and not args.dataset.startswith("gs://"):
+        path = Path(args.dataset)
+        sidecar = path.with_name(f"{_stem(path)}.config.json")
+        if sidecar.is_file():
+            try:
+                config = json.loads(sidecar.read_bytes())
+            except (ValueError, UnicodeDecodeError):
+                config = None  # The sidecar's validation reports it.
+            if isinstance(config, dict):
+                chosen = config.get("backend")
+    if isinstance(chosen, str) and chosen.strip().lower() in BACKENDS:
+        return chosen.strip().lower()
+    return settings.backend
 
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Assumed]]:
@@ -288,7 +317,7 @@ def gcloud_project(timeout: float | None = None) -> str | None:
     return value
 
 
-def _dataset(args: argparse.Namespace, settings: Settings) -> _Dataset:
+def _dataset(args: argparse.Namespace, settings: Settings, backend: str) -> _Dataset:
     source: str = args.dataset
     if source.startswith("gs://"):
         if args.examples is None:
@@ -301,7 +330,7 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> _Dataset:
     path = Path(source)
     if not path.is_file():
         raise _UsageProblem(f"no such file: {source}")
-    examples, sha256 = _validate_local(path, settings, eval_set=False)
+    examples, sha256, tokens = _validate_local(path, settings, eval_set=False, backend=backend)
     stem = _stem(path)
     uri = f"gs://{settings.bucket}/{settings.validated_prefix}{sha256}/{stem}.jsonl"
     sidecar = path.with_name(f"{stem}.config.json")
@@ -311,11 +340,12 @@ def _dataset(args: argparse.Namespace, settings: Settings) -> _Dataset:
         identity=f"sha256:{sha256}",
         label=source,
         sidecar=sidecar if sidecar.is_file() else None,
+        tokens=tokens,
     )
 
 
 def _eval_dataset(
-    args: argparse.Namespace, settings: Settings, dataset: _Dataset
+    args: argparse.Namespace, settings: Settings, dataset: _Dataset, backend: str
 ) -> _Dataset | None:
     source: str | None = args.eval_dataset
     if source is None and dataset.identity.startswith("sha256:"):
@@ -332,18 +362,34 @@ def _eval_dataset(
     path = Path(source)
     if not path.is_file():
         raise _UsageProblem(f"no such file: {source}")
-    examples, sha256 = _validate_local(path, settings, eval_set=True)
+    examples, sha256, _ = _validate_local(path, settings, eval_set=True, backend=backend)
     name = f"{_stem(path).removesuffix('.eval')}.eval.jsonl"
     uri = f"gs://{settings.bucket}/{settings.validated_prefix}{sha256}/{name}"
     return _Dataset(uri=uri, examples=examples, identity=f"sha256:{sha256}", label=source)
 
 
-def _validate_local(path: Path, settings: Settings, *, eval_set: bool) -> tuple[int, str]:
-    """Validate a local JSONL file like an upload; returns (examples, sha256)."""
-    from distillery.validation import DatasetKind, validate_jsonl
+def _validate_local(
+    path: Path, settings: Settings, *, eval_set: bool, backend: str
+) -> tuple[int, str, int | None]:
+    """Validate a local JSONL file like an upload for ``backend``; returns (examples, sha256,
+    tokens). For gemini the sha256 is the converted copy's and the tokens are counted (the
+    default base model's limits apply); for the pipeline the tokens are None."""
+    from distillery.validation import DatasetKind, validate_jsonl, validated_copy
 
     kind = DatasetKind.EVAL if eval_set else DatasetKind.TRAINING
     with path.open("rb") as reader:
+        if backend == "gemini":
+            copy = validated_copy(
+                reader,
+                backend=backend,
+                kind=kind,
+                source=str(path),
+                max_findings_per_rule=settings.max_findings_per_rule,
+            )
+            report = copy.drain().report
+            if not report.valid:
+                raise _InvalidInput(str(path), _problems(report))
+            return int(report.examples), copy.sha256, copy.dataset_tokens
         result = validate_jsonl(
             reader,
             kind=kind,
@@ -353,7 +399,7 @@ def _validate_local(path: Path, settings: Settings, *, eval_set: bool) -> tuple[
     report = result.report
     if not report.valid:
         raise _InvalidInput(str(path), _problems(report))
-    return int(report.examples), str(report.sha256)
+    return int(report.examples), str(report.sha256), None
 
 
 def _sidecar_overrides(dataset: _Dataset, *, has_eval: bool) -> dict[str, Any]:
@@ -417,10 +463,13 @@ def _human_output(plan: policy.Plan, job_id: str, inputs: list[str]) -> str:
     lines += ["", "Reasons:"] + [f"  - {reason}" for reason in plan.reasons]
     if plan.refusals:
         lines += ["", "Refusals:"] + [f"  - {refusal}" for refusal in plan.refusals]
-    region = plan.spec.pipeline_region
+    region = plan.location
+    collection = (
+        "tuningJobs" if plan.backend == "gemini" else f"pipelineJobs?pipelineJobId={job_id}"
+    )
     endpoint = (
         f"POST https://{region}-aiplatform.googleapis.com/v1/projects/{plan.spec.project}"
-        f"/locations/{region}/pipelineJobs?pipelineJobId={job_id}"
+        f"/locations/{region}/{collection}"
     )
     lines += ["", f"Request ({endpoint}):", json.dumps(plan.request_body, indent=2)]
     return "\n".join(lines)

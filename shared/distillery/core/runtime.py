@@ -31,6 +31,7 @@ from distillery.core.ports import (
     ObjectStore,
     Publisher,
     RecordStore,
+    TuningJobs,
     VertexPipelines,
 )
 from distillery.core.settings import Settings
@@ -51,6 +52,8 @@ class Dependencies:
     vertex: VertexPipelines | None = None
     endpoints: ModelEndpoints | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    #: Vertex AI tuning jobs (the gemini backend).
+    tuning: TuningJobs | None = None
 
     def require_vertex(self) -> VertexPipelines:
         """The Vertex AI port (only the functions that talk to Vertex AI are given one).
@@ -63,6 +66,18 @@ class Dependencies:
 
             raise ConfigurationError("this function was built without a Vertex AI client")
         return self.vertex
+
+    def require_tuning(self) -> TuningJobs:
+        """The Vertex AI tuning jobs port (the gemini backend's jobs).
+
+        Raises:
+            ConfigurationError: none was configured.
+        """
+        if self.tuning is None:
+            from distillery.core.errors import ConfigurationError
+
+            raise ConfigurationError("this function was built without a Vertex AI tuning client")
+        return self.tuning
 
     def require_endpoints(self) -> ModelEndpoints:
         """The Vertex AI endpoints port (only the functions that manage endpoints use it).
@@ -99,6 +114,7 @@ def google_dependencies(settings: Settings) -> Dependencies:
         ConfigurationError: the project is not set.
     """
     from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
+    from distillery.adapters.tuning import VertexTuningJobsAdapter
     from distillery.adapters.vertex import VertexModelEndpointsAdapter, VertexPipelineAdapter
 
     return Dependencies(
@@ -111,6 +127,7 @@ def google_dependencies(settings: Settings) -> Dependencies:
         endpoints=VertexModelEndpointsAdapter(
             settings.project, api_endpoint=settings.vertex_api_endpoint
         ),
+        tuning=VertexTuningJobsAdapter(settings.project, api_endpoint=settings.vertex_api_endpoint),
     )
 
 

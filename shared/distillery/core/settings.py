@@ -19,9 +19,16 @@ from distillery.facts import (
     DEFAULT_LONG_CONTEXT_STUDENTS,
     DEFAULT_STUDENT_MODEL,
     DEFAULT_TEACHER_MODEL,
+    GEMINI_TUNING_REGIONS,
     SUPPORTED_REGIONS,
     TEMPLATE_URI,
 )
+
+#: The backends a job may run on (``DISTILLERY_BACKEND``, the ``backend`` override): ``pipeline``
+#: is the seed's Vertex AI distillation pipeline (pipelineJobs), ``gemini`` Gemini supervised
+#: tuning (tuningJobs), what runs on Google Cloud today.
+BACKENDS: tuple[str, ...] = ("pipeline", "gemini")
+DEFAULT_BACKEND = "pipeline"
 
 #: Data-residency areas (``DISTILLERY_DATA_RESIDENCY``) → the region-name prefixes inside each.
 #: Under a residency, every region a job touches (pipeline, model upload, tuning) must match.
@@ -106,6 +113,8 @@ class Settings:
     log_level: str = _env("DISTILLERY_LOG_LEVEL", default="INFO")
 
     # --- Launch policy (read by distillery.policy; SPEC "Regions and accelerators") -------------
+    #: The backend a job runs on unless its ``backend`` override names the other (BACKENDS).
+    backend: str = _env("DISTILLERY_BACKEND", default=DEFAULT_BACKEND)
     #: The distillation pipeline template sent as ``templateUri``.
     template_uri: str = _env(
         "DISTILLERY_TEMPLATE_URI",
@@ -141,6 +150,8 @@ class Settings:
     max_train_steps: int = _env("DISTILLERY_MAX_TRAIN_STEPS", default=0)
     #: Daily budget in estimated accelerator-hours (A100-hours or TPU-v3-core-hours; 0: none).
     daily_accelerator_hours: float = _env("DISTILLERY_DAILY_ACCELERATOR_HOURS", default=0.0)
+    #: Daily budget of the gemini backend in estimated tuning cost, USD (0: none).
+    daily_tuning_usd: float = _env("DISTILLERY_DAILY_TUNING_USD", default=0.0)
 
     # --- Promotion (read by distillery.services.promoter; SPEC "After the job") -------------------
     #: Minimum ``eval_fraction_of_correct_next_step_preds`` (eval token accuracy, 0 to 1).
@@ -230,10 +241,14 @@ class Settings:
                     f"the prefix {prefix!r} overlaps the watched {self.datasets_prefix!r}: "
                     "a function must never write where it is triggered"
                 )
-        if self.region not in SUPPORTED_REGIONS:
+        if self.backend not in BACKENDS:
             raise ConfigurationError(
-                f"DISTILLERY_REGION {self.region!r} is not a distillation region; "
-                f"use one of: {', '.join(SUPPORTED_REGIONS)}"
+                f"DISTILLERY_BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
+        if self.region not in self.known_regions:
+            raise ConfigurationError(
+                f"DISTILLERY_REGION {self.region!r} is not a region the {self.backend} backend "
+                f"runs in; use one of: {', '.join(self.known_regions)}"
             )
         if self.max_findings_per_rule < 1:
             raise ConfigurationError("DISTILLERY_MAX_FINDINGS_PER_RULE must be at least 1")
@@ -281,20 +296,38 @@ class Settings:
             raise ConfigurationError(
                 f"DISTILLERY_ACCELERATORS repeats a type: {self.accelerators!r}"
             )
-        unknown = [r for r in self.allowed_region_list if r not in SUPPORTED_REGIONS]
+        unknown = [r for r in self.allowed_region_list if r not in self.known_regions]
         if unknown:
             raise ConfigurationError(
-                f"DISTILLERY_ALLOWED_REGIONS names regions that are not distillation regions: "
-                f"{', '.join(unknown)}"
+                f"DISTILLERY_ALLOWED_REGIONS names regions that are not {self.backend} backend "
+                f"regions: {', '.join(unknown)}"
             )
         if self.data_residency and self.data_residency not in DATA_RESIDENCY_AREAS:
             raise ConfigurationError(
                 f"DISTILLERY_DATA_RESIDENCY must be one of {', '.join(DATA_RESIDENCY_AREAS)} "
                 f"(or empty), got {self.data_residency!r}"
             )
-        for name in ("max_concurrent_jobs", "max_train_steps", "daily_accelerator_hours"):
+        for name in (
+            "max_concurrent_jobs",
+            "max_train_steps",
+            "daily_accelerator_hours",
+            "daily_tuning_usd",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"{self.env_name(name)} must be 0 (no limit) or more")
+
+    @property
+    def known_regions(self) -> tuple[str, ...]:
+        """The regions ``DISTILLERY_REGION`` and ``DISTILLERY_ALLOWED_REGIONS`` may name: the
+        distillation regions, and with the gemini backend the tuning regions too (a job's
+        ``backend`` override may still pick the pipeline, whose policy refuses a region it lacks).
+        """
+        if self.backend == "gemini":
+            return (
+                *SUPPORTED_REGIONS,
+                *(r for r in GEMINI_TUNING_REGIONS if r not in SUPPORTED_REGIONS),
+            )
+        return SUPPORTED_REGIONS
 
     @property
     def long_context_student_list(self) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ accelerator preference with fallback, concurrency, step and daily-budget limits)
 - ``reasons``: one sentence per choice, saying why;
 - ``refusals``: every reason the job cannot run (non-empty → REJECTED_BY_POLICY; all are
   collected, the engine never stops at the first);
-- ``request_body``: the exact ``pipelineJobs.create`` body, holding only the parameters that apply.
+- ``request_body``: the exact ``pipelineJobs.create`` body, holding only the parameters that apply
+  (for the ``gemini`` backend, ``_gemini``: the ``tuningJobs.create`` body).
 
 :func:`job_id` derives the deterministic Vertex ``pipelineJobId`` of a request (from the
 validated dataset's identity and the request id, never from a plan).
@@ -52,14 +53,23 @@ from distillery.policy._budget import (
     PIPELINE_OVERHEAD_HOURS,
     estimate_accelerator_hours,
 )
-from distillery.policy._model import JobSpec, Plan, PolicyUsage
+from distillery.policy._gemini import (
+    DEFAULT_EPOCH_COUNT,
+    ESTIMATED_TOKENS_PER_EXAMPLE,
+    GEMINI_ONLY_KEYS,
+    PIPELINE_ONLY_KEYS,
+    build_tuning_body,
+)
+from distillery.policy._model import GeminiJobSpec, JobSpec, Plan, PolicyUsage
 from distillery.policy._names import (
     JOB_ID_HASH_CHARS,
     JOB_ID_PATTERN,
     JOB_ID_PREFIX_MAX,
+    JOB_LABEL_KEY,
     MODEL_NAME_SUFFIX,
     default_model_display_name,
     job_id,
+    job_label,
 )
 from distillery.policy._resolve import resolve
 from distillery.policy._training import TARGET_EPOCHS, batch_size, choose_train_steps
@@ -73,34 +83,42 @@ __all__ = [
     "CMEK_REGION",
     "DEFAULT_CHECKPOINT_SELECTION",
     "DEFAULT_ENABLE_EARLY_STOPPING",
+    "DEFAULT_EPOCH_COUNT",
     "DEFAULT_EVALUATION_INTERVAL",
     "DEFAULT_LEARNING_RATE_MULTIPLIER",
     "DEFAULT_TRAIN_STEPS",
     "DISPLAY_NAME_MAX",
+    "ESTIMATED_TOKENS_PER_EXAMPLE",
     "EVALUATION_PASS_SECONDS",
     "EVAL_EXAMPLES_RANGE",
     "EVAL_PARAMETERS",
+    "GEMINI_ONLY_KEYS",
     "JOB_ID_HASH_CHARS",
     "JOB_ID_PATTERN",
     "JOB_ID_PREFIX_MAX",
+    "JOB_LABEL_KEY",
     "LONG_CONTEXT_BATCH",
     "MAX_DATASET_EXAMPLES",
     "MODEL_NAME_SUFFIX",
     "OVERRIDABLE_PARAMETERS",
+    "PIPELINE_ONLY_KEYS",
     "PIPELINE_OVERHEAD_HOURS",
     "SHORT_CONTEXT_BATCH",
     "TARGET_EPOCHS",
     "TASKS",
     "TASK_STEP_RANGES",
     "AcceleratorProfile",
+    "GeminiJobSpec",
     "JobSpec",
     "Plan",
     "PolicyUsage",
     "batch_size",
     "build_request_body",
+    "build_tuning_body",
     "choose_train_steps",
     "default_model_display_name",
     "estimate_accelerator_hours",
     "job_id",
+    "job_label",
     "resolve",
 ]

@@ -363,3 +363,142 @@ def over_budget(spent: float, hours: float, budget: float) -> str:
         f"the daily budget would be exceeded: {spent:g} accelerator-hours used today + "
         f"{hours:g} for this job > {Settings.env_name('daily_accelerator_hours')}={budget:g}"
     )
+
+
+# --- Backends ------------------------------------------------------------------------------------
+
+
+def backend(name: str, *, overridden: bool) -> str:
+    """Why the job runs on backend ``name``."""
+    source = "the backend override" if overridden else Settings.env_name("backend")
+    what = (
+        "Vertex AI supervised tuning (tuningJobs)"
+        if name == "gemini"
+        else "the Vertex AI distillation pipeline (pipelineJobs)"
+    )
+    return f"backend {name}: {source} ({what})"
+
+
+def not_for_backend(key: str, backend: str, other: str) -> str:
+    """Refusal: override ``key`` is a parameter of backend ``other`` only."""
+    return (
+        f"override {key} applies to the {other} backend only; this job runs on the {backend} "
+        "backend (set backend or remove the key)"
+    )
+
+
+# --- The gemini backend --------------------------------------------------------------------------
+
+
+def tuning_region(region: str) -> str:
+    """Why the tuning job runs in ``region``."""
+    return (
+        f"tuning region {region}: {Settings.env_name('region')} (where the tuning job runs and "
+        "its tuned model lives)"
+    )
+
+
+def not_a_tuning_region(region: str, supported: tuple[str, ...]) -> str:
+    """Refusal: ``region`` is not a region Gemini supervised tuning runs in."""
+    return (
+        f"the tuning region {region} is not a Gemini supervised tuning region "
+        f"(use one of {', '.join(supported)})"
+    )
+
+
+def base_model(model: str, name: str, *, overridden: bool) -> str:
+    """Why ``model`` is tuned."""
+    source = "the base_model override" if overridden else "the default base model"
+    return f"base model {model} ({name}): {source}"
+
+
+def training_examples_above(examples: int, maximum: int, model: str) -> str:
+    """Refusal: more training examples than ``model`` takes."""
+    return f"the dataset has {examples:,} examples; {model} tunes on at most {maximum:,}"
+
+
+def validation_examples_above(examples: int, maximum: int, model: str) -> str:
+    """Refusal: more validation examples than ``model`` takes."""
+    return f"the eval set has {examples:,} examples; {model} validates on at most {maximum:,}"
+
+
+def validation(uri: str | None) -> str:
+    """Whether a validation dataset is sent."""
+    if uri is None:
+        return "no validation dataset: no eval data, so no validationDatasetUri is sent"
+    return f"validation dataset {uri}: the eval set"
+
+
+def epoch_count(epochs: int, *, overridden: bool) -> str:
+    """Why the job runs ``epochs`` epochs."""
+    if overridden:
+        return f"epochs {epochs}: the epoch_count override"
+    return (
+        f"epochs {epochs}: Distillery's default, always sent so the planned cost is the billed "
+        "one (unset, Vertex AI would choose)"
+    )
+
+
+def adapter_size(size: str | None, *, overridden: bool) -> str:
+    """The adapter size sent, or why none is."""
+    if size is None:
+        return "adapter size: not sent (Vertex AI's default for the base model)"
+    return f"adapter size {size}: the adapter_size override"
+
+
+def adapter_size_unsupported(size: str, model: str, allowed: tuple[str, ...]) -> str:
+    """Refusal: ``model`` takes no adapter of ``size``."""
+    return f"override adapter_size: {model} takes {', '.join(allowed)}, not {size}"
+
+
+def tuned_model_display_name(name: str, *, dataset_file: str | None) -> str:
+    """Why the tuned model is named ``name``."""
+    source = f"from the dataset file {dataset_file}" if dataset_file else "the override"
+    return f"tuned model display name {name}: {source}"
+
+
+def job_label(key: str, value: str) -> str:
+    """Why the job carries its id in a label."""
+    return (
+        f"label {key}={value}: tuningJobs take no client-chosen id, so the launcher finds a job "
+        "it already created by this label"
+    )
+
+
+def gemini_cmek_key_elsewhere(location: str, region: str, *, requested: bool) -> str:
+    """Refusal or reason: the key is not in the tuning region."""
+    source = "the encryption_spec_key_name key" if requested else "the default key"
+    return f"{source} is in {location}; a tuning job's key must be in its region {region}"
+
+
+def gemini_cmek(*, requested: bool, region: str) -> str:
+    """Why the tuning job is encrypted with a customer-managed key."""
+    source = "the encryption_spec_key_name override" if requested else "the default key"
+    return f"encryption: CMEK with {source} (a key in the tuning region {region})"
+
+
+def dataset_tokens(tokens: int, *, counted: bool, examples: int, per_example: int) -> str:
+    """Where the dataset's token count comes from."""
+    if counted:
+        return f"dataset tokens {tokens:,}: counted by validation (estimated from the text)"
+    return (
+        f"dataset tokens {tokens:,}: estimated as {examples:,} examples x {per_example:,} tokens "
+        "(the dataset record has no token count; a planning assumption)"
+    )
+
+
+def tuning_cost(usd: float, tokens: int, epochs: int, price: float, *, verified: bool) -> str:
+    """How the tuning cost was estimated."""
+    caveat = "" if verified else "; the price is an unverified list price"
+    return (
+        f"estimated tuning cost ${usd:,.2f}: {tokens:,} tokens x {epochs} epochs x "
+        f"${price:g} per 1M training tokens (a planning estimate{caveat})"
+    )
+
+
+def over_tuning_budget(spent: float, usd: float, budget: float) -> str:
+    """Refusal: the job would exceed the daily tuning budget."""
+    return (
+        f"the daily tuning budget would be exceeded: ${spent:,.2f} estimated today + "
+        f"${usd:,.2f} for this job > {Settings.env_name('daily_tuning_usd')}={budget:g}"
+    )

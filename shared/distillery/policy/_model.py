@@ -13,6 +13,8 @@ class PolicyUsage:
 
     running_jobs: int = 0
     accelerator_hours_today: float = 0.0
+    #: The estimated tuning cost (USD) of today's gemini jobs.
+    tuning_usd_today: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,44 @@ class JobSpec:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """What :func:`~distillery.policy.resolve` answers: the spec, why, what forbids it, the body."""
+class GeminiJobSpec:
+    """Every resolved value of one gemini-backend job: a Vertex AI supervised tuning job."""
 
-    spec: JobSpec
+    project: str
+    #: Where the tuning job is created, runs, and keeps its tuned model.
+    tuning_region: str
+    base_model: str
+    dataset_uri: str
+    dataset_examples: int
+    #: The training tokens of one epoch: the dataset record's count, or an estimate.
+    dataset_tokens: int
+    #: Whether :attr:`dataset_tokens` was counted by validation (False: estimated from examples).
+    dataset_tokens_counted: bool
+    validation_dataset_uri: str | None
+    eval_examples: int | None
+    epoch_count: int
+    learning_rate_multiplier: float
+    adapter_size: str | None
+    task: str | None
+    cmek_key: str | None
+    service_account: str | None
+    tuned_model_display_name: str
+    #: The value of the job-id label (the job id, shortened to a valid label value).
+    job_label: str
+    estimated_cost_usd: float
+    #: Always "gemini" (so a recorded spec says its backend).
+    backend: str = "gemini"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`~distillery.policy.resolve` answers: the spec, why, what forbids it, the body.
+
+    ``spec`` is a :class:`JobSpec` (``pipeline`` backend: the body is a ``pipelineJobs.create``
+    body) or a :class:`GeminiJobSpec` (``gemini``: a ``tuningJobs.create`` body).
+    """
+
+    spec: JobSpec | GeminiJobSpec
     reasons: list[str]
     refusals: list[str]
     request_body: dict[str, Any]
@@ -67,6 +103,30 @@ class Plan:
     def accepted(self) -> bool:
         """Whether the job may be submitted (no refusal)."""
         return not self.refusals
+
+    @property
+    def backend(self) -> str:
+        """``pipeline`` or ``gemini``."""
+        return "gemini" if isinstance(self.spec, GeminiJobSpec) else "pipeline"
+
+    @property
+    def location(self) -> str:
+        """The region the job is created in (the pipeline region, or the tuning region)."""
+        if isinstance(self.spec, GeminiJobSpec):
+            return self.spec.tuning_region
+        return self.spec.pipeline_region
+
+    @property
+    def estimated_accelerator_hours(self) -> float:
+        """The pipeline's planning estimate (0 for a gemini job, which is billed by token)."""
+        return (
+            0.0 if isinstance(self.spec, GeminiJobSpec) else self.spec.estimated_accelerator_hours
+        )
+
+    @property
+    def estimated_cost_usd(self) -> float:
+        """The gemini job's planning cost (0 for a pipeline job, budgeted in hours)."""
+        return self.spec.estimated_cost_usd if isinstance(self.spec, GeminiJobSpec) else 0.0
 
     def spec_dict(self) -> dict[str, Any]:
         """The spec as a JSON-ready dict (for records and ``--json``)."""

@@ -7,7 +7,7 @@ import json
 import re
 
 from distillery.core.settings import Settings
-from distillery.facts import DISPLAY_NAME_MAX, PIPELINE_JOB_ID_PATTERN
+from distillery.facts import DISPLAY_NAME_MAX, LABEL_MAX, PIPELINE_JOB_ID_PATTERN
 
 MODEL_NAME_SUFFIX = "-distilled"
 #: pipelineJobId: a readable prefix (≤ JOB_ID_PREFIX_MAX) + "-" + JOB_ID_HASH_CHARS hex digits.
@@ -73,3 +73,30 @@ def job_id(*, source_identity: str, request_id: str, dataset_name: str) -> str:
     if not prefix[:1].isalpha():
         prefix = f"job-{prefix}".rstrip("-")
     return f"{prefix}-{digest}"
+
+
+#: The label a gemini job carries its job id in (tuningJobs take no client-chosen id).
+JOB_LABEL_KEY = "distillery-job-id"
+#: The longest label value sent: Vertex AI's REST reference allows LABEL_MAX (64) characters,
+#: Google Cloud's general label rules 63; the smaller fits both.
+LABEL_VALUE_MAX = min(LABEL_MAX, 63)
+
+
+def job_label(job_id: str) -> str:
+    """The value of :data:`JOB_LABEL_KEY` for ``job_id``: the id itself when it fits a label.
+
+    A label value holds at most :data:`LABEL_VALUE_MAX` lowercase letters, digits, dashes and
+    underscores; a job id is already of those characters but may be longer (a
+    48-character prefix, a dash and 24 hex digits). A longer id keeps its hash, which is what
+    makes it unique, and loses the end of its readable prefix: still deterministic.
+
+    Raises:
+        ValueError: ``job_id`` is not a job id (:data:`JOB_ID_PATTERN`).
+    """
+    if JOB_ID_PATTERN.match(job_id) is None:
+        raise ValueError(f"{job_id!r} is not a job id ([a-z][-a-z0-9]{{0,127}})")
+    if len(job_id) <= LABEL_VALUE_MAX:
+        return job_id
+    prefix, _, digest = job_id.rpartition("-")
+    keep = LABEL_VALUE_MAX - len(digest) - 1
+    return f"{prefix[:keep].rstrip('-')}-{digest}" if keep > 0 else job_id[-LABEL_VALUE_MAX:]

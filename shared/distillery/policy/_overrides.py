@@ -33,6 +33,11 @@ class RequestedOverrides:
     encryption_spec_key_name: str | None = None
     service_account: str | None = None
     task: str | None = None
+    backend: str | None = None
+    #: The gemini backend's: a GEMINI_TUNING_MODELS id, the epochs, an ADAPTER_SIZE_* name.
+    base_model: str | None = None
+    epoch_count: int | None = None
+    adapter_size: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,14 +52,17 @@ class ReadOverrides:
     notes: list[str] = field(default_factory=list)
 
 
-def read_overrides(raw: Mapping[str, Any], *, has_eval: bool) -> ReadOverrides:
+def read_overrides(
+    raw: Mapping[str, Any], *, has_eval: bool, backend: str | None = None
+) -> ReadOverrides:
     """Read ``raw`` with :func:`distillery.overrides.check_overrides`; its errors are refusals.
 
     A value that parsed but broke its rule is kept (the schema's message is the refusal), so the
     policy's own rules still judge what was asked: a ``location`` outside the distillation
-    regions is also refused as the model upload region. Raises nothing.
+    regions is also refused as the model upload region. ``backend`` is the deployment's
+    (``DISTILLERY_BACKEND``), for the schema's backend-specific rules. Raises nothing.
     """
-    checked = check_overrides(raw, has_eval=has_eval)
+    checked = check_overrides(raw, has_eval=has_eval, backend=backend)
     typed: dict[str, Any] = {}
     for key, value in checked.values.items():
         if PARAMETERS[key].promotion_gate:

@@ -28,9 +28,10 @@ from distillery.facts import (
 from distillery.policy import _explain as explain
 from distillery.policy._body import build_request_body
 from distillery.policy._budget import estimate_accelerator_hours
+from distillery.policy._gemini import GEMINI_ONLY_KEYS, resolve_gemini
 from distillery.policy._model import JobSpec, Plan, PolicyUsage
 from distillery.policy._names import default_model_display_name, output_directory
-from distillery.policy._overrides import RequestedOverrides, read_overrides
+from distillery.policy._overrides import ReadOverrides, RequestedOverrides, read_overrides
 from distillery.policy._regions import encryption, region_refusals, tensorboard_location
 from distillery.policy._training import (
     TARGET_EPOCHS,
@@ -86,8 +87,16 @@ def resolve(
     dataset_examples: int,
     eval_examples: int | None,
     usage: PolicyUsage = NO_USAGE,
+    job_id: str | None = None,
+    dataset_tokens: int | None = None,
 ) -> Plan:
     """Resolve ``request`` under SPEC.md and the organisation's policy in ``settings``.
+
+    The backend is the ``backend`` override, else ``DISTILLERY_BACKEND``. A ``gemini`` job is
+    resolved by :func:`distillery.policy._gemini.resolve_gemini` into a ``tuningJobs.create``
+    body labelled with ``job_id`` (its planning cost counts ``dataset_tokens``, the dataset
+    record's token count, or estimates them from ``dataset_examples`` when None); what follows
+    is the ``pipeline`` backend's resolution. Overrides of the other backend are refused.
 
     Pure: no I/O. Override values are read once, by the override schema
     (:func:`distillery.overrides.check_overrides`, the config sidecar's too): its errors become
@@ -100,9 +109,36 @@ def resolve(
 
     Raises:
         ConfigurationError: the project or the bucket (for the output directory) is not set.
+        ValueError: a gemini job is resolved without a valid ``job_id`` (its label).
     """
     settings.require("project", "bucket")
-    common = _resolve_common(request, settings, dataset_examples, eval_examples, usage)
+    read = read_overrides(
+        request.overrides, has_eval=request.eval_dataset_uri is not None, backend=settings.backend
+    )
+    backend = read.values.backend or settings.backend
+    backend_reason = explain.backend(backend, overridden="backend" in read.given)
+    if backend == "gemini":
+        if job_id is None:
+            raise ValueError("a gemini job's plan needs its job_id (it travels in a label)")
+        return resolve_gemini(
+            request,
+            settings,
+            read,
+            job_id=job_id,
+            dataset_examples=dataset_examples,
+            eval_examples=eval_examples,
+            dataset_tokens=dataset_tokens,
+            usage=usage,
+            backend_reason=backend_reason,
+        )
+    common = _resolve_common(request, settings, read, dataset_examples, eval_examples, usage)
+    common.refusals.extend(
+        explain.not_for_backend(key, "pipeline", "gemini")
+        for key in GEMINI_ONLY_KEYS
+        if key in read.given
+    )
+    if "backend" in read.given:
+        common.region_reasons.insert(0, backend_reason)
 
     if common.overrides.accelerator_type is not None:
         names: tuple[str, ...] = (common.overrides.accelerator_type,)
@@ -154,12 +190,12 @@ def resolve(
 def _resolve_common(
     request: LaunchRequest,
     settings: Settings,
+    read: ReadOverrides,
     dataset_examples: int,
     eval_examples: int | None,
     usage: PolicyUsage,
 ) -> _Common:
     eval_uri = request.eval_dataset_uri
-    read = read_overrides(request.overrides, has_eval=eval_uri is not None)
     overrides, given = read.values, read.given
     refusals = list(read.refusals)
 

@@ -1,4 +1,4 @@
-"""The launcher: one LaunchRequest → exactly one Vertex AI distillation pipeline job.
+"""The launcher: one LaunchRequest → exactly one Vertex AI job (a pipeline job or a tuning job).
 
 For each request (validated at the edge; a bad one is recorded and acknowledged) it:
 
@@ -24,6 +24,18 @@ For each request (validated at the edge; a bad one is recorded and acknowledged)
 A job left REQUESTED (e.g. its event was never delivered again) is resumed by ``reconcile`` with
 :func:`resume_requested` once ``DISTILLERY_REQUESTED_LEASE_SECONDS`` have passed.
 
+A ``gemini`` job (the plan's backend, frozen in the record) is a Vertex AI tuning job instead, and
+``tuningJobs.create`` takes no client-chosen id, so steps 5 and 6 are:
+
+5. claim the job record for this delivery (compare-and-set of ``tuning_claim``: one delivery at a
+   time may create, so two concurrent deliveries never both create; another delivery's live claim
+   is a transient error, and the event comes back once it has been released or has aged past
+   ``DISTILLERY_LAUNCH_CLAIM_SECONDS``);
+6. look for a tuning job labelled with the job id (``distillery-job-id``, the frozen body's
+   label) and adopt it — a delivery that crashed between the create and the record, or lost the
+   create's answer, left it there — else create it from the frozen body;
+7. move the job to SUBMITTED with ``tuning_job`` (the resource name), releasing the claim.
+
 Transient Vertex errors (UNAVAILABLE, RESOURCE_EXHAUSTED) are raised, so the event is delivered
 again with backoff; a request Vertex refuses is recorded FAILED with the reason.
 """
@@ -33,6 +45,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
+from datetime import datetime
 from typing import Any
 
 from distillery import policy
@@ -41,6 +55,7 @@ from distillery.core.errors import (
     ObjectNotFoundError,
     PermanentError,
     RequestRejectedError,
+    RetryableError,
 )
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
 from distillery.core.jobs import announce, new_record, transition
@@ -75,6 +90,10 @@ class UnknownJobError(PermanentError):
 
 class RequestConflictError(PermanentError):
     """A ``request_id`` already launched one request is reused with another payload."""
+
+
+class LaunchInProgressError(RetryableError):
+    """Another delivery holds the claim to create this job's tuning job (deliver again later)."""
 
 
 def handle_launch_event(event: CloudEventLike, deps: Dependencies) -> str:
@@ -173,6 +192,17 @@ def _examples(record: dict[str, Any], kind: str) -> int | None:
     return None
 
 
+def _dataset_tokens(record: dict[str, Any]) -> int | None:
+    """The training set's token count validation recorded, or None (records without one)."""
+    tokens = record.get("dataset_tokens")
+    if tokens is None:
+        for report in record.get("reports", []):
+            if report.get("kind") == "training" and report.get("dataset_tokens") is not None:
+                tokens = report["dataset_tokens"]
+                break
+    return int(tokens) if tokens is not None else None
+
+
 def _usage(deps: Dependencies, today: str, *, excluding: str) -> policy.PolicyUsage:
     """What the policy's limits see: every other job (a job never counts against itself)."""
     jobs = deps.settings.jobs_collection
@@ -182,12 +212,16 @@ def _usage(deps: Dependencies, today: str, *, excluding: str) -> policy.PolicyUs
     if own is not None and own.get("state") in {state.value for state in ACTIVE_STATES}:
         running -= 1
     # Today's jobs only: the day's launches, read to add up their estimates.
-    hours = sum(
-        float(job.get("estimated_accelerator_hours") or 0.0)
+    todays = [
+        job
         for job in deps.records.list(jobs, where={"submitted_day": today})
         if job.get("job_id") != excluding
+    ]
+    hours = sum(float(job.get("estimated_accelerator_hours") or 0.0) for job in todays)
+    usd = sum(float(job.get("estimated_cost_usd") or 0.0) for job in todays)
+    return policy.PolicyUsage(
+        running_jobs=running, accelerator_hours_today=hours, tuning_usd_today=usd
     )
-    return policy.PolicyUsage(running_jobs=running, accelerator_hours_today=hours)
 
 
 def request_fingerprint(request: LaunchRequest) -> str:
@@ -264,6 +298,8 @@ def _decide(
         dataset_examples=examples,
         eval_examples=eval_examples,
         usage=_usage(deps, today, excluding=job_id),
+        job_id=job_id,
+        dataset_tokens=_dataset_tokens(dataset),
     )
     fields = {
         "request": request.model_dump(mode="json", exclude_none=True),
@@ -274,10 +310,16 @@ def _decide(
         "spec": plan.spec_dict(),
         "reasons": plan.reasons,
         "request_body": plan.request_body,
-        "location": plan.spec.pipeline_region,
-        "estimated_accelerator_hours": plan.spec.estimated_accelerator_hours,
+        "location": plan.location,
+        "estimated_accelerator_hours": plan.estimated_accelerator_hours,
         "pipeline_job": None,
     }
+    if plan.backend == "gemini":
+        fields |= {
+            "backend": "gemini",
+            "tuning_job": None,
+            "estimated_cost_usd": plan.estimated_cost_usd,
+        }
     if plan.refusals:
         reason = "; ".join(plan.refusals)
         refused = new_record(
@@ -313,7 +355,10 @@ def resume_requested(job_id: str, deps: Dependencies) -> dict[str, Any]:
 
 def _submit(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     """Create the pipeline job of a REQUESTED ``record`` from its frozen body (never re-resolved)
-    and move the record to SUBMITTED (or FAILED, when Vertex AI refuses it)."""
+    and move the record to SUBMITTED (or FAILED, when Vertex AI refuses it); a gemini job's
+    tuning job is :func:`_submit_tuning`'s."""
+    if record.get("backend") == "gemini":
+        return _submit_tuning(record, deps)
     vertex = deps.require_vertex()
     job_id = record["job_id"]
     location = record["location"]
@@ -329,4 +374,113 @@ def _submit(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
         moved = transition(deps, job_id, JobState.FAILED, reason=str(exc))
         return moved.record
     moved = transition(deps, job_id, JobState.SUBMITTED, fields={"pipeline_job": name})
+    return moved.record
+
+
+def _claim_expired(claim: dict[str, Any], now: datetime, seconds: int) -> bool:
+    try:
+        at = datetime.fromisoformat(str(claim.get("at")))
+    except ValueError:
+        return True  # An unreadable claim protects nothing.
+    return (now - at).total_seconds() >= seconds
+
+
+def _claim(job_id: str, deps: Dependencies) -> tuple[dict[str, Any], str | None]:
+    """Claim the creation of job ``job_id``'s tuning job for this delivery (compare-and-set).
+
+    Returns the record and the claim's token; the token is None when the job is no longer
+    REQUESTED (another delivery got it further: nothing to create).
+
+    Raises:
+        LaunchInProgressError: another delivery holds a live claim.
+        ObjectNotFoundError: there is no such job record.
+    """
+    # Made once, outside the mutation: a store may run a mutation more than once.
+    token = uuid.uuid4().hex
+    now = deps.clock()
+    seen: dict[str, Any] = {}
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        seen.clear()
+        if current is None or JobState(current["state"]) is not JobState.REQUESTED:
+            return None
+        held = current.get("tuning_claim")
+        if (
+            isinstance(held, dict)
+            and held.get("token") != token
+            and not _claim_expired(held, now, deps.settings.launch_claim_seconds)
+        ):
+            seen["held"] = held
+            return None
+        current["tuning_claim"] = {"token": token, "at": now.isoformat()}
+        seen["claimed"] = True
+        return current
+
+    record = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+    if record is None:
+        raise ObjectNotFoundError(f"there is no job {job_id}")
+    if "held" in seen:
+        raise LaunchInProgressError(
+            f"another delivery is creating the tuning job of {job_id} (claimed at "
+            f"{seen['held'].get('at')}); this one is delivered again later"
+        )
+    return record, token if seen.get("claimed") else None
+
+
+def _release(job_id: str, token: str, deps: Dependencies) -> None:
+    """Drop this delivery's claim (only its own: a claim taken over is another's)."""
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None or (current.get("tuning_claim") or {}).get("token") != token:
+            return None
+        current["tuning_claim"] = None
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+
+
+def _submit_tuning(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
+    """Create (or adopt) the tuning job of a REQUESTED gemini ``record`` and move the record to
+    SUBMITTED with ``tuning_job`` (or FAILED, when Vertex AI refuses the body).
+
+    Raises:
+        LaunchInProgressError: another delivery is creating it now.
+        RetryableError: a backing service failed (the claim is released; calling again is safe:
+            a job the failed call created anyway is found by its label and adopted).
+    """
+    tuning = deps.require_tuning()
+    job_id = record["job_id"]
+    location = record["location"]
+    body = record["request_body"]
+    label = body["labels"][policy.JOB_LABEL_KEY]
+    claimed, token = _claim(job_id, deps)
+    if token is None:
+        return claimed
+    try:
+        found = tuning.find_by_label(location, policy.JOB_LABEL_KEY, label)
+        if found is not None:
+            # Created by a delivery that crashed (or lost the answer) before recording it.
+            logger.info(
+                "tuning job %s already carries job %s; adopting it",
+                found.name,
+                job_id,
+                extra={"job_id": job_id},
+            )
+            name = found.name
+        else:
+            name = tuning.create(location, body).name
+    except RequestRejectedError as exc:
+        moved = transition(
+            deps, job_id, JobState.FAILED, fields={"tuning_claim": None}, reason=str(exc)
+        )
+        return moved.record
+    except BaseException:
+        _release(job_id, token, deps)
+        raise
+    moved = transition(
+        deps,
+        job_id,
+        JobState.SUBMITTED,
+        fields={"tuning_job": name, "tuning_claim": None},
+    )
     return moved.record

@@ -1,0 +1,284 @@
+"""The gemini backend's policy: one LaunchRequest → a Vertex AI ``tuningJobs.create`` plan.
+
+The rules are SPEC "The successor on Google Cloud today" and the Gemini facts of
+:mod:`distillery.facts` (tunable base models and their limits, tuning regions, CMEK in the
+tuning region, adapter sizes, prices), with the organisation's constraints of
+:class:`~distillery.core.settings.Settings` as the pipeline backend applies them (allowed regions,
+data residency, required CMEK, concurrency) and a daily budget in estimated USD. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from distillery.core.models import LaunchRequest
+from distillery.core.settings import DATA_RESIDENCY_AREAS, Settings
+from distillery.facts import (
+    DEFAULT_GEMINI_BASE_MODEL,
+    GEMINI_DEFAULT_LEARNING_RATE_MULTIPLIER,
+    GEMINI_TUNING_PRICES_VERIFIED,
+    GEMINI_TUNING_REGIONS,
+    KMS_KEY_PATTERN,
+    gemini_tuning_cost_usd,
+    gemini_tuning_model,
+)
+from distillery.overrides import InvalidValue, kms_key_rule
+from distillery.policy import _explain as explain
+from distillery.policy._model import GeminiJobSpec, Plan, PolicyUsage
+from distillery.policy._names import JOB_LABEL_KEY, default_model_display_name, job_label
+from distillery.policy._overrides import ReadOverrides
+
+#: The overrides only the pipeline backend reads (a gemini job refuses them rather than ignore
+#: what was asked).
+PIPELINE_ONLY_KEYS: tuple[str, ...] = (
+    "train_steps",
+    "evaluation_interval",
+    "enable_early_stopping",
+    "enable_checkpoint_selection",
+    "accelerator_type",
+    "location",
+    "teacher_model_reference",
+    "student_model_reference",
+    "tensorboard_resource_id",
+)
+#: The overrides only the gemini backend reads.
+GEMINI_ONLY_KEYS: tuple[str, ...] = ("base_model", "epoch_count", "adapter_size")
+
+#: The epochs a job is planned and sent with when ``epoch_count`` is not given. Not a documented
+#: fact (unset, Vertex AI picks the epochs from the dataset): Distillery sends its own so the
+#: planned cost is the cost of what is sent.
+DEFAULT_EPOCH_COUNT = 3
+#: Tokens per example assumed when the dataset record has no token count (records written before
+#: validation counted tokens): a planning assumption for the budget check, not a measurement.
+ESTIMATED_TOKENS_PER_EXAMPLE = 500
+
+
+def gemini_region_refusals(region: str, settings: Settings) -> list[str]:
+    """Why a tuning job may not run in ``region``: not a tuning region, not allowed, or outside
+    the data-residency area."""
+    if region not in GEMINI_TUNING_REGIONS:
+        return [explain.not_a_tuning_region(region, GEMINI_TUNING_REGIONS)]
+    refusals: list[str] = []
+    # An empty DISTILLERY_ALLOWED_REGIONS allows every region the backend runs in.
+    allowed = tuple(r.strip() for r in settings.allowed_regions.split(",") if r.strip())
+    if allowed and region not in allowed:
+        refusals.append(explain.region_not_allowed("tuning region", region, allowed))
+    if settings.data_residency:
+        prefixes = DATA_RESIDENCY_AREAS[settings.data_residency]
+        if not region.startswith(prefixes):
+            refusals.append(
+                explain.residency_broken("tuning region", region, settings.data_residency, prefixes)
+            )
+    return refusals
+
+
+def _encryption(
+    requested: str | None, settings: Settings, region: str
+) -> tuple[str | None, str, list[str]]:
+    """The key (None: Google-managed), the reason, and the refusals of a tuning job in ``region``.
+
+    A TuningJob's key must be in its own region; a requested key elsewhere is refused, a default
+    key elsewhere is not used (and the job refused if CMEK is required).
+    """
+    refusals: list[str] = []
+    key = requested or settings.cmek_key or None
+    if key is None:
+        if settings.require_cmek:
+            refusals.append(explain.cmek_required_without_key())
+        return None, explain.GOOGLE_MANAGED, refusals
+    if not requested:
+        # A requested key's shape was judged by the override schema; the default key is here.
+        try:
+            kms_key_rule(key)
+        except InvalidValue as exc:
+            return None, explain.GOOGLE_MANAGED, [explain.default_key_malformed(str(exc))]
+    match = KMS_KEY_PATTERN.fullmatch(key)
+    location = match["location"] if match else ""
+    if location != region:
+        elsewhere = explain.gemini_cmek_key_elsewhere(location, region, requested=bool(requested))
+        if requested:
+            refusals.append(elsewhere)
+        elif settings.require_cmek:
+            refusals.append(explain.cmek_required_but(elsewhere))
+        reason = (
+            explain.REQUESTED_KEY_UNUSABLE
+            if requested
+            else f"encryption: Google-managed key; {elsewhere}"
+        )
+        return None, reason, refusals
+    return key, explain.gemini_cmek(requested=bool(requested), region=region), refusals
+
+
+def resolve_gemini(
+    request: LaunchRequest,
+    settings: Settings,
+    read: ReadOverrides,
+    *,
+    job_id: str,
+    dataset_examples: int,
+    eval_examples: int | None,
+    dataset_tokens: int | None,
+    usage: PolicyUsage,
+    backend_reason: str,
+) -> Plan:
+    """The plan of a gemini-backend job (see :func:`distillery.policy.resolve`).
+
+    Raises:
+        ValueError: ``job_id`` is not a job id.
+    """
+    overrides = read.values
+    refusals = list(read.refusals)
+    refusals.extend(
+        explain.not_for_backend(key, "gemini", "pipeline")
+        for key in PIPELINE_ONLY_KEYS
+        if key in read.given
+    )
+    region = settings.region
+    refusals.extend(gemini_region_refusals(region, settings))
+    reasons = [backend_reason, explain.tuning_region(region)]
+
+    model_id = overrides.base_model or DEFAULT_GEMINI_BASE_MODEL
+    model = gemini_tuning_model(model_id)
+    reasons.append(
+        explain.base_model(model.model_id, model.name, overridden="base_model" in read.given)
+    )
+
+    dataset_uri = request.dataset_uri or ""
+    if not dataset_uri:
+        refusals.append(explain.NO_DATASET)
+    if dataset_examples < 1:
+        refusals.append(explain.dataset_too_small(dataset_examples))
+    elif dataset_examples > model.max_training_examples:
+        refusals.append(
+            explain.training_examples_above(
+                dataset_examples, model.max_training_examples, model.model_id
+            )
+        )
+    eval_uri = request.eval_dataset_uri
+    if (
+        eval_uri is not None
+        and eval_examples is not None
+        and eval_examples > model.max_validation_examples
+    ):
+        refusals.append(
+            explain.validation_examples_above(
+                eval_examples, model.max_validation_examples, model.model_id
+            )
+        )
+    reasons.append(explain.validation(eval_uri))
+
+    max_jobs = settings.max_concurrent_jobs
+    if max_jobs and usage.running_jobs >= max_jobs:
+        refusals.append(explain.too_many_jobs(usage.running_jobs, max_jobs))
+
+    epochs = overrides.epoch_count or DEFAULT_EPOCH_COUNT
+    reasons.append(explain.epoch_count(epochs, overridden="epoch_count" in read.given))
+    lr = overrides.learning_rate_multiplier
+    reasons.append(
+        explain.learning_rate(
+            lr or GEMINI_DEFAULT_LEARNING_RATE_MULTIPLIER, overridden=lr is not None
+        )
+    )
+    lr = lr or GEMINI_DEFAULT_LEARNING_RATE_MULTIPLIER
+    adapter = overrides.adapter_size
+    if adapter is not None and adapter not in model.adapter_sizes:
+        refusals.append(
+            explain.adapter_size_unsupported(adapter, model.model_id, model.adapter_sizes)
+        )
+    reasons.append(explain.adapter_size(adapter, overridden=adapter is not None))
+
+    if overrides.model_display_name:
+        display = overrides.model_display_name
+        reasons.append(explain.tuned_model_display_name(display, dataset_file=None))
+    else:
+        display = default_model_display_name(dataset_uri)
+        base = dataset_uri.rsplit("/", 1)[-1] or "(none)"
+        reasons.append(explain.tuned_model_display_name(display, dataset_file=base))
+    label = job_label(job_id)
+    reasons.append(explain.job_label(JOB_LABEL_KEY, label))
+
+    key, encryption_reason, encryption_refusals = _encryption(
+        overrides.encryption_spec_key_name, settings, region
+    )
+    reasons.append(encryption_reason)
+    refusals.extend(encryption_refusals)
+    service_account = overrides.service_account or settings.service_account or None
+    reasons.append(
+        explain.service_account(service_account, overridden=bool(overrides.service_account))
+    )
+
+    counted = dataset_tokens is not None
+    tokens = (
+        dataset_tokens
+        if dataset_tokens is not None
+        else max(dataset_examples, 0) * ESTIMATED_TOKENS_PER_EXAMPLE
+    )
+    reasons.append(
+        explain.dataset_tokens(
+            tokens,
+            counted=counted,
+            examples=dataset_examples,
+            per_example=ESTIMATED_TOKENS_PER_EXAMPLE,
+        )
+    )
+    usd = round(gemini_tuning_cost_usd(model.model_id, tokens, epochs), 2)
+    reasons.append(
+        explain.tuning_cost(
+            usd,
+            tokens,
+            epochs,
+            model.usd_per_million_training_tokens,
+            verified=GEMINI_TUNING_PRICES_VERIFIED,
+        )
+    )
+    budget = settings.daily_tuning_usd
+    if budget and usage.tuning_usd_today + usd > budget:
+        refusals.append(explain.over_tuning_budget(usage.tuning_usd_today, usd, budget))
+    reasons.extend(read.notes)
+
+    spec = GeminiJobSpec(
+        project=settings.project,
+        tuning_region=region,
+        base_model=model.model_id,
+        dataset_uri=dataset_uri,
+        dataset_examples=dataset_examples,
+        dataset_tokens=tokens,
+        dataset_tokens_counted=counted,
+        validation_dataset_uri=eval_uri,
+        eval_examples=eval_examples if eval_uri is not None else None,
+        epoch_count=epochs,
+        learning_rate_multiplier=lr,
+        adapter_size=adapter,
+        task=overrides.task,
+        cmek_key=key,
+        service_account=service_account,
+        tuned_model_display_name=display,
+        job_label=label,
+        estimated_cost_usd=usd,
+    )
+    return Plan(spec=spec, reasons=reasons, refusals=refusals, request_body=build_tuning_body(spec))
+
+
+def build_tuning_body(spec: GeminiJobSpec) -> dict[str, Any]:
+    """The ``tuningJobs.create`` body (a REST ``TuningJob``) of ``spec``: only what applies."""
+    hyper: dict[str, Any] = {
+        "epochCount": spec.epoch_count,
+        "learningRateMultiplier": spec.learning_rate_multiplier,
+    }
+    if spec.adapter_size is not None:
+        hyper["adapterSize"] = spec.adapter_size
+    tuning: dict[str, Any] = {"trainingDatasetUri": spec.dataset_uri}
+    if spec.validation_dataset_uri is not None:
+        tuning["validationDatasetUri"] = spec.validation_dataset_uri
+    tuning["hyperParameters"] = hyper
+    body: dict[str, Any] = {
+        "baseModel": spec.base_model,
+        "supervisedTuningSpec": tuning,
+        "tunedModelDisplayName": spec.tuned_model_display_name,
+        "labels": {JOB_LABEL_KEY: spec.job_label},
+    }
+    if spec.cmek_key is not None:
+        body["encryptionSpec"] = {"kmsKeyName": spec.cmek_key}
+    if spec.service_account is not None:
+        body["serviceAccount"] = spec.service_account
+    return body
