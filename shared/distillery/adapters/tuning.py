@@ -28,12 +28,11 @@ anonymous credentials).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping
 from typing import Any
 
+from distillery.adapters._clients import LocationClients
 from distillery.adapters._errors import translate_google_errors
-from distillery.adapters.vertex import _client_kwargs
 from distillery.core.errors import ConfigurationError, RequestRejectedError
 from distillery.core.ports import TuningJobInfo, TuningJobs, location_of
 
@@ -63,34 +62,14 @@ class VertexTuningJobsAdapter(TuningJobs):
         if not project:
             raise ConfigurationError("Vertex AI tuning jobs need GOOGLE_CLOUD_PROJECT")
         self._project = project
-        self._api_endpoint = api_endpoint
-        self._tuning_clients: dict[str, Any] = {}
-        self._prediction_clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._tuning_clients = LocationClients("tuning", api_endpoint)
+        self._prediction_clients = LocationClients("prediction", api_endpoint)
 
     def _tuning(self, location: str) -> Any:
-        with self._lock:
-            if location not in self._tuning_clients:
-                from google.cloud.aiplatform_v1.services.gen_ai_tuning_service import (
-                    GenAiTuningServiceClient,
-                )
-
-                self._tuning_clients[location] = GenAiTuningServiceClient(
-                    **_client_kwargs(self._api_endpoint, location)
-                )
-            return self._tuning_clients[location]
+        return self._tuning_clients.client(location)
 
     def _prediction(self, location: str) -> Any:
-        with self._lock:
-            if location not in self._prediction_clients:
-                from google.cloud.aiplatform_v1.services.prediction_service import (
-                    PredictionServiceClient,
-                )
-
-                self._prediction_clients[location] = PredictionServiceClient(
-                    **_client_kwargs(self._api_endpoint, location)
-                )
-            return self._prediction_clients[location]
+        return self._prediction_clients.client(location)
 
     def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
         from google.cloud.aiplatform_v1 import TuningJob

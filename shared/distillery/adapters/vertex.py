@@ -11,10 +11,10 @@ anonymous ones, as the official clients do for their emulators).
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from distillery.adapters._clients import LocationClients
 from distillery.adapters._errors import translate_google_errors
 from distillery.core.errors import (
     ConfigurationError,
@@ -46,17 +46,6 @@ def _info(job: Any) -> PipelineJobInfo:
     )
 
 
-def _client_kwargs(api_endpoint: str, location: str) -> dict[str, Any]:
-    """REST client options for ``location`` (anonymous credentials for an ``http://`` emulator)."""
-    endpoint = api_endpoint or f"{location}-aiplatform.googleapis.com"
-    kwargs: dict[str, Any] = {"transport": "rest", "client_options": {"api_endpoint": endpoint}}
-    if endpoint.startswith("http://"):
-        from google.auth.credentials import AnonymousCredentials
-
-        kwargs["credentials"] = AnonymousCredentials()  # type: ignore[no-untyped-call]
-    return kwargs
-
-
 class VertexPipelineAdapter(VertexPipelines):
     """Pipeline jobs through the official client, one client per location."""
 
@@ -64,21 +53,10 @@ class VertexPipelineAdapter(VertexPipelines):
         if not project:
             raise ConfigurationError("Vertex AI pipeline jobs need GOOGLE_CLOUD_PROJECT")
         self._project = project
-        self._api_endpoint = api_endpoint
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._clients = LocationClients("pipeline", api_endpoint)
 
     def _client(self, location: str) -> Any:
-        with self._lock:
-            if location not in self._clients:
-                from google.cloud.aiplatform_v1.services.pipeline_service import (
-                    PipelineServiceClient,
-                )
-
-                self._clients[location] = PipelineServiceClient(
-                    **_client_kwargs(self._api_endpoint, location)
-                )
-            return self._clients[location]
+        return self._clients.client(location)
 
     def create(self, location: str, job_id: str, body: Mapping[str, Any]) -> PipelineJobInfo:
         from google.cloud.aiplatform_v1 import PipelineJob
@@ -125,34 +103,16 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
         if not project:
             raise ConfigurationError("Vertex AI endpoints need GOOGLE_CLOUD_PROJECT")
         self._project = project
-        self._api_endpoint = api_endpoint
         self._timeout = operation_timeout
-        self._endpoint_clients: dict[str, Any] = {}
-        self._model_clients: dict[str, Any] = {}
-        self._prediction_clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._endpoint_clients = LocationClients("endpoint", api_endpoint)
+        self._model_clients = LocationClients("model", api_endpoint)
+        self._prediction_clients = LocationClients("prediction", api_endpoint)
 
     def _endpoints(self, location: str) -> Any:
-        with self._lock:
-            if location not in self._endpoint_clients:
-                from google.cloud.aiplatform_v1.services.endpoint_service import (
-                    EndpointServiceClient,
-                )
-
-                self._endpoint_clients[location] = EndpointServiceClient(
-                    **_client_kwargs(self._api_endpoint, location)
-                )
-            return self._endpoint_clients[location]
+        return self._endpoint_clients.client(location)
 
     def _models(self, location: str) -> Any:
-        with self._lock:
-            if location not in self._model_clients:
-                from google.cloud.aiplatform_v1.services.model_service import ModelServiceClient
-
-                self._model_clients[location] = ModelServiceClient(
-                    **_client_kwargs(self._api_endpoint, location)
-                )
-            return self._model_clients[location]
+        return self._model_clients.client(location)
 
     def find_endpoint(self, display_name: str, location: str) -> EndpointInfo | None:
         # Two concurrent first promotions may each have created one: all agree on the oldest.
@@ -278,16 +238,7 @@ class VertexModelEndpointsAdapter(ModelEndpoints):
         return _endpoint_info(updated)
 
     def _prediction(self, location: str) -> Any:
-        with self._lock:
-            if location not in self._prediction_clients:
-                from google.cloud.aiplatform_v1.services.prediction_service import (
-                    PredictionServiceClient,
-                )
-
-                self._prediction_clients[location] = PredictionServiceClient(
-                    **_client_kwargs(self._api_endpoint, location)
-                )
-            return self._prediction_clients[location]
+        return self._prediction_clients.client(location)
 
     def predict(
         self, endpoint: str, prompts: Sequence[str], parameters: Mapping[str, Any] | None = None

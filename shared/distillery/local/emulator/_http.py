@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from distillery.core.ports import ObjectStore, Publisher
@@ -155,9 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, service.list(
                     project,
                     location,
-                    page_size=_page_size(_one(query, "pageSize")),
-                    page_token=_one(query, "pageToken"),
-                    filter_text=_one(query, "filter"),
+                    **_list_query(query),
                     order_by=_one(query, "orderBy"),
                 )
         if match := _JOB.fullmatch(path):
@@ -186,9 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, models.list(
                     unquote(match["project"]),
                     unquote(match["location"]),
-                    page_size=_page_size(_one(query, "pageSize")),
-                    page_token=_one(query, "pageToken"),
-                    filter_text=_one(query, "filter"),
+                    **_list_query(query),
                 )
             return None
         if match := _MODEL.fullmatch(path):
@@ -208,9 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, endpoints.list(
                     project,
                     location,
-                    page_size=_page_size(_one(query, "pageSize")),
-                    page_token=_one(query, "pageToken"),
-                    filter_text=_one(query, "filter"),
+                    **_list_query(query),
                 )
             return None
         if match := _ENDPOINT.fullmatch(path):
@@ -261,9 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, tuning.list(
                     project,
                     location,
-                    page_size=_page_size(_one(query, "pageSize")),
-                    page_token=_one(query, "pageToken"),
-                    filter_text=_one(query, "filter"),
+                    **_list_query(query),
                 )
             return None
         if match := _TUNING_JOB.fullmatch(path):
@@ -337,6 +329,25 @@ def _page_size(raw: str) -> int:
         return int(raw or 0)
     except ValueError:
         raise ApiError("INVALID_ARGUMENT", f"pageSize must be an integer, got {raw!r}") from None
+
+
+class _ListQuery(TypedDict):
+    page_size: int
+    page_token: str
+    filter_text: str
+
+
+def _list_query(query: dict[str, list[str]]) -> _ListQuery:
+    """The paging and filter arguments every ``list`` method takes, from the query string.
+
+    Raises:
+        ApiError: INVALID_ARGUMENT, a ``pageSize`` that is not an integer.
+    """
+    return _ListQuery(
+        page_size=_page_size(_one(query, "pageSize")),
+        page_token=_one(query, "pageToken"),
+        filter_text=_one(query, "filter"),
+    )
 
 
 class _Server(ThreadingHTTPServer):

@@ -124,11 +124,7 @@ def download_examples(context: RunContext, uri: str, path: Path) -> int:
             context.object_store.open_read(bucket, name) as reader,
             path.open("w", encoding="utf-8") as out,
         ):
-            for number, raw in enumerate(reader, start=1):
-                if not raw.strip():
-                    continue
-                if number % 1000 == 0:
-                    context.raise_if_cancelled()
+            for _, raw in context.lines(reader):
                 data = json.loads(raw)
                 output_text = data.get("output_text")
                 example: dict[str, Any] = {"input_text": data["input_text"]}

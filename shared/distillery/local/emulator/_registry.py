@@ -163,10 +163,25 @@ def matches(
 class Listable(Protocol):
     """What a listed emulator resource has: where it lives, its order, labels and REST shape."""
 
-    seq: int
-    project: str
-    location: str
-    labels: dict[str, str]
+    @property
+    def seq(self) -> int:
+        """The creation order (newest is highest)."""
+        ...
+
+    @property
+    def project(self) -> str:
+        """The project the resource lives in."""
+        ...
+
+    @property
+    def location(self) -> str:
+        """The location the resource lives in."""
+        ...
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The resource's labels."""
+        ...
 
     def resource(self) -> dict[str, Any]:
         """The REST representation."""
@@ -187,16 +202,21 @@ def list_page(
     page_size: int,
     page_token: str,
     filter_text: str,
+    parse_filter: Callable[[str], list[tuple[str, str, str]]] | None = None,
 ) -> dict[str, Any]:
     """One page of a ``list`` answer, ``{key: [...], "nextPageToken"?}``, newest first.
 
-    The filter may name ``filter_fields`` (an item's ``values``) and ``labels.KEY``.
+    The filter may name ``filter_fields`` (an item's ``values``) and ``labels.KEY``;
+    ``parse_filter``, when given, parses it instead (to check values as well as fields).
 
     Raises:
         ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
     """
     offset, size = page_bounds(page_size, page_token)
-    clauses = parse_simple_filter(filter_text, filter_fields)
+    if parse_filter is None:
+        clauses = parse_simple_filter(filter_text, filter_fields)
+    else:
+        clauses = parse_filter(filter_text)
     found = [
         item
         for item in items

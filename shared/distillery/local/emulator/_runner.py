@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +71,21 @@ class RunContext:
         """
         if self.cancelled:
             raise JobCancelledError("the pipeline job was cancelled")
+
+    def lines(self, reader: Iterable[bytes]) -> Iterator[tuple[int, bytes]]:
+        """The numbered (from 1) non-blank lines of a JSON Lines ``reader``.
+
+        A large object is read for long: every thousandth line is a safe point to stop at.
+
+        Raises:
+            JobCancelledError: cancel was requested while it read.
+        """
+        for number, raw in enumerate(reader, start=1):
+            if not raw.strip():
+                continue
+            if number % 1000 == 0:
+                self.raise_if_cancelled()
+            yield number, raw
 
 
 @dataclass(frozen=True)
@@ -221,11 +236,7 @@ class DatasetRunner(JobRunner):
             info = store.stat(bucket, name)
             examples = 0
             with store.open_read(bucket, name, info.generation) as reader:
-                for number, raw in enumerate(reader, start=1):
-                    if not raw.strip():
-                        continue
-                    if number % 1000 == 0:
-                        context.raise_if_cancelled()
+                for number, raw in context.lines(reader):
                     try:
                         example = json.loads(raw)
                     except ValueError:

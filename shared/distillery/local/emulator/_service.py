@@ -9,33 +9,30 @@ the lock is held, so events leave in transition order.
 from __future__ import annotations
 
 import functools
-import itertools
 import logging
-import queue
 import re
-import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from distillery.core.ports import ObjectStore, Publisher
 from distillery.core.settings import Settings
 from distillery.local.emulator._events import EventDispatcher, StateChange
+from distillery.local.emulator._jobs import JobKind, JobPool, JobRecord
 from distillery.local.emulator._model import (
     ALL_STATES,
     CANCELLED,
-    CANCELLING,
     FAILED,
     PENDING,
+    PIPELINE_STATES,
     RUNNING,
     SUCCEEDED,
     TERMINAL_STATES,
     EmulatedJob,
     now,
-    rfc3339,
 )
 from distillery.local.emulator._registry import encode_page_token, page_bounds
 from distillery.local.emulator._runner import (
@@ -51,6 +48,15 @@ from distillery.local.emulator._validation import TemplateCatalog, check_job_id,
 logger = logging.getLogger(__name__)
 
 CANCELLED_MESSAGE = "the pipeline job was cancelled"
+_KIND = JobKind(
+    states=PIPELINE_STATES,
+    noun="pipeline job",
+    resource_type="PipelineJob",
+    collection="pipelineJobs",
+    log_key="pipeline_job",
+    worker_noun="job",
+    cancelled_message=CANCELLED_MESSAGE,
+)
 _ORDER_FIELDS = {
     "create_time": "create_time",
     "update_time": "update_time",
@@ -103,24 +109,21 @@ class EmulatorConfig:
         )
 
 
-@dataclass
-class _Record:
-    """One job's mutable state (guarded by the service lock)."""
+@dataclass(kw_only=True)
+class _Record(JobRecord):
+    """One pipeline job's mutable state (guarded by the service lock)."""
 
-    seq: int
     job: EmulatedJob
     echoed: dict[str, Any]
-    state: str
-    update_time: datetime
-    context: RunContext
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    error: Mapping[str, Any] | None = None
     job_detail: Mapping[str, Any] | None = None
-    history: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The job's resource name."""
+        return self.job.name
 
 
-class PipelineService:
+class PipelineService(JobPool[_Record]):
     """Vertex AI ``pipelineJobs`` (create, get, list, cancel), in memory and thread-safe."""
 
     def __init__(
@@ -131,41 +134,22 @@ class PipelineService:
         publisher: Publisher,
         runner: JobRunner | None = None,
     ) -> None:
+        super().__init__(_KIND, max_concurrent_jobs=config.max_concurrent_jobs)
         self.config = config
         self._object_store = object_store
         self._runner = runner or DatasetRunner()
         self._events = EventDispatcher(publisher, config.events_topic)
-        self._lock = threading.Lock()
-        self._records: dict[str, _Record] = {}
-        self._seq = itertools.count(1)
-        self._pending: queue.Queue[str | None] = queue.Queue()
-        self._workers: list[threading.Thread] = []
 
     # --- Lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the event publisher and the job workers (idempotent)."""
         self._events.start()
-        if self._workers:
-            return
-        for number in range(self.config.max_concurrent_jobs):
-            worker = threading.Thread(
-                target=self._work, name=f"emulator-job-worker-{number}", daemon=True
-            )
-            worker.start()
-            self._workers.append(worker)
+        super().start()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Ask running jobs to cancel, stop the workers, publish the last events."""
-        with self._lock:
-            for record in self._records.values():
-                if record.state not in TERMINAL_STATES:
-                    record.context.cancel_requested.set()
-        for _ in self._workers:
-            self._pending.put(None)
-        for worker in self._workers:
-            worker.join(timeout)
-        self._workers.clear()
+        super().shutdown(timeout)
         self._events.stop(timeout)
 
     def flush_events(self, timeout: float = 10.0) -> bool:
@@ -190,7 +174,7 @@ class PipelineService:
         with self._lock:
             if not job_id:
                 job_id = self._generate_id(project, location, created)
-            name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id}"
+            name = _KIND.name(project, location, job_id)
             if name in self._records:
                 raise ApiError("ALREADY_EXISTS", f"PipelineJob {name} already exists.")
             job = EmulatedJob(
@@ -273,42 +257,7 @@ class PipelineService:
                 answer["nextPageToken"] = encode_page_token(offset + size)
         return answer
 
-    def cancel(self, project: str, location: str, job_id: str) -> None:
-        """``pipelineJobs.cancel``: the job goes CANCELLING, then CANCELLED once its run stops.
-
-        A job still waiting for a worker is CANCELLED at once; cancelling a CANCELLING job is a
-        no-op.
-
-        Raises:
-            ApiError: NOT_FOUND; FAILED_PRECONDITION when the job already ended.
-        """
-        with self._lock:
-            record = self._find(project, location, job_id)
-            if record.state in TERMINAL_STATES:
-                raise ApiError(
-                    "FAILED_PRECONDITION",
-                    f"Cannot cancel pipeline job {record.job.name}: it is already in state "
-                    f"{record.state}.",
-                )
-            if record.state == CANCELLING:
-                return
-            was_pending = record.state == PENDING
-            record.context.cancel_requested.set()
-            moment = now()
-            self._transition(record, CANCELLING, moment)
-            if was_pending:
-                record.error = rpc_status("CANCELLED", CANCELLED_MESSAGE)
-                self._transition(record, CANCELLED, moment)
-        logger.info("pipeline job cancel requested", extra={"pipeline_job": record.job.name})
-
     # --- Internals ----------------------------------------------------------------------------
-
-    def _find(self, project: str, location: str, job_id: str) -> _Record:
-        name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id}"
-        record = self._records.get(name)
-        if record is None:
-            raise ApiError("NOT_FOUND", f"PipelineJob {name} is not found.")
-        return record
 
     def _set_detail(self, name: str, job_detail: Mapping[str, Any]) -> None:
         """A runner's live ``jobDetail`` for job ``name`` (ignored once the job ended)."""
@@ -322,21 +271,13 @@ class PipelineService:
         """A fresh id like the service's: the pipeline name and the creation time."""
         while True:
             job_id = f"distillation-{moment:%Y%m%d%H%M%S}-{uuid.uuid4().hex[:6]}"
-            name = f"projects/{project}/locations/{location}/pipelineJobs/{job_id}"
+            name = _KIND.name(project, location, job_id)
             if name not in self._records:
                 return job_id
 
-    def _transition(self, record: _Record, state: str, moment: datetime) -> None:
-        """Move ``record`` to ``state`` and queue its event (call with the lock held)."""
-        previous = record.history[-1] if record.history else None
-        record.state = state
-        record.update_time = moment
-        if state == RUNNING:
-            record.start_time = moment
-        if state in TERMINAL_STATES:
-            record.end_time = moment
-        record.history.append(state)
-        job = record.job
+    def _on_transition(self, record: _Record, previous: str | None, moment: datetime) -> None:
+        """Queue the transition's event (the lock is held, so events leave in order)."""
+        job, state = record.job, record.state
         self._events.submit(
             StateChange(
                 name=job.name,
@@ -350,22 +291,9 @@ class PipelineService:
                 error=record.error if state in (FAILED, CANCELLED) else None,
             )
         )
-        logger.info(
-            "pipeline job state changed",
-            extra={"pipeline_job": job.name, "state": state, "previous_state": previous},
-        )
 
-    def _work(self) -> None:
-        """A worker: take queued jobs one at a time until shutdown."""
-        while True:
-            name = self._pending.get()
-            if name is None:
-                return
-            try:
-                self._run(name)
-            except Exception:  # Never lose a worker: the job is marked, the pool keeps going.
-                logger.exception("the job worker failed", extra={"pipeline_job": name})
-                self._finish(name, RunResult.failed("INTERNAL", "the emulator's worker failed"))
+    def _worker_failed(self, name: str) -> None:
+        self._finish(name, RunResult.failed("INTERNAL", "the emulator's worker failed"))
 
     def _run(self, name: str) -> None:
         with self._lock:
@@ -418,12 +346,7 @@ class PipelineService:
         """The REST ``PipelineJob`` (``full=False``: the list view, without ``jobDetail``)."""
         job = record.job
         resource: dict[str, Any] = {"name": job.name, "displayName": job.display_name}
-        resource["createTime"] = rfc3339(job.create_time)
-        if record.start_time:
-            resource["startTime"] = rfc3339(record.start_time)
-        if record.end_time:
-            resource["endTime"] = rfc3339(record.end_time)
-        resource["updateTime"] = rfc3339(record.update_time)
+        resource.update(record.times(job.create_time))
         resource["pipelineSpec"] = {"pipelineInfo": {"name": _template_name(job.template_uri)}}
         resource["state"] = record.state
         if full and record.job_detail:

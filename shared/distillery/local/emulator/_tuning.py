@@ -34,31 +34,24 @@ from typing import Any
 
 from distillery._text import describe_json_value
 from distillery.facts import GEMINI_TUNING_MODELS
+from distillery.local.emulator._model import JobStates
 from distillery.local.emulator._status import ApiError, FieldViolation
 
-QUEUED = "JOB_STATE_QUEUED"
-PENDING = "JOB_STATE_PENDING"
-RUNNING = "JOB_STATE_RUNNING"
-SUCCEEDED = "JOB_STATE_SUCCEEDED"
-FAILED = "JOB_STATE_FAILED"
-CANCELLING = "JOB_STATE_CANCELLING"
-CANCELLED = "JOB_STATE_CANCELLED"
-#: Every name of ``google.cloud.aiplatform.v1.JobState`` (for list filters).
-ALL_STATES: tuple[str, ...] = (
-    "JOB_STATE_UNSPECIFIED",
-    QUEUED,
-    PENDING,
-    RUNNING,
-    SUCCEEDED,
-    FAILED,
-    CANCELLING,
-    CANCELLED,
-    "JOB_STATE_PAUSED",
-    "JOB_STATE_EXPIRED",
-    "JOB_STATE_UPDATING",
-    "JOB_STATE_PARTIALLY_SUCCEEDED",
+TUNING_STATES = JobStates(
+    "JOB_STATE",
+    before=("QUEUED",),
+    after=("PAUSED", "EXPIRED", "UPDATING", "PARTIALLY_SUCCEEDED"),
 )
-TERMINAL_STATES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+QUEUED = TUNING_STATES.named("QUEUED")
+PENDING = TUNING_STATES.pending
+RUNNING = TUNING_STATES.running
+SUCCEEDED = TUNING_STATES.succeeded
+FAILED = TUNING_STATES.failed
+CANCELLING = TUNING_STATES.cancelling
+CANCELLED = TUNING_STATES.cancelled
+#: Every name of ``google.cloud.aiplatform.v1.JobState`` (for list filters).
+ALL_STATES = TUNING_STATES.every
+TERMINAL_STATES = TUNING_STATES.terminal
 
 #: ``SupervisedHyperParameters.AdapterSize``: name → number (google-cloud-aiplatform 2.7.0).
 ADAPTER_SIZES: dict[str, int] = {

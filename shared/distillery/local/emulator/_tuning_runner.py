@@ -156,11 +156,7 @@ def read_dataset(context: RunContext, uri: str, role: str, out: IO[str] | None) 
     read = DatasetRead(uri)
     try:
         with context.object_store.open_read(bucket, name) as reader:
-            for number, raw in enumerate(reader, start=1):
-                if not raw.strip():
-                    continue
-                if number % 1000 == 0:
-                    context.raise_if_cancelled()
+            for number, raw in context.lines(reader):
                 try:
                     data = json.loads(raw)
                 except ValueError as exc:

@@ -16,32 +16,27 @@ from __future__ import annotations
 
 import itertools
 import logging
-import queue
-import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from distillery.core.ports import ObjectStore
-from distillery.local.emulator._model import now, rfc3339
-from distillery.local.emulator._registry import (
-    encode_page_token,
-    page_bounds,
-    parse_simple_filter,
-)
+from distillery.local.emulator._jobs import JobKind, JobPool, JobRecord
+from distillery.local.emulator._model import now
+from distillery.local.emulator._registry import list_page, parse_simple_filter
 from distillery.local.emulator._runner import JobCancelledError, JobFailedError, RunContext
 from distillery.local.emulator._status import ApiError, FieldViolation, rpc_status
 from distillery.local.emulator._tuning import (
     ALL_STATES,
     CANCELLED,
-    CANCELLING,
     FAILED,
     PENDING,
     RUNNING,
     SUCCEEDED,
     TERMINAL_STATES,
+    TUNING_STATES,
     TuningRequest,
     validate_tuning_job,
 )
@@ -58,26 +53,64 @@ CANCELLED_MESSAGE = "the tuning job was cancelled"
 #: Seconds a new job stays PENDING before a worker may start it.
 DEFAULT_START_DELAY_SECONDS = 1.0
 _FILTER_FIELDS = ("state", "base_model", "tuned_model_display_name")
+_KIND = JobKind(
+    states=TUNING_STATES,
+    noun="tuning job",
+    resource_type="TuningJob",
+    collection="tuningJobs",
+    log_key="tuning_job",
+    worker_noun="tuning",
+    cancelled_message=CANCELLED_MESSAGE,
+)
 
 
-@dataclass
-class _Record:
-    """One job's mutable state (guarded by the service lock)."""
+@dataclass(kw_only=True)
+class _Record(JobRecord):
+    """One tuning job's mutable state (guarded by the service lock)."""
 
-    seq: int
     run: TuningJobRun
-    context: RunContext
-    state: str
-    update_time: datetime
-    start_time: datetime | None = None
-    end_time: datetime | None = None
-    error: Mapping[str, Any] | None = None
     tuned_model: Mapping[str, Any] | None = None
     data_stats: Mapping[str, Any] | None = None
-    history: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The job's resource name."""
+        return self.run.name
+
+    @property
+    def project(self) -> str:
+        """The job's project."""
+        return self.run.project
+
+    @property
+    def location(self) -> str:
+        """The job's location."""
+        return self.run.location
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The labels of the job's request."""
+        return self.run.request.labels
+
+    def resource(self) -> dict[str, Any]:
+        """The REST ``TuningJob``."""
+        run = self.run
+        resource: dict[str, Any] = {"name": run.name, **run.request.echo()}
+        resource["tunedModelDisplayName"] = run.display_name
+        resource["state"] = self.state
+        resource.update(self.times(run.create_time))
+        if self.error:
+            resource["error"] = dict(self.error)
+        if run.request.labels:
+            resource["labels"] = dict(run.request.labels)
+        if self.tuned_model:
+            resource["tunedModel"] = dict(self.tuned_model)
+        if self.data_stats:
+            resource["tuningDataStats"] = dict(self.data_stats)
+        return resource
 
 
-class TuningService:
+class TuningService(JobPool[_Record]):
     """Vertex AI ``tuningJobs`` (create, get, list, cancel), in memory and thread-safe."""
 
     def __init__(
@@ -90,42 +123,12 @@ class TuningService:
     ) -> None:
         if max_concurrent_jobs < 1:
             raise ValueError("max_concurrent_jobs must be at least 1")
+        super().__init__(_KIND, max_concurrent_jobs=max_concurrent_jobs)
         self._object_store = object_store
         self._runner = runner or TuningDataRunner()
-        self._max_concurrent = max_concurrent_jobs
         self._start_delay = start_delay_seconds
-        self._lock = threading.Lock()
-        self._records: dict[str, _Record] = {}
-        self._seq = itertools.count(1)
         # Numeric ids like the service's; the clock keeps them unique across emulator restarts.
         self._ids = itertools.count(int(time.time() * 1000) * 1000 + 700)
-        self._pending: queue.Queue[str | None] = queue.Queue()
-        self._workers: list[threading.Thread] = []
-
-    # --- Lifecycle ----------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Start the job workers (idempotent)."""
-        if self._workers:
-            return
-        for number in range(self._max_concurrent):
-            worker = threading.Thread(
-                target=self._work, name=f"emulator-tuning-worker-{number}", daemon=True
-            )
-            worker.start()
-            self._workers.append(worker)
-
-    def shutdown(self, timeout: float = 10.0) -> None:
-        """Ask running jobs to cancel and stop the workers."""
-        with self._lock:
-            for record in self._records.values():
-                if record.state not in TERMINAL_STATES:
-                    record.context.cancel_requested.set()
-        for _ in self._workers:
-            self._pending.put(None)
-        for worker in self._workers:
-            worker.join(timeout)
-        self._workers.clear()
 
     # --- API methods --------------------------------------------------------------------------
 
@@ -140,7 +143,7 @@ class TuningService:
         created = now()
         with self._lock:
             job_id = str(next(self._ids))
-            name = f"projects/{project}/locations/{location}/tuningJobs/{job_id}"
+            name = _KIND.name(project, location, job_id)
             display_name = request.tuned_model_display_name or _default_display_name(
                 request, created
             )
@@ -160,9 +163,10 @@ class TuningService:
                 state=PENDING,
                 update_time=created,
             )
+            # The first state needs no transition: a tuning job has no state-change event.
             record.history.append(PENDING)
             self._records[name] = record
-            resource = self._resource(record)
+            resource = record.resource()
         self._pending.put(name)
         logger.info("tuning job created", extra={"tuning_job": name})
         return resource
@@ -174,7 +178,7 @@ class TuningService:
             ApiError: NOT_FOUND.
         """
         with self._lock:
-            return self._resource(self._find(project, location, job_id))
+            return self._find(project, location, job_id).resource()
 
     def list(
         self,
@@ -193,58 +197,21 @@ class TuningService:
         Raises:
             ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
         """
-        offset, size = page_bounds(page_size, page_token)
-        clauses = _parse_filter(filter_text)
-        prefix = f"projects/{project}/locations/{location}/tuningJobs/"
         with self._lock:
-            found = [
-                r
-                for name, r in self._records.items()
-                if name.startswith(prefix) and all(_matches(r, c) for c in clauses)
-            ]
-            found.sort(key=lambda r: r.seq, reverse=True)
-            answer: dict[str, Any] = {
-                "tuningJobs": [self._resource(r) for r in found[offset : offset + size]]
-            }
-            if offset + size < len(found):
-                answer["nextPageToken"] = encode_page_token(offset + size)
-        return answer
-
-    def cancel(self, project: str, location: str, job_id: str) -> None:
-        """``tuningJobs.cancel``: CANCELLING, then CANCELLED once the run stopped.
-
-        A job that has not started is CANCELLED at once; cancelling a CANCELLING job is a no-op.
-
-        Raises:
-            ApiError: NOT_FOUND; FAILED_PRECONDITION when the job already ended.
-        """
-        with self._lock:
-            record = self._find(project, location, job_id)
-            if record.state in TERMINAL_STATES:
-                raise ApiError(
-                    "FAILED_PRECONDITION",
-                    f"Cannot cancel tuning job {record.run.name}: it is already in state "
-                    f"{record.state}.",
-                )
-            if record.state == CANCELLING:
-                return
-            was_pending = record.state == PENDING
-            record.context.cancel_requested.set()
-            moment = now()
-            self._transition(record, CANCELLING, moment)
-            if was_pending:
-                record.error = rpc_status("CANCELLED", CANCELLED_MESSAGE)
-                self._transition(record, CANCELLED, moment)
-        logger.info("tuning job cancel requested", extra={"tuning_job": record.run.name})
+            return list_page(
+                self._records.values(),
+                key="tuningJobs",
+                project=project,
+                location=location,
+                filter_fields=_FILTER_FIELDS,
+                values=_filter_values,
+                page_size=page_size,
+                page_token=page_token,
+                filter_text=filter_text,
+                parse_filter=_parse_filter,
+            )
 
     # --- Internals ----------------------------------------------------------------------------
-
-    def _find(self, project: str, location: str, job_id: str) -> _Record:
-        name = f"projects/{project}/locations/{location}/tuningJobs/{job_id}"
-        record = self._records.get(name)
-        if record is None:
-            raise ApiError("NOT_FOUND", f"TuningJob {name} is not found.")
-        return record
 
     def _stats_setter(self, name: str) -> Any:
         def set_stats(detail: Mapping[str, Any]) -> None:
@@ -256,31 +223,8 @@ class TuningService:
 
         return set_stats
 
-    def _transition(self, record: _Record, state: str, moment: datetime) -> None:
-        """Move ``record`` to ``state`` (call with the lock held)."""
-        previous = record.state
-        record.state = state
-        record.update_time = moment
-        if state == RUNNING:
-            record.start_time = moment
-        if state in TERMINAL_STATES:
-            record.end_time = moment
-        record.history.append(state)
-        logger.info(
-            "tuning job state changed",
-            extra={"tuning_job": record.run.name, "state": state, "previous_state": previous},
-        )
-
-    def _work(self) -> None:
-        while True:
-            name = self._pending.get()
-            if name is None:
-                return
-            try:
-                self._run(name)
-            except Exception:  # Never lose a worker: the job is marked, the pool keeps going.
-                logger.exception("the tuning worker failed", extra={"tuning_job": name})
-                self._finish(name, error=rpc_status("INTERNAL", "the emulator's worker failed"))
+    def _worker_failed(self, name: str) -> None:
+        self._finish(name, error=rpc_status("INTERNAL", "the emulator's worker failed"))
 
     def _run(self, name: str) -> None:
         with self._lock:
@@ -340,28 +284,6 @@ class TuningService:
                 state = FAILED
             self._transition(record, state, now())
 
-    def _resource(self, record: _Record) -> dict[str, Any]:
-        """The REST ``TuningJob``."""
-        run = record.run
-        resource: dict[str, Any] = {"name": run.name, **run.request.echo()}
-        resource["tunedModelDisplayName"] = run.display_name
-        resource["state"] = record.state
-        resource["createTime"] = rfc3339(run.create_time)
-        if record.start_time:
-            resource["startTime"] = rfc3339(record.start_time)
-        if record.end_time:
-            resource["endTime"] = rfc3339(record.end_time)
-        resource["updateTime"] = rfc3339(record.update_time)
-        if record.error:
-            resource["error"] = dict(record.error)
-        if run.request.labels:
-            resource["labels"] = dict(run.request.labels)
-        if record.tuned_model:
-            resource["tunedModel"] = dict(record.tuned_model)
-        if record.data_stats:
-            resource["tuningDataStats"] = dict(record.data_stats)
-        return resource
-
 
 def _default_display_name(request: TuningRequest, moment: datetime) -> str:
     """The display name of a tuned model whose request named none (base model + time)."""
@@ -385,16 +307,10 @@ def _parse_filter(text: str) -> list[tuple[str, str, str]]:
     return clauses
 
 
-def _matches(record: _Record, clause: tuple[str, str, str]) -> bool:
-    name, op, value = clause
-    request = record.run.request
-    actual: str | None
-    if name == "state":
-        actual = record.state
-    elif name == "base_model":
-        actual = request.base_model
-    elif name == "tuned_model_display_name":
-        actual = record.run.display_name
-    else:
-        actual = request.labels.get(name[len("labels.") :])
-    return (actual == value) if op == "=" else (actual != value)
+def _filter_values(record: _Record) -> dict[str, str]:
+    """The fields a list filter may name (besides labels), of ``record``."""
+    return {
+        "state": record.state,
+        "base_model": record.run.request.base_model,
+        "tuned_model_display_name": record.run.display_name,
+    }
