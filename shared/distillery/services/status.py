@@ -236,6 +236,9 @@ RECONCILE_PAGE = 50
 CURSOR_DOCUMENT = "cursor"
 #: The document that holds :func:`poll_tuning_jobs`' own cursor (its passes are shorter).
 TUNING_CURSOR_DOCUMENT = "tuning-cursor"
+#: How long one :func:`poll_tuning_jobs` pass works by default: less than the minute between two
+#: scheduled passes, so that they do not overlap.
+TUNING_POLL_BUDGET_SECONDS = 45.0
 
 
 def reconcile(
@@ -277,14 +280,14 @@ def poll_tuning_jobs(
 
     Tuning jobs announce no state changes, so this short pass runs often (every minute) where
     ``reconcile`` runs seldom. It works for at most ``budget_seconds`` (default
-    ``DISTILLERY_RECONCILE_BUDGET_SECONDS``) and keeps its own cursor, as ``reconcile`` does, so a
+    :data:`TUNING_POLL_BUDGET_SECONDS`) and keeps its own cursor, as ``reconcile`` does, so a
     pass that runs out of time goes on from there the next time. A job whose poll fails is
     reported in the summary and polled again on the next pass.
 
     Raises:
         RetryableError: the job records could not be read or the cursor written.
     """
-    budget = deps.settings.reconcile_budget_seconds if budget_seconds is None else budget_seconds
+    budget = TUNING_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     deadline = monotonic() + budget
     summary = ReconcileSummary()
     summary.complete = _poll_unfinished(
