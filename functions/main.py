@@ -74,3 +74,23 @@ def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
     # Jobs that could not be polled, and those the time budget did not reach (complete: false),
     # are taken up by the next run; the scheduler sees a 200.
     return flask.jsonify(body)
+
+
+@functions_framework.http
+def poll_tuning_jobs(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Poll the tuning jobs of active gemini jobs and apply their states (Cloud Scheduler, HTTP,
+    every minute: tuning jobs announce no state changes)."""
+    if request.method != "POST":
+        return flask.jsonify({"error": "Cloud Scheduler calls this function with POST"}), 405
+    from distillery.core.runtime import default_dependencies
+    from distillery.services.status import poll_tuning_jobs as poll
+
+    summary = poll(default_dependencies())
+    body = {
+        "checked": summary.checked,
+        "moved": summary.moved,
+        "errors": summary.errors,
+        "complete": summary.complete,
+    }
+    # As for reconcile: what could not be polled, or was not reached, is polled on the next run.
+    return flask.jsonify(body)

@@ -62,6 +62,15 @@ locals {
       bucket_roles                  = []
       uses_pipeline_service_account = false
     }
+    poll_tuning_jobs = {
+      description                   = "Polls the tuning jobs of active gemini jobs, which announce no state changes, every minute."
+      trigger                       = "schedule"
+      topic                         = null
+      project_roles                 = ["roles/aiplatform.viewer", "roles/datastore.user"] # reads tuning jobs only
+      publishes_to                  = ["status"]
+      bucket_roles                  = []
+      uses_pipeline_service_account = false
+    }
   }
 
   enabled_functions = {

@@ -186,15 +186,15 @@ resource "google_project_iam_member" "build" {
   member  = "serviceAccount:${google_service_account.build.email}"
 }
 
-# --- Cloud Scheduler: the identity that calls reconcile ------------------------------------
+# --- Cloud Scheduler: the identity that calls reconcile and poll_tuning_jobs ----------------
 
 resource "google_service_account" "scheduler" {
-  count = contains(keys(local.enabled_functions), "reconcile") ? 1 : 0
+  count = anytrue([for name in ["reconcile", "poll_tuning_jobs"] : contains(keys(local.enabled_functions), name)]) ? 1 : 0
 
   project      = var.project
   account_id   = "distillery-scheduler"
   display_name = "Distillery scheduler"
-  description  = "Calls the reconcile function on its schedule."
+  description  = "Calls the reconcile and poll_tuning_jobs functions on their schedules."
 }
 
 resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
@@ -203,6 +203,16 @@ resource "google_cloud_run_v2_service_iam_member" "scheduler_invoker" {
   project  = var.project
   location = var.region
   name     = google_cloudfunctions2_function.function["reconcile"].name
+  role     = "roles/run.invoker"
+  member   = "serviceAccount:${google_service_account.scheduler[0].email}"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "scheduler_poll_invoker" {
+  count = contains(keys(local.enabled_functions), "poll_tuning_jobs") ? 1 : 0
+
+  project  = var.project
+  location = var.region
+  name     = google_cloudfunctions2_function.function["poll_tuning_jobs"].name
   role     = "roles/run.invoker"
   member   = "serviceAccount:${google_service_account.scheduler[0].email}"
 }

@@ -80,15 +80,16 @@ variable "functions" {
     track_status     = { enabled = true }
     promote_model    = { enabled = true }
     reconcile        = { enabled = true }
+    poll_tuning_jobs = { enabled = true, timeout_seconds = 60 }
   }
 
   validation {
     # The keys of local.function_catalog (functions.tf).
     condition = alltrue([
       for name in keys(var.functions) :
-      contains(["validate_dataset", "launch_job", "track_status", "promote_model", "reconcile"], name)
+      contains(["validate_dataset", "launch_job", "track_status", "promote_model", "reconcile", "poll_tuning_jobs"], name)
     ])
-    error_message = "functions keys must be entry points known to local.function_catalog: validate_dataset, launch_job, track_status, promote_model, reconcile."
+    error_message = "functions keys must be entry points known to local.function_catalog: validate_dataset, launch_job, track_status, promote_model, reconcile, poll_tuning_jobs."
   }
 }
 
@@ -142,6 +143,12 @@ variable "reconcile_schedule" {
   description = "Cron schedule of the reconcile function (polls Vertex AI for states the logging sink may have lost)."
   type        = string
   default     = "*/15 * * * *"
+}
+
+variable "poll_tuning_jobs_schedule" {
+  description = "Cron schedule of the poll_tuning_jobs function (tuning jobs announce no state changes, so they are polled)."
+  type        = string
+  default     = "* * * * *"
 }
 
 variable "reconcile_time_zone" {

@@ -11,6 +11,14 @@ For a finalized object generation it:
 4. for a valid training set, copies the validated bytes to an immutable, content-addressed path
    under ``validated/`` and publishes one :class:`~distillery.core.models.LaunchRequest`.
 
+The backend a training set is validated for is its config sidecar's ``backend``, else the
+``DISTILLERY_BACKEND`` setting. For ``pipeline`` the copy is the upload itself, byte for byte. For
+``gemini`` (supervised tuning) the copy is the converted ``contents`` file that
+:func:`~distillery.validation.validated_copy` yields while it validates: it is held in memory (at
+most the base model's documented JSONL file limit, past which the dataset is invalid and nothing
+more is kept) and written once, only when absent, under the copy's own SHA-256; the eval set
+likewise. The record then carries ``backend`` and the ``dataset_tokens`` the plan prices.
+
 Exactly once: the launch is claimed in the dataset's record by a transaction before publishing and
 marked published after; a redelivered event finds it published and publishes nothing. Should a
 process die between publishing and marking, a redelivery after the claim expires publishes again
@@ -36,18 +44,27 @@ from distillery.core.models import LaunchRequest, StorageObject
 from distillery.core.ports import ObjectInfo
 from distillery.core.runtime import Dependencies
 from distillery.validation import (
+    BACKENDS,
     DatasetKind,
+    JsonlValidation,
     ValidationReport,
     add_overlap_findings,
     classify_object_name,
     validate_config,
     validate_jsonl,
+    validated_copy,
 )
 
 logger = logging.getLogger(__name__)
 
 #: A config sidecar larger than this is not a config file.
 CONFIG_MAX_BYTES = 64 << 10
+
+#: The backend of a dataset whose sidecar and settings name none (the seed's, until the setting
+#: says otherwise).
+DEFAULT_BACKEND = "pipeline"
+#: The content type of a converted (``gemini``) copy.
+COPY_CONTENT_TYPE = "application/jsonl"
 
 
 class Outcome(StrEnum):
@@ -82,6 +99,14 @@ def _basename(stem: str) -> str:
 
 
 @dataclass
+class _Copy:
+    """A converted copy held in memory: its bytes and their SHA-256 (None: not kept, too large)."""
+
+    data: bytes | None
+    sha256: str
+
+
+@dataclass
 class _Validated:
     """The reports of one validation run and what a launch needs from it."""
 
@@ -91,6 +116,11 @@ class _Validated:
     eval_info: ObjectInfo | None = None
     eval_sha256: str | None = None
     config_info: ObjectInfo | None = None
+    backend: str = DEFAULT_BACKEND
+    #: The converted copies (``gemini`` only; a pipeline copy is the upload itself).
+    copy: _Copy | None = None
+    eval_copy: _Copy | None = None
+    dataset_tokens: int | None = None
 
     @property
     def valid(self) -> bool:
@@ -147,6 +177,10 @@ def handle_object(obj: StorageObject, deps: Dependencies, *, event_id: str = "")
         "reports": [_report_summary(r) for r in validated.reports],
         "launch": {"state": LaunchState.NOT_APPLICABLE.value},
     }
+    if kind is DatasetKind.TRAINING:
+        record["backend"] = validated.backend
+        if validated.dataset_tokens is not None:
+            record["dataset_tokens"] = validated.dataset_tokens
     if kind is DatasetKind.TRAINING and validated.valid:
         record |= _copy_validated(stem, source, validated, deps)
         record["launch"] = {"state": LaunchState.PENDING.value, "request_id": record_id}
@@ -195,36 +229,118 @@ def _validate(kind: DatasetKind, stem: str, source: ObjectInfo, deps: Dependenci
         config = _validate_config_object(source, has_eval, deps)
         return _Validated(reports=[config.report], overrides=config.overrides)
 
-    with deps.objects.open_read(source.bucket, source.name, source.generation) as reader:
-        main = validate_jsonl(reader, kind=kind, source=source.uri, max_findings_per_rule=cap)
-    if kind in (DatasetKind.EVAL, DatasetKind.GOLDEN):
-        return _Validated(reports=[main.report])
+    if kind is DatasetKind.GOLDEN:
+        # The golden set is answered by Distillery's own evaluation, whatever the backend.
+        with deps.objects.open_read(source.bucket, source.name, source.generation) as reader:
+            golden = validate_jsonl(reader, kind=kind, source=source.uri, max_findings_per_rule=cap)
+        return _Validated(reports=[golden.report])
 
-    result = _Validated(reports=[main.report])
+    # The eval set and the sidecar are looked up first: the sidecar may choose the backend the
+    # training set is validated for. The reports keep their order: training, eval, config.
     eval_info = deps.objects.find(source.bucket, eval_name)
+    config_info = deps.objects.find(source.bucket, config_name)
+    config = None
+    if config_info is not None:
+        has_eval = kind is DatasetKind.EVAL or eval_info is not None
+        config = _validate_config_object(config_info, has_eval, deps)
+    overrides: dict[str, Any] = config.overrides if config is not None else {}
+    result = _Validated(reports=[])
+    result.backend, base_model = _backend_of(overrides, deps, result.blocking)
+
+    main, result.copy = _validate_copy(source, kind, result, base_model, deps)
+    result.reports.append(main.report)
+    if kind is DatasetKind.EVAL:
+        return result
+
     if eval_info is not None:
-        with deps.objects.open_read(source.bucket, eval_name, eval_info.generation) as reader:
-            evaluation = validate_jsonl(
-                reader, kind=DatasetKind.EVAL, source=eval_info.uri, max_findings_per_rule=cap
-            )
+        evaluation, result.eval_copy = _validate_copy(
+            eval_info, DatasetKind.EVAL, result, base_model, deps
+        )
         add_overlap_findings(main, evaluation.input_digests, eval_source=eval_info.uri)
         result.reports.append(evaluation.report)
         result.eval_info = eval_info
-        result.eval_sha256 = evaluation.report.sha256
+        result.eval_sha256 = (
+            result.eval_copy.sha256 if result.eval_copy is not None else evaluation.report.sha256
+        )
         if not evaluation.report.valid:
             result.blocking.append(
                 f"the eval set {eval_info.uri} is invalid: fix it, upload it, then upload "
                 f"the training set again"
             )
-    config_info = deps.objects.find(source.bucket, config_name)
-    if config_info is not None:
-        config = _validate_config_object(config_info, eval_info is not None, deps)
+    if config_info is not None and config is not None:
         result.reports.append(config.report)
         result.config_info = config_info
         result.overrides = config.overrides
         if not config.report.valid:
             result.blocking.append(f"the config sidecar {config_info.uri} is invalid")
     return result
+
+
+def _backend_of(
+    overrides: dict[str, Any], deps: Dependencies, blocking: list[str]
+) -> tuple[str, str | None]:
+    """The backend (and the ``gemini`` base model, None: the default) a dataset is validated for.
+
+    The sidecar's ``backend`` wins over the setting. A name that is no backend is a blocking
+    problem (the dataset is then validated as the default backend would validate it).
+    """
+    # The setting is read defensively: ``Settings.backend`` (DISTILLERY_BACKEND) is new.
+    chosen = overrides.get("backend") or getattr(deps.settings, "backend", None) or DEFAULT_BACKEND
+    if chosen not in BACKENDS:
+        blocking.append(f"backend {chosen!r} is unknown: expected one of {', '.join(BACKENDS)}")
+        return DEFAULT_BACKEND, None
+    base_model = overrides.get("base_model")
+    return str(chosen), base_model if isinstance(base_model, str) and base_model else None
+
+
+def _validate_copy(
+    info: ObjectInfo,
+    kind: DatasetKind,
+    result: _Validated,
+    base_model: str | None,
+    deps: Dependencies,
+) -> tuple[JsonlValidation, _Copy | None]:
+    """Validate one JSONL object for ``result.backend``; for ``gemini`` also keep its copy.
+
+    A training set's ``dataset_tokens`` is recorded in ``result``. An unknown base model is a
+    blocking problem, and the file is then checked against the default base model's limits.
+    """
+    cap = deps.settings.max_findings_per_rule
+    with deps.objects.open_read(info.bucket, info.name, info.generation) as reader:
+        if result.backend != "gemini":
+            return validate_jsonl(
+                reader, kind=kind, source=info.uri, max_findings_per_rule=cap
+            ), None
+        try:
+            copy = validated_copy(
+                reader,
+                backend="gemini",
+                kind=kind,
+                source=info.uri,
+                base_model=base_model,
+                max_findings_per_rule=cap,
+            )
+        except ValueError as exc:  # the base model is not one that supports supervised tuning
+            if not any(str(exc) in problem for problem in result.blocking):
+                result.blocking.append(f"the config's base_model cannot be tuned: {exc}")
+            copy = validated_copy(
+                reader, backend="gemini", kind=kind, source=info.uri, max_findings_per_rule=cap
+            )
+        assert copy.model is not None
+        limit = copy.model.max_dataset_bytes
+        chunks: list[bytes] | None = []
+        size = 0
+        for line in copy:
+            size += len(line)
+            if chunks is not None and size > limit:
+                chunks = None  # Over the file limit: the copy is invalid, so keep nothing more.
+            elif chunks is not None:
+                chunks.append(line)
+        validation = copy.validation
+    if kind is DatasetKind.TRAINING:
+        result.dataset_tokens = copy.dataset_tokens
+    data = b"".join(chunks) if chunks is not None else None
+    return validation, _Copy(data=data, sha256=copy.sha256)
 
 
 def _validate_config_object(info: ObjectInfo, has_eval: bool, deps: Dependencies) -> Any:
@@ -278,23 +394,44 @@ def _copy_immutable(info: ObjectInfo, dest_name: str, deps: Dependencies) -> str
     return uri
 
 
+def _write_immutable(bucket: str, dest_name: str, copy: _Copy, deps: Dependencies) -> str:
+    """Write a converted copy at its content-addressed name, only when nothing is there."""
+    uri = f"gs://{bucket}/{dest_name}"
+    if deps.objects.find(bucket, dest_name) is not None:
+        return uri  # Content-addressed: what is there already holds exactly these bytes.
+    if copy.data is None:  # pragma: no cover - an oversized copy makes the dataset invalid
+        raise AssertionError(f"the copy for {uri} was not kept, so it cannot be valid")
+    # A concurrent delivery may have written the same bytes first: that is success too.
+    with contextlib.suppress(PreconditionFailedError):
+        deps.objects.write_bytes(
+            bucket, dest_name, copy.data, content_type=COPY_CONTENT_TYPE, if_absent=True
+        )
+    return uri
+
+
 def _copy_validated(
     stem: str, source: ObjectInfo, validated: _Validated, deps: Dependencies
 ) -> dict[str, Any]:
     prefix = deps.settings.validated_prefix
-    sha = validated.reports[0].sha256
-    copies: dict[str, Any] = {
-        "validated_uri": _copy_immutable(source, f"{prefix}{sha}/{_basename(stem)}.jsonl", deps),
-        "overrides": validated.overrides,
-    }
+    base = _basename(stem)
+    copies: dict[str, Any] = {"overrides": validated.overrides}
+    if validated.copy is not None:
+        copies["validated_uri"] = _write_immutable(
+            source.bucket, f"{prefix}{validated.copy.sha256}/{base}.jsonl", validated.copy, deps
+        )
+    else:
+        sha = validated.reports[0].sha256
+        copies["validated_uri"] = _copy_immutable(source, f"{prefix}{sha}/{base}.jsonl", deps)
     if validated.eval_info is not None and validated.eval_sha256 is not None:
         copies["eval_uri"] = validated.eval_info.uri
         copies["eval_generation"] = validated.eval_info.generation
-        copies["validated_eval_uri"] = _copy_immutable(
-            validated.eval_info,
-            f"{prefix}{validated.eval_sha256}/{_basename(stem)}.eval.jsonl",
-            deps,
-        )
+        eval_name = f"{prefix}{validated.eval_sha256}/{base}.eval.jsonl"
+        if validated.eval_copy is not None:
+            copies["validated_eval_uri"] = _write_immutable(
+                validated.eval_info.bucket, eval_name, validated.eval_copy, deps
+            )
+        else:
+            copies["validated_eval_uri"] = _copy_immutable(validated.eval_info, eval_name, deps)
     if validated.config_info is not None:
         copies["config_uri"] = validated.config_info.uri
         copies["config_generation"] = validated.config_info.generation

@@ -6,6 +6,11 @@ finished, so a lost event delays a job's state but never loses it. Both go throu
 :func:`apply_pipeline_state`: the pipeline state is mapped to a job state and applied with a
 compare-and-set transition (duplicates and out-of-order events never move a job backwards or out of
 a terminal state), appended to the job's history and announced on ``distill-job-status``.
+
+Jobs of the ``gemini`` backend are Vertex AI tuning jobs, whose state changes reach no topic (none
+is documented): they are polled, by ``reconcile`` and, every minute, by :func:`poll_tuning_jobs`.
+Their ``JOB_STATE_*`` goes through :func:`apply_tuning_state`, onto the same forward-only
+transitions and announcements.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from distillery.core.errors import (
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
 from distillery.core.jobs import Transition, announce, can_move, transition
 from distillery.core.models import JobEvent, JobState
-from distillery.core.ports import VertexPipelines
+from distillery.core.ports import TuningJobInfo, TuningJobs, VertexPipelines
 from distillery.core.runtime import Dependencies, record_failure
 from distillery.services.launcher import resume_requested
 
@@ -42,6 +47,20 @@ PIPELINE_TO_JOB_STATE: dict[str, JobState] = {
     "PIPELINE_STATE_SUCCEEDED": JobState.SUCCEEDED,
     "PIPELINE_STATE_FAILED": JobState.FAILED,
     "PIPELINE_STATE_CANCELLED": JobState.CANCELLED,
+}
+
+#: Tuning job states → job states. States not listed (PAUSED, UPDATING, UNSPECIFIED...) move
+#: nothing; a cancel that is under way already decides the job's outcome, so CANCELLING is
+#: CANCELLED; an EXPIRED job (it ran past the service's timeout) will never succeed: FAILED.
+TUNING_TO_JOB_STATE: dict[str, JobState] = {
+    "JOB_STATE_QUEUED": JobState.SUBMITTED,
+    "JOB_STATE_PENDING": JobState.SUBMITTED,
+    "JOB_STATE_RUNNING": JobState.RUNNING,
+    "JOB_STATE_SUCCEEDED": JobState.SUCCEEDED,
+    "JOB_STATE_FAILED": JobState.FAILED,
+    "JOB_STATE_EXPIRED": JobState.FAILED,
+    "JOB_STATE_CANCELLING": JobState.CANCELLED,
+    "JOB_STATE_CANCELLED": JobState.CANCELLED,
 }
 
 #: Jobs in these states are polled by :func:`reconcile`.
@@ -161,6 +180,45 @@ def _outputs(pipeline_job: str, deps: Dependencies) -> dict[str, Any]:
     return outputs
 
 
+def apply_tuning_state(job_id: str, info: TuningJobInfo, deps: Dependencies) -> Applied:
+    """Apply a polled tuning job's state to job ``job_id`` (forward only) and announce it.
+
+    A FAILED (or EXPIRED) job carries the job's ``error`` as the reason; a CANCELLED one its
+    error, if any. A SUCCEEDED job records ``model`` (the tuned model, ``…/models/M@VERSION``)
+    and ``candidate_endpoint`` (the endpoint the service deployed it on, to be judged there).
+
+    Raises:
+        RetryableError: a backing service failed; applying it again is safe.
+    """
+    target = TUNING_TO_JOB_STATE.get(info.state)
+    if target is None:
+        return Applied(job_id, None)
+    record = deps.records.get(deps.settings.jobs_collection, job_id)
+    if record is None:
+        logger.warning("state %s of %s for unknown job %s", info.state, info.name, job_id)
+        return Applied(job_id, target, known=False)
+    if not can_move(JobState(record["state"]), target):
+        # A repeated or late poll: nothing to write; announce what a crash may have left out.
+        announce(deps, record)
+        return Applied(job_id, target)
+    fields: dict[str, Any] = {"tuning_state": info.state}
+    reason: str | None = None
+    if target is JobState.SUCCEEDED:
+        if info.tuned_model:
+            fields["model"] = info.tuned_model
+        if info.endpoint:
+            fields["candidate_endpoint"] = info.endpoint
+    elif target is JobState.FAILED:
+        reason = info.error or f"the tuning job {info.name} ended {info.state} with no error given"
+    elif target is JobState.CANCELLED:
+        reason = info.error
+    result = transition(deps, job_id, target, fields=fields, reason=reason)
+    announce(deps, result.record)
+    if result.moved:
+        logger.info("job %s: %s → %s", job_id, result.previous, target, extra={"job_id": job_id})
+    return Applied(job_id, target, moved=result.moved)
+
+
 @dataclass
 class ReconcileSummary:
     """What one reconcile pass did."""
@@ -176,6 +234,11 @@ class ReconcileSummary:
 RECONCILE_PAGE = 50
 #: The document of the reconcile collection that holds the polling cursor.
 CURSOR_DOCUMENT = "cursor"
+#: The document that holds :func:`poll_tuning_jobs`' own cursor (its passes are shorter).
+TUNING_CURSOR_DOCUMENT = "tuning-cursor"
+#: How long one :func:`poll_tuning_jobs` pass works by default: less than the minute between two
+#: scheduled passes, so that they do not overlap.
+TUNING_POLL_BUDGET_SECONDS = 45.0
 
 
 def reconcile(
@@ -184,8 +247,9 @@ def reconcile(
     budget_seconds: float | None = None,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> ReconcileSummary:
-    """Poll Vertex AI for every unfinished job and apply the transitions events did not bring;
-    resume the jobs left REQUESTED past their lease; finish the promotions left half-done.
+    """Poll Vertex AI for every unfinished job (pipeline or tuning job) and apply the
+    transitions events did not bring; resume the jobs left REQUESTED past their lease; finish the
+    promotions left half-done.
 
     Works for at most ``budget_seconds`` (default ``DISTILLERY_RECONCILE_BUDGET_SECONDS``):
     unfinished jobs are read a page at a time in ``job_id`` order, and where the budget runs out
@@ -206,13 +270,52 @@ def reconcile(
     return summary
 
 
+def poll_tuning_jobs(
+    deps: Dependencies,
+    budget_seconds: float | None = None,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ReconcileSummary:
+    """Poll every unfinished ``gemini`` job's tuning job and apply its state.
+
+    Tuning jobs announce no state changes, so this short pass runs often (every minute) where
+    ``reconcile`` runs seldom. It works for at most ``budget_seconds`` (default
+    :data:`TUNING_POLL_BUDGET_SECONDS`) and keeps its own cursor, as ``reconcile`` does, so a
+    pass that runs out of time goes on from there the next time. A job whose poll fails is
+    reported in the summary and polled again on the next pass.
+
+    Raises:
+        RetryableError: the job records could not be read or the cursor written.
+    """
+    budget = TUNING_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    deadline = monotonic() + budget
+    summary = ReconcileSummary()
+    summary.complete = _poll_unfinished(
+        deps,
+        summary,
+        lambda: monotonic() >= deadline,
+        cursor_document=TUNING_CURSOR_DOCUMENT,
+        tuning_only=True,
+    )
+    return summary
+
+
 def _poll_unfinished(
-    deps: Dependencies, summary: ReconcileSummary, out_of_time: Callable[[], bool]
+    deps: Dependencies,
+    summary: ReconcileSummary,
+    out_of_time: Callable[[], bool],
+    *,
+    cursor_document: str = CURSOR_DOCUMENT,
+    tuning_only: bool = False,
 ) -> bool:
-    """Poll the unfinished jobs from the saved cursor on; False when time ran out first."""
-    vertex = deps.require_vertex()
+    """Poll the unfinished jobs from the saved cursor on; False when time ran out first.
+
+    With ``tuning_only``, jobs that are not tuning jobs are passed over (and no Vertex AI
+    pipelines client is needed).
+    """
+    vertex = None if tuning_only else deps.require_vertex()
     store, jobs = deps.records, deps.settings.jobs_collection
-    cursor = store.get(deps.settings.reconcile_collection, CURSOR_DOCUMENT) or {}
+    cursor = store.get(deps.settings.reconcile_collection, cursor_document) or {}
     states = [state.value for state in UNFINISHED]
     resuming = cursor.get("state") in states
     first = states.index(cursor["state"]) if resuming else 0
@@ -229,17 +332,21 @@ def _poll_unfinished(
             )
             for record in page:
                 if out_of_time():
-                    _save_cursor(deps, state, after)
+                    _save_cursor(deps, state, after, cursor_document)
                     return False
                 after = str(record["job_id"])
-                if after in polled or not record.get("pipeline_job"):
+                if after in polled:
                     continue
-                polled.add(after)
-                _poll(record, vertex, deps, summary)
+                if record.get("tuning_job"):
+                    polled.add(after)
+                    _poll_tuning(record, deps, summary)
+                elif record.get("pipeline_job") and vertex is not None:
+                    polled.add(after)
+                    _poll(record, vertex, deps, summary)
             if len(page) < RECONCILE_PAGE:
                 break
         after = None
-    _save_cursor(deps, None, None)
+    _save_cursor(deps, None, None, cursor_document)
     return True
 
 
@@ -260,10 +367,42 @@ def _poll(
         summary.moved.append(record["job_id"])
 
 
-def _save_cursor(deps: Dependencies, state: str | None, after: str | None) -> None:
+def _poll_tuning(record: dict[str, Any], deps: Dependencies, summary: ReconcileSummary) -> None:
+    """Poll one job's tuning job and apply its state (a failure is noted in ``summary``)."""
+    name = record["tuning_job"]
+    summary.checked += 1
+    try:
+        info = _require_tuning(deps).get(name)
+        applied = apply_tuning_state(record["job_id"], info, deps)
+    except DistilleryError as exc:  # one job's failure must not stop the pass
+        logger.warning("could not poll %s: %s", name, exc)
+        summary.errors[record["job_id"]] = str(exc)
+        return
+    if applied.moved:
+        summary.moved.append(record["job_id"])
+
+
+def _require_tuning(deps: Dependencies) -> TuningJobs:
+    """The tuning jobs port.
+
+    Raises:
+        ConfigurationError: the dependencies were built without one.
+    """
+    # Read defensively: ``Dependencies.tuning`` is added with the gemini launcher.
+    tuning = getattr(deps, "tuning", None)
+    if not isinstance(tuning, TuningJobs):
+        from distillery.core.errors import ConfigurationError
+
+        raise ConfigurationError("this function was built without a Vertex AI tuning jobs client")
+    return tuning
+
+
+def _save_cursor(
+    deps: Dependencies, state: str | None, after: str | None, document_id: str = CURSOR_DOCUMENT
+) -> None:
     """Where the next pass starts polling (nothing: from the beginning)."""
     document = {"state": state, "after": after, "saved_at": deps.clock().isoformat()}
-    deps.records.set(deps.settings.reconcile_collection, CURSOR_DOCUMENT, document)
+    deps.records.set(deps.settings.reconcile_collection, document_id, document)
 
 
 def _resume_requested(deps: Dependencies, summary: ReconcileSummary) -> None:

@@ -91,6 +91,7 @@ ROUTES: tuple[Route, ...] = (
     Route("launch_job", MessagePublished(topic_setting="launch_topic")),
     Route("track_status", MessagePublished(topic_setting="job_events_topic")),
     Route("reconcile", Scheduled(every_seconds=30)),
+    Route("poll_tuning_jobs", Scheduled(every_seconds=60)),
     Route("promote_model", MessagePublished(topic_setting="status_topic")),
 )
 
