@@ -56,41 +56,36 @@ def _state_of(cloud_event: CloudEvent) -> str | None:
     return state if isinstance(state, str) else None
 
 
-@functions_framework.http
-def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
-    """Poll Vertex AI for unfinished jobs and apply missed transitions (Cloud Scheduler, HTTP)."""
+def _scheduled(request: flask.Request, name: str) -> flask.typing.ResponseReturnValue:
+    """Run the status service's polling pass ``name`` for a Cloud Scheduler POST; its summary.
+
+    Jobs that could not be polled, and those the time budget did not reach (``complete``:
+    false), are taken up by the next run; the scheduler sees a 200.
+    """
     if request.method != "POST":
         return flask.jsonify({"error": "Cloud Scheduler calls this function with POST"}), 405
     from distillery.core.runtime import default_dependencies
-    from distillery.services.status import reconcile as reconcile_jobs
+    from distillery.services import status
 
-    summary = reconcile_jobs(default_dependencies())
-    body = {
-        "checked": summary.checked,
-        "moved": summary.moved,
-        "errors": summary.errors,
-        "complete": summary.complete,
-    }
-    # Jobs that could not be polled, and those the time budget did not reach (complete: false),
-    # are taken up by the next run; the scheduler sees a 200.
-    return flask.jsonify(body)
+    summary = getattr(status, name)(default_dependencies())
+    return flask.jsonify(
+        {
+            "checked": summary.checked,
+            "moved": summary.moved,
+            "errors": summary.errors,
+            "complete": summary.complete,
+        }
+    )
+
+
+@functions_framework.http
+def reconcile(request: flask.Request) -> flask.typing.ResponseReturnValue:
+    """Poll Vertex AI for unfinished jobs and apply missed transitions (Cloud Scheduler, HTTP)."""
+    return _scheduled(request, "reconcile")
 
 
 @functions_framework.http
 def poll_tuning_jobs(request: flask.Request) -> flask.typing.ResponseReturnValue:
     """Poll the tuning jobs of active gemini jobs and apply their states (Cloud Scheduler, HTTP,
     every minute: tuning jobs announce no state changes)."""
-    if request.method != "POST":
-        return flask.jsonify({"error": "Cloud Scheduler calls this function with POST"}), 405
-    from distillery.core.runtime import default_dependencies
-    from distillery.services.status import poll_tuning_jobs as poll
-
-    summary = poll(default_dependencies())
-    body = {
-        "checked": summary.checked,
-        "moved": summary.moved,
-        "errors": summary.errors,
-        "complete": summary.complete,
-    }
-    # As for reconcile: what could not be polled, or was not reached, is polled on the next run.
-    return flask.jsonify(body)
+    return _scheduled(request, "poll_tuning_jobs")

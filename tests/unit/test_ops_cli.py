@@ -77,7 +77,16 @@ def test_ops_register_adds_the_operator_commands_in_help_order() -> None:
     parser = argparse.ArgumentParser(prog="distillery")
     ops.register(parser.add_subparsers(dest="command", required=True))
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
-    assert list(commands) == ["submit", "jobs", "show", "watch", "rerun", "rollback", "predict"]
+    assert list(commands) == [
+        "submit",
+        "jobs",
+        "show",
+        "watch",
+        "rerun",
+        "rollback",
+        "golden",
+        "predict",
+    ]
     for name, command in commands.items():
         assert command.get_default("handler") is not None, name
         assert callable(command.get_default("action")), name

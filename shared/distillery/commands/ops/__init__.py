@@ -1,5 +1,5 @@
 """The operator's commands: ``submit``, ``jobs``, ``show``, ``watch``, ``rerun``, ``rollback``,
-``predict``.
+``golden``, ``predict``.
 
 They talk to the project the environment names (``GOOGLE_CLOUD_PROJECT``, ``DISTILLERY_BUCKET``
 and the rest of the settings), through the same clients as the functions; with the emulators'
@@ -9,7 +9,7 @@ invalid dataset, an unknown job, a job that FAILED or was REJECTED), 2 usage or 
 errors, 3 a service could not be reached, 4 a wait timed out.
 
 One module per group of commands: :mod:`.submit`; :mod:`.jobs` (``jobs``, ``show``, ``watch``);
-:mod:`.changes` (``rerun``, ``rollback``); :mod:`.predict`; what they share (errors and their exit
+:mod:`.changes` (``rerun``, ``rollback``, ``golden``); :mod:`.predict`; what they share (errors and their exit
 codes, options, settings, output) is in ``_common``.
 """
 
