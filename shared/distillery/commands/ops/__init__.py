@@ -9,8 +9,8 @@ invalid dataset, an unknown job, a job that FAILED or was REJECTED), 2 usage or 
 errors, 3 a service could not be reached, 4 a wait timed out.
 
 One module per group of commands: :mod:`.submit`; :mod:`.jobs` (``jobs``, ``show``, ``watch``);
-:mod:`.changes` (``rerun``, ``rollback``, ``golden``); :mod:`.predict`; what they share (errors and their exit
-codes, options, settings, output) is in ``_common``.
+:mod:`.changes` (``rerun``, ``rollback``, ``golden``); :mod:`.predict`; what they share (errors
+and their exit codes, options, settings, output) is in ``_common``.
 """
 
 from __future__ import annotations
