@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from distillery.core.errors import RetryableError
+from distillery.core.errors import RequestRejectedError, RetryableError
 from distillery.core.models import JobState
 from distillery.core.runtime import Dependencies
 from distillery.local.judged import EXAMPLES, WRONG, eval_set_bytes, succeeded_job
@@ -174,3 +174,16 @@ def test_without_any_golden_set_a_first_model_may_be_promoted_when_allowed() -> 
     assert (
         "promoted without evaluation" in _job(deps, "job-1")["promotion"]["evaluation"]["skipped"]
     )
+
+
+def test_a_candidate_whose_endpoint_answers_nothing_is_rejected(deps: Dependencies) -> None:
+    model = succeeded_job(deps, "job-1", FAMILY, 0.9, bucket=BUCKET)
+
+    def refuses(prompt: str) -> str:
+        raise RequestRejectedError("the endpoint does not take text-model instances")
+
+    _fake(deps).answers[model] = refuses
+    outcome = promote("job-1", deps)
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    assert "answered none of the golden set's 20 examples" in str(outcome.reason)
+    assert "does not take text-model instances" in str(outcome.reason)

@@ -564,6 +564,12 @@ def evaluate(
         return Evaluated(
             (f"the candidate's endpoint {endpoint} is gone: {exc}",), {"error": str(exc)}
         )
+    if mine.error_count == len(golden.inputs):
+        problem = (
+            f"the candidate's endpoint {endpoint} answered none of the golden set's "
+            f"{len(golden.inputs)} examples (first error: {mine.errors[0] if mine.errors else '?'})"
+        )
+        return Evaluated((problem,), {"error": problem}, endpoint)
     my_scores = score(task.kind, golden.expected, mine.texts)
     theirs: Answers | None = None
     their_scores = None
