@@ -8,6 +8,8 @@ from typing import Any
 
 from cloudevents.http import CloudEvent
 
+from distillery.core.errors import ContentionError
+from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import Settings
 from distillery.fakes import (
@@ -97,3 +99,22 @@ def post_cloudevent(url: str, event: CloudEvent, timeout: float = 120.0) -> int:
 def jsonl(examples: list[Any]) -> bytes:
     """Examples (with ``to_json``) as JSON Lines bytes."""
     return "".join(e.to_json() + "\n" for e in examples).encode()
+
+
+class CrashOnSubmitted(InMemoryRecordStore):
+    """Fails the first write that records SUBMITTED: a crash between the backend's create (Vertex
+    AI accepted the job) and the job's record of it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.crashed = False
+
+    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
+        def guarded(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            updated = mutate(current)
+            if updated and updated.get("state") == "SUBMITTED" and not self.crashed:
+                self.crashed = True
+                raise ContentionError("injected crash between the create and the record")
+            return updated
+
+        return super().transact(collection, doc_id, guarded)

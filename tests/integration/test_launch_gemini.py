@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
@@ -16,16 +15,15 @@ from google.cloud.aiplatform_v1 import GenAiTuningServiceClient, ListTuningJobsR
 from distillery.adapters.tuning import VertexTuningJobsAdapter
 from distillery.core.errors import ContentionError
 from distillery.core.models import LaunchRequest
-from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import Settings
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
-    InMemoryRecordStore,
 )
 from distillery.local.emulator import EmulatorServer, TrainerOptions, create_server
 from distillery.services.launcher import LaunchInProgressError, launch
+from tests.helpers import CrashOnSubmitted
 from tests.integration.test_tuning_api import contents_lines
 
 pytestmark = pytest.mark.integration
@@ -34,24 +32,6 @@ PROJECT = "p-launch"
 BUCKET = "bkt-launch"
 PARENT = f"projects/{PROJECT}/locations/us-central1"
 VALIDATED = "validated/abc/news.jsonl"
-
-
-class _CrashOnSubmitted(InMemoryRecordStore):
-    """Fails the first write that records SUBMITTED: a crash after the create."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.crashed = False
-
-    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
-        def guarded(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            updated = mutate(current)
-            if updated and updated.get("state") == "SUBMITTED" and not self.crashed:
-                self.crashed = True
-                raise ContentionError("injected crash between the create and the record")
-            return updated
-
-        return super().transact(collection, doc_id, guarded)
 
 
 @pytest.fixture
@@ -79,7 +59,7 @@ def server(store: InMemoryObjectStore, tmp_path: Path) -> Iterator[EmulatorServe
 def test_launch_creates_then_a_redelivery_adopts_through_the_official_client(
     server: EmulatorServer, store: InMemoryObjectStore
 ) -> None:
-    records = _CrashOnSubmitted()
+    records = CrashOnSubmitted()
     records.create(
         "datasets",
         "ds-1",

@@ -22,20 +22,19 @@ from distillery.core.errors import (
     ServiceUnavailableError,
 )
 from distillery.core.models import LaunchRequest, StorageObject
-from distillery.core.ports import Mutation, TuningJobInfo, TuningJobs
+from distillery.core.ports import TuningJobInfo, TuningJobs
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import ENVIRONMENT, Settings
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
-    InMemoryRecordStore,
     InMemoryTuningJobs,
 )
 from distillery.local.example_data import generate
 from distillery.overrides import check_overrides
 from distillery.services.datasets import handle_object
 from distillery.services.launcher import LaunchInProgressError, launch, resume_requested
-from tests.helpers import BUCKET, fake_dependencies, jsonl
+from tests.helpers import BUCKET, CrashOnSubmitted, fake_dependencies, jsonl
 
 KEY_US = "projects/p/locations/us-central1/keyRings/ring/cryptoKeys/key"
 KEY_EU = "projects/p/locations/europe-west4/keyRings/ring/cryptoKeys/key"
@@ -327,27 +326,9 @@ def test_launch_adopts_the_job_of_a_create_whose_answer_was_lost() -> None:
     assert deps.records.get("jobs", job_id)["tuning_job"] == name  # type: ignore[index]
 
 
-class _CrashOnSubmitted(InMemoryRecordStore):
-    """Fails the first write that records SUBMITTED: a crash after the create."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.crashed = False
-
-    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
-        def guarded(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            updated = mutate(current)
-            if updated and updated.get("state") == "SUBMITTED" and not self.crashed:
-                self.crashed = True
-                raise ContentionError("injected crash between the create and the record")
-            return updated
-
-        return super().transact(collection, doc_id, guarded)
-
-
 def _crashed_launch(**settings: Any) -> tuple[Dependencies, LaunchRequest, list[datetime]]:
     deps = gemini_dependencies(**settings)
-    deps.records = _CrashOnSubmitted()
+    deps.records = CrashOnSubmitted()
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     now = [start]
     deps.clock = lambda: now[0]
@@ -476,7 +457,7 @@ def test_chaos_faults_in_every_window_still_make_one_tuning_job(seed: int) -> No
     until it sticks (with the clock moving past claims), the request has one tuning job."""
     rng = random.Random(seed)
     deps = gemini_dependencies(launch_claim_seconds=30)
-    store = _CrashOnSubmitted()
+    store = CrashOnSubmitted()
     store.crashed = rng.random() < 0.5  # a crash before the record, or not
     deps.records = store
     now = [datetime(2026, 1, 5, 9, 0, tzinfo=UTC)]

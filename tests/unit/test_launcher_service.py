@@ -18,12 +18,11 @@ from distillery.core.errors import (
     ServiceUnavailableError,
 )
 from distillery.core.models import LaunchRequest, StatusEvent, StorageObject
-from distillery.core.ports import Mutation, PipelineJobInfo
+from distillery.core.ports import PipelineJobInfo
 from distillery.core.runtime import Dependencies, run_handler
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
-    InMemoryRecordStore,
     InMemoryVertexPipelines,
 )
 from distillery.local.example_data import generate
@@ -38,7 +37,7 @@ from distillery.services.launcher import (
     launch,
 )
 from distillery.services.status import reconcile
-from tests.helpers import BUCKET, fake_dependencies, jsonl
+from tests.helpers import BUCKET, CrashOnSubmitted, fake_dependencies, jsonl
 
 
 def _validated_request(deps: Dependencies, config: bytes | None = None) -> LaunchRequest:
@@ -99,27 +98,9 @@ def test_launch_redelivered_twenty_times_creates_one_job(deps: Dependencies) -> 
     assert len(_statuses(deps)) == 2
 
 
-class _CrashOnSubmitted(InMemoryRecordStore):
-    """Fails the first write that records SUBMITTED: a crash after the Vertex AI call."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.crashed = False
-
-    def transact(self, collection: str, doc_id: str, mutate: Mutation) -> dict[str, Any] | None:
-        def guarded(current: dict[str, Any] | None) -> dict[str, Any] | None:
-            updated = mutate(current)
-            if updated and updated.get("state") == "SUBMITTED" and not self.crashed:
-                self.crashed = True
-                raise ContentionError("injected crash between Vertex AI and Firestore")
-            return updated
-
-        return super().transact(collection, doc_id, guarded)
-
-
 def test_launch_converges_after_a_crash_between_vertex_and_firestore() -> None:
     deps = fake_dependencies()
-    deps.records = _CrashOnSubmitted()
+    deps.records = CrashOnSubmitted()
     request = _validated_request(deps)
     with pytest.raises(ContentionError, match="injected"):
         launch(request, deps)
