@@ -92,7 +92,12 @@ def interval_chart(
             axes.annotate(
                 f"-tolerance {-tolerance:+.3f}", (-tolerance, -0.8), ha="right", color=FAIL_COLOUR
             )
-        marks = [low, high, 0.0, *(v for v in (margin, -(tolerance or 0.0)) if v is not None)]
+        # The view holds the interval, zero and both thresholds, with some room around them.
+        marks = [low, high, 0.0]
+        if margin is not None:
+            marks.append(margin)
+        if tolerance is not None:
+            marks.append(-tolerance)
         span = max(marks) - min(marks) or 0.1
         axes.set_xlim(min(marks) - 0.15 * span, max(marks) + 0.15 * span)
         axes.set_ylim(-1, 1)
