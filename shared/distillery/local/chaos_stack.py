@@ -30,7 +30,6 @@ import os
 import signal
 import tempfile
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -40,7 +39,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from distillery.core.models import JobState, LaunchRequest
-from distillery.facts import SUPPORTED_REGIONS
 from distillery.local.chaos import Counts, Result
 from distillery.local.example_data import Example, generate
 from distillery.local.stack.control import Stack, StackConfig
@@ -166,26 +164,7 @@ class StackChaos:
         Raises:
             ServiceStartError: the local Vertex AI API did not answer as expected.
         """
-        stack = self.harness.stack
-        if regions is None:
-            regions = (stack.config.region, *SUPPORTED_REGIONS)
-        found: dict[str, dict[str, Any]] = {}
-        for location in dict.fromkeys(regions):
-            parent = f"{stack.vertex_url}/v1/projects/{stack.project}/locations/{location}"
-            token = ""
-            while True:
-                query = urllib.parse.urlencode({"pageSize": 100, "pageToken": token})
-                status, body = local_request("GET", f"{parent}/pipelineJobs?{query}")
-                if status != 200:
-                    raise ServiceStartError(
-                        f"the local Vertex AI API answered {status} listing jobs: {body[:200]!r}"
-                    )
-                page = json.loads(body or b"{}")
-                found.update((job["name"], job) for job in page.get("pipelineJobs", []))
-                token = page.get("nextPageToken", "")
-                if not token:
-                    break
-        return found
+        return self.harness.pipeline_jobs(regions)
 
     def unfinished_pipeline_jobs(self) -> list[str]:
         """The pipeline jobs not yet in a final state (their status events are still to come)."""

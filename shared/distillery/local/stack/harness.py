@@ -15,7 +15,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -343,16 +343,17 @@ class StackHarness:
         self.wipe_firestore()
         self.empty_bucket()
 
-    def cancel_pipeline_jobs(self) -> int:
-        """Cancel every unfinished pipeline job on the local Vertex AI API; how many.
+    def pipeline_jobs(self, regions: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Pipeline jobs on the local Vertex AI API by resource name, in ``regions`` (default:
+        the stack's region and every supported one).
 
         Raises:
             ServiceStartError: the local Vertex AI API did not answer as expected.
         """
-        if VERTEX not in self.stack.ports:
-            return 0
-        cancelled = 0
-        for location in dict.fromkeys((self.stack.config.region, *SUPPORTED_REGIONS)):
+        if regions is None:
+            regions = (self.stack.config.region, *SUPPORTED_REGIONS)
+        found: dict[str, dict[str, Any]] = {}
+        for location in dict.fromkeys(regions):
             parent = f"{self.stack.vertex_url}/v1/projects/{self.project}/locations/{location}"
             token = ""
             while True:
@@ -363,14 +364,25 @@ class StackHarness:
                         f"the local Vertex AI API answered {status} listing jobs: {body[:200]!r}"
                     )
                 page = json.loads(body or b"{}")
-                for job in page.get("pipelineJobs", []):
-                    if job.get("state") in _UNFINISHED_PIPELINE_STATES:
-                        job_id = job["name"].rsplit("/", 1)[-1]
-                        local_request("POST", f"{parent}/pipelineJobs/{job_id}:cancel", payload={})
-                        cancelled += 1
+                found.update((job["name"], job) for job in page.get("pipelineJobs", []))
                 token = page.get("nextPageToken", "")
                 if not token:
                     break
+        return found
+
+    def cancel_pipeline_jobs(self) -> int:
+        """Cancel every unfinished pipeline job on the local Vertex AI API; how many.
+
+        Raises:
+            ServiceStartError: the local Vertex AI API did not answer as expected.
+        """
+        if VERTEX not in self.stack.ports:
+            return 0
+        cancelled = 0
+        for name, job in self.pipeline_jobs().items():
+            if job.get("state") in _UNFINISHED_PIPELINE_STATES:
+                local_request("POST", f"{self.stack.vertex_url}/v1/{name}:cancel", payload={})
+                cancelled += 1
         return cancelled
 
     def wipe_firestore(self) -> None:
