@@ -17,6 +17,7 @@ from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
     InMemoryRecordStore,
+    InMemoryTuningJobs,
     InMemoryVertexPipelines,
 )
 
@@ -32,13 +33,16 @@ def fake_dependencies(**settings: Any) -> Dependencies:
 
     What the ``deps`` fixture gives; call it for settings of a test's own, or a second world.
     """
+    endpoints = InMemoryModelEndpoints(PROJECT)
     return Dependencies(
         settings=Settings(**{"project": PROJECT, "bucket": BUCKET, **settings}),
         objects=InMemoryObjectStore(),
         records=InMemoryRecordStore(),
         publisher=InMemoryPublisher(),
         vertex=InMemoryVertexPipelines(PROJECT),
-        endpoints=InMemoryModelEndpoints(PROJECT),
+        endpoints=endpoints,
+        # A succeeded tuning job's model and endpoint are ordinary ones, as on Vertex AI.
+        tuning=InMemoryTuningJobs(PROJECT, endpoints=endpoints),
     )
 
 
