@@ -605,3 +605,35 @@ def test_fake_dependencies_share_the_endpoints_between_the_two_fakes() -> None:
     deps = fake_dependencies()
     assert _tuning(deps).endpoints is _endpoints(deps)
     assert _tuning(deps).project == PROJECT
+
+
+def test_reconcile_finishes_a_gemini_promotion(deps: Dependencies) -> None:
+    from distillery.services.promoter import finish_promotions
+
+    endpoint = _gemini_job(deps, "job-1", 0.9)
+    finished = finish_promotions(deps)
+    assert finished.moved == ["job-1"] and finished.errors == {}
+    assert _job(deps, "job-1")["endpoint"] == endpoint
+    assert _family(deps)["champion"]["endpoint"] == endpoint
+
+
+def test_a_gemini_decision_whose_champion_changed_is_made_again_and_its_endpoint_deleted() -> None:
+    deps = _crashing("remembered", "job-2")
+    _gemini_job(deps, "job-1", 0.6)
+    promote("job-1", deps)
+    late = _gemini_job(deps, "job-2", 0.8)
+    with pytest.raises(ContentionError, match="injected"):
+        promote("job-2", deps)  # decided against job-1, crashed before it was crowned
+    assert _job(deps, "job-2")["promotion"]["champion"]["job_id"] == "job-1"
+    best = _gemini_job(deps, "job-3", 1.0)
+    assert promote("job-3", deps).state is JobState.PROMOTED  # type: ignore[union-attr]
+
+    outcome = promote("job-2", deps)
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    promotion = _job(deps, "job-2")["promotion"]
+    assert promotion["decided_again"]["champion_was"] == "job-1"
+    assert promotion["champion"]["job_id"] == "job-3"
+    assert _gone(deps, late) and not _gone(deps, best)
+    family = _family(deps)
+    assert family["champion"]["job_id"] == "job-3"
+    assert [h["job_id"] for h in family["history"]] == ["job-1"]
