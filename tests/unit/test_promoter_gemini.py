@@ -637,3 +637,37 @@ def test_a_gemini_decision_whose_champion_changed_is_made_again_and_its_endpoint
     family = _family(deps)
     assert family["champion"]["job_id"] == "job-3"
     assert [h["job_id"] for h in family["history"]] == ["job-1"]
+
+
+def test_asking_a_gemini_model_counts_refusals_and_retries_what_did_not_answer(
+    deps: Dependencies, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from distillery.core.errors import ServiceUnavailableError
+
+    endpoint = _gemini_job(deps, "job-1", 1.0)
+    tuning = _tuning(deps)
+    real_generate = tuning.generate
+    calls: list[str] = []
+
+    def flaky(where: str, prompt: str) -> str:
+        calls.append(prompt)
+        if prompt == EXAMPLES[0][0]:
+            raise RequestRejectedError("blocked: SAFETY")
+        if prompt == EXAMPLES[1][0] and calls.count(prompt) == 1:
+            raise ServiceUnavailableError("try again")
+        return real_generate(where, prompt)
+
+    monkeypatch.setattr(tuning, "generate", flaky)
+    monkeypatch.setattr(evaluation.time, "sleep", lambda seconds: None)
+    prompts = [p for p, _ in EXAMPLES[:3]]
+    answers = evaluation.ask(endpoint, prompts, deps, backend="gemini")
+    assert answers.texts == (None, EXAMPLES[1][1], EXAMPLES[2][1])
+    assert answers.error_count == 1 and answers.errors == ("blocked: SAFETY",)
+    assert calls.count(EXAMPLES[1][0]) == 2
+
+    def silent(where: str, prompt: str) -> str:
+        raise ServiceUnavailableError("the service did not answer")
+
+    monkeypatch.setattr(tuning, "generate", silent)
+    with pytest.raises(ServiceUnavailableError):
+        evaluation.ask(endpoint, prompts[:1], deps, backend="gemini")
