@@ -54,6 +54,7 @@ from distillery.core.ports import (
     canary_split,
     check_query,
 )
+from distillery.facts import GEMINI_BATCH_OUTPUT_DIRECTORY_PREFIX, GEMINI_BATCH_PREDICTIONS_FILE
 
 
 class InMemoryObjectStore(ObjectStore):
@@ -790,8 +791,6 @@ _BATCH_NEXT = {
     "JOB_STATE_CANCELLING": "JOB_STATE_CANCELLED",
 }
 _BATCH_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
-#: The file of a batch job's output directory that holds its answers.
-BATCH_PREDICTIONS_FILE = "predictions.jsonl"
 
 
 def _prompt_of(request: Mapping[str, Any]) -> str:
@@ -920,7 +919,7 @@ class InMemoryBatchPredictions(BatchPredictions):
             return
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
-        directory = f"{prefix}/prediction-model-{stamp}"
+        directory = f"{prefix}/{GEMINI_BATCH_OUTPUT_DIRECTORY_PREFIX}{stamp}"
         out: list[dict[str, Any]] = []
         failed = 0
         for number, line in enumerate(lines):
@@ -950,7 +949,10 @@ class InMemoryBatchPredictions(BatchPredictions):
         bucket, _, path = directory.removeprefix("gs://").partition("/")
         payload = "".join(json.dumps(line) + "\n" for line in out).encode()
         self.objects.write_bytes(
-            bucket, f"{path}/{BATCH_PREDICTIONS_FILE}", payload, content_type="application/jsonl"
+            bucket,
+            f"{path}/{GEMINI_BATCH_PREDICTIONS_FILE}",
+            payload,
+            content_type="application/jsonl",
         )
         job["state"] = "JOB_STATE_SUCCEEDED"
         job["outputInfo"] = {"gcsOutputDirectory": directory}

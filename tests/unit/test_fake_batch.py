@@ -15,7 +15,8 @@ from distillery.core.errors import (
     ServiceUnavailableError,
 )
 from distillery.core.ports import BatchPredictionJobInfo
-from distillery.fakes import BATCH_PREDICTIONS_FILE, InMemoryBatchPredictions, InMemoryObjectStore
+from distillery.facts import GEMINI_BATCH_PREDICTIONS_FILE
+from distillery.fakes import InMemoryBatchPredictions, InMemoryObjectStore
 
 REGION = "us-central1"
 BUCKET = "b"
@@ -65,7 +66,7 @@ def poll_to_end(
 def output_lines(store: InMemoryObjectStore, info: BatchPredictionJobInfo) -> list[dict[str, Any]]:
     assert info.output_directory is not None
     bucket, _, path = info.output_directory.removeprefix("gs://").partition("/")
-    data = store.read_bytes(bucket, f"{path}/{BATCH_PREDICTIONS_FILE}")
+    data = store.read_bytes(bucket, f"{path}/{GEMINI_BATCH_PREDICTIONS_FILE}")
     return [json.loads(line) for line in data.splitlines()]
 
 
