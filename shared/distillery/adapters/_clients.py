@@ -18,6 +18,7 @@ _SERVICES = {
     "model": ("model_service", "ModelServiceClient"),
     "prediction": ("prediction_service", "PredictionServiceClient"),
     "tuning": ("gen_ai_tuning_service", "GenAiTuningServiceClient"),
+    "job": ("job_service", "JobServiceClient"),
 }
 
 

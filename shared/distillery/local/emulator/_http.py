@@ -23,7 +23,9 @@ Routes (JSON in and out; enums answered as names; errors as google.rpc error bod
 - ``GET /v1/projects/{p}/locations/{l}/tuningJobs[?pageSize&pageToken&filter]`` — list;
 - ``GET /v1/projects/{p}/locations/{l}/tuningJobs/{id}`` — get;
 - ``POST /v1/projects/{p}/locations/{l}/tuningJobs/{id}:cancel`` — cancel (answers ``{}``);
-- ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again.
+- ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again;
+- ``batchPredictionJobs`` create, list, get and ``:cancel`` (see
+  :func:`distillery.local.emulator._batch_service.route`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from distillery.core.ports import ObjectStore, Publisher
 from distillery.core.settings import Settings
+from distillery.local.emulator import _batch_service
+from distillery.local.emulator._batch_runner import BatchRunner, LocalTeachers
 from distillery.local.emulator._config import TrainerOptions
 from distillery.local.emulator._endpoints import EndpointService, PredictorLoader
 from distillery.local.emulator._generate import generate_content
@@ -170,6 +174,14 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self._route_serving(method, path, query)
         if answer is None:
             answer = self._route_tuning(method, path, query)
+        if answer is None and self.server.batch is not None:
+            answer = _batch_service.route(
+                self.server.batch,
+                method,
+                path,
+                lambda: _list_query(query),
+                lambda allow_empty: self._json_body(allow_empty=allow_empty),
+            )
         if answer is None:
             raise ApiError("NOT_FOUND", f"The emulator has no method {method} {path}.")
         return answer
@@ -352,6 +364,8 @@ def _list_query(query: dict[str, list[str]]) -> _ListQuery:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: The ``batchPredictionJobs`` service (None: the server has no such methods).
+    batch: _batch_service.BatchService | None = None
 
     def __init__(
         self,
@@ -387,6 +401,7 @@ class EmulatorServer:
         endpoints: EndpointService | None = None,
         tuning: TuningService | None = None,
         on_stop: Callable[[], None] | None = None,
+        batch: _batch_service.BatchService | None = None,
     ) -> None:
         self.service = service
         self.models = models or ModelRegistry()
@@ -401,6 +416,9 @@ class EmulatorServer:
         self._httpd = _Server(
             (host, port), service, self.models, self.endpoints, self.publishers, self.tuning
         )
+        #: None: the server has no batchPredictionJobs methods (``create_server`` gives one).
+        self.batch = batch
+        self._httpd.batch = batch
         self._thread: threading.Thread | None = None
 
     @property
@@ -424,6 +442,8 @@ class EmulatorServer:
         self.service.start()
         if self.tuning is not None:
             self.tuning.start()
+        if self.batch is not None:
+            self.batch.start()
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
@@ -443,6 +463,8 @@ class EmulatorServer:
         self.service.shutdown(timeout)
         if self.tuning is not None:
             self.tuning.shutdown(timeout)
+        if self.batch is not None:
+            self.batch.shutdown(timeout)
         if self._on_stop is not None:
             self._on_stop()
             self._on_stop = None
@@ -467,6 +489,7 @@ def create_server(
     trainer: TrainerOptions | None = None,
     create_delay_seconds: float = 0.0,
     tuning_start_delay_seconds: float = DEFAULT_START_DELAY_SECONDS,
+    batch_start_delay_seconds: float = _batch_service.DEFAULT_START_DELAY_SECONDS,
 ) -> EmulatorServer:
     """A bound, not yet started emulator server.
 
@@ -480,6 +503,9 @@ def create_server(
     ``pipelineJobs.create`` answers ``create_delay_seconds`` after it stored the job. Tuning
     jobs (one at a time) are trained by :class:`~distillery.local.emulator.LocalTuningTrainer`
     with the same ``trainer`` options, and wait ``tuning_start_delay_seconds`` PENDING first.
+    Batch prediction jobs are answered by the local teachers of the same options (see
+    :mod:`distillery.local.emulator._batch_runner`; none without ``trainer``), and wait
+    ``batch_start_delay_seconds`` PENDING first.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
@@ -495,6 +521,7 @@ def create_server(
     endpoints = EndpointService(models, None, None)
     on_stop: Callable[[], None] | None = None
     tuning_runner = TuningDataRunner()
+    teachers = LocalTeachers(None, models, None, None)
     if trainer is not None:
         if not trainer.long_context_students:
             trainer = dataclasses.replace(
@@ -511,11 +538,18 @@ def create_server(
         if runner is None:
             runner = DatasetRunner(LocalTrainer(trainer, models, cache, root, endpoints))
         tuning_runner = TuningDataRunner(LocalTuningTrainer(trainer, models, endpoints), root)
+        teachers = LocalTeachers(trainer, models, cache, _predictor_loader(trainer.trainer_module))
     service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
     tuning = TuningService(
         object_store=object_store,
         runner=tuning_runner,
         start_delay_seconds=tuning_start_delay_seconds,
+    )
+    batch = _batch_service.BatchService(
+        object_store=object_store,
+        runner=BatchRunner(teachers),
+        registered=lambda name: models.find(name) is not None,
+        start_delay_seconds=batch_start_delay_seconds,
     )
     try:
         return EmulatorServer(
@@ -526,6 +560,7 @@ def create_server(
             endpoints=endpoints,
             tuning=tuning,
             on_stop=on_stop,
+            batch=batch,
         )
     except BaseException:
         if on_stop is not None:
