@@ -468,7 +468,8 @@ def _human_output(plan: policy.Plan, job_id: str, inputs: list[str]) -> str:
         "tuningJobs" if plan.backend == "gemini" else f"pipelineJobs?pipelineJobId={job_id}"
     )
     endpoint = (
-        f"POST https://{region}-aiplatform.googleapis.com/v1/projects/{plan.spec.project}"
+        f"POST https://{region}-aiplatform.googleapis.com/{plan.api_version}/projects/"
+        f"{plan.spec.project}"
         f"/locations/{region}/{collection}"
     )
     lines += ["", f"Request ({endpoint}):", json.dumps(plan.request_body, indent=2)]

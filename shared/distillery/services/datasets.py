@@ -284,8 +284,7 @@ def _backend_of(
     The sidecar's ``backend`` wins over the setting. A name that is no backend is a blocking
     problem (the dataset is then validated as the default backend would validate it).
     """
-    # The setting is read defensively: ``Settings.backend`` (DISTILLERY_BACKEND) is new.
-    chosen = overrides.get("backend") or getattr(deps.settings, "backend", None) or DEFAULT_BACKEND
+    chosen = overrides.get("backend") or deps.settings.backend
     if chosen not in BACKENDS:
         blocking.append(f"backend {chosen!r} is unknown: expected one of {', '.join(BACKENDS)}")
         return DEFAULT_BACKEND, None
@@ -357,6 +356,7 @@ def _validate_config_object(info: ObjectInfo, has_eval: bool, deps: Dependencies
         source=info.uri,
         has_eval=has_eval,
         max_findings_per_rule=deps.settings.max_findings_per_rule,
+        backend=deps.settings.backend,
     )
 
 

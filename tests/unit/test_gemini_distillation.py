@@ -1,0 +1,205 @@
+"""The gemini backend's distillation mode: the override schema, the settings, the plan and its
+v1beta1 ``distillationSpec`` body, and the config sidecar judged for the job's backend."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from distillery import facts, policy
+from distillery.core.errors import ConfigurationError
+from distillery.core.models import LaunchRequest
+from distillery.core.settings import Settings
+from distillery.overrides import GEMINI_ONLY_KEYS, PIPELINE_ONLY_KEYS, ProblemKind, check_overrides
+from distillery.validation import validate_config
+
+JOB_ID = "news-distilled-0123456789abcdef01234567"
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(project="p", bucket="b", **{"backend": "gemini", **values})
+
+
+def _plan(settings: Settings | None = None, **overrides: Any) -> policy.Plan:
+    request = LaunchRequest(
+        dataset_uri="gs://bkt/validated/abc/news.jsonl",
+        eval_dataset_uri="gs://bkt/validated/def/news.eval.jsonl",
+        overrides=overrides,
+        request_id="r-1",
+    )
+    return policy.resolve(
+        request,
+        settings or _settings(),
+        dataset_examples=240,
+        eval_examples=20,
+        job_id=JOB_ID,
+        dataset_tokens=120_000,
+    )
+
+
+# --- The override schema and the settings -------------------------------------------------------
+
+
+def test_schema_reads_tuning_mode_and_teacher_model() -> None:
+    checked = check_overrides(
+        {
+            "tuning_mode": " Distillation ",
+            "teacher_model": "publishers/google/models/gemini-3.1-pro",
+        },
+        has_eval=False,
+        backend="gemini",
+    )
+    assert checked.valid, checked.problems
+    assert checked.values == {"tuning_mode": "distillation", "teacher_model": "gemini-3.1-pro"}
+    bad = check_overrides(
+        {"tuning_mode": "rlhf", "teacher_model": "gemini-2.5-flash"}, has_eval=False
+    )
+    assert {p.field for p in bad.errors} == {"tuning_mode", "teacher_model"}
+    assert any("supervised, distillation" in p.message for p in bad.errors)
+    assert any("gemini-3.1-pro" in p.message for p in bad.errors)
+
+
+def test_both_new_keys_are_gemini_only() -> None:
+    assert {"tuning_mode", "teacher_model"} <= set(GEMINI_ONLY_KEYS)
+    assert {"base_model", "epoch_count", "adapter_size"} <= set(GEMINI_ONLY_KEYS)
+    assert "train_steps" in PIPELINE_ONLY_KEYS and "tensorboard_resource_id" in PIPELINE_ONLY_KEYS
+    assert not set(GEMINI_ONLY_KEYS) & set(PIPELINE_ONLY_KEYS)
+
+
+def test_schema_refuses_the_other_backends_keys_once_the_backend_is_known() -> None:
+    under_pipeline = check_overrides(
+        {"tuning_mode": "distillation"}, has_eval=False, backend="pipeline"
+    )
+    [problem] = under_pipeline.errors
+    assert problem.kind is ProblemKind.NOT_FOR_BACKEND and problem.field == "tuning_mode"
+    assert "applies to the gemini backend only" in problem.message
+    under_gemini = check_overrides({"train_steps": 100}, has_eval=False, backend="gemini")
+    assert [p.kind for p in under_gemini.errors] == [ProblemKind.NOT_FOR_BACKEND]
+    # The override's own backend wins over the deployment's.
+    assert check_overrides(
+        {"backend": "gemini", "epoch_count": 2}, has_eval=False, backend="pipeline"
+    ).valid
+    # No backend known (no setting, no override): the keys are judged on their own.
+    assert check_overrides({"epoch_count": 2, "train_steps": 100}, has_eval=False).valid
+
+
+def test_settings_of_the_mode_and_the_teacher() -> None:
+    assert Settings().tuning_mode == "supervised"
+    assert Settings().gemini_teacher_model == facts.DEFAULT_GEMINI_DISTILLATION_TEACHER
+    env = {"DISTILLERY_TUNING_MODE": "distillation", "DISTILLERY_BACKEND": "gemini"}
+    assert Settings.from_env(env).tuning_mode == "distillation"
+    with pytest.raises(ConfigurationError, match="DISTILLERY_TUNING_MODE"):
+        Settings.from_env({"DISTILLERY_TUNING_MODE": "rlhf"})
+    with pytest.raises(ConfigurationError, match="DISTILLERY_GEMINI_TEACHER_MODEL"):
+        Settings.from_env({"DISTILLERY_GEMINI_TEACHER_MODEL": "gemini-2.5-flash"})
+
+
+def test_facts_of_the_distillation_mode() -> None:
+    assert facts.GEMINI_DISTILLATION_REGION in facts.GEMINI_TUNING_REGIONS
+    assert set(facts.GEMINI_DISTILLATION_STUDENTS) <= set(facts.GEMINI_TUNING_MODELS)
+    assert facts.DEFAULT_GEMINI_DISTILLATION_TEACHER in facts.GEMINI_DISTILLATION_TEACHERS
+    assert set(facts.GEMINI_TUNING_API_VERSIONS) == set(facts.GEMINI_TUNING_MODES)
+
+
+def test_installed_v1beta1_distillation_spec_has_the_fields_the_body_uses() -> None:
+    from google.cloud.aiplatform_v1beta1.types import tuning_job
+
+    spec_fields = set(tuning_job.DistillationSpec.meta.fields)
+    assert {"base_teacher_model", "training_dataset_uri", "validation_dataset_uri"} <= spec_fields
+    # Why the body sends trainingDatasetUri: the installed message has no prompt_dataset_uri.
+    assert "prompt_dataset_uri" not in spec_fields
+    hyper = set(tuning_job.DistillationHyperParameters.meta.fields)
+    assert hyper == {"epoch_count", "learning_rate_multiplier", "adapter_size"}
+    # distillationSpec is v1beta1 only.
+    from google.cloud.aiplatform_v1.types import tuning_job as v1
+
+    assert "distillation_spec" not in v1.TuningJob.meta.fields
+
+
+# --- The plan ----------------------------------------------------------------------------------
+
+
+def test_distillation_plan_sends_a_v1beta1_distillation_spec() -> None:
+    from google.cloud.aiplatform_v1beta1 import TuningJob
+
+    plan = _plan(tuning_mode="distillation", epoch_count=2, adapter_size=4)
+    assert plan.accepted, plan.refusals
+    assert plan.api_version == "v1beta1"
+    body = plan.request_body
+    assert "supervisedTuningSpec" not in body
+    assert body["baseModel"] == "gemini-2.5-flash"
+    assert body["distillationSpec"] == {
+        "baseTeacherModel": "gemini-3.1-pro",
+        "trainingDatasetUri": "gs://bkt/validated/abc/news.jsonl",
+        "validationDatasetUri": "gs://bkt/validated/def/news.eval.jsonl",
+        "hyperParameters": {
+            "epochCount": 2,
+            "learningRateMultiplier": 1.0,
+            "adapterSize": "ADAPTER_SIZE_FOUR",
+        },
+    }
+    job = TuningJob.from_json(json.dumps(body))  # Refuses any field the message lacks.
+    assert job.distillation_spec.base_teacher_model == "gemini-3.1-pro"
+    assert job.distillation_spec.hyper_parameters.adapter_size.name == "ADAPTER_SIZE_FOUR"
+    assert job.labels == {policy.JOB_LABEL_KEY: JOB_ID}
+    spec = plan.spec_dict()
+    assert spec["tuning_mode"] == "distillation"
+    assert spec["teacher_model"] == "gemini-3.1-pro"
+    assert spec["api_version"] == "v1beta1"
+    reasons = "\n".join(plan.reasons)
+    assert "early access for allowlisted projects" in reasons
+    assert "teacher gemini-3.1-pro" in reasons
+    assert "user turns only" in reasons
+
+
+def test_supervised_plan_is_unchanged_and_v1() -> None:
+    plan = _plan()
+    assert plan.accepted, plan.refusals
+    assert plan.api_version == "v1"
+    assert "distillationSpec" not in plan.request_body
+    assert "baseTeacherModel" not in plan.request_body["supervisedTuningSpec"]
+    assert plan.spec_dict()["teacher_model"] is None
+    assert any("tuning mode supervised" in r for r in plan.reasons)
+
+
+def test_setting_chooses_the_mode_and_the_override_wins() -> None:
+    distilling = _settings(tuning_mode="distillation")
+    assert "distillationSpec" in _plan(distilling).request_body
+    assert "supervisedTuningSpec" in _plan(distilling, tuning_mode="supervised").request_body
+
+
+def test_distillation_refusals() -> None:
+    europe = _settings(region="europe-west4")
+    refusals = _plan(europe, tuning_mode="distillation").refusals
+    assert any("us-central1 only" in r for r in refusals), refusals
+    assert _plan(europe).accepted  # Supervised tuning runs there.
+    student = _plan(tuning_mode="distillation", base_model="gemini-2.5-pro").refusals
+    assert any("cannot be a distillation student" in r for r in student)
+    teacher = _plan(teacher_model="gemini-3.1-pro").refusals
+    assert any("distillation mode only" in r for r in teacher)
+    pipeline = Settings(project="p", bucket="b")
+    refused = _plan(pipeline, tuning_mode="distillation").refusals
+    assert any("gemini backend only" in r for r in refused)
+
+
+# --- The config sidecar, judged for the job's backend ------------------------------------------
+
+
+def test_sidecar_refuses_the_other_backends_keys() -> None:
+    data = json.dumps({"tuning_mode": "distillation"}).encode()
+    report = validate_config(data, source="a.config.json", has_eval=False, backend="pipeline")
+    assert not report.report.valid
+    result = report.report.result_for("config_not_for_backend")
+    assert result is not None
+    [finding] = result.findings
+    assert "applies to the gemini backend only" in finding.message
+    assert validate_config(
+        data, source="a.config.json", has_eval=False, backend="gemini"
+    ).report.valid
+    pipeline_key = json.dumps({"accelerator_type": "GPU"}).encode()
+    on_gemini = validate_config(
+        pipeline_key, source="a.config.json", has_eval=False, backend="gemini"
+    )
+    assert on_gemini.report.result_for("config_not_for_backend") is not None
