@@ -11,6 +11,7 @@ import pytest
 from distillery import facts, policy
 from distillery.core.errors import ConfigurationError
 from distillery.core.models import LaunchRequest
+from distillery.core.runtime import Dependencies
 from distillery.core.settings import Settings
 from distillery.overrides import GEMINI_ONLY_KEYS, PIPELINE_ONLY_KEYS, ProblemKind, check_overrides
 from distillery.validation import validate_config
@@ -203,3 +204,131 @@ def test_sidecar_refuses_the_other_backends_keys() -> None:
         pipeline_key, source="a.config.json", has_eval=False, backend="gemini"
     )
     assert on_gemini.report.result_for("config_not_for_backend") is not None
+
+
+# --- The adapter: v1beta1 for a distillation job -----------------------------------------------
+
+
+class _RecordingClient:
+    """A stand-in GAPIC tuning client: answers with the message type of its API version."""
+
+    def __init__(self, tuning_job: Any, calls: list[tuple[str, str]], version: str) -> None:
+        self.tuning_job = tuning_job
+        self.calls = calls
+        self.version = version
+
+    def _job(self, **fields: Any) -> Any:
+        return self.tuning_job(
+            name="projects/p/locations/us-central1/tuningJobs/9",
+            labels={policy.JOB_LABEL_KEY: JOB_ID},
+            **fields,
+        )
+
+    def create_tuning_job(self, *, parent: str, tuning_job: Any) -> Any:
+        assert isinstance(tuning_job, self.tuning_job)
+        self.calls.append(("create", self.version))
+        return self._job(distillation_spec=tuning_job.distillation_spec)
+
+    def get_tuning_job(self, *, name: str) -> Any:
+        self.calls.append(("get", self.version))
+        return self._job()
+
+    def list_tuning_jobs(self, *, request: Any) -> list[Any]:
+        self.calls.append(("list", self.version))
+        return [self._job()]
+
+    def cancel_tuning_job(self, *, name: str) -> None:
+        self.calls.append(("cancel", self.version))
+
+
+def test_adapter_sends_a_distillation_job_through_v1beta1() -> None:
+    import google.cloud.aiplatform_v1 as v1
+    import google.cloud.aiplatform_v1beta1 as v1beta1
+
+    from distillery.adapters.tuning import VertexTuningJobsAdapter
+    from distillery.core.errors import RequestRejectedError
+
+    adapter = VertexTuningJobsAdapter("p")
+    calls: list[tuple[str, str]] = []
+    for version, module in (("v1", v1), ("v1beta1", v1beta1)):
+        clients = adapter._tuning_clients[version]
+        clients["us-central1"] = _RecordingClient(module.TuningJob, calls, version)
+    body = _plan(tuning_mode="distillation").request_body
+
+    created = adapter.create("us-central1", body, api_version="v1beta1")
+    assert created.resource is not None
+    assert created.resource["distillationSpec"]["baseTeacherModel"] == "gemini-3.1-pro"
+    adapter.get(created.name, api_version="v1beta1")
+    assert adapter.find_by_label("us-central1", policy.JOB_LABEL_KEY, JOB_ID, api_version="v1beta1")
+    adapter.cancel(created.name, api_version="v1beta1")
+    assert calls == [
+        ("create", "v1beta1"),
+        ("get", "v1beta1"),
+        ("list", "v1beta1"),
+        ("cancel", "v1beta1"),
+    ]
+
+    # v1 has no distillationSpec: the body is refused before anything is sent.
+    with pytest.raises(RequestRejectedError, match="v1 TuningJob"):
+        adapter.create("us-central1", body)
+    with pytest.raises(ConfigurationError, match="no API version"):
+        adapter.get(created.name, api_version="v2")
+    assert len(calls) == 4
+
+
+# --- The launcher and status: the record says the API version -----------------------------------
+
+
+def _uploaded(deps: Dependencies, config: dict[str, Any] | None = None) -> LaunchRequest:
+    """Upload an example training set (and ``config`` as its sidecar); the launch it asks for."""
+    from distillery.core.models import StorageObject
+    from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
+    from distillery.local.example_data import generate
+    from distillery.services.datasets import handle_object
+    from tests.helpers import BUCKET, jsonl
+
+    train, _ = generate(120, 0)
+    assert isinstance(deps.objects, InMemoryObjectStore)
+    if config is not None:
+        deps.objects.put(BUCKET, "datasets/news.config.json", json.dumps(config).encode())
+    info = deps.objects.put(BUCKET, "datasets/news.jsonl", jsonl(train))
+    handle_object(StorageObject(bucket=BUCKET, name=info.name, generation=info.generation), deps)
+    assert isinstance(deps.publisher, InMemoryPublisher)
+    messages = deps.publisher.on(deps.settings.launch_topic)
+    assert messages, "the upload asked for no launch"
+    return LaunchRequest.model_validate_json(messages[-1].data)
+
+
+def test_a_distillation_job_is_created_and_polled_through_v1beta1() -> None:
+    from distillery.core.models import StatusEvent
+    from distillery.fakes import InMemoryPublisher, InMemoryTuningJobs
+    from distillery.services.launcher import launch
+    from distillery.services.status import reconcile
+    from tests.helpers import fake_dependencies
+
+    deps = fake_dependencies(backend="gemini", tuning_mode="distillation")
+    tuning = InMemoryTuningJobs("p", polls_per_state=1)
+    deps.tuning = tuning
+    request = _uploaded(deps)
+    job_id = launch(request, deps)
+    record = deps.records.get("jobs", job_id)
+    assert record is not None and record["state"] == "SUBMITTED", record.get("reason")
+    assert record["tuning_api_version"] == "v1beta1"
+    name = record["tuning_job"]
+    assert tuning.api_versions[name] == "v1beta1"
+    assert "distillationSpec" in tuning.jobs[name]
+
+    for _ in range(4):
+        reconcile(deps)
+    assert tuning.read_versions[name] == "v1beta1"
+    final = deps.records.get("jobs", job_id)
+    assert final is not None and final["state"] == "SUCCEEDED"
+    assert isinstance(deps.publisher, InMemoryPublisher)
+    events = [
+        StatusEvent.model_validate_json(m.data)
+        for m in deps.publisher.on(deps.settings.status_topic)
+    ]
+    assert [e.state.value for e in events] == ["REQUESTED", "SUBMITTED", "RUNNING", "SUCCEEDED"]
+    # REQUESTED is announced once the submit is recorded, like a pipeline job's pipeline_job.
+    assert all(e.tuning_job == name for e in events)
+    assert all(e.pipeline_job is None for e in events)
