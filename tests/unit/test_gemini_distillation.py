@@ -332,3 +332,66 @@ def test_a_distillation_job_is_created_and_polled_through_v1beta1() -> None:
     # REQUESTED is announced once the submit is recorded, like a pipeline job's pipeline_job.
     assert all(e.tuning_job == name for e in events)
     assert all(e.pipeline_job is None for e in events)
+
+
+# --- The datasets service: the distillation mode's prompts-only copy ----------------------------
+
+
+def test_a_distillation_sidecar_gets_a_prompts_only_copy_and_a_v1beta1_job() -> None:
+    from distillery.fakes import InMemoryTuningJobs
+    from distillery.services.launcher import launch
+    from tests.helpers import BUCKET, fake_dependencies
+
+    deps = fake_dependencies(backend="gemini")
+    tuning = InMemoryTuningJobs("p")
+    deps.tuning = tuning
+    request = _uploaded(deps, config={"tuning_mode": "distillation"})
+    [dataset] = [
+        r for r in deps.records.list(deps.settings.datasets_collection) if r.get("validated_uri")
+    ]
+    assert dataset["tuning_mode"] == "distillation"
+    name = str(dataset["validated_uri"]).removeprefix(f"gs://{BUCKET}/")
+    copied = [json.loads(line) for line in deps.objects.read_bytes(BUCKET, name).splitlines()]
+    assert copied and all([t["role"] for t in line["contents"]] == ["user"] for line in copied)
+    warnings = {w["rule"] for w in dataset["reports"][0]["warnings"]}
+    assert "answer_dropped" in warnings  # The example data is labeled: its answers are dropped.
+
+    job_id = launch(request, deps)
+    record = deps.records.get("jobs", job_id)
+    assert record is not None and record["state"] == "SUBMITTED", record.get("reason")
+    job = tuning.jobs[record["tuning_job"]]
+    assert job["distillationSpec"]["trainingDatasetUri"] == dataset["validated_uri"]
+    assert tuning.api_versions[record["tuning_job"]] == "v1beta1"
+
+
+def test_a_supervised_gemini_dataset_keeps_its_answers() -> None:
+    from tests.helpers import fake_dependencies
+
+    deps = fake_dependencies(backend="gemini")
+    _uploaded(deps)
+    [dataset] = [
+        r for r in deps.records.list(deps.settings.datasets_collection) if r.get("validated_uri")
+    ]
+    assert dataset["tuning_mode"] == "supervised"
+
+
+def test_a_gemini_key_in_a_sidecar_under_the_pipeline_backend_blocks_the_dataset() -> None:
+    from distillery.core.models import StorageObject
+    from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
+    from distillery.local.example_data import generate
+    from distillery.services.datasets import handle_object
+    from tests.helpers import BUCKET, fake_dependencies, jsonl
+
+    deps = fake_dependencies(backend="pipeline")
+    train, _ = generate(120, 0)
+    assert isinstance(deps.objects, InMemoryObjectStore)
+    deps.objects.put(BUCKET, "datasets/news.config.json", b'{"teacher_model": "gemini-3.1-pro"}')
+    info = deps.objects.put(BUCKET, "datasets/news.jsonl", jsonl(train))
+    handle_object(StorageObject(bucket=BUCKET, name=info.name, generation=info.generation), deps)
+    assert isinstance(deps.publisher, InMemoryPublisher)
+    assert not deps.publisher.on(deps.settings.launch_topic)
+    [dataset] = deps.records.list(deps.settings.datasets_collection)
+    assert dataset["status"] == "invalid"
+    config_report = dataset["reports"][-1]
+    [error] = [e for e in config_report["errors"] if e["rule"] == "config_not_for_backend"]
+    assert "teacher_model applies to the gemini backend only" in error["findings"][0]["message"]
