@@ -395,3 +395,21 @@ def test_a_gemini_key_in_a_sidecar_under_the_pipeline_backend_blocks_the_dataset
     config_report = dataset["reports"][-1]
     [error] = [e for e in config_report["errors"] if e["rule"] == "config_not_for_backend"]
     assert "teacher_model applies to the gemini backend only" in error["findings"][0]["message"]
+
+
+def test_a_job_in_the_other_mode_than_its_copy_is_refused() -> None:
+    from distillery.fakes import InMemoryTuningJobs
+    from distillery.services.launcher import launch
+    from tests.helpers import fake_dependencies
+
+    deps = fake_dependencies(backend="gemini")
+    deps.tuning = InMemoryTuningJobs("p")
+    request = _uploaded(deps)  # A supervised copy: it holds the answers.
+    rerun = request.model_copy(
+        update={"overrides": {"tuning_mode": "distillation"}, "request_id": "r-other-mode"}
+    )
+    job_id = launch(rerun, deps)
+    record = deps.records.get("jobs", job_id)
+    assert record is not None and record["state"] == "REJECTED_BY_POLICY"
+    assert "made for the supervised mode" in record["reason"]
+    assert "distillation" in record["reason"]

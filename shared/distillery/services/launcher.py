@@ -278,6 +278,22 @@ def launch(request: LaunchRequest, deps: Dependencies) -> str:
     return job_id
 
 
+def _tuning_mode_mismatch(plan: policy.Plan, dataset: Mapping[str, Any]) -> str | None:
+    """Why a gemini job may not train on ``dataset``'s copy: it was made for the other mode (a
+    distillation job needs the prompts-only copy; supervised tuning needs the answers)."""
+    spec = plan.spec
+    if not isinstance(spec, policy.GeminiJobSpec) or dataset.get("backend") != "gemini":
+        return None
+    made_for = str(dataset.get("tuning_mode") or "supervised")
+    if made_for == spec.tuning_mode:
+        return None
+    return (
+        f"the dataset's validated copy was made for the {made_for} mode, but this job runs in "
+        f"the {spec.tuning_mode} mode: set tuning_mode={made_for}, or upload the dataset again "
+        f'with {{"tuning_mode": "{spec.tuning_mode}"}} in its config sidecar'
+    )
+
+
 def _decide(
     job_id: str,
     request: LaunchRequest,
@@ -302,6 +318,9 @@ def _decide(
         job_id=job_id,
         dataset_tokens=_dataset_tokens(dataset),
     )
+    mismatch = _tuning_mode_mismatch(plan, dataset)
+    if mismatch is not None:
+        plan.refusals.append(mismatch)
     fields = {
         "request": request.model_dump(mode="json", exclude_none=True),
         "request_id": request.request_id,
