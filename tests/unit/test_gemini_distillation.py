@@ -413,3 +413,37 @@ def test_a_job_in_the_other_mode_than_its_copy_is_refused() -> None:
     assert record is not None and record["state"] == "REJECTED_BY_POLICY"
     assert "made for the supervised mode" in record["reason"]
     assert "distillation" in record["reason"]
+
+
+def test_distillery_plan_shows_the_v1beta1_body_of_a_prompts_only_file(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distillery.commands import cli
+    from distillery.core.settings import ENVIRONMENT
+
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    dataset = tmp_path / "news.jsonl"
+    # Prompts only: supervised tuning would refuse these lines (output_text_required).
+    dataset.write_text(
+        "".join(
+            json.dumps({"input_text": f"Classify: headline number {i}"}) + "\n" for i in range(120)
+        )
+    )
+    common = ["--set", "backend=gemini", "--project", "p", "--bucket", "bkt"]
+    code = cli.main(["plan", str(dataset), *common, "--set", "tuning_mode=distillation", "--json"])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert code == 0, (out["refusals"], captured.err)
+    body = out["request"]
+    assert body["distillationSpec"]["baseTeacherModel"] == "gemini-3.1-pro"
+    assert body["distillationSpec"]["trainingDatasetUri"].startswith("gs://bkt/validated/")
+    assert out["spec"]["api_version"] == "v1beta1"
+
+    assert cli.main(["plan", str(dataset), *common, "--set", "tuning_mode=distillation"]) == 0
+    human = capsys.readouterr().out
+    assert "aiplatform.googleapis.com/v1beta1/projects/p/locations/us-central1/tuningJobs" in human
+    assert "early access for allowlisted projects" in human
+
+    # The same file planned for supervised tuning is refused: it holds no answers.
+    assert cli.main(["plan", str(dataset), *common]) != 0
