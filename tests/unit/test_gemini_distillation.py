@@ -447,3 +447,21 @@ def test_distillery_plan_shows_the_v1beta1_body_of_a_prompts_only_file(
 
     # The same file planned for supervised tuning is refused: it holds no answers.
     assert cli.main(["plan", str(dataset), *common]) != 0
+
+
+def test_an_unlabeled_upload_launches_in_the_distillation_mode_only() -> None:
+    from distillery.core.models import StorageObject
+    from distillery.services.datasets import Outcome, handle_object
+    from tests.helpers import BUCKET, fake_dependencies
+
+    data = "".join(
+        json.dumps({"input_text": f"Classify: headline number {i}"}) + "\n" for i in range(150)
+    ).encode()
+    outcomes = {}
+    for mode in ("distillation", "supervised"):
+        deps = fake_dependencies(backend="gemini", tuning_mode=mode)
+        info = deps.objects.put(BUCKET, "datasets/p.jsonl", data)
+        obj = StorageObject(bucket=BUCKET, name=info.name, generation=info.generation)
+        outcomes[mode] = handle_object(obj, deps)
+    assert outcomes["distillation"] is Outcome.LAUNCH_REQUESTED
+    assert outcomes["supervised"] is not Outcome.LAUNCH_REQUESTED
