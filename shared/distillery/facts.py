@@ -439,9 +439,41 @@ GEMINI_TUNING_REGIONS: tuple[str, ...] = (
     "us-central1",
 )
 DEFAULT_GEMINI_TUNING_REGION = "us-central1"
+# --- Gemini distillation (v1beta1 ``distillationSpec``) -------------------------------------------
+#
+# Sources, read 2026-12-02:
+#
+# - ``[distill-service]``: "Gemini Distillation Service"
+#   (docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/distillation): the
+#   teacher writes responses and raw thoughts from a prompt dataset; "supported for Distillation
+#   during early access": teacher gemini-3.1-pro, student gemini-2.5-flash.
+# - ``[aiplatform-2.7.0]``: ``google.cloud.aiplatform_v1beta1.types.DistillationSpec`` and
+#   ``DistillationHyperParameters``: ``base_teacher_model`` | ``tuned_teacher_model_source`` (a
+#   oneof), ``training_dataset_uri``, ``validation_dataset_uri``, ``hyper_parameters
+#   {epoch_count, learning_rate_multiplier, adapter_size}``, ``student_model`` and
+#   ``pipeline_root_directory``. It has no ``prompt_dataset_uri``: the newer references (the
+#   google-genai ``DistillationSpec``) add ``promptDatasetUri`` and mark ``trainingDatasetUri``,
+#   ``studentModel`` and ``pipelineRootDirectory`` deprecated (the student is ``baseModel``), but
+#   the installed client cannot send a field its message lacks.
+# - SPEC.md, "The successor on Google Cloud today": early access (allowlisted projects),
+#   us-central1 only.
+
 #: ``distillationSpec`` (v1beta1) is early access for allowlisted projects, in this region only
 #: (SPEC.md, "The successor on Google Cloud today").
 GEMINI_DISTILLATION_REGION = "us-central1"
+#: The base teachers (``baseTeacherModel``) [distill-service] lists for early access: one.
+GEMINI_DISTILLATION_TEACHERS: tuple[str, ...] = ("gemini-3.1-pro",)
+DEFAULT_GEMINI_DISTILLATION_TEACHER = "gemini-3.1-pro"
+#: The students (``baseModel``) [distill-service] lists for early access: one of
+#: :data:`GEMINI_TUNING_MODELS`.
+GEMINI_DISTILLATION_STUDENTS: tuple[str, ...] = ("gemini-2.5-flash",)
+#: The tuning modes of the gemini backend: supervised tuning (v1 ``supervisedTuningSpec``, the
+#: dataset holds the answers) and distillation (v1beta1 ``distillationSpec``, prompts only).
+GEMINI_TUNING_MODES: tuple[str, ...] = ("supervised", "distillation")
+DEFAULT_GEMINI_TUNING_MODE = "supervised"
+#: The Vertex AI API version each mode's tuning job is created (and read, listed, cancelled)
+#: through: ``distillationSpec`` exists in v1beta1 only [aiplatform-2.7.0].
+GEMINI_TUNING_API_VERSIONS: dict[str, str] = {"supervised": "v1", "distillation": "v1beta1"}
 
 #: A TuningJob takes ``encryptionSpec.kmsKeyName`` [tuning-api]; "the Cloud KMS key must be in
 #: the same region as the resource", so with CMEK the key's location is the tuning region. The

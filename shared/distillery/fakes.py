@@ -683,16 +683,25 @@ class InMemoryTuningJobs(TuningJobs):
         self._answers: dict[str, tuple[dict[str, str], str]] = {}
         self._next_id = 1
         self._lock = threading.Lock()
+        #: The API version each job was created through, and the one each was last read through.
+        self.api_versions: dict[str, str] = {}
+        self.read_versions: dict[str, str] = {}
 
-    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+    def create(
+        self, location: str, body: Mapping[str, Any], *, api_version: str = "v1"
+    ) -> TuningJobInfo:
         with self._lock:
             self.create_calls += 1
             if self.fail_next:
                 raise self.fail_next.pop(0)
-            spec = body.get("supervisedTuningSpec") or {}
+            # distillationSpec is v1beta1's only (the v1 message has no such field).
+            key = "distillationSpec" if "distillationSpec" in body else "supervisedTuningSpec"
+            if key == "distillationSpec" and api_version != "v1beta1":
+                raise RequestRejectedError(f"distillationSpec is not a field of {api_version}")
+            spec = body.get(key) or {}
             if not body.get("baseModel") or not spec.get("trainingDatasetUri"):
                 raise RequestRejectedError(
-                    "a tuning job needs baseModel and supervisedTuningSpec.trainingDatasetUri"
+                    f"a tuning job needs baseModel and {key}.trainingDatasetUri"
                 )
             job_id = str(self._next_id)
             self._next_id += 1
@@ -704,6 +713,7 @@ class InMemoryTuningJobs(TuningJobs):
                 "labels": dict(body.get("labels") or {}),
             }
             self._polls[name] = 0
+            self.api_versions[name] = api_version
             if self.lose_answers > 0:
                 self.lose_answers -= 1
                 raise ServiceUnavailableError(f"the answer to creating {name} was lost")
@@ -755,14 +765,17 @@ class InMemoryTuningJobs(TuningJobs):
         self.endpoints.deploy_now(endpoint, model)
         return {"model": f"{model}@1", "endpoint": endpoint}
 
-    def get(self, name: str) -> TuningJobInfo:
+    def get(self, name: str, *, api_version: str = "v1") -> TuningJobInfo:
         with self._lock:
             if name not in self.jobs:
                 raise ObjectNotFoundError(f"tuning job {name} not found")
+            self.read_versions[name] = api_version
             self._poll(name)
             return self._info(name)
 
-    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+    def find_by_label(
+        self, location: str, key: str, value: str, *, api_version: str = "v1"
+    ) -> TuningJobInfo | None:
         prefix = f"projects/{self.project}/locations/{location}/tuningJobs/"
         with self._lock:
             found = [
@@ -773,13 +786,15 @@ class InMemoryTuningJobs(TuningJobs):
             if not found:
                 return None
             newest = max(found, key=lambda n: int(n.rsplit("/", 1)[-1]))
+            self.read_versions[newest] = api_version
             self._poll(newest)
             return self._info(newest)
 
-    def cancel(self, name: str) -> None:
+    def cancel(self, name: str, *, api_version: str = "v1") -> None:
         with self._lock:
             if name not in self.jobs:
                 raise ObjectNotFoundError(f"tuning job {name} not found")
+            self.read_versions[name] = api_version
             job = self.jobs[name]
             if job["state"] in _TUNING_TERMINAL:
                 raise RequestRejectedError(f"tuning job {name} already ended ({job['state']})")

@@ -574,12 +574,18 @@ class TuningJobs(ABC):
     ``tuningJobs.create`` takes no client-chosen id, so it is not idempotent: a caller that must
     create at most one job per request labels the body and looks for the label first
     (:meth:`find_by_label`), and must expect a create that raised to have happened anyway.
+
+    ``api_version`` is the Vertex AI API a job is created, read, listed and cancelled through:
+    ``v1`` (supervised tuning), or ``v1beta1`` (the distillation mode's ``distillationSpec``,
+    which v1 lacks); a job's record says which.
     """
 
     @abstractmethod
-    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+    def create(
+        self, location: str, body: Mapping[str, Any], *, api_version: str = "v1"
+    ) -> TuningJobInfo:
         """Create a tuning job in ``location`` from a ``tuningJobs.create`` ``body`` (a REST
-        ``TuningJob``).
+        ``TuningJob`` of ``api_version``).
 
         Raises:
             RequestRejectedError: the service refused the request (permanent), or the body does
@@ -589,7 +595,7 @@ class TuningJobs(ABC):
         """
 
     @abstractmethod
-    def get(self, name: str) -> TuningJobInfo:
+    def get(self, name: str, *, api_version: str = "v1") -> TuningJobInfo:
         """The tuning job with resource name ``name``.
 
         Raises:
@@ -598,7 +604,9 @@ class TuningJobs(ABC):
         """
 
     @abstractmethod
-    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+    def find_by_label(
+        self, location: str, key: str, value: str, *, api_version: str = "v1"
+    ) -> TuningJobInfo | None:
         """The newest tuning job of ``location`` labelled ``key=value``, or None.
 
         Raises:
@@ -607,7 +615,7 @@ class TuningJobs(ABC):
         """
 
     @abstractmethod
-    def cancel(self, name: str) -> None:
+    def cancel(self, name: str, *, api_version: str = "v1") -> None:
         """Ask tuning job ``name`` to stop (it goes CANCELLING, then CANCELLED).
 
         Raises:

@@ -28,6 +28,7 @@ RULE_OF_PROBLEM: dict[ProblemKind, Rule] = {
     ProblemKind.INVALID_VALUE: rules.CONFIG_INVALID_VALUE,
     ProblemKind.NEEDS_EVAL: rules.CONFIG_NEEDS_EVAL,
     ProblemKind.CMEK_UNSUPPORTED: rules.CONFIG_CMEK_UNSUPPORTED,
+    ProblemKind.NOT_FOR_BACKEND: rules.CONFIG_NOT_FOR_BACKEND,
     ProblemKind.TRAIN_STEPS_OUTSIDE_RECOMMENDED: rules.CONFIG_TRAIN_STEPS_OUTSIDE_RECOMMENDED,
     ProblemKind.EVALUATION_INTERVAL_TOO_LONG: rules.CONFIG_EVALUATION_INTERVAL_TOO_LONG,
 }
@@ -110,11 +111,14 @@ def validate_config(
     source: str,
     has_eval: bool,
     max_findings_per_rule: int = 20,
+    backend: str | None = None,
 ) -> ConfigValidation:
     """Validate the config sidecar ``data`` (the whole file; configs are small).
 
     ``has_eval`` says whether the dataset has an eval set: evaluation parameters need one.
-    Raises nothing: every problem is a finding in the report.
+    ``backend`` is the deployment's (``DISTILLERY_BACKEND``), which the sidecar's own
+    ``backend`` replaces: given (or named by the sidecar), a key only the other backend reads is
+    a ``config_not_for_backend`` error. Raises nothing: every problem is a finding in the report.
     """
     report = ValidationReport(
         source=source,
@@ -127,7 +131,9 @@ def validate_config(
     if parsed is None:
         return ConfigValidation(report=report)
 
-    checked = check_overrides(parsed, has_eval=has_eval, eval_set=_eval_name_for(source))
+    checked = check_overrides(
+        parsed, has_eval=has_eval, eval_set=_eval_name_for(source), backend=backend
+    )
     for problem in checked.problems:
         report.add(
             RULE_OF_PROBLEM[problem.kind], Finding(field=problem.field, message=problem.message)

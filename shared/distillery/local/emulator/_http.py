@@ -23,6 +23,7 @@ Routes (JSON in and out; enums answered as names; errors as google.rpc error bod
 - ``GET /v1/projects/{p}/locations/{l}/tuningJobs[?pageSize&pageToken&filter]`` — list;
 - ``GET /v1/projects/{p}/locations/{l}/tuningJobs/{id}`` — get;
 - ``POST /v1/projects/{p}/locations/{l}/tuningJobs/{id}:cancel`` — cancel (answers ``{}``);
+  every tuningJobs route answers under ``/v1beta1/`` too (a ``distillationSpec`` there);
 - ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again;
 - ``batchPredictionJobs`` create, list, get and ``:cancel`` (see
   :func:`distillery.local.emulator._batch_service.route`).
@@ -87,8 +88,12 @@ _ENDPOINT = re.compile(
 _PUBLISHER_MODEL = re.compile(
     r"/v1(?:beta1)?/publishers/(?P<publisher>[^/]+)/models/(?P<id>[^/:]+)"
 )
-_TUNING_JOBS = re.compile(_PARENT + r"/tuningJobs")
-_TUNING_JOB = re.compile(_PARENT + r"/tuningJobs/(?P<id>[^/:]+)(?P<verb>:cancel)?")
+#: Tuning jobs answer v1 and v1beta1 (whose TuningJob adds the distillation mode's spec).
+_TUNING_PARENT = (
+    r"/(?P<version>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+)
+_TUNING_JOBS = re.compile(_TUNING_PARENT + r"/tuningJobs")
+_TUNING_JOB = re.compile(_TUNING_PARENT + r"/tuningJobs/(?P<id>[^/:]+)(?P<verb>:cancel)?")
 #: The GAPIC REST transports (google-cloud-aiplatform 2.7.0) read operations at the first of
 #: their URIs that matches, ``/ui/{name=...operations/*}``; ``/v1/`` is the documented one.
 _OPERATION = re.compile(r"/(?:v1|ui)/(?P<name>projects/[^:]+/operations/[^/:]+)")
@@ -261,13 +266,15 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if match := _TUNING_JOBS.fullmatch(path):
             project, location = unquote(match["project"]), unquote(match["location"])
+            version = match["version"]
             if method == "POST":
-                return 200, tuning.create(project, location, self._json_body())
+                return 200, tuning.create(project, location, self._json_body(), version)
             if method == "GET":
                 return 200, tuning.list(
                     project,
                     location,
                     **_list_query(query),
+                    api_version=version,
                 )
             return None
         if match := _TUNING_JOB.fullmatch(path):
@@ -278,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
                 tuning.cancel(project, location, job_id)
                 return 200, {}
             if not match["verb"] and method == "GET":
-                return 200, tuning.get(project, location, job_id)
+                return 200, tuning.get(project, location, job_id, match["version"])
         return None
 
     def _read_body(self) -> bytes:
@@ -537,7 +544,9 @@ def create_server(
         endpoints = EndpointService(models, cache, _predictor_loader(trainer.trainer_module))
         if runner is None:
             runner = DatasetRunner(LocalTrainer(trainer, models, cache, root, endpoints))
-        tuning_runner = TuningDataRunner(LocalTuningTrainer(trainer, models, endpoints), root)
+        tuning_runner = TuningDataRunner(
+            LocalTuningTrainer(trainer, models, endpoints, cache), root
+        )
         teachers = LocalTeachers(trainer, models, cache, _predictor_loader(trainer.trainer_module))
     service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
     tuning = TuningService(
