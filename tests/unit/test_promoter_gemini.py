@@ -76,9 +76,9 @@ def _gemini_job(deps: Dependencies, job_id: str, correct: float, family: str = F
         WRONG,
     )
     spec = {
-        "model_display_name": family,
+        "tuned_model_display_name": family,
         "backend": "gemini",
-        "evaluation_data_uri": write_eval_set(deps, BUCKET),
+        "validation_dataset_uri": write_eval_set(deps, BUCKET),
     }
     record = new_record(
         job_id,

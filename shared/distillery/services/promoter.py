@@ -610,15 +610,18 @@ def finish_promotions(deps: Dependencies) -> FinishedPromotions:
 
 
 def family_of(record: Mapping[str, Any]) -> str:
-    """The model family of a job: its model display name.
+    """The model family of a job: its model display name (a gemini job's tuned model's).
 
     Raises:
         UnknownJobError: the job record has no resolved spec naming its model.
     """
-    family = (record.get("spec") or {}).get("model_display_name")
+    family = evaluation.display_name_of(record)
     if not family:
-        raise UnknownJobError(f"job {record.get('job_id')} has no spec.model_display_name")
-    return str(family)
+        raise UnknownJobError(
+            f"job {record.get('job_id')} has no spec.model_display_name (or, for a gemini job, "
+            "spec.tuned_model_display_name)"
+        )
+    return family
 
 
 def _metrics(record: Mapping[str, Any], deps: Dependencies) -> dict[str, float]:
