@@ -540,8 +540,29 @@ class ModelEndpoints(ABC):
         """
 
 
+class VertexJobInfo:
+    """What every Vertex AI job resource the product reads has: its name, and its id and labels.
+
+    A base of the job-info dataclasses: each declares ``name`` and ``resource`` as its fields.
+    """
+
+    name: str
+    resource: Mapping[str, Any] | None
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the resource name (an id the service chose)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The job's labels (empty when the resource is unknown)."""
+        labels = (self.resource or {}).get("labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+
 @dataclass(frozen=True)
-class TuningJobInfo:
+class TuningJobInfo(VertexJobInfo):
     """What the product reads of a Vertex AI tuning job (Gemini supervised tuning).
 
     ``state`` is the ``JOB_STATE_*`` name; ``error`` the message of its ``google.rpc.Status``
@@ -555,17 +576,6 @@ class TuningJobInfo:
     tuned_model: str | None = None
     endpoint: str | None = None
     resource: Mapping[str, Any] | None = None
-
-    @property
-    def job_id(self) -> str:
-        """The last segment of the resource name (an id the service chose)."""
-        return self.name.rsplit("/", 1)[-1]
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The job's labels (empty when the resource is unknown)."""
-        labels = (self.resource or {}).get("labels") or {}
-        return {str(k): str(v) for k, v in labels.items()}
 
 
 class TuningJobs(ABC):
@@ -637,7 +647,7 @@ class TuningJobs(ABC):
 
 
 @dataclass(frozen=True)
-class BatchPredictionJobInfo:
+class BatchPredictionJobInfo(VertexJobInfo):
     """What the product reads of a Vertex AI batch prediction job (a Gemini teacher's labels).
 
     ``state`` is the ``JOB_STATE_*`` name; ``error`` the message of its ``google.rpc.Status``
@@ -655,17 +665,6 @@ class BatchPredictionJobInfo:
     failed_count: int | None = None
     incomplete_count: int | None = None
     resource: Mapping[str, Any] | None = None
-
-    @property
-    def job_id(self) -> str:
-        """The last segment of the resource name (an id the service chose)."""
-        return self.name.rsplit("/", 1)[-1]
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The job's labels (empty when the resource is unknown)."""
-        labels = (self.resource or {}).get("labels") or {}
-        return {str(k): str(v) for k, v in labels.items()}
 
 
 class BatchPredictions(ABC):
