@@ -18,28 +18,20 @@ lacks the ``distillationSpec`` the v1 ``TuningJob`` has no field for.
 
 from __future__ import annotations
 
-import itertools
 import logging
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from distillery.core.ports import ObjectStore
-from distillery.local.emulator._jobs import JobKind, JobPool, JobRecord
+from distillery.local.emulator._jobs import JobKind, QueuedJobRecord, QueuedJobService
 from distillery.local.emulator._model import now
-from distillery.local.emulator._registry import list_page, parse_simple_filter
-from distillery.local.emulator._runner import JobCancelledError, JobFailedError, RunContext
-from distillery.local.emulator._status import ApiError, FieldViolation, rpc_status
+from distillery.local.emulator._runner import JobCancelledError, RunContext
+from distillery.local.emulator._status import rpc_status
 from distillery.local.emulator._tuning import (
-    ALL_STATES,
-    CANCELLED,
-    FAILED,
     PENDING,
-    RUNNING,
     SUCCEEDED,
-    TERMINAL_STATES,
     TUNING_STATES,
     TuningRequest,
     validate_tuning_job,
@@ -66,7 +58,6 @@ def _for_version(resource: dict[str, Any], api_version: str) -> dict[str, Any]:
 CANCELLED_MESSAGE = "the tuning job was cancelled"
 #: Seconds a new job stays PENDING before a worker may start it.
 DEFAULT_START_DELAY_SECONDS = 1.0
-_FILTER_FIELDS = ("state", "base_model", "tuned_model_display_name")
 _KIND = JobKind(
     states=TUNING_STATES,
     noun="tuning job",
@@ -79,32 +70,11 @@ _KIND = JobKind(
 
 
 @dataclass(kw_only=True)
-class _Record(JobRecord):
+class _Record(QueuedJobRecord[TuningJobRun]):
     """One tuning job's mutable state (guarded by the service lock)."""
 
-    run: TuningJobRun
     tuned_model: Mapping[str, Any] | None = None
     data_stats: Mapping[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        """The job's resource name."""
-        return self.run.name
-
-    @property
-    def project(self) -> str:
-        """The job's project."""
-        return self.run.project
-
-    @property
-    def location(self) -> str:
-        """The job's location."""
-        return self.run.location
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The labels of the job's request."""
-        return self.run.request.labels
 
     def resource(self) -> dict[str, Any]:
         """The REST ``TuningJob``."""
@@ -124,8 +94,11 @@ class _Record(JobRecord):
         return resource
 
 
-class TuningService(JobPool[_Record]):
+class TuningService(QueuedJobService[_Record, TunedModelResult]):
     """Vertex AI ``tuningJobs`` (create, get, list, cancel), in memory and thread-safe."""
+
+    filter_fields = ("state", "base_model", "tuned_model_display_name")
+    stopped_errors = (JobCancelledError,)
 
     def __init__(
         self,
@@ -135,14 +108,19 @@ class TuningService(JobPool[_Record]):
         max_concurrent_jobs: int = 1,
         start_delay_seconds: float = DEFAULT_START_DELAY_SECONDS,
     ) -> None:
-        if max_concurrent_jobs < 1:
-            raise ValueError("max_concurrent_jobs must be at least 1")
-        super().__init__(_KIND, max_concurrent_jobs=max_concurrent_jobs)
-        self._object_store = object_store
+        """A service whose jobs ``runner`` runs (by default the data-only runner).
+
+        Raises:
+            ValueError: ``max_concurrent_jobs`` is below 1.
+        """
+        super().__init__(
+            _KIND,
+            object_store=object_store,
+            max_concurrent_jobs=max_concurrent_jobs,
+            start_delay_seconds=start_delay_seconds,
+            id_offset=700,
+        )
         self._runner = runner or TuningDataRunner()
-        self._start_delay = start_delay_seconds
-        # Numeric ids like the service's; the clock keeps them unique across emulator restarts.
-        self._ids = itertools.count(int(time.time() * 1000) * 1000 + 700)
 
     # --- API methods --------------------------------------------------------------------------
 
@@ -159,7 +137,7 @@ class TuningService(JobPool[_Record]):
         request = validate_tuning_job(location, body, api_version)
         created = now()
         with self._lock:
-            job_id = str(next(self._ids))
+            job_id = self._next_id()
             name = _KIND.name(project, location, job_id)
             display_name = request.tuned_model_display_name or _default_display_name(
                 request, created
@@ -176,16 +154,14 @@ class TuningService(JobPool[_Record]):
             record = _Record(
                 seq=next(self._seq),
                 run=run,
-                context=RunContext(self._object_store, on_detail=self._stats_setter(name)),
+                context=RunContext(
+                    self._object_store, on_detail=self._live_setter(name, _set_stats)
+                ),
                 state=PENDING,
                 update_time=created,
             )
-            # The first state needs no transition: a tuning job has no state-change event.
-            record.history.append(PENDING)
-            self._records[name] = record
-            resource = record.resource()
-        self._pending.put(name)
-        logger.info("tuning job created", extra={"tuning_job": name})
+            resource = self._store(record)
+        self._queue(name)
         return _for_version(resource, api_version)
 
     def get(
@@ -196,8 +172,7 @@ class TuningService(JobPool[_Record]):
         Raises:
             ApiError: NOT_FOUND.
         """
-        with self._lock:
-            return _for_version(self._find(project, location, job_id).resource(), api_version)
+        return _for_version(self._resource(project, location, job_id), api_version)
 
     def list(
         self,
@@ -217,123 +192,56 @@ class TuningService(JobPool[_Record]):
         Raises:
             ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
         """
-        with self._lock:
-            page = list_page(
-                self._records.values(),
-                key="tuningJobs",
-                project=project,
-                location=location,
-                filter_fields=_FILTER_FIELDS,
-                values=_filter_values,
-                page_size=page_size,
-                page_token=page_token,
-                filter_text=filter_text,
-                parse_filter=_parse_filter,
-            )
+        page = self._page(
+            project,
+            location,
+            page_size=page_size,
+            page_token=page_token,
+            filter_text=filter_text,
+        )
         for resource in page.get("tuningJobs", []):
             _for_version(resource, api_version)
         return page
 
     # --- Internals ----------------------------------------------------------------------------
 
-    def _stats_setter(self, name: str) -> Any:
-        def set_stats(detail: Mapping[str, Any]) -> None:
-            with self._lock:
-                record = self._records[name]
-                if record.state not in TERMINAL_STATES:
-                    record.data_stats = dict(detail)
-                    record.update_time = now()
+    def _execute(self, record: _Record) -> TunedModelResult:
+        return self._runner.run(record.run, record.context)
 
-        return set_stats
-
-    def _worker_failed(self, name: str) -> None:
-        self._finish(name, error=rpc_status("INTERNAL", "the emulator's worker failed"))
-
-    def _run(self, name: str) -> None:
-        with self._lock:
-            record = self._records[name]
-            context, run = record.context, record.run
-        # A real job waits for its resources; the wait ends early on cancel.
-        wait = self._start_delay - (now() - run.create_time).total_seconds()
-        if wait > 0:
-            context.cancel_requested.wait(wait)
-        with self._lock:
-            if record.state != PENDING or context.cancelled:
-                return  # Cancelled while it waited, or the emulator is shutting down.
-            self._transition(record, RUNNING, now())
-        try:
-            result = self._runner.run(run, context)
-        except JobCancelledError:
-            self._finish(name, cancelled=True)
-            return
-        except JobFailedError as exc:
-            self._finish(name, error=rpc_status(exc.code, str(exc)))
-            return
-        except Exception as exc:
-            logger.exception("the tuning runner raised", extra={"tuning_job": name})
-            self._finish(
-                name,
-                error=rpc_status("INTERNAL", f"the tuning job failed: {type(exc).__name__}: {exc}"),
-            )
-            return
-        self._finish(name, result=result)
-
-    def _finish(
+    def _end_state(
         self,
-        name: str,
-        *,
-        result: TunedModelResult | None = None,
-        error: Mapping[str, Any] | None = None,
-        cancelled: bool = False,
-    ) -> None:
-        """Record the end of a run: its result, its error, or that it stopped on cancel."""
-        with self._lock:
-            record = self._records[name]
-            if record.state in TERMINAL_STATES:
-                return
-            if record.context.cancelled and result is None:
-                record.error = rpc_status("CANCELLED", CANCELLED_MESSAGE)
-                state = CANCELLED
-            elif cancelled:
-                record.error = rpc_status(
+        record: _Record,
+        result: TunedModelResult | None,
+        error: Mapping[str, Any] | None,
+        cancelled: bool,
+    ) -> str:
+        if record.context.cancelled and result is None:
+            return self._cancelled(record)
+        if cancelled:
+            return self._failed(
+                record,
+                rpc_status(
                     "INTERNAL", "the tuning run stopped as cancelled, but no cancel was requested"
-                )
-                state = FAILED
-            elif result is not None:
-                record.tuned_model = dict(result.tuned_model)
-                state = SUCCEEDED
-            else:
-                record.error = error or rpc_status("UNKNOWN", "the tuning job failed")
-                state = FAILED
-            self._transition(record, state, now())
+                ),
+            )
+        if result is not None:
+            record.tuned_model = dict(result.tuned_model)
+            return SUCCEEDED
+        return self._failed(record, error)
+
+    def _filter_values(self, record: _Record) -> dict[str, str]:
+        return {
+            "state": record.state,
+            "base_model": record.run.request.base_model,
+            "tuned_model_display_name": record.run.display_name,
+        }
+
+
+def _set_stats(record: _Record, detail: Mapping[str, Any]) -> None:
+    """Keep the ``tuningDataStats`` a running job reported."""
+    record.data_stats = dict(detail)
 
 
 def _default_display_name(request: TuningRequest, moment: datetime) -> str:
     """The display name of a tuned model whose request named none (base model + time)."""
     return f"{request.base_model.rsplit('/', 1)[-1]}-tuned-{moment:%Y%m%d%H%M%S}"
-
-
-def _parse_filter(text: str) -> list[tuple[str, str, str]]:
-    """``labels.k="v" AND state!=X`` → clauses (see :meth:`TuningService.list`).
-
-    Raises:
-        ApiError: INVALID_ARGUMENT, an unsupported clause or an unknown state.
-    """
-    clauses = parse_simple_filter(text, _FILTER_FIELDS)
-    for name, _, value in clauses:
-        if name == "state" and value not in ALL_STATES:
-            raise ApiError(
-                "INVALID_ARGUMENT",
-                f"Invalid state {value!r} in filter; use one of {', '.join(ALL_STATES)}",
-                [FieldViolation("filter", f"unknown state {value!r}")],
-            )
-    return clauses
-
-
-def _filter_values(record: _Record) -> dict[str, str]:
-    """The fields a list filter may name (besides labels), of ``record``."""
-    return {
-        "state": record.state,
-        "base_model": record.run.request.base_model,
-        "tuned_model_display_name": record.run.display_name,
-    }
