@@ -16,10 +16,8 @@ with nothing written, when it had not started).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,14 +25,9 @@ from urllib.parse import unquote
 
 from distillery.core.ports import ObjectStore
 from distillery.local.emulator._batch import (
-    ALL_STATES,
     BATCH_STATES,
-    CANCELLED,
-    FAILED,
     PENDING,
-    RUNNING,
     SUCCEEDED,
-    TERMINAL_STATES,
     validate_batch_job,
 )
 from distillery.local.emulator._batch_runner import (
@@ -43,18 +36,15 @@ from distillery.local.emulator._batch_runner import (
     BatchResult,
     BatchRunner,
 )
-from distillery.local.emulator._jobs import JobKind, JobPool, JobRecord
+from distillery.local.emulator._jobs import JobKind, QueuedJobRecord, QueuedJobService
 from distillery.local.emulator._model import now
-from distillery.local.emulator._registry import list_page, parse_simple_filter
-from distillery.local.emulator._runner import JobFailedError, RunContext
-from distillery.local.emulator._status import ApiError, FieldViolation, rpc_status
+from distillery.local.emulator._runner import RunContext
 
 logger = logging.getLogger(__name__)
 
 CANCELLED_MESSAGE = "the batch prediction job was cancelled"
 #: Seconds a new job stays PENDING before a worker may start it.
 DEFAULT_START_DELAY_SECONDS = 1.0
-_FILTER_FIELDS = ("state", "display_name", "model")
 _KIND = JobKind(
     states=BATCH_STATES,
     noun="batch prediction job",
@@ -67,32 +57,11 @@ _KIND = JobKind(
 
 
 @dataclass(kw_only=True)
-class _Record(JobRecord):
+class _Record(QueuedJobRecord[BatchJobRun]):
     """One batch prediction job's mutable state (guarded by the service lock)."""
 
-    run: BatchJobRun
     progress: BatchProgress | None = None
     output_directory: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The job's resource name."""
-        return self.run.name
-
-    @property
-    def project(self) -> str:
-        """The job's project."""
-        return self.run.project
-
-    @property
-    def location(self) -> str:
-        """The job's location."""
-        return self.run.location
-
-    @property
-    def labels(self) -> Mapping[str, str]:
-        """The labels of the job's request."""
-        return self.run.request.labels
 
     def resource(self) -> dict[str, Any]:
         """The REST ``BatchPredictionJob``."""
@@ -108,8 +77,10 @@ class _Record(JobRecord):
         return resource
 
 
-class BatchService(JobPool[_Record]):
+class BatchService(QueuedJobService[_Record, BatchResult]):
     """Vertex AI ``batchPredictionJobs`` (create, get, list, cancel), in memory and thread-safe."""
+
+    filter_fields = ("state", "display_name", "model")
 
     def __init__(
         self,
@@ -125,15 +96,15 @@ class BatchService(JobPool[_Record]):
         Raises:
             ValueError: ``max_concurrent_jobs`` is below 1.
         """
-        if max_concurrent_jobs < 1:
-            raise ValueError("max_concurrent_jobs must be at least 1")
-        super().__init__(_KIND, max_concurrent_jobs=max_concurrent_jobs)
-        self._object_store = object_store
+        super().__init__(
+            _KIND,
+            object_store=object_store,
+            max_concurrent_jobs=max_concurrent_jobs,
+            start_delay_seconds=start_delay_seconds,
+            id_offset=500,
+        )
         self._runner = runner
         self._registered = registered
-        self._start_delay = start_delay_seconds
-        # Numeric ids like the service's; the clock keeps them unique across emulator restarts.
-        self._ids = itertools.count(int(time.time() * 1000) * 1000 + 500)
 
     # --- API methods --------------------------------------------------------------------------
 
@@ -147,7 +118,7 @@ class BatchService(JobPool[_Record]):
         request = validate_batch_job(location, body, self._registered)
         created = now()
         with self._lock:
-            job_id = str(next(self._ids))
+            job_id = self._next_id()
             name = _KIND.name(project, location, job_id)
             run = BatchJobRun(
                 name=name,
@@ -164,12 +135,8 @@ class BatchService(JobPool[_Record]):
                 state=PENDING,
                 update_time=created,
             )
-            # The first state needs no transition: a batch job has no state-change event.
-            record.history.append(PENDING)
-            self._records[name] = record
-            resource = record.resource()
-        self._pending.put(name)
-        logger.info("batch prediction job created", extra={"batch_prediction_job": name})
+            resource = self._store(record)
+        self._queue(name)
         return resource
 
     def get(self, project: str, location: str, job_id: str) -> dict[str, Any]:
@@ -178,8 +145,7 @@ class BatchService(JobPool[_Record]):
         Raises:
             ApiError: NOT_FOUND.
         """
-        with self._lock:
-            return self._find(project, location, job_id).resource()
+        return self._resource(project, location, job_id)
 
     def list(
         self,
@@ -199,113 +165,50 @@ class BatchService(JobPool[_Record]):
         Raises:
             ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
         """
-        with self._lock:
-            return list_page(
-                self._records.values(),
-                key="batchPredictionJobs",
-                project=project,
-                location=location,
-                filter_fields=_FILTER_FIELDS,
-                values=_filter_values,
-                page_size=page_size,
-                page_token=page_token,
-                filter_text=filter_text,
-                parse_filter=_parse_filter,
-            )
+        return self._page(
+            project,
+            location,
+            page_size=page_size,
+            page_token=page_token,
+            filter_text=filter_text,
+        )
 
     # --- Internals ----------------------------------------------------------------------------
 
-    def _progress_setter(self, name: str) -> Callable[[BatchProgress], None]:
-        def set_progress(progress: BatchProgress) -> None:
-            with self._lock:
-                record = self._records[name]
-                if record.state not in TERMINAL_STATES:
-                    record.progress = progress
-                    record.update_time = now()
+    def _execute(self, record: _Record) -> BatchResult:
+        # completionStats grow while the job runs.
+        return self._runner.run(
+            record.run, record.context, self._live_setter(record.name, _set_progress)
+        )
 
-        return set_progress
-
-    def _worker_failed(self, name: str) -> None:
-        self._finish(name, error=rpc_status("INTERNAL", "the emulator's worker failed"))
-
-    def _run(self, name: str) -> None:
-        with self._lock:
-            record = self._records[name]
-            context, run = record.context, record.run
-        # A real job queues for capacity; the wait ends early on cancel.
-        wait = self._start_delay - (now() - run.create_time).total_seconds()
-        if wait > 0:
-            context.cancel_requested.wait(wait)
-        with self._lock:
-            if record.state != PENDING or context.cancelled:
-                return  # Cancelled while it waited, or the emulator is shutting down.
-            self._transition(record, RUNNING, now())
-        try:
-            result = self._runner.run(run, context, self._progress_setter(name))
-        except JobFailedError as exc:
-            self._finish(name, error=rpc_status(exc.code, str(exc)))
-            return
-        except Exception as exc:
-            logger.exception("the batch runner raised", extra={"batch_prediction_job": name})
-            self._finish(
-                name,
-                error=rpc_status(
-                    "INTERNAL", f"the batch prediction job failed: {type(exc).__name__}: {exc}"
-                ),
-            )
-            return
-        self._finish(name, result=result)
-
-    def _finish(
+    def _end_state(
         self,
-        name: str,
-        *,
-        result: BatchResult | None = None,
-        error: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Record the end of a run: its output, or its error; CANCELLED once cancel was asked."""
-        with self._lock:
-            record = self._records[name]
-            if record.state in TERMINAL_STATES:
-                return
-            if result is not None:
-                record.output_directory = result.output_directory
-                record.progress = result.progress
-            if record.context.cancelled and (result is None or result.cancelled):
-                record.error = rpc_status("CANCELLED", CANCELLED_MESSAGE)
-                state = CANCELLED
-            elif result is not None:
-                state = SUCCEEDED
-            else:
-                record.error = error or rpc_status("UNKNOWN", "the batch prediction job failed")
-                state = FAILED
-            self._transition(record, state, now())
+        record: _Record,
+        result: BatchResult | None,
+        error: Mapping[str, Any] | None,
+        cancelled: bool,
+    ) -> str:
+        # A cancelled job keeps the lines it answered before it stopped.
+        if result is not None:
+            record.output_directory = result.output_directory
+            record.progress = result.progress
+        if record.context.cancelled and (result is None or result.cancelled):
+            return self._cancelled(record)
+        if result is not None:
+            return SUCCEEDED
+        return self._failed(record, error)
+
+    def _filter_values(self, record: _Record) -> dict[str, str]:
+        return {
+            "state": record.state,
+            "display_name": record.run.request.display_name,
+            "model": record.run.request.model,
+        }
 
 
-def _parse_filter(text: str) -> list[tuple[str, str, str]]:
-    """``labels.k="v" AND state!=X`` → clauses (see :meth:`BatchService.list`).
-
-    Raises:
-        ApiError: INVALID_ARGUMENT, an unsupported clause or an unknown state.
-    """
-    clauses = parse_simple_filter(text, _FILTER_FIELDS)
-    for field_name, _, value in clauses:
-        if field_name == "state" and value not in ALL_STATES:
-            raise ApiError(
-                "INVALID_ARGUMENT",
-                f"Invalid state {value!r} in filter; use one of {', '.join(ALL_STATES)}",
-                [FieldViolation("filter", f"unknown state {value!r}")],
-            )
-    return clauses
-
-
-def _filter_values(record: _Record) -> dict[str, str]:
-    """The fields a list filter may name (besides labels), of ``record``."""
-    return {
-        "state": record.state,
-        "display_name": record.run.request.display_name,
-        "model": record.run.request.model,
-    }
+def _set_progress(record: _Record, progress: BatchProgress) -> None:
+    """Keep the ``completionStats`` a running job reported."""
+    record.progress = progress
 
 
 _BATCH_JOBS = re.compile(
