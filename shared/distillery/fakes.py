@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from distillery.core.errors import (
     AlreadyExistsError,
@@ -630,16 +630,148 @@ class InMemoryModelEndpoints(ModelEndpoints):
             return {target["deployed"][k]: v for k, v in target["traffic"].items()}
 
 
+#: The states every fake Vertex AI job ends in.
+_JOB_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
+
+
+class _InMemoryVertexJobs:
+    """What the fake tuning and batch prediction jobs share, as the two services share it.
+
+    Ids the service picks (``1``, ``2``...), creates whose answer is lost (``lose_answers``) or
+    that fail first (``fail_next``), a job that moves one state only after ``polls_per_state``
+    reads, the newest job of a label, ``cancel`` and :meth:`fail`. A subclass names its kind
+    (the class attributes) and says what entering a state does (:meth:`_enter`). The helpers
+    whose names start with ``_`` are called with the lock held.
+    """
+
+    #: The lowercase noun of messages, e.g. ``"tuning job"``.
+    noun: ClassVar[str]
+    #: The collection of resource names, e.g. ``"tuningJobs"``.
+    collection: ClassVar[str]
+    #: The state a new job is in.
+    first_state: ClassVar[str]
+    #: The state a job goes to after the one it is in.
+    next_states: ClassVar[Mapping[str, str]]
+    #: The states cancel ends at once (the job had not started).
+    not_started: ClassVar[frozenset[str]]
+    #: The ``google.rpc.Code`` of the error of a job :meth:`fail` scripted to fail.
+    failure_code: ClassVar[int]
+
+    def __init__(self, project: str, polls_per_state: int) -> None:
+        self.project = project
+        self.polls_per_state = polls_per_state
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.create_calls = 0
+        self.fail_next: list[Exception] = []
+        self.lose_answers = 0
+        self._polls: dict[str, int] = {}
+        self._failures: dict[str, str] = {}
+        self._next_id = 1
+        self._lock = threading.Lock()
+
+    def fail(self, name: str, message: str) -> None:
+        """Make job ``name`` end FAILED with ``message`` where it would have SUCCEEDED."""
+        with self._lock:
+            self._failures[name] = message
+
+    def _count_create(self) -> None:
+        """Count a create; raise the first of :attr:`fail_next`, creating nothing."""
+        self.create_calls += 1
+        if self.fail_next:
+            raise self.fail_next.pop(0)
+
+    def _add(self, location: str, body: Mapping[str, Any]) -> str:
+        """Keep a new job made of ``body`` in its first state; its name."""
+        job_id = str(self._next_id)
+        self._next_id += 1
+        name = f"projects/{self.project}/locations/{location}/{self.collection}/{job_id}"
+        self.jobs[name] = {
+            **copy.deepcopy(dict(body)),
+            "name": name,
+            "state": self.first_state,
+            "labels": dict(body.get("labels") or {}),
+        }
+        self._polls[name] = 0
+        return name
+
+    def _lose_answer(self, name: str) -> None:
+        """Raise as a create whose answer was lost does, while :attr:`lose_answers` lasts.
+
+        Raises:
+            ServiceUnavailableError: an answer is to be lost (the job exists).
+        """
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise ServiceUnavailableError(f"the answer to creating {name} was lost")
+
+    def _job(self, name: str) -> dict[str, Any]:
+        """Job ``name``.
+
+        Raises:
+            ObjectNotFoundError: no such job.
+        """
+        if name not in self.jobs:
+            raise ObjectNotFoundError(f"{self.noun} {name} not found")
+        return self.jobs[name]
+
+    def _newest_labelled(self, location: str, key: str, value: str) -> str | None:
+        """The name of the newest job of ``location`` labelled ``key=value``, or None."""
+        prefix = f"projects/{self.project}/locations/{location}/{self.collection}/"
+        found = [
+            name
+            for name, job in self.jobs.items()
+            if name.startswith(prefix) and job["labels"].get(key) == value
+        ]
+        if not found:
+            return None
+        return max(found, key=lambda n: int(n.rsplit("/", 1)[-1]))
+
+    def _poll(self, name: str) -> None:
+        """One read of job ``name``: it moves on once it was read ``polls_per_state`` times."""
+        job = self.jobs[name]
+        self._polls[name] += 1
+        if job["state"] in _JOB_TERMINAL or self._polls[name] < self.polls_per_state:
+            return
+        self._polls[name] = 0
+        state = self.next_states[job["state"]]
+        if state == "JOB_STATE_SUCCEEDED" and name in self._failures:
+            job["state"] = "JOB_STATE_FAILED"
+            job["error"] = {"code": self.failure_code, "message": self._failures[name]}
+            return
+        self._enter(name, job, state)
+
+    def _enter(self, name: str, job: dict[str, Any], state: str) -> None:
+        """Move job ``name`` into ``state``; a cancelled job carries the CANCELLED error."""
+        job["state"] = state
+        if state == "JOB_STATE_CANCELLED":
+            job["error"] = {"code": 1, "message": f"the {self.noun} was cancelled"}
+
+    def _cancel(self, name: str) -> None:
+        """Cancel job ``name``: CANCELLED at once when it had not started, else CANCELLING.
+
+        Raises:
+            ObjectNotFoundError: no such job.
+            RequestRejectedError: the job already ended.
+        """
+        job = self._job(name)
+        if job["state"] in _JOB_TERMINAL:
+            raise RequestRejectedError(f"{self.noun} {name} already ended ({job['state']})")
+        if job["state"] in self.not_started:
+            self._enter(name, job, "JOB_STATE_CANCELLED")
+        elif job["state"] == "JOB_STATE_RUNNING":
+            job["state"] = "JOB_STATE_CANCELLING"
+            self._polls[name] = 0
+
+
 #: The states a fake tuning job goes through, in order, after the one it is in.
 _TUNING_NEXT = {
     "JOB_STATE_PENDING": "JOB_STATE_RUNNING",
     "JOB_STATE_RUNNING": "JOB_STATE_SUCCEEDED",
     "JOB_STATE_CANCELLING": "JOB_STATE_CANCELLED",
 }
-_TUNING_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
 
 
-class InMemoryTuningJobs(TuningJobs):
+class InMemoryTuningJobs(_InMemoryVertexJobs, TuningJobs):
     """Tuning jobs in a dictionary, as unkind as the service.
 
     - The service picks the ids (``1``, ``2``...): two creates are two jobs.
@@ -659,6 +791,13 @@ class InMemoryTuningJobs(TuningJobs):
       :meth:`InMemoryModelEndpoints.add_model` models do (it echoes the prompt).
     """
 
+    noun = "tuning job"
+    collection = "tuningJobs"
+    first_state = "JOB_STATE_PENDING"
+    next_states = _TUNING_NEXT
+    not_started = frozenset({"JOB_STATE_PENDING"})
+    failure_code = 9
+
     def __init__(
         self,
         project: str = "p",
@@ -670,19 +809,10 @@ class InMemoryTuningJobs(TuningJobs):
             raise ValueError(
                 f"the fake endpoints are of project {endpoints.project!r}, not {project!r}"
             )
-        self.project = project
-        self.polls_per_state = polls_per_state
+        super().__init__(project, polls_per_state)
         #: Where succeeded jobs register their model and endpoint (None: kept to this fake).
         self.endpoints = endpoints
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.create_calls = 0
-        self.fail_next: list[Exception] = []
-        self.lose_answers = 0
-        self._polls: dict[str, int] = {}
-        self._failures: dict[str, str] = {}
         self._answers: dict[str, tuple[dict[str, str], str]] = {}
-        self._next_id = 1
-        self._lock = threading.Lock()
         #: The API version each job was created through, and the one each was last read through.
         self.api_versions: dict[str, str] = {}
         self.read_versions: dict[str, str] = {}
@@ -691,9 +821,7 @@ class InMemoryTuningJobs(TuningJobs):
         self, location: str, body: Mapping[str, Any], *, api_version: str = "v1"
     ) -> TuningJobInfo:
         with self._lock:
-            self.create_calls += 1
-            if self.fail_next:
-                raise self.fail_next.pop(0)
+            self._count_create()
             # distillationSpec is v1beta1's only (the v1 message has no such field).
             key = "distillationSpec" if "distillationSpec" in body else "supervisedTuningSpec"
             if key == "distillationSpec" and api_version != "v1beta1":
@@ -703,20 +831,9 @@ class InMemoryTuningJobs(TuningJobs):
                 raise RequestRejectedError(
                     f"a tuning job needs baseModel and {key}.trainingDatasetUri"
                 )
-            job_id = str(self._next_id)
-            self._next_id += 1
-            name = f"projects/{self.project}/locations/{location}/tuningJobs/{job_id}"
-            self.jobs[name] = {
-                **copy.deepcopy(dict(body)),
-                "name": name,
-                "state": "JOB_STATE_PENDING",
-                "labels": dict(body.get("labels") or {}),
-            }
-            self._polls[name] = 0
+            name = self._add(location, body)
             self.api_versions[name] = api_version
-            if self.lose_answers > 0:
-                self.lose_answers -= 1
-                raise ServiceUnavailableError(f"the answer to creating {name} was lost")
+            self._lose_answer(name)
             return self._info(name)
 
     def _info(self, name: str) -> TuningJobInfo:
@@ -731,23 +848,10 @@ class InMemoryTuningJobs(TuningJobs):
             resource=copy.deepcopy(job),
         )
 
-    def _poll(self, name: str) -> None:
-        """One read of job ``name``: it moves on once it was read ``polls_per_state`` times."""
-        job = self.jobs[name]
-        self._polls[name] += 1
-        if job["state"] in _TUNING_TERMINAL or self._polls[name] < self.polls_per_state:
-            return
-        self._polls[name] = 0
-        state = _TUNING_NEXT[job["state"]]
-        if state == "JOB_STATE_SUCCEEDED" and name in self._failures:
-            job["state"] = "JOB_STATE_FAILED"
-            job["error"] = {"code": 9, "message": self._failures[name]}
-            return
-        job["state"] = state
+    def _enter(self, name: str, job: dict[str, Any], state: str) -> None:
+        super()._enter(name, job, state)
         if state == "JOB_STATE_SUCCEEDED":
             job["tunedModel"] = self._tuned_model(name, job)
-        if state == "JOB_STATE_CANCELLED":
-            job["error"] = {"code": 1, "message": "the tuning job was cancelled"}
 
     def _tuned_model(self, name: str, job: Mapping[str, Any]) -> dict[str, str]:
         """The ``tunedModel`` of job ``name`` that just succeeded: the model (version 1) and the
@@ -767,8 +871,7 @@ class InMemoryTuningJobs(TuningJobs):
 
     def get(self, name: str, *, api_version: str = "v1") -> TuningJobInfo:
         with self._lock:
-            if name not in self.jobs:
-                raise ObjectNotFoundError(f"tuning job {name} not found")
+            self._job(name)
             self.read_versions[name] = api_version
             self._poll(name)
             return self._info(name)
@@ -776,39 +879,19 @@ class InMemoryTuningJobs(TuningJobs):
     def find_by_label(
         self, location: str, key: str, value: str, *, api_version: str = "v1"
     ) -> TuningJobInfo | None:
-        prefix = f"projects/{self.project}/locations/{location}/tuningJobs/"
         with self._lock:
-            found = [
-                name
-                for name, job in self.jobs.items()
-                if name.startswith(prefix) and job["labels"].get(key) == value
-            ]
-            if not found:
+            newest = self._newest_labelled(location, key, value)
+            if newest is None:
                 return None
-            newest = max(found, key=lambda n: int(n.rsplit("/", 1)[-1]))
             self.read_versions[newest] = api_version
             self._poll(newest)
             return self._info(newest)
 
     def cancel(self, name: str, *, api_version: str = "v1") -> None:
         with self._lock:
-            if name not in self.jobs:
-                raise ObjectNotFoundError(f"tuning job {name} not found")
+            self._job(name)
             self.read_versions[name] = api_version
-            job = self.jobs[name]
-            if job["state"] in _TUNING_TERMINAL:
-                raise RequestRejectedError(f"tuning job {name} already ended ({job['state']})")
-            if job["state"] == "JOB_STATE_PENDING":
-                job["state"] = "JOB_STATE_CANCELLED"
-                job["error"] = {"code": 1, "message": "the tuning job was cancelled"}
-            elif job["state"] == "JOB_STATE_RUNNING":
-                job["state"] = "JOB_STATE_CANCELLING"
-                self._polls[name] = 0
-
-    def fail(self, name: str, message: str) -> None:
-        """Make job ``name`` end FAILED with ``message`` where it would have SUCCEEDED."""
-        with self._lock:
-            self._failures[name] = message
+            self._cancel(name)
 
     def teach(self, endpoint: str, answers: Mapping[str, str], default: str) -> None:
         """What the model on ``endpoint`` answers: ``answers[prompt]``, else ``default``."""
@@ -853,7 +936,6 @@ _BATCH_NEXT = {
     "JOB_STATE_RUNNING": "JOB_STATE_SUCCEEDED",
     "JOB_STATE_CANCELLING": "JOB_STATE_CANCELLED",
 }
-_BATCH_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
 
 
 def _prompt_of(request: Mapping[str, Any]) -> str:
@@ -864,7 +946,7 @@ def _prompt_of(request: Mapping[str, Any]) -> str:
     return ""
 
 
-class InMemoryBatchPredictions(BatchPredictions):
+class InMemoryBatchPredictions(_InMemoryVertexJobs, BatchPredictions):
     """Batch prediction jobs in a dictionary, reading and writing JSONL in ``objects``, as
     unkind as the service.
 
@@ -883,29 +965,25 @@ class InMemoryBatchPredictions(BatchPredictions):
       Missing input ends the job FAILED, as the service does.
     """
 
+    noun = "batch prediction job"
+    collection = "batchPredictionJobs"
+    first_state = "JOB_STATE_QUEUED"
+    next_states = _BATCH_NEXT
+    not_started = frozenset({"JOB_STATE_QUEUED", "JOB_STATE_PENDING"})
+    failure_code = 13
+
     def __init__(
         self, objects: ObjectStore, project: str = "p", *, polls_per_state: int = 2
     ) -> None:
+        super().__init__(project, polls_per_state)
         self.objects = objects
-        self.project = project
-        self.polls_per_state = polls_per_state
-        self.jobs: dict[str, dict[str, Any]] = {}
-        self.create_calls = 0
-        self.fail_next: list[Exception] = []
-        self.lose_answers = 0
-        self._polls: dict[str, int] = {}
-        self._failures: dict[str, str] = {}
         self._line_failures: dict[int, str] = {}
         self._answers: dict[str, str] = {}
         self._default_answer = ""
-        self._next_id = 1
-        self._lock = threading.Lock()
 
     def create(self, location: str, body: Mapping[str, Any]) -> BatchPredictionJobInfo:
         with self._lock:
-            self.create_calls += 1
-            if self.fail_next:
-                raise self.fail_next.pop(0)
+            self._count_create()
             uris = ((body.get("inputConfig") or {}).get("gcsSource") or {}).get("uris") or []
             prefix = ((body.get("outputConfig") or {}).get("gcsDestination") or {}).get(
                 "outputUriPrefix"
@@ -915,19 +993,8 @@ class InMemoryBatchPredictions(BatchPredictions):
                     "a batch prediction job needs model, inputConfig.gcsSource.uris and "
                     "outputConfig.gcsDestination.outputUriPrefix"
                 )
-            job_id = str(self._next_id)
-            self._next_id += 1
-            name = f"projects/{self.project}/locations/{location}/batchPredictionJobs/{job_id}"
-            self.jobs[name] = {
-                **copy.deepcopy(dict(body)),
-                "name": name,
-                "state": "JOB_STATE_QUEUED",
-                "labels": dict(body.get("labels") or {}),
-            }
-            self._polls[name] = 0
-            if self.lose_answers > 0:
-                self.lose_answers -= 1
-                raise ServiceUnavailableError(f"the answer to creating {name} was lost")
+            name = self._add(location, body)
+            self._lose_answer(name)
             return self._info(name)
 
     def _info(self, name: str) -> BatchPredictionJobInfo:
@@ -948,24 +1015,12 @@ class InMemoryBatchPredictions(BatchPredictions):
             resource=copy.deepcopy(job),
         )
 
-    def _poll(self, name: str) -> None:
-        """One read of job ``name``: it moves on once it was read ``polls_per_state`` times."""
-        job = self.jobs[name]
-        self._polls[name] += 1
-        if job["state"] in _BATCH_TERMINAL or self._polls[name] < self.polls_per_state:
-            return
-        self._polls[name] = 0
-        state = _BATCH_NEXT[job["state"]]
-        if state == "JOB_STATE_SUCCEEDED" and name in self._failures:
-            job["state"] = "JOB_STATE_FAILED"
-            job["error"] = {"code": 13, "message": self._failures[name]}
-            return
+    def _enter(self, name: str, job: dict[str, Any], state: str) -> None:
+        # A job succeeds once it answered its lines; one whose input cannot be read fails.
         if state == "JOB_STATE_SUCCEEDED":
             self._answer(name)
             return
-        job["state"] = state
-        if state == "JOB_STATE_CANCELLED":
-            job["error"] = {"code": 1, "message": "the batch prediction job was cancelled"}
+        super()._enter(name, job, state)
 
     def _answer(self, name: str) -> None:
         """Answer every input line of job ``name`` and write its output (or fail the job)."""
@@ -1027,45 +1082,21 @@ class InMemoryBatchPredictions(BatchPredictions):
 
     def get(self, name: str) -> BatchPredictionJobInfo:
         with self._lock:
-            if name not in self.jobs:
-                raise ObjectNotFoundError(f"batch prediction job {name} not found")
+            self._job(name)
             self._poll(name)
             return self._info(name)
 
     def find_by_label(self, location: str, key: str, value: str) -> BatchPredictionJobInfo | None:
-        prefix = f"projects/{self.project}/locations/{location}/batchPredictionJobs/"
         with self._lock:
-            found = [
-                name
-                for name, job in self.jobs.items()
-                if name.startswith(prefix) and job["labels"].get(key) == value
-            ]
-            if not found:
+            newest = self._newest_labelled(location, key, value)
+            if newest is None:
                 return None
-            newest = max(found, key=lambda n: int(n.rsplit("/", 1)[-1]))
             self._poll(newest)
             return self._info(newest)
 
     def cancel(self, name: str) -> None:
         with self._lock:
-            if name not in self.jobs:
-                raise ObjectNotFoundError(f"batch prediction job {name} not found")
-            job = self.jobs[name]
-            if job["state"] in _BATCH_TERMINAL:
-                raise RequestRejectedError(
-                    f"batch prediction job {name} already ended ({job['state']})"
-                )
-            if job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING"):
-                job["state"] = "JOB_STATE_CANCELLED"
-                job["error"] = {"code": 1, "message": "the batch prediction job was cancelled"}
-            elif job["state"] == "JOB_STATE_RUNNING":
-                job["state"] = "JOB_STATE_CANCELLING"
-                self._polls[name] = 0
-
-    def fail(self, name: str, message: str) -> None:
-        """Make job ``name`` end FAILED with ``message`` where it would have SUCCEEDED."""
-        with self._lock:
-            self._failures[name] = message
+            self._cancel(name)
 
     def fail_lines(self, failures: Mapping[int, str]) -> None:
         """Input line number (from 0) → the error ``status`` its output line carries."""
