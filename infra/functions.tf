@@ -85,7 +85,7 @@ locals {
   function_environment = {
     GOOGLE_CLOUD_PROJECT                = var.project
     DISTILLERY_BUCKET                   = local.datasets_bucket_name
-    DISTILLERY_REGION                   = var.pipeline_region
+    DISTILLERY_REGION                   = var.vertex_region
     DISTILLERY_LAUNCH_TOPIC             = var.launch_topic
     DISTILLERY_JOB_EVENTS_TOPIC         = var.job_events_topic
     DISTILLERY_STATUS_TOPIC             = var.status_topic

@@ -31,9 +31,13 @@ def fake_dependencies(**settings: Any) -> Dependencies:
     """Dependencies on fresh in-memory fakes of every port; ``settings`` change the defaults.
 
     What the ``deps`` fixture gives; call it for settings of a test's own, or a second world.
+    The backend is ``pipeline`` unless ``settings`` name another: these are the pipeline
+    backend's fakes (no tuning client), and the tests written on them test that backend.
     """
     return Dependencies(
-        settings=Settings(**{"project": PROJECT, "bucket": BUCKET, **settings}),
+        settings=Settings(
+            **{"project": PROJECT, "bucket": BUCKET, "backend": "pipeline", **settings}
+        ),
         objects=InMemoryObjectStore(),
         records=InMemoryRecordStore(),
         publisher=InMemoryPublisher(),

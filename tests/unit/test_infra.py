@@ -24,7 +24,7 @@ import hcl2
 import pytest
 
 from distillery.core.settings import DATA_RESIDENCY_AREAS, ENVIRONMENT, Settings
-from distillery.facts import SUPPORTED_REGIONS
+from distillery.facts import GEMINI_TUNING_REGIONS, SUPPORTED_REGIONS
 from distillery.local.stack.control import StackConfig
 from distillery.local.stack.routes import (
     DEAD_LETTER_SUFFIX,
@@ -56,7 +56,7 @@ DERIVED = {
 }
 
 #: Settings fields whose Terraform variable has another name (region is the deployment's region).
-RENAMED = {"region": "pipeline_region"}
+RENAMED = {"region": "vertex_region"}
 
 #: The local stack's trigger classes → the trigger kind of local.function_catalog.
 TRIGGER_KINDS = {
@@ -165,8 +165,11 @@ def test_infra_every_function_gets_the_environment() -> None:
 
 
 def test_infra_region_validations_match_settings() -> None:
-    validations = infra().variables["pipeline_region"]["validation"]
-    assert quoted_strings(validations[0]["condition"]) == set(SUPPORTED_REGIONS)
+    validations = infra().variables["vertex_region"]["validation"]
+    # Every region Settings accepts for DISTILLERY_REGION under either backend.
+    known = {*Settings(backend="gemini").known_regions, *Settings(backend="pipeline").known_regions}
+    assert quoted_strings(validations[0]["condition"]) == known
+    assert set(SUPPORTED_REGIONS) <= known and set(GEMINI_TUNING_REGIONS) <= known
     residency = infra().variables["data_residency"]["validation"][0]["condition"]
     assert quoted_strings(residency) == {"", *DATA_RESIDENCY_AREAS}
 
