@@ -17,6 +17,7 @@ from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
     InMemoryRecordStore,
+    InMemoryTuningJobs,
     InMemoryVertexPipelines,
 )
 
@@ -34,6 +35,7 @@ def fake_dependencies(**settings: Any) -> Dependencies:
     The backend is ``pipeline`` unless ``settings`` name another: these are the pipeline
     backend's fakes (no tuning client), and the tests written on them test that backend.
     """
+    endpoints = InMemoryModelEndpoints(PROJECT)
     return Dependencies(
         settings=Settings(
             **{"project": PROJECT, "bucket": BUCKET, "backend": "pipeline", **settings}
@@ -42,7 +44,9 @@ def fake_dependencies(**settings: Any) -> Dependencies:
         records=InMemoryRecordStore(),
         publisher=InMemoryPublisher(),
         vertex=InMemoryVertexPipelines(PROJECT),
-        endpoints=InMemoryModelEndpoints(PROJECT),
+        endpoints=endpoints,
+        # A succeeded tuning job's model and endpoint are ordinary ones, as on Vertex AI.
+        tuning=InMemoryTuningJobs(PROJECT, endpoints=endpoints),
     )
 
 

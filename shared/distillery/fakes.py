@@ -385,12 +385,14 @@ class InMemoryModelEndpoints(ModelEndpoints):
         display_name: str,
         metrics: Mapping[str, float] | None = None,
         answer: Callable[[str], str] | None = None,
+        *,
+        location: str = "us-central1",
     ) -> str:
-        """Register a model in ``us-central1``; returns its resource name.
+        """Register a model in ``location``; returns its resource name.
 
         ``answer`` is how the model answers a prompt once deployed (default: it echoes it).
         """
-        name = f"projects/{self.project}/locations/us-central1/models/{model_id}"
+        name = f"projects/{self.project}/locations/{location}/models/{model_id}"
         self.models[name] = ModelInfo(name, display_name, dict(metrics or {}))
         self.answers[name] = answer or (lambda prompt: prompt)
         return name
@@ -642,11 +644,30 @@ class InMemoryTuningJobs(TuningJobs):
       ``polls_per_state`` reads of it (:meth:`get` or :meth:`find_by_label`); :meth:`fail` makes
       a job end FAILED instead of SUCCEEDED.
     - A succeeded job's endpoint answers :meth:`generate` with what :meth:`teach` taught it.
+    - Given ``endpoints`` (the fake endpoints the rest of the product uses), a succeeded job
+      registers its tuned model there and deploys it, with all the traffic, on an endpoint of
+      its own named after ``tunedModelDisplayName``, as the service does: that endpoint is an
+      ordinary endpoint resource (``get_endpoint``, ``undeploy``, ``delete_endpoint`` work on it),
+      and :meth:`generate` asks it as ``:predict`` does, so it refuses once the model is
+      undeployed and raises NotFound once the endpoint is deleted. Untaught, a model answers as
+      :meth:`InMemoryModelEndpoints.add_model` models do (it echoes the prompt).
     """
 
-    def __init__(self, project: str = "p", *, polls_per_state: int = 2) -> None:
+    def __init__(
+        self,
+        project: str = "p",
+        *,
+        polls_per_state: int = 2,
+        endpoints: InMemoryModelEndpoints | None = None,
+    ) -> None:
+        if endpoints is not None and endpoints.project != project:
+            raise ValueError(
+                f"the fake endpoints are of project {endpoints.project!r}, not {project!r}"
+            )
         self.project = project
         self.polls_per_state = polls_per_state
+        #: Where succeeded jobs register their model and endpoint (None: kept to this fake).
+        self.endpoints = endpoints
         self.jobs: dict[str, dict[str, Any]] = {}
         self.create_calls = 0
         self.fail_next: list[Exception] = []
@@ -708,13 +729,25 @@ class InMemoryTuningJobs(TuningJobs):
             return
         job["state"] = state
         if state == "JOB_STATE_SUCCEEDED":
-            parent, job_id = name.split("/tuningJobs/")
-            job["tunedModel"] = {
+            job["tunedModel"] = self._tuned_model(name, job)
+        if state == "JOB_STATE_CANCELLED":
+            job["error"] = {"code": 1, "message": "the tuning job was cancelled"}
+
+    def _tuned_model(self, name: str, job: Mapping[str, Any]) -> dict[str, str]:
+        """The ``tunedModel`` of job ``name`` that just succeeded: the model (version 1) and the
+        endpoint it is deployed on (registered in :attr:`endpoints` when there are some)."""
+        parent, job_id = name.split("/tuningJobs/")
+        if self.endpoints is None:
+            return {
                 "model": f"{parent}/models/tuned-{job_id}@1",
                 "endpoint": f"{parent}/endpoints/tuned-{job_id}",
             }
-        if state == "JOB_STATE_CANCELLED":
-            job["error"] = {"code": 1, "message": "the tuning job was cancelled"}
+        location = parent.rsplit("/", 1)[-1]
+        display = str(job.get("tunedModelDisplayName") or f"tuned-{job_id}")
+        model = self.endpoints.add_model(f"tuned-{job_id}", display, location=location)
+        endpoint = self.endpoints.create_endpoint(display, location).name
+        self.endpoints.deploy_now(endpoint, model)
+        return {"model": f"{model}@1", "endpoint": endpoint}
 
     def get(self, name: str) -> TuningJobInfo:
         with self._lock:
@@ -762,6 +795,8 @@ class InMemoryTuningJobs(TuningJobs):
             self._answers[endpoint] = (dict(answers), default)
 
     def generate(self, endpoint: str, prompt: str) -> str:
+        if self.endpoints is not None:
+            return self._generate_on_endpoints(self.endpoints, endpoint, prompt)
         with self._lock:
             served = any(
                 (job.get("tunedModel") or {}).get("endpoint") == endpoint
@@ -775,3 +810,16 @@ class InMemoryTuningJobs(TuningJobs):
                 )
             answers, default = self._answers[endpoint]
             return answers.get(prompt, default)
+
+    def _generate_on_endpoints(
+        self, endpoints: InMemoryModelEndpoints, endpoint: str, prompt: str
+    ) -> str:
+        """Ask ``endpoint`` of the shared fake endpoints: what it serves answers (NotFound once
+        it is deleted, refused once nothing deployed there receives traffic)."""
+        result = endpoints.predict(endpoint, [prompt])
+        with self._lock:
+            taught = self._answers.get(endpoint)
+        if taught is not None:
+            answers, default = taught
+            return answers.get(prompt, default)
+        return result.contents[0]

@@ -36,6 +36,9 @@ from distillery.adapters._errors import translate_google_errors
 from distillery.core.errors import ConfigurationError, RequestRejectedError
 from distillery.core.ports import TuningJobInfo, TuningJobs, location_of
 
+#: The temperature of every ``generateContent`` request: greedy decoding.
+GREEDY_TEMPERATURE = 0.0
+
 
 def _info(job: Any) -> TuningJobInfo:
     from google.cloud.aiplatform_v1 import TuningJob
@@ -111,10 +114,28 @@ class VertexTuningJobsAdapter(TuningJobs):
             self._tuning(location_of(name)).cancel_tuning_job(name=name)
 
     def generate(self, endpoint: str, prompt: str) -> str:
-        from google.cloud.aiplatform_v1 import Content, GenerateContentRequest, Part
+        """The tuned model's answer to one user turn, decoded greedily.
+
+        ``generationConfig.temperature`` is sent as 0 (an ``optional`` field: an explicit 0 is
+        sent, not dropped as a default) so that the same model answers the same prompt the same
+        way: the promoter compares two models' answers on one golden set.
+
+        Raises:
+            ObjectNotFoundError: no such endpoint.
+            RequestRejectedError: the request is refused, or the answer has no candidate.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+        from google.cloud.aiplatform_v1 import (
+            Content,
+            GenerateContentRequest,
+            GenerationConfig,
+            Part,
+        )
 
         request = GenerateContentRequest(
-            model=endpoint, contents=[Content(role="user", parts=[Part(text=prompt)])]
+            model=endpoint,
+            contents=[Content(role="user", parts=[Part(text=prompt)])],
+            generation_config=GenerationConfig(temperature=GREEDY_TEMPERATURE),
         )
         with translate_google_errors(f"asking {endpoint} to generate content"):
             response = self._prediction(location_of(endpoint)).generate_content(request=request)

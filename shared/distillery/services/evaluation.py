@@ -11,7 +11,11 @@ The promoter judges a model on what it answers, not on a number the service may 
   champion.
 - **Answers**: each example's ``input_text`` is sent to the endpoint, one prompt a request (so
   each latency is one example's), greedy (temperature 0). An example the endpoint refuses counts
-  as an error and scores 0; a service that does not answer fails the evaluation (retried).
+  as an error and scores 0; a service that does not answer fails the evaluation (retried). How
+  a model is asked depends on its backend (:func:`backend_of`): a ``pipeline`` model through
+  ``:predict`` (:meth:`ModelEndpoints.predict`), a tuned Gemini model (``gemini``) through
+  ``:generateContent`` on the endpoint its tuning job deployed it on (:meth:`TuningJobs.generate`:
+  contents in, candidates out), since that is how Google documents a tuned Gemini model answers.
 - **Scores and the decision** come from :mod:`distillery.evaluation` (task metrics, the paired
   bootstrap interval, the rule); :func:`build_report` gathers everything the decision report
   shows, and :func:`write_report` stores it as JSON and HTML under ``reports/decisions/``.
@@ -24,7 +28,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +53,31 @@ PREDICT_PARAMETERS: Mapping[str, Any] = {"temperature": 0.0}
 PROMPT_ATTEMPTS = 3
 #: Examples where the two models disagree that the report lists.
 DISAGREEMENTS_SHOWN = 10
+
+#: The backends a model can come from (a job record's ``backend``, a champion entry's).
+PIPELINE = "pipeline"
+GEMINI = "gemini"
+
+
+def backend_of(entry: Mapping[str, Any] | None) -> str:
+    """The backend of a job record or a champion entry: its ``backend`` (or its spec's), else
+    ``pipeline`` (records and champions from before the gemini backend name none)."""
+    if not entry:
+        return PIPELINE
+    chosen = entry.get("backend") or (entry.get("spec") or {}).get("backend")
+    return GEMINI if chosen == GEMINI else PIPELINE
+
+
+def pipeline_serving(family_doc: Mapping[str, Any] | None) -> str | None:
+    """The family's pipeline serving endpoint (``<family>-serving``): the one its record names,
+    else where a ``pipeline`` champion serves; never a gemini champion's own endpoint."""
+    doc = family_doc or {}
+    if doc.get("endpoint"):
+        return str(doc["endpoint"])
+    champion = doc.get("champion")
+    if champion and backend_of(champion) == PIPELINE and champion.get("endpoint"):
+        return str(champion["endpoint"])
+    return None
 
 
 class NoGoldenSetError(PermanentError):
@@ -278,14 +307,33 @@ def golden_for(
     )
 
 
-def ask(endpoint: str, prompts: Sequence[str], deps: Dependencies) -> Answers:
-    """``endpoint``'s answer to every prompt, one request each.
+def _asker(backend: str, deps: Dependencies) -> Callable[[str, str], str | None]:
+    """How a model of ``backend`` is asked one prompt on an endpoint: its answer's text."""
+    if backend == GEMINI:
+        # A tuned Gemini model answers :generateContent on its own endpoint (the adapter sends
+        # generationConfig.temperature 0: greedy, as PREDICT_PARAMETERS asks of :predict).
+        return deps.require_tuning().generate
+    endpoints = deps.require_endpoints()
+
+    def predict(endpoint: str, prompt: str) -> str | None:
+        result = endpoints.predict(endpoint, [prompt], PREDICT_PARAMETERS)
+        return result.contents[0] if result.contents else None
+
+    return predict
+
+
+def ask(
+    endpoint: str, prompts: Sequence[str], deps: Dependencies, *, backend: str = PIPELINE
+) -> Answers:
+    """``endpoint``'s answer to every prompt, one request each: through ``:predict`` for a
+    ``pipeline`` model, through ``:generateContent`` for a ``gemini`` one.
 
     Raises:
         ObjectNotFoundError: the endpoint is gone.
         RetryableError: the service did not answer a prompt after :data:`PROMPT_ATTEMPTS` tries.
+        ConfigurationError: the function has no client for that backend's endpoints.
     """
-    endpoints = deps.require_endpoints()
+    answer = _asker(backend, deps)
     texts: list[str | None] = []
     latencies: list[float] = []
     errors: list[str] = []
@@ -293,7 +341,7 @@ def ask(endpoint: str, prompts: Sequence[str], deps: Dependencies) -> Answers:
         for attempt in range(1, PROMPT_ATTEMPTS + 1):
             started = time.perf_counter()
             try:
-                result = endpoints.predict(endpoint, [prompt], PREDICT_PARAMETERS)
+                text = answer(endpoint, prompt)
             except RequestRejectedError as exc:
                 texts.append(None)
                 latencies.append((time.perf_counter() - started) * 1000)
@@ -306,7 +354,7 @@ def ask(endpoint: str, prompts: Sequence[str], deps: Dependencies) -> Answers:
                 time.sleep(0.2 * attempt)
                 continue
             latencies.append((time.perf_counter() - started) * 1000)
-            texts.append(result.contents[0] if result.contents else None)
+            texts.append(text)
             break
     return Answers(endpoint, tuple(texts), tuple(latencies), tuple(errors))
 
@@ -318,12 +366,18 @@ def champion_answers(
     endpoint's traffic; during a canary (the endpoint would answer with either model), the
     answers its own decision recorded on this golden set.
 
+    A ``gemini`` champion serves on the endpoint its tuning job deployed it on, which no other
+    model shares and no canary splits (a tuned Gemini model is deployed to an endpoint of its
+    own: cloud.google.com/vertex-ai/generative-ai/docs/deploy/overview, "Deploy a tuned model"):
+    it receives all of that endpoint's traffic and is asked live, through ``:generateContent``.
+
     Raises:
-        GoldenSetError: it cannot answer (its endpoint is gone, or a canary runs and its answers
-            on this golden set were never recorded).
+        GoldenSetError: it cannot answer (its endpoint is gone or no longer serves it, or a
+            canary runs and its answers on this golden set were never recorded).
         RetryableError: a backing service failed.
     """
-    where = str(champion.get("endpoint") or serving)
+    backend = backend_of(champion)
+    where = str(champion.get("endpoint") or ("" if backend == GEMINI else serving))
     who = f"the champion (job {champion.get('job_id')})"
     endpoints = deps.require_endpoints()
     try:
@@ -334,9 +388,14 @@ def champion_answers(
             "roll back or restore it first"
         ) from None
     deployed = info.deployed_id_of(str(champion.get("model") or ""))
-    if deployed is not None and info.traffic_split.get(deployed, 0) == 100:
+    if backend == GEMINI and deployed is None:
+        raise GoldenSetError(
+            f"{who} cannot answer the golden set: its own endpoint {where} no longer serves its "
+            f"model {champion.get('model')}; roll back first"
+        )
+    if deployed is not None and (backend == GEMINI or info.traffic_split.get(deployed, 0) == 100):
         try:
-            return ask(where, golden.inputs, deps)
+            return ask(where, golden.inputs, deps, backend=backend)
         except ObjectNotFoundError as exc:
             raise GoldenSetError(f"{who} cannot answer the golden set: {exc}") from None
     stored = _recorded_answers(str(champion.get("job_id")), golden.sha256, deps)
@@ -492,6 +551,10 @@ def find_candidate_endpoint(
     """The endpoint the job's pipeline deployed its model on, named after the model's display
     name (SPEC "After the job"); never the family's serving endpoint ``serving``.
 
+    A ``gemini`` job's is the one its tuning job recorded (``tunedModel.endpoint``, the job's
+    ``candidate_endpoint``) while it still serves the model: the service deploys a tuned model
+    there itself, so no endpoint is searched for by name.
+
     Raises:
         RetryableError: a backing service failed.
     """
@@ -506,6 +569,8 @@ def find_candidate_endpoint(
                 return str(recorded)
         except ObjectNotFoundError:
             pass
+    if backend_of(record) == GEMINI:
+        return None
     display = (record.get("spec") or {}).get("model_display_name")
     if not display:
         return None
@@ -534,16 +599,21 @@ def evaluate(
 
     settings = deps.settings
     family_doc = deps.records.get(settings.models_collection, family) or {}
-    serving = family_doc.get("endpoint") or (champion or {}).get("endpoint")
+    serving = pipeline_serving(family_doc) or (
+        champion.get("endpoint") if champion and backend_of(champion) == PIPELINE else None
+    )
     model = str(record["model"])
+    backend = backend_of(record)
     endpoint = find_candidate_endpoint(record, serving, deps)
     display = (record.get("spec") or {}).get("model_display_name")
     if endpoint is None:
+        where = (
+            f"its tuning job deployed it on {record.get('candidate_endpoint')}"
+            if backend == GEMINI
+            else f"its pipeline deploys it on an endpoint named {display!r}"
+        )
         return Evaluated(
-            (
-                f"no endpoint serves the job's model {model} (its pipeline deploys it on an "
-                f"endpoint named {display!r}): it cannot be evaluated",
-            ),
+            (f"no endpoint serves the job's model {model} ({where}): it cannot be evaluated",),
             {"error": "no candidate endpoint"},
         )
     try:
@@ -559,7 +629,7 @@ def evaluate(
     configured = (record.get("spec") or {}).get("task")
     task = infer_task(golden.inputs, golden.expected, configured if configured in TASKS else None)
     try:
-        mine = ask(endpoint, golden.inputs, deps)
+        mine = ask(endpoint, golden.inputs, deps, backend=backend)
     except ObjectNotFoundError as exc:
         return Evaluated(
             (f"the candidate's endpoint {endpoint} is gone: {exc}",), {"error": str(exc)}

@@ -33,6 +33,18 @@ The deployment is a long-running operation: it is started once, its name recorde
 deployment still running then keeps the family's lease; a redelivery or reconcile
 (:func:`finish_promotions`) polls the operation and finishes the promotion.
 
+A ``gemini`` job (a Vertex AI tuning job; the record's ``backend``) goes through the same stages
+with the same decision and report, but its model is asked through ``:generateContent`` and is
+crowned by record where it already serves: a tuned Gemini model is deployed automatically to an
+endpoint of its own, where requests must go, and Google documents neither deploying it elsewhere
+nor a traffic split for it (cloud.google.com/vertex-ai/generative-ai/docs/deploy/overview,
+"Deploy a tuned model"). So step 4 is, for it: no serving endpoint, no deployment, no canary; the
+champion entry names the model's own endpoint (``backend: gemini``) and the family's ``endpoint``
+(the pipeline serving endpoint) is left alone. A rejected one's endpoint is undeployed and
+deleted as in step 3; its model stays in the Model Registry, from which a tuned Gemini model
+cannot be deleted, and where it costs nothing idle
+(cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning, "Known issues").
+
 Every step converges, so an event delivered again after a crash at any point finishes the work and
 never deploys twice. :func:`rollback` restores a family's previous champion: the family's record
 keeps what was rolled back (``rolled_back``), and the job whose model was taken off moves
@@ -105,6 +117,14 @@ SERVING_SUFFIX = "-serving"
 #: The longest pause between two polls of a deployment's operation.
 _MAX_POLL_SECONDS = 5.0
 
+#: What a rejected gemini candidate leaves behind, and why it costs nothing
+#: (cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning, "Known issues").
+GEMINI_REGISTRY_NOTE = (
+    "its endpoint is undeployed and deleted; the tuned model stays in the Model Registry, since "
+    "Google documents that a tuned Gemini model cannot be deleted from it, and an idle tuned "
+    "model incurs no inference cost"
+)
+
 
 class UnknownJobError(PermanentError):
     """A status event names a job that has no record."""
@@ -120,6 +140,15 @@ class FamilyBusyError(RetryableError):
 
 class DeploymentInProgressError(RetryableError):
     """Another delivery is deploying the job's model and polling its operation."""
+
+
+class CandidateEndpointGoneError(PermanentError):
+    """A gemini candidate's own endpoint (where it would be champion) is gone or serves it no
+    more: it cannot be promoted."""
+
+
+class RollbackTargetGoneError(NothingToRollBackError):
+    """The previous champion's own endpoint (a tuned Gemini model's) no longer serves it."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +321,7 @@ def promote(
         UnknownJobError: there is no such job.
         FamilyBusyError: another promotion or a rollback of the family is under way.
         DeploymentInProgressError: another delivery is deploying the job's model.
+        CandidateEndpointGoneError: a gemini job's own endpoint no longer serves its model.
         PermanentError: the endpoint or the model refuses the deployment.
         RetryableError: a backing service failed; calling again is safe.
     """
@@ -434,6 +464,8 @@ def _promote_holding(
         decision = _decide_again(record, decision, champion, deps)
     if decision["decision"] == REJECT:
         return _reject(job_id, decision, deps)
+    if evaluation.backend_of(record) == evaluation.GEMINI:
+        return _promote_gemini(record, decision, deps)
     endpoint = decision.get("endpoint") or _remember_endpoint(
         job_id, _family_endpoint(family, str(decision["model"]), deps), deps
     )
@@ -450,6 +482,64 @@ def _promote_holding(
     )
     announce(deps, moved.record)
     logger.info("job %s promoted to %s", job_id, endpoint, extra={"job_id": job_id})
+    return Outcome(job_id, JobState.PROMOTED, endpoint=endpoint)
+
+
+def _promote_gemini(
+    record: Mapping[str, Any], decision: Mapping[str, Any], deps: Dependencies
+) -> Outcome:
+    """Crown a tuned Gemini model where it already serves, then move the job to PROMOTED.
+
+    Google documents that a tuned Gemini model is uploaded to the Model Registry and deployed
+    automatically to an endpoint of its own, to which requests must go
+    (cloud.google.com/vertex-ai/generative-ai/docs/deploy/overview, "Deploy a tuned model"), and
+    documents neither deploying it onto another endpoint nor a traffic split for it. So the
+    champion changes by record: no serving endpoint, no deployment, no canary; the champion entry
+    names the model's own endpoint (``backend: gemini``). The family's ``endpoint`` (its pipeline
+    serving endpoint) is left alone, and so is the previous champion's endpoint (the rollback
+    target: an idle tuned model costs nothing). Every step converges on redelivery.
+
+    Raises:
+        CandidateEndpointGoneError: the model's own endpoint is gone or no longer serves it.
+        FamilyBusyError: the champion changed since the decision (the job is decided again).
+        RetryableError: a backing service failed.
+    """
+    job_id = str(record["job_id"])
+    model = str(decision["model"])
+    own = decision.get("endpoint") or decision.get("candidate_endpoint")
+    if not own:
+        raise CandidateEndpointGoneError(
+            f"job {job_id}'s decision names no endpoint of its tuned model {model}"
+        )
+    endpoint = str(own)
+    try:
+        info = deps.require_endpoints().get_endpoint(endpoint)
+    except ObjectNotFoundError:
+        raise CandidateEndpointGoneError(
+            f"the endpoint {endpoint} of job {job_id}'s tuned model {model} is gone: it cannot "
+            "be promoted"
+        ) from None
+    deployed_id = info.deployed_id_of(model)
+    if deployed_id is None:
+        raise CandidateEndpointGoneError(
+            f"the endpoint {endpoint} no longer serves job {job_id}'s tuned model {model}: it "
+            "cannot be promoted"
+        )
+    endpoint = _remember_endpoint(job_id, endpoint, deps)
+    _crown(record, decision, endpoint, deployed_id, deps)
+    moved = transition(
+        deps,
+        job_id,
+        JobState.PROMOTED,
+        fields={"endpoint": endpoint, "deployed_model_id": deployed_id},
+    )
+    announce(deps, moved.record)
+    logger.info(
+        "job %s promoted: its tuned model is the champion on its own endpoint %s",
+        job_id,
+        endpoint,
+        extra={"job_id": job_id},
+    )
     return Outcome(job_id, JobState.PROMOTED, endpoint=endpoint)
 
 
@@ -474,6 +564,8 @@ def _reject(job_id: str, decision: Mapping[str, Any], deps: Dependencies) -> Out
     moved = transition(deps, job_id, JobState.REJECTED, reason=decision["reason"])
     announce(deps, moved.record)
     logger.warning("job %s rejected: %s", job_id, decision["reason"], extra={"job_id": job_id})
+    if decision.get("backend") == evaluation.GEMINI:
+        logger.info("job %s's tuned model: %s", job_id, GEMINI_REGISTRY_NOTE)
     return Outcome(job_id, JobState.REJECTED, reason=decision["reason"])
 
 
@@ -569,9 +661,19 @@ def _judge(
     overrides = (record.get("request") or {}).get("overrides")
     thresholds = Thresholds.from_settings(settings, overrides)
     rule = evaluation_thresholds(settings, overrides)
-    canary = champion is not None and settings.canary_percent > 0
+    backend = evaluation.backend_of(record)
+    notes: list[str] = []
+    # A canary shares one endpoint's traffic between the champion and the candidate: only a
+    # pipeline candidate over a pipeline champion share one (the family's serving endpoint).
+    shares_endpoint = backend == evaluation.PIPELINE and (
+        champion is None or evaluation.backend_of(champion) == evaluation.PIPELINE
+    )
+    canary = champion is not None and settings.canary_percent > 0 and shares_endpoint
+    if champion is not None and settings.canary_percent > 0 and not canary:
+        notes.append(_no_canary_note(backend, settings))
     decision: dict[str, Any] = {
         "family": family,
+        "backend": backend,
         "model": model,
         "metrics": metrics,
         "thresholds": {
@@ -596,11 +698,21 @@ def _judge(
         decision["evaluation"] = dict(evaluated.summary)
         if evaluated.candidate_endpoint:
             decision["candidate_endpoint"] = evaluated.candidate_endpoint
+        elif backend == evaluation.GEMINI and record.get("candidate_endpoint"):
+            # It serves nothing the evaluation could ask, but it is the tuning job's own
+            # endpoint: a rejection still deletes it (nothing left billing).
+            own = str(record["candidate_endpoint"])
+            if own != (champion or {}).get("endpoint"):
+                decision["candidate_endpoint"] = own
         failures.extend(gate(metrics, thresholds, champion))
     decision["decision"] = REJECT if failures else PROMOTE
     decision["failures"] = failures
     if failures:
         decision["reason"] = "; ".join(failures)
+        if backend == evaluation.GEMINI:
+            notes.append(GEMINI_REGISTRY_NOTE)
+    if notes:
+        decision["notes"] = notes
     if evaluated is not None and evaluated.report is not None:
         sources = {**thresholds.sources, **rule.sources}
         report = {
@@ -608,6 +720,7 @@ def _judge(
             "decided_at": decision["decided_at"],
             "decision": decision["decision"],
             "reasons": failures,
+            "notes": notes,
             "thresholds": {
                 name: {"value": value, "source": sources.get(name, settings.env_name(name))}
                 for name, value in decision["thresholds"].items()
@@ -615,6 +728,22 @@ def _judge(
         }
         decision["report"] = evaluation.write_report(report, settings.bucket, deps)
     return decision
+
+
+def _no_canary_note(backend: str, settings: Settings) -> str:
+    """Why ``DISTILLERY_CANARY_PERCENT`` is not applied to a decision of ``backend``."""
+    variable = settings.env_name("canary_percent")
+    if backend == evaluation.GEMINI:
+        return (
+            f"{variable}={settings.canary_percent} does not apply to the gemini backend: a tuned "
+            "Gemini model serves on an endpoint of its own and Google documents no traffic split "
+            "for it, so the champion changes by record with all of that endpoint's traffic"
+        )
+    return (
+        f"{variable}={settings.canary_percent} does not apply: the champion is a tuned Gemini "
+        "model on an endpoint of its own, which shares no traffic with the family's serving "
+        "endpoint"
+    )
 
 
 def _rule_value(rule: EvaluationThresholds, name: str) -> Any:
@@ -809,7 +938,8 @@ def _family_endpoint(family: str, model: str, deps: Dependencies) -> str:
     """
     settings = deps.settings
     doc = deps.records.get(settings.models_collection, family) or {}
-    recorded = doc.get("endpoint") or (doc.get("champion") or {}).get("endpoint")
+    # A gemini champion's endpoint is its own tuned model's: never deploy another model there.
+    recorded = evaluation.pipeline_serving(doc)
     if recorded:
         return str(recorded)
     endpoints = deps.require_endpoints()
@@ -1048,14 +1178,19 @@ def _crown(
     job_id = record["job_id"]
     family = str(decision["family"])
     now = deps.clock().isoformat()
+    backend = evaluation.backend_of(record)
     entry = {
         "job_id": job_id,
+        "backend": backend,
         "model": decision["model"],
         "endpoint": endpoint,
         "deployed_model_id": deployed_id,
         "metrics": dict(decision.get("metrics") or {}),
         "golden_metrics": dict((decision.get("evaluation") or {}).get("candidate") or {}),
-        "traffic_percent": decision.get("traffic_percent", 100),
+        # A tuned Gemini model has all of its own endpoint's traffic: no canary splits it.
+        "traffic_percent": (
+            100 if backend == evaluation.GEMINI else decision.get("traffic_percent", 100)
+        ),
         "promoted_at": now,
     }
 
@@ -1087,7 +1222,8 @@ def _crown(
             f"the champion of {family!r} is now job {crowned}, not job {compared} that job "
             f"{job_id} was compared against: it is decided again on the next delivery"
         )
-    if doc is not None:
+    if doc is not None and backend == evaluation.PIPELINE:
+        # A gemini model's endpoint is its own: nothing else there to undeploy.
         previous = doc["history"][-1] if doc.get("history") else None
         keep = {str(decision["model"])} | ({previous["model"]} if previous else set())
         _undeploy_idle(endpoint, keep, deps)
@@ -1110,6 +1246,11 @@ def _undeploy_idle(endpoint: str, keep: set[str], deps: Dependencies) -> None:
 def rollback(family: str, deps: Dependencies, *, from_job: str | None = None) -> dict[str, Any]:
     """Restore the previous champion of ``family``: all traffic back to it, the current undeployed.
 
+    A previous ``gemini`` champion becomes champion again by record, on its own endpoint (which
+    must still serve it), with no traffic change on any endpoint; a current ``gemini`` champion
+    keeps its endpoint (idle, it costs nothing). A previous ``pipeline`` champion gets all the
+    traffic of the family's serving endpoint back, as always.
+
     The job whose model is taken off moves PROMOTED → ROLLED_BACK, which is announced on the status
     topic. ``from_job`` guards against rolling back twice: when given, only a champion from that
     job is rolled back, and a repeated call finishes (if a crash interrupted it) and changes
@@ -1117,6 +1258,8 @@ def rollback(family: str, deps: Dependencies, *, from_job: str | None = None) ->
 
     Raises:
         NothingToRollBackError: no champion, no previous one, or ``from_job`` is not the champion.
+        RollbackTargetGoneError: the previous champion is a tuned Gemini model whose endpoint no
+            longer serves it.
         FamilyBusyError: a promotion or another rollback of the family is under way.
         PermanentError: the endpoint refuses the traffic change.
         RetryableError: a backing service failed; calling again is safe.
@@ -1152,20 +1295,17 @@ def _rollback_holding(family: str, deps: Dependencies, from_job: str | None) -> 
     if not doc.get("history"):
         raise NothingToRollBackError(f"model family {family!r} has no previous champion")
     previous = doc["history"][-1]
-    endpoints = deps.require_endpoints()
-    endpoint = str(champion["endpoint"])
-    info = endpoints.get_endpoint(endpoint)
-    restored_id = info.deployed_id_of(previous["model"])
-    if restored_id is None:
-        restored_id = endpoints.deploy(endpoint, previous["model"], 100)
-        info = endpoints.get_endpoint(endpoint)
-    current_id = info.deployed_id_of(champion["model"])
-    if current_id is not None:
-        endpoints.undeploy(endpoint, current_id, {restored_id: 100})
-    elif info.traffic_split.get(restored_id, 0) != 100:
-        endpoints.set_traffic(endpoint, {restored_id: 100})
+    if evaluation.backend_of(previous) == evaluation.GEMINI:
+        endpoint, restored_id = _restorable_gemini(family, previous, deps)
+    else:
+        endpoint, restored_id = _restore_on_serving(doc, champion, previous, deps)
     now = deps.clock().isoformat()
-    entry = {**champion, "rolled_back_at": now, "restored_job_id": previous["job_id"]}
+    entry = {
+        **champion,
+        "rolled_back_at": now,
+        "restored_job_id": previous["job_id"],
+        "restored_endpoint": endpoint,
+    }
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         if current is None or (current.get("champion") or {}).get("job_id") != champion["job_id"]:
@@ -1192,12 +1332,74 @@ def _rollback_holding(family: str, deps: Dependencies, from_job: str | None) -> 
     return updated
 
 
+def _restorable_gemini(
+    family: str, previous: Mapping[str, Any], deps: Dependencies
+) -> tuple[str, str]:
+    """Where a previous gemini champion serves, and its deployed id: it becomes champion again
+    by record, on its own endpoint (kept when it was superseded), with no traffic change on any
+    endpoint (Google documents no traffic split for a tuned Gemini model).
+
+    Raises:
+        RollbackTargetGoneError: its endpoint is gone or no longer serves its model.
+        RetryableError: a backing service failed.
+    """
+    endpoint = str(previous.get("endpoint") or "")
+    who = f"the previous champion of {family!r} (job {previous.get('job_id')})"
+    try:
+        info = deps.require_endpoints().get_endpoint(endpoint)
+    except ObjectNotFoundError:
+        raise RollbackTargetGoneError(
+            f"{who} cannot be restored: its endpoint {endpoint} is gone"
+        ) from None
+    restored_id = info.deployed_id_of(str(previous["model"]))
+    if restored_id is None:
+        raise RollbackTargetGoneError(
+            f"{who} cannot be restored: its endpoint {endpoint} no longer serves its tuned model "
+            f"{previous['model']}"
+        )
+    return endpoint, restored_id
+
+
+def _restore_on_serving(
+    doc: Mapping[str, Any],
+    champion: Mapping[str, Any],
+    previous: Mapping[str, Any],
+    deps: Dependencies,
+) -> tuple[str, str]:
+    """Give a previous pipeline champion all the traffic of the family's serving endpoint
+    (deployed again if it was undeployed), taking the current champion off it when it serves
+    there; the endpoint and the restored deployed id.
+
+    A current gemini champion is not on that endpoint (its own stays as it is).
+
+    Raises:
+        PermanentError: the endpoint refuses the traffic change.
+        RetryableError: a backing service failed.
+    """
+    endpoints = deps.require_endpoints()
+    if evaluation.backend_of(champion) == evaluation.PIPELINE:
+        endpoint = str(champion["endpoint"])
+    else:
+        endpoint = str(previous.get("endpoint") or evaluation.pipeline_serving(doc) or "")
+    info = endpoints.get_endpoint(endpoint)
+    restored_id = info.deployed_id_of(previous["model"])
+    if restored_id is None:
+        restored_id = endpoints.deploy(endpoint, previous["model"], 100)
+        info = endpoints.get_endpoint(endpoint)
+    current_id = info.deployed_id_of(champion["model"])
+    if current_id is not None:
+        endpoints.undeploy(endpoint, current_id, {restored_id: 100})
+    elif info.traffic_split.get(restored_id, 0) != 100:
+        endpoints.set_traffic(endpoint, {restored_id: 100})
+    return endpoint, restored_id
+
+
 def _mark_rolled_back(entry: Mapping[str, Any], deps: Dependencies) -> None:
     """Move the job of a rolled-back champion ``entry`` to ROLLED_BACK and announce it."""
     job_id = str(entry["job_id"])
     reason = (
         f"rolled back: the model of job {entry.get('restored_job_id')} serves "
-        f"{entry.get('endpoint')} again"
+        f"{entry.get('restored_endpoint') or entry.get('endpoint')} again"
     )
     try:
         moved = transition(
