@@ -169,7 +169,7 @@ variable "cmek_key" {
 }
 
 variable "pipeline_service_account" {
-  description = "Email of the service account Vertex AI pipeline jobs run as (DISTILLERY_SERVICE_ACCOUNT). Empty: the distillery-pipeline account created here."
+  description = "Email of the service account Vertex AI jobs run as (DISTILLERY_SERVICE_ACCOUNT): a tuning job's serviceAccount, a pipeline job's service account. Empty: the distillery-pipeline account created here."
   type        = string
   default     = ""
 }

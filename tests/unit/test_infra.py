@@ -35,6 +35,8 @@ from distillery.local.stack.routes import (
     MessagePublished,
     StorageFinalized,
 )
+from distillery.reports import decision_report_paths
+from distillery.services.evaluation import GOLDEN_PREFIX
 from distillery.services.status import PIPELINE_RESOURCE_TYPE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -320,3 +322,15 @@ def test_infra_is_terraform_fmt_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_infra_promoter_reads_the_golden_set_and_writes_where_the_evaluation_does() -> None:
+    catalog = infra().locals["function_catalog"]
+    grants = {(g["role"], g["prefix"]) for g in catalog["promote_model"]["bucket_roles"]}
+    # The golden set may be beside the dataset (datasets/) or the validated eval set.
+    assert ("roles/storage.objectViewer", "") in grants
+    assert ("roles/storage.objectCreator", GOLDEN_PREFIX) in grants
+    assert ("roles/storage.objectUser", "${var.reports_prefix}decisions/") in grants
+    json_name, html_name = decision_report_paths("j-1", Settings().reports_prefix)
+    for name in (json_name, html_name):
+        assert name.startswith(f"{Settings().reports_prefix}decisions/"), name
