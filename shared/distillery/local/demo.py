@@ -34,6 +34,7 @@ from distillery.core.settings import BACKENDS
 from distillery.local.example_data import Example, generate
 from distillery.local.stack.control import StackState, default_state_dir
 from distillery.services.datasets import dataset_id
+from distillery.services.promoter import family_of
 
 
 def _say(text: str = "") -> None:
@@ -189,7 +190,7 @@ def run(state_dir: Path, name: str, backend: str | None = None) -> int:
     _say("   rejected because:")
     for failure in (worse.get("promotion") or {}).get("failures") or [worse.get("reason")]:
         _say(f"   - {failure}")
-    family = records.get(settings.models_collection, job["spec"]["model_display_name"]) or {}
+    family = records.get(settings.models_collection, family_of(job)) or {}
     champion = family.get("champion") or {}
     still = deps.require_endpoints().predict(endpoint, [sample[0].input_text])
     _say(f"   champion unchanged: job {champion.get('job_id')}, model {champion.get('model')}")
@@ -221,7 +222,7 @@ def _ask(deps: Dependencies, backend: str, endpoint: str, sample: Sequence[Examp
 def _closing(job: dict[str, Any]) -> None:
     _say('The stack keeps running. Point a shell at it with `eval "$(distillery dev env)"`, then')
     _say("try `distillery jobs`, `distillery show JOB`, `distillery watch`, `distillery predict")
-    _say(f"{job['spec']['model_display_name']} TEXT` or `distillery rollback FAMILY`.")
+    _say(f"{family_of(job)} TEXT` or `distillery rollback FAMILY`.")
     _say("`distillery dev status` shows the stack and `distillery dev down` stops it.")
 
 

@@ -298,7 +298,9 @@ def golden_for(
     found = user_golden(record, deps)
     if found is not None:
         return found
-    eval_uri = (record.get("spec") or {}).get("evaluation_data_uri")
+    spec = record.get("spec") or {}
+    # A pipeline job's eval set, or a gemini job's validation set (its converted copy).
+    eval_uri = spec.get("evaluation_data_uri") or spec.get("validation_dataset_uri")
     if eval_uri:
         return freeze(str(eval_uri), f"the eval set of job {record['job_id']}", deps)
     raise NoGoldenSetError(

@@ -610,14 +610,19 @@ def finish_promotions(deps: Dependencies) -> FinishedPromotions:
 
 
 def family_of(record: Mapping[str, Any]) -> str:
-    """The model family of a job: its model display name.
+    """The model family of a job: its model display name (a gemini job's tuned model display
+    name, the ``tunedModelDisplayName`` its tuning job was created with).
 
     Raises:
         UnknownJobError: the job record has no resolved spec naming its model.
     """
-    family = (record.get("spec") or {}).get("model_display_name")
+    spec = record.get("spec") or {}
+    family = spec.get("model_display_name") or spec.get("tuned_model_display_name")
     if not family:
-        raise UnknownJobError(f"job {record.get('job_id')} has no spec.model_display_name")
+        raise UnknownJobError(
+            f"job {record.get('job_id')} has no spec.model_display_name "
+            "(nor spec.tuned_model_display_name)"
+        )
     return str(family)
 
 
