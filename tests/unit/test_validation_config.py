@@ -223,3 +223,20 @@ def test_validate_config_report_records_size_and_digest() -> None:
     report = validate_config(data, source=SOURCE, has_eval=False).report
     assert report.size_bytes == len(data) and len(report.sha256) == 64
     assert report.labeling is None
+
+
+def test_validate_config_judges_the_keys_by_the_deployments_backend() -> None:
+    # The pipeline's CMEK rule applies to a pipeline deployment's sidecar, not to a gemini one's
+    # (whose policy judges the key against the tuning region at launch).
+    key = "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"
+    data = json.dumps({"encryption_spec_key_name": key, "accelerator_type": "TPU"}).encode()
+    pipeline = validate_config(data, source=SOURCE, has_eval=True, backend="pipeline")
+    assert pipeline.report.result_for("config_cmek_unsupported") is not None
+    gemini = validate_config(data, source=SOURCE, has_eval=True, backend="gemini")
+    assert gemini.report.result_for("config_cmek_unsupported") is None
+    # The sidecar's own backend wins over the deployment's.
+    chosen = json.dumps(
+        {"backend": "pipeline", "encryption_spec_key_name": key, "accelerator_type": "TPU"}
+    )
+    picked = validate_config(chosen.encode(), source=SOURCE, has_eval=True, backend="gemini")
+    assert picked.report.result_for("config_cmek_unsupported") is not None

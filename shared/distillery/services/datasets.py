@@ -357,6 +357,7 @@ def _validate_config_object(info: ObjectInfo, has_eval: bool, deps: Dependencies
         source=info.uri,
         has_eval=has_eval,
         max_findings_per_rule=deps.settings.max_findings_per_rule,
+        backend=deps.settings.backend,
     )
 
 

@@ -110,10 +110,13 @@ def validate_config(
     source: str,
     has_eval: bool,
     max_findings_per_rule: int = 20,
+    backend: str | None = None,
 ) -> ConfigValidation:
     """Validate the config sidecar ``data`` (the whole file; configs are small).
 
     ``has_eval`` says whether the dataset has an eval set: evaluation parameters need one.
+    ``backend`` is the deployment's (``DISTILLERY_BACKEND``; None: the default), which the
+    sidecar's own ``backend`` key replaces: the rules of the backend the job runs on apply.
     Raises nothing: every problem is a finding in the report.
     """
     report = ValidationReport(
@@ -127,7 +130,9 @@ def validate_config(
     if parsed is None:
         return ConfigValidation(report=report)
 
-    checked = check_overrides(parsed, has_eval=has_eval, eval_set=_eval_name_for(source))
+    checked = check_overrides(
+        parsed, has_eval=has_eval, eval_set=_eval_name_for(source), backend=backend
+    )
     for problem in checked.problems:
         report.add(
             RULE_OF_PROBLEM[problem.kind], Finding(field=problem.field, message=problem.message)
