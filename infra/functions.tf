@@ -123,6 +123,8 @@ locals {
     DISTILLERY_DAILY_ACCELERATOR_HOURS  = tostring(var.daily_accelerator_hours)
     DISTILLERY_BACKEND                  = var.backend
     DISTILLERY_DAILY_TUNING_USD         = tostring(var.daily_tuning_usd)
+    DISTILLERY_TUNING_MODE              = var.tuning_mode
+    DISTILLERY_GEMINI_TEACHER_MODEL     = var.gemini_teacher_model
     DISTILLERY_MIN_EVAL_ACCURACY        = tostring(var.min_eval_accuracy)
     DISTILLERY_MAX_EVAL_LOSS            = tostring(var.max_eval_loss)
     DISTILLERY_MIN_EVAL_PREDICTIONS     = tostring(var.min_eval_predictions)

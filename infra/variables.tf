@@ -381,6 +381,22 @@ variable "daily_tuning_usd" {
   default     = 0
 }
 
+variable "tuning_mode" {
+  description = "DISTILLERY_TUNING_MODE: the gemini backend's tuning mode unless a job's tuning_mode override names the other: supervised, or distillation (v1beta1 distillationSpec: early access for allowlisted projects, us-central1 only)."
+  type        = string
+  default     = "supervised"
+  validation {
+    condition     = contains(["supervised", "distillation"], var.tuning_mode)
+    error_message = "tuning_mode must be supervised or distillation."
+  }
+}
+
+variable "gemini_teacher_model" {
+  description = "DISTILLERY_GEMINI_TEACHER_MODEL: the teacher of the gemini distillation mode unless a job's teacher_model override names another."
+  type        = string
+  default     = "gemini-3.1-pro"
+}
+
 variable "daily_accelerator_hours" {
   description = "DISTILLERY_DAILY_ACCELERATOR_HOURS: daily budget of estimated accelerator-hours (0: none)."
   type        = number

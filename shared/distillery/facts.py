@@ -439,9 +439,41 @@ GEMINI_TUNING_REGIONS: tuple[str, ...] = (
     "us-central1",
 )
 DEFAULT_GEMINI_TUNING_REGION = "us-central1"
+# --- Gemini distillation (v1beta1 ``distillationSpec``) -------------------------------------------
+#
+# Sources, read 2026-12-02:
+#
+# - ``[distill-service]``: "Gemini Distillation Service"
+#   (docs.cloud.google.com/gemini-enterprise-agent-platform/models/tuning/distillation): the
+#   teacher writes responses and raw thoughts from a prompt dataset; "supported for Distillation
+#   during early access": teacher gemini-3.1-pro, student gemini-2.5-flash.
+# - ``[aiplatform-2.7.0]``: ``google.cloud.aiplatform_v1beta1.types.DistillationSpec`` and
+#   ``DistillationHyperParameters``: ``base_teacher_model`` | ``tuned_teacher_model_source`` (a
+#   oneof), ``training_dataset_uri``, ``validation_dataset_uri``, ``hyper_parameters
+#   {epoch_count, learning_rate_multiplier, adapter_size}``, ``student_model`` and
+#   ``pipeline_root_directory``. It has no ``prompt_dataset_uri``: the newer references (the
+#   google-genai ``DistillationSpec``) add ``promptDatasetUri`` and mark ``trainingDatasetUri``,
+#   ``studentModel`` and ``pipelineRootDirectory`` deprecated (the student is ``baseModel``), but
+#   the installed client cannot send a field its message lacks.
+# - SPEC.md, "The successor on Google Cloud today": early access (allowlisted projects),
+#   us-central1 only.
+
 #: ``distillationSpec`` (v1beta1) is early access for allowlisted projects, in this region only
 #: (SPEC.md, "The successor on Google Cloud today").
 GEMINI_DISTILLATION_REGION = "us-central1"
+#: The base teachers (``baseTeacherModel``) [distill-service] lists for early access: one.
+GEMINI_DISTILLATION_TEACHERS: tuple[str, ...] = ("gemini-3.1-pro",)
+DEFAULT_GEMINI_DISTILLATION_TEACHER = "gemini-3.1-pro"
+#: The students (``baseModel``) [distill-service] lists for early access: one of
+#: :data:`GEMINI_TUNING_MODELS`.
+GEMINI_DISTILLATION_STUDENTS: tuple[str, ...] = ("gemini-2.5-flash",)
+#: The tuning modes of the gemini backend: supervised tuning (v1 ``supervisedTuningSpec``, the
+#: dataset holds the answers) and distillation (v1beta1 ``distillationSpec``, prompts only).
+GEMINI_TUNING_MODES: tuple[str, ...] = ("supervised", "distillation")
+DEFAULT_GEMINI_TUNING_MODE = "supervised"
+#: The Vertex AI API version each mode's tuning job is created (and read, listed, cancelled)
+#: through: ``distillationSpec`` exists in v1beta1 only [aiplatform-2.7.0].
+GEMINI_TUNING_API_VERSIONS: dict[str, str] = {"supervised": "v1", "distillation": "v1beta1"}
 
 #: A TuningJob takes ``encryptionSpec.kmsKeyName`` [tuning-api]; "the Cloud KMS key must be in
 #: the same region as the resource", so with CMEK the key's location is the tuning region. The
@@ -460,3 +492,105 @@ GEMINI_RECOMMENDED_MIN_EXAMPLES = 100
 #: The roles of a ``contents`` turn [sft-prepare]: the user's prompt and the model's answer.
 GEMINI_USER_ROLE = "user"
 GEMINI_MODEL_ROLE = "model"
+
+# --- Gemini batch prediction: the teacher that labels and explains ------------------------------
+#
+# Sources, read 2026-12-02 through the project's stored copies:
+#
+# - ``[batch-gemini]``: Google's "Batch prediction" / "Batch text generation" page for Gemini
+#   (cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-prediction-gemini): "Batch
+#   requests for Gemini models are discounted 50% from standard requests."
+# - ``[batch-gcs]``: "Batch inference from Cloud Storage"
+#   (cloud.google.com/vertex-ai/generative-ai/docs/multimodal/batch-prediction-from-cloud-storage):
+#   one JSONL file of ``{"request": GenerateContentRequest}`` lines in; ``model`` is
+#   ``publishers/google/models/MODEL`` (its example: ``gemini-2.5-flash``) or a tuned model;
+#   ``instancesFormat`` and ``predictionsFormat`` ``jsonl``; the answers are written under the
+#   job's ``outputInfo.gcsOutputDirectory`` (a ``prediction-model-TIME`` directory below the
+#   ``outputUriPrefix``) as ``predictions.jsonl``, one line per request, whose ``response`` is
+#   set on success and whose ``status`` holds the error otherwise.
+# - Online token prices: Google's pricing page (cloud.google.com/vertex-ai/generative-ai/pricing)
+#   is not among the stored copies; the figures below agree across several third-party
+#   restatements of it (2025-2026), so they are recorded as unverified.
+
+#: Batch prediction costs this fraction of the online price of the same tokens [batch-gemini].
+GEMINI_BATCH_PRICE_FRACTION = 0.5
+#: The per-model online prices below were not read on Google's own pricing page: anything that
+#: shows a teacher cost must say it is an estimate while this is False.
+GEMINI_TEACHER_PRICES_VERIFIED = False
+#: Where the prices would be checked.
+GEMINI_TEACHER_PRICES_SOURCE = "cloud.google.com/vertex-ai/generative-ai/pricing (Gemini)"
+#: The ``outputUriPrefix`` gets a directory of this prefix per job [batch-gcs].
+GEMINI_BATCH_OUTPUT_DIRECTORY_PREFIX = "prediction-model-"
+#: The file of the output directory that holds the answers [batch-gcs].
+GEMINI_BATCH_PREDICTIONS_FILE = "predictions.jsonl"
+#: The ``instancesFormat`` and ``predictionsFormat`` of a Cloud Storage batch job [batch-gcs].
+GEMINI_BATCH_FORMAT = "jsonl"
+
+
+@dataclass(frozen=True)
+class GeminiTeacherModel:
+    """A Gemini model that can label a dataset through batch prediction, with its online price.
+
+    Prices are USD per 1M tokens for prompts up to :attr:`long_context_tokens` tokens (Gemini
+    2.5 Pro costs more above 200K; no training prompt comes near that); see
+    :data:`GEMINI_TEACHER_PRICES_VERIFIED`.
+    """
+
+    #: The model id of ``publishers/google/models/MODEL``.
+    model_id: str
+    name: str
+    usd_per_million_input_tokens: float
+    usd_per_million_output_tokens: float
+    long_context_tokens: int = 200_000
+
+    @property
+    def resource_name(self) -> str:
+        """``publishers/google/models/MODEL``, the ``model`` of a batch prediction job."""
+        return f"publishers/google/models/{self.model_id}"
+
+
+#: The teachers, the strongest first. Online prices per 1M tokens (input, output; output
+#: includes thinking tokens): 2.5 Pro 1.25/10.00, 2.5 Flash 0.30/2.50, 2.5 Flash-Lite 0.10/0.40.
+GEMINI_TEACHER_MODELS: dict[str, GeminiTeacherModel] = {
+    model.model_id: model
+    for model in (
+        GeminiTeacherModel("gemini-2.5-pro", "Gemini 2.5 Pro", 1.25, 10.0),
+        GeminiTeacherModel("gemini-2.5-flash", "Gemini 2.5 Flash", 0.30, 2.50),
+        GeminiTeacherModel("gemini-2.5-flash-lite", "Gemini 2.5 Flash-Lite", 0.10, 0.40),
+    )
+}
+#: The default teacher: a Pro model (the issue's choice: the strongest teacher, at batch price).
+DEFAULT_GEMINI_TEACHER_MODEL = "gemini-2.5-pro"
+
+
+def gemini_teacher_model(model_id: str) -> GeminiTeacherModel:
+    """The teacher ``model_id`` (a ``publishers/google/models/`` prefix is allowed).
+
+    Raises:
+        KeyError: ``model_id`` is not one of :data:`GEMINI_TEACHER_MODELS`; the message lists them.
+    """
+    short = model_id.removeprefix("publishers/google/models/")
+    try:
+        return GEMINI_TEACHER_MODELS[short]
+    except KeyError:
+        known = ", ".join(GEMINI_TEACHER_MODELS)
+        raise KeyError(f"{model_id!r} is not a Gemini teacher model ({known})") from None
+
+
+def gemini_batch_cost_usd(model_id: str, input_tokens: int, output_tokens: int) -> float:
+    """Planning cost of a batch prediction job of ``model_id`` over these tokens, in USD: the
+    online price times :data:`GEMINI_BATCH_PRICE_FRACTION` (an estimate while
+    :data:`GEMINI_TEACHER_PRICES_VERIFIED` is False).
+
+    Raises:
+        KeyError: ``model_id`` is not a teacher model.
+        ValueError: a token count is negative.
+    """
+    if input_tokens < 0 or output_tokens < 0:
+        raise ValueError(f"token counts must be at least 0, not {input_tokens} and {output_tokens}")
+    model = gemini_teacher_model(model_id)
+    online = (
+        input_tokens * model.usd_per_million_input_tokens
+        + output_tokens * model.usd_per_million_output_tokens
+    ) / 1_000_000
+    return online * GEMINI_BATCH_PRICE_FRACTION

@@ -5,7 +5,8 @@ prove nothing about Google Cloud: the emulator tests prove the adapters. Where a
 behaviour that is inconvenient, the fakes behave so, as the real services do: a transaction runs
 its mutation more than once (Firestore retries on contention), and a deployment is an operation
 that takes time, during which the endpoint does not list the model yet; a tuning job's state
-changes only after some polls, and a tuning job may be created by a call that raised.
+changes only after some polls, and a tuning job may be created by a call that raised; so does a
+batch prediction job, whose output lines come in no promised order.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import copy
 import functools
 import io
+import json
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from distillery.core.errors import (
@@ -29,6 +32,8 @@ from distillery.core.errors import (
     ServiceUnavailableError,
 )
 from distillery.core.ports import (
+    BatchPredictionJobInfo,
+    BatchPredictions,
     DeployedModelInfo,
     DeployOperationInfo,
     EndpointInfo,
@@ -49,6 +54,7 @@ from distillery.core.ports import (
     canary_split,
     check_query,
 )
+from distillery.facts import GEMINI_BATCH_OUTPUT_DIRECTORY_PREFIX, GEMINI_BATCH_PREDICTIONS_FILE
 
 
 class InMemoryObjectStore(ObjectStore):
@@ -677,16 +683,25 @@ class InMemoryTuningJobs(TuningJobs):
         self._answers: dict[str, tuple[dict[str, str], str]] = {}
         self._next_id = 1
         self._lock = threading.Lock()
+        #: The API version each job was created through, and the one each was last read through.
+        self.api_versions: dict[str, str] = {}
+        self.read_versions: dict[str, str] = {}
 
-    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+    def create(
+        self, location: str, body: Mapping[str, Any], *, api_version: str = "v1"
+    ) -> TuningJobInfo:
         with self._lock:
             self.create_calls += 1
             if self.fail_next:
                 raise self.fail_next.pop(0)
-            spec = body.get("supervisedTuningSpec") or {}
+            # distillationSpec is v1beta1's only (the v1 message has no such field).
+            key = "distillationSpec" if "distillationSpec" in body else "supervisedTuningSpec"
+            if key == "distillationSpec" and api_version != "v1beta1":
+                raise RequestRejectedError(f"distillationSpec is not a field of {api_version}")
+            spec = body.get(key) or {}
             if not body.get("baseModel") or not spec.get("trainingDatasetUri"):
                 raise RequestRejectedError(
-                    "a tuning job needs baseModel and supervisedTuningSpec.trainingDatasetUri"
+                    f"a tuning job needs baseModel and {key}.trainingDatasetUri"
                 )
             job_id = str(self._next_id)
             self._next_id += 1
@@ -698,6 +713,7 @@ class InMemoryTuningJobs(TuningJobs):
                 "labels": dict(body.get("labels") or {}),
             }
             self._polls[name] = 0
+            self.api_versions[name] = api_version
             if self.lose_answers > 0:
                 self.lose_answers -= 1
                 raise ServiceUnavailableError(f"the answer to creating {name} was lost")
@@ -749,14 +765,17 @@ class InMemoryTuningJobs(TuningJobs):
         self.endpoints.deploy_now(endpoint, model)
         return {"model": f"{model}@1", "endpoint": endpoint}
 
-    def get(self, name: str) -> TuningJobInfo:
+    def get(self, name: str, *, api_version: str = "v1") -> TuningJobInfo:
         with self._lock:
             if name not in self.jobs:
                 raise ObjectNotFoundError(f"tuning job {name} not found")
+            self.read_versions[name] = api_version
             self._poll(name)
             return self._info(name)
 
-    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+    def find_by_label(
+        self, location: str, key: str, value: str, *, api_version: str = "v1"
+    ) -> TuningJobInfo | None:
         prefix = f"projects/{self.project}/locations/{location}/tuningJobs/"
         with self._lock:
             found = [
@@ -767,13 +786,15 @@ class InMemoryTuningJobs(TuningJobs):
             if not found:
                 return None
             newest = max(found, key=lambda n: int(n.rsplit("/", 1)[-1]))
+            self.read_versions[newest] = api_version
             self._poll(newest)
             return self._info(newest)
 
-    def cancel(self, name: str) -> None:
+    def cancel(self, name: str, *, api_version: str = "v1") -> None:
         with self._lock:
             if name not in self.jobs:
                 raise ObjectNotFoundError(f"tuning job {name} not found")
+            self.read_versions[name] = api_version
             job = self.jobs[name]
             if job["state"] in _TUNING_TERMINAL:
                 raise RequestRejectedError(f"tuning job {name} already ended ({job['state']})")
@@ -823,3 +844,236 @@ class InMemoryTuningJobs(TuningJobs):
             answers, default = taught
             return answers.get(prompt, default)
         return result.contents[0]
+
+
+#: The states a fake batch prediction job goes through, in order, after the one it is in.
+_BATCH_NEXT = {
+    "JOB_STATE_QUEUED": "JOB_STATE_PENDING",
+    "JOB_STATE_PENDING": "JOB_STATE_RUNNING",
+    "JOB_STATE_RUNNING": "JOB_STATE_SUCCEEDED",
+    "JOB_STATE_CANCELLING": "JOB_STATE_CANCELLED",
+}
+_BATCH_TERMINAL = frozenset({"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"})
+
+
+def _prompt_of(request: Mapping[str, Any]) -> str:
+    """The text of the last user turn of a ``GenerateContentRequest`` ("" when it has none)."""
+    for content in reversed(request.get("contents") or []):
+        if isinstance(content, Mapping) and content.get("role", "user") == "user":
+            return "".join(str(part.get("text", "")) for part in content.get("parts") or [] if part)
+    return ""
+
+
+class InMemoryBatchPredictions(BatchPredictions):
+    """Batch prediction jobs in a dictionary, reading and writing JSONL in ``objects``, as
+    unkind as the service.
+
+    - The service picks the ids (``1``, ``2``...): two creates are two jobs.
+    - ``lose_answers`` (a count): the next creates store the job and then raise
+      :class:`ServiceUnavailableError`, as a call whose answer was lost does; ``fail_next``
+      queues errors the next creates raise *without* creating anything.
+    - A job moves one state (QUEUED → PENDING → RUNNING → SUCCEEDED, CANCELLING → CANCELLED) only
+      after ``polls_per_state`` reads of it (:meth:`get` or :meth:`find_by_label`); :meth:`fail`
+      makes a job end FAILED instead of SUCCEEDED.
+    - On success the job reads its input lines from ``objects`` and writes one output line per
+      input line to ``<outputUriPrefix>/prediction-model-<time>/predictions.jsonl``, in a
+      shuffled order (the service promises none): ``{"request", "status": "", "response"}``
+      with the answer :meth:`teach` taught for the prompt, or ``{"request", "status": MESSAGE}``
+      for a line :meth:`fail_lines` scripted to fail (by its 0-based number in the input).
+      Missing input ends the job FAILED, as the service does.
+    """
+
+    def __init__(
+        self, objects: ObjectStore, project: str = "p", *, polls_per_state: int = 2
+    ) -> None:
+        self.objects = objects
+        self.project = project
+        self.polls_per_state = polls_per_state
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.create_calls = 0
+        self.fail_next: list[Exception] = []
+        self.lose_answers = 0
+        self._polls: dict[str, int] = {}
+        self._failures: dict[str, str] = {}
+        self._line_failures: dict[int, str] = {}
+        self._answers: dict[str, str] = {}
+        self._default_answer = ""
+        self._next_id = 1
+        self._lock = threading.Lock()
+
+    def create(self, location: str, body: Mapping[str, Any]) -> BatchPredictionJobInfo:
+        with self._lock:
+            self.create_calls += 1
+            if self.fail_next:
+                raise self.fail_next.pop(0)
+            uris = ((body.get("inputConfig") or {}).get("gcsSource") or {}).get("uris") or []
+            prefix = ((body.get("outputConfig") or {}).get("gcsDestination") or {}).get(
+                "outputUriPrefix"
+            )
+            if not body.get("model") or not uris or not prefix:
+                raise RequestRejectedError(
+                    "a batch prediction job needs model, inputConfig.gcsSource.uris and "
+                    "outputConfig.gcsDestination.outputUriPrefix"
+                )
+            job_id = str(self._next_id)
+            self._next_id += 1
+            name = f"projects/{self.project}/locations/{location}/batchPredictionJobs/{job_id}"
+            self.jobs[name] = {
+                **copy.deepcopy(dict(body)),
+                "name": name,
+                "state": "JOB_STATE_QUEUED",
+                "labels": dict(body.get("labels") or {}),
+            }
+            self._polls[name] = 0
+            if self.lose_answers > 0:
+                self.lose_answers -= 1
+                raise ServiceUnavailableError(f"the answer to creating {name} was lost")
+            return self._info(name)
+
+    def _info(self, name: str) -> BatchPredictionJobInfo:
+        job = self.jobs[name]
+        stats = job.get("completionStats") or {}
+
+        def count(key: str) -> int | None:
+            return int(stats[key]) if key in stats else None
+
+        return BatchPredictionJobInfo(
+            name=name,
+            state=job["state"],
+            error=(job.get("error") or {}).get("message"),
+            output_directory=(job.get("outputInfo") or {}).get("gcsOutputDirectory"),
+            successful_count=count("successfulCount"),
+            failed_count=count("failedCount"),
+            incomplete_count=count("incompleteCount"),
+            resource=copy.deepcopy(job),
+        )
+
+    def _poll(self, name: str) -> None:
+        """One read of job ``name``: it moves on once it was read ``polls_per_state`` times."""
+        job = self.jobs[name]
+        self._polls[name] += 1
+        if job["state"] in _BATCH_TERMINAL or self._polls[name] < self.polls_per_state:
+            return
+        self._polls[name] = 0
+        state = _BATCH_NEXT[job["state"]]
+        if state == "JOB_STATE_SUCCEEDED" and name in self._failures:
+            job["state"] = "JOB_STATE_FAILED"
+            job["error"] = {"code": 13, "message": self._failures[name]}
+            return
+        if state == "JOB_STATE_SUCCEEDED":
+            self._answer(name)
+            return
+        job["state"] = state
+        if state == "JOB_STATE_CANCELLED":
+            job["error"] = {"code": 1, "message": "the batch prediction job was cancelled"}
+
+    def _answer(self, name: str) -> None:
+        """Answer every input line of job ``name`` and write its output (or fail the job)."""
+        job = self.jobs[name]
+        lines: list[dict[str, Any]] = []
+        try:
+            for uri in job["inputConfig"]["gcsSource"]["uris"]:
+                bucket, _, path = uri.removeprefix("gs://").partition("/")
+                data = self.objects.read_bytes(bucket, path, limit=64 << 20)
+                lines.extend(json.loads(raw) for raw in data.splitlines() if raw.strip())
+        except (ObjectNotFoundError, ValueError) as exc:
+            job["state"] = "JOB_STATE_FAILED"
+            job["error"] = {"code": 3, "message": f"the input could not be read: {exc}"}
+            return
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
+        directory = f"{prefix}/{GEMINI_BATCH_OUTPUT_DIRECTORY_PREFIX}{stamp}"
+        out: list[dict[str, Any]] = []
+        failed = 0
+        for number, line in enumerate(lines):
+            request = line.get("request") or {}
+            answered = {**line, "status": ""}
+            if number in self._line_failures:
+                answered["status"] = self._line_failures[number]
+                failed += 1
+            else:
+                text = self._answers.get(_prompt_of(request), self._default_answer)
+                answered["response"] = {
+                    "candidates": [
+                        {
+                            "content": {"role": "model", "parts": [{"text": text}]},
+                            "finishReason": "STOP",
+                        }
+                    ],
+                    "usageMetadata": {
+                        "promptTokenCount": len(_prompt_of(request).split()),
+                        "candidatesTokenCount": len(text.split()),
+                        "totalTokenCount": len(_prompt_of(request).split()) + len(text.split()),
+                    },
+                }
+            out.append(answered)
+        # The service promises no order: callers must match lines by their request.
+        random.Random(name).shuffle(out)
+        bucket, _, path = directory.removeprefix("gs://").partition("/")
+        payload = "".join(json.dumps(line) + "\n" for line in out).encode()
+        self.objects.write_bytes(
+            bucket,
+            f"{path}/{GEMINI_BATCH_PREDICTIONS_FILE}",
+            payload,
+            content_type="application/jsonl",
+        )
+        job["state"] = "JOB_STATE_SUCCEEDED"
+        job["outputInfo"] = {"gcsOutputDirectory": directory}
+        job["completionStats"] = {
+            "successfulCount": str(len(out) - failed),
+            "failedCount": str(failed),
+            "incompleteCount": "0",
+        }
+
+    def get(self, name: str) -> BatchPredictionJobInfo:
+        with self._lock:
+            if name not in self.jobs:
+                raise ObjectNotFoundError(f"batch prediction job {name} not found")
+            self._poll(name)
+            return self._info(name)
+
+    def find_by_label(self, location: str, key: str, value: str) -> BatchPredictionJobInfo | None:
+        prefix = f"projects/{self.project}/locations/{location}/batchPredictionJobs/"
+        with self._lock:
+            found = [
+                name
+                for name, job in self.jobs.items()
+                if name.startswith(prefix) and job["labels"].get(key) == value
+            ]
+            if not found:
+                return None
+            newest = max(found, key=lambda n: int(n.rsplit("/", 1)[-1]))
+            self._poll(newest)
+            return self._info(newest)
+
+    def cancel(self, name: str) -> None:
+        with self._lock:
+            if name not in self.jobs:
+                raise ObjectNotFoundError(f"batch prediction job {name} not found")
+            job = self.jobs[name]
+            if job["state"] in _BATCH_TERMINAL:
+                raise RequestRejectedError(
+                    f"batch prediction job {name} already ended ({job['state']})"
+                )
+            if job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_PENDING"):
+                job["state"] = "JOB_STATE_CANCELLED"
+                job["error"] = {"code": 1, "message": "the batch prediction job was cancelled"}
+            elif job["state"] == "JOB_STATE_RUNNING":
+                job["state"] = "JOB_STATE_CANCELLING"
+                self._polls[name] = 0
+
+    def fail(self, name: str, message: str) -> None:
+        """Make job ``name`` end FAILED with ``message`` where it would have SUCCEEDED."""
+        with self._lock:
+            self._failures[name] = message
+
+    def fail_lines(self, failures: Mapping[int, str]) -> None:
+        """Input line number (from 0) → the error ``status`` its output line carries."""
+        with self._lock:
+            self._line_failures = dict(failures)
+
+    def teach(self, answers: Mapping[str, str], default: str) -> None:
+        """What the model answers a request: ``answers[prompt]`` (its last user turn's text),
+        else ``default``."""
+        with self._lock:
+            self._answers, self._default_answer = dict(answers), default

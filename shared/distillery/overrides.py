@@ -17,7 +17,8 @@ The keys are the distillation job parameters a user may choose (SPEC "Training p
 "The job request"), ``task`` (which picks the recommended ``train_steps``), ``backend`` (the
 backend the job runs on: a job parameter of the plan, never sent to a service), the gemini
 backend's tuning parameters (SPEC "The successor on Google Cloud today": ``base_model``,
-``epoch_count``, ``adapter_size``; ``learning_rate_multiplier`` is both backends'), and the
+``epoch_count``, ``adapter_size``, and ``tuning_mode``/``teacher_model`` for its v1beta1
+distillation mode; ``learning_rate_multiplier`` is both backends'), and the
 promotion gates of :data:`distillery.core.settings.PROMOTION_GATE_KEYS` and
 ``EVALUATION_GATE_KEYS``, which the promoter uses for the job in place of the settings of the same
 name. Pure: no I/O.
@@ -48,8 +49,10 @@ from distillery.facts import (
     CMEK_REGION,
     DISPLAY_NAME_MAX,
     EVAL_ONLY_PARAMETERS,
+    GEMINI_DISTILLATION_TEACHERS,
     GEMINI_MIN_EPOCH_COUNT,
     GEMINI_TUNING_MODELS,
+    GEMINI_TUNING_MODES,
     KMS_KEY_PATTERN,
     SUPPORTED_REGIONS,
     TASK_STEP_RANGES,
@@ -203,6 +206,26 @@ def _base_model(value: Any) -> str:
     )
 
 
+def _tuning_mode(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in GEMINI_TUNING_MODES:
+        return value.strip().lower()
+    raise InvalidValue(
+        f"is {describe_json_value(value)}, expected one of {', '.join(GEMINI_TUNING_MODES)}"
+    )
+
+
+def _teacher_model(value: Any) -> str:
+    # As base_model: the bare id is what the plan sends, the publisher prefix is dropped.
+    if isinstance(value, str):
+        short = value.strip().removeprefix("publishers/google/models/")
+        if short in GEMINI_DISTILLATION_TEACHERS:
+            return short
+    raise InvalidValue(
+        f"is {describe_json_value(value)}, expected a Gemini teacher model of the distillation "
+        f"mode: {', '.join(GEMINI_DISTILLATION_TEACHERS)}"
+    )
+
+
 def _epoch_count(value: Any) -> int:
     return _integer(value, GEMINI_MIN_EPOCH_COUNT)
 
@@ -255,12 +278,29 @@ class Parameter:
     needs_eval: bool = False
     #: A promotion gate (read by the promoter), not a pipeline parameter.
     promotion_gate: bool = False
+    #: The one backend that reads it (None: both); a job on the other backend refuses it rather
+    #: than ignore what was asked.
+    backend: str | None = None
 
 
 def _job(
+    name: str,
+    parse: Callable[[Any], Any],
+    rule: Callable[[Any], None] | None = None,
+    *,
+    backend: str | None = None,
+) -> Parameter:
+    return Parameter(name, parse, rule, needs_eval=name in EVAL_ONLY_PARAMETERS, backend=backend)
+
+
+def _pipeline(
     name: str, parse: Callable[[Any], Any], rule: Callable[[Any], None] | None = None
 ) -> Parameter:
-    return Parameter(name, parse, rule, needs_eval=name in EVAL_ONLY_PARAMETERS)
+    return _job(name, parse, rule, backend="pipeline")
+
+
+def _gemini(name: str, parse: Callable[[Any], Any]) -> Parameter:
+    return _job(name, parse, backend="gemini")
 
 
 def _gate(name: str, parse: Callable[[Any], Any]) -> Parameter:
@@ -306,17 +346,17 @@ _EVALUATION_GATE_PARSERS: dict[str, Callable[[Any], Any]] = {
 PARAMETERS: dict[str, Parameter] = {
     parameter.name: parameter
     for parameter in (
-        _job("train_steps", _positive_integer),
+        _pipeline("train_steps", _positive_integer),
         _job("learning_rate_multiplier", _learning_rate_multiplier),
-        _job("evaluation_interval", _positive_integer),
-        _job("enable_early_stopping", _boolean),
-        _job("enable_checkpoint_selection", _checkpoint_selection),
-        _job("accelerator_type", _accelerator_type),
-        _job("location", _region_name, _supported_region),
-        _job("teacher_model_reference", _non_empty_string),
-        _job("student_model_reference", _non_empty_string),
+        _pipeline("evaluation_interval", _positive_integer),
+        _pipeline("enable_early_stopping", _boolean),
+        _pipeline("enable_checkpoint_selection", _checkpoint_selection),
+        _pipeline("accelerator_type", _accelerator_type),
+        _pipeline("location", _region_name, _supported_region),
+        _pipeline("teacher_model_reference", _non_empty_string),
+        _pipeline("student_model_reference", _non_empty_string),
         _job("model_display_name", _display_name),
-        _job(
+        _pipeline(
             "tensorboard_resource_id",
             _non_empty_string,
             _matching(
@@ -332,9 +372,11 @@ PARAMETERS: dict[str, Parameter] = {
         ),
         _job("task", _task),
         _job("backend", _backend),
-        _job("base_model", _base_model),
-        _job("epoch_count", _epoch_count),
-        _job("adapter_size", _adapter_size),
+        _gemini("base_model", _base_model),
+        _gemini("epoch_count", _epoch_count),
+        _gemini("adapter_size", _adapter_size),
+        _gemini("tuning_mode", _tuning_mode),
+        _gemini("teacher_model", _teacher_model),
         *(_gate(name, _GATE_PARSERS[name]) for name in PROMOTION_GATE_KEYS),
         *(_evaluation_gate(name, _EVALUATION_GATE_PARSERS[name]) for name in EVALUATION_GATE_KEYS),
     )
@@ -342,6 +384,13 @@ PARAMETERS: dict[str, Parameter] = {
 
 #: Every key an override may set: the job parameters, then the promotion gates.
 OVERRIDABLE_PARAMETERS: tuple[str, ...] = tuple(PARAMETERS)
+#: The overrides only the pipeline backend reads, and those only the gemini backend reads.
+PIPELINE_ONLY_KEYS: tuple[str, ...] = tuple(
+    name for name, parameter in PARAMETERS.items() if parameter.backend == "pipeline"
+)
+GEMINI_ONLY_KEYS: tuple[str, ...] = tuple(
+    name for name, parameter in PARAMETERS.items() if parameter.backend == "gemini"
+)
 
 
 # --- Checking a set of overrides -----------------------------------------------------------------
@@ -356,6 +405,7 @@ class ProblemKind(enum.Enum):
     CMEK_UNSUPPORTED = "cmek_unsupported"
     TRAIN_STEPS_OUTSIDE_RECOMMENDED = "train_steps_outside_recommended"
     EVALUATION_INTERVAL_TOO_LONG = "evaluation_interval_too_long"
+    NOT_FOR_BACKEND = "not_for_backend"
 
 
 #: Kinds that warn: the job can still run.
@@ -422,7 +472,9 @@ def check_overrides(
     need one); ``eval_set`` is the eval set's name for that message. ``backend`` is the
     deployment's backend (``DISTILLERY_BACKEND``; default ``gemini``), which a ``backend``
     override replaces: the pipeline's CMEK rules are the pipeline's only (the gemini policy
-    judges a key against the tuning region). Raises nothing: every problem is in the result.
+    judges a key against the tuning region). When the backend is known (``backend`` given, or a
+    ``backend`` override), a key only the other backend reads is an error. Raises nothing: every
+    problem is in the result.
     """
     checked = CheckedOverrides()
     #: The values that broke no rule of their own: the rules between keys judge only these.
@@ -455,10 +507,30 @@ def check_overrides(
             continue
         sound[key] = parsed
     chosen = sound.get("backend") or backend or DEFAULT_BACKEND
+    if backend is not None or "backend" in sound:
+        # Every parsed key, even one that broke its rule: it is refused on this backend too.
+        checked.problems.extend(_not_for_backend(checked.values, chosen))
     checked.problems.extend(
         _between_keys(sound, has_eval=has_eval, eval_set=eval_set, backend=chosen)
     )
     return checked
+
+
+def _not_for_backend(values: dict[str, Any], backend: str) -> list[Problem]:
+    """A problem for each key in ``values`` that only the other backend reads."""
+    problems: list[Problem] = []
+    for key in values:
+        reader = PARAMETERS[key].backend
+        if reader is not None and reader != backend:
+            problems.append(
+                Problem(
+                    ProblemKind.NOT_FOR_BACKEND,
+                    key,
+                    f"{key} applies to the {reader} backend only; this job runs on the "
+                    f"{backend} backend (set backend or remove the key)",
+                )
+            )
+    return problems
 
 
 def _between_keys(

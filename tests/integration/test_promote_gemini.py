@@ -111,8 +111,8 @@ def _tune(deps: Dependencies, job_id: str, dataset: str, epochs: int) -> TuningJ
             "location": REGION,
             "spec": {
                 "backend": "gemini",
-                "model_display_name": FAMILY,
-                "evaluation_data_uri": f"gs://{BUCKET}/validated/good/news.eval.jsonl",
+                "tuned_model_display_name": FAMILY,
+                "validation_dataset_uri": f"gs://{BUCKET}/validated/good/news.eval.jsonl",
             },
             "request": {"dataset_uri": f"gs://{BUCKET}/{dataset}", "overrides": {}},
         },

@@ -19,14 +19,7 @@ from tests.helpers import BUCKET, fake_dependencies, jsonl
 
 def _gemini_deps() -> Dependencies:
     """Fakes whose ``DISTILLERY_BACKEND`` is ``gemini``."""
-    try:
-        return fake_dependencies(backend="gemini")
-    except TypeError:
-        # Settings.backend is being added alongside this service: until then the attribute is
-        # set on the (frozen) settings the way the field will hold it.
-        deps = fake_dependencies()
-        object.__setattr__(deps.settings, "backend", "gemini")
-        return deps
+    return fake_dependencies(backend="gemini")
 
 
 def _upload(deps: Dependencies, name: str, data: bytes) -> StorageObject:

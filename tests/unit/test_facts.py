@@ -202,3 +202,28 @@ def test_facts_gemini_regions_include_the_distillation_and_default_regions() -> 
 def test_facts_gemini_model_table_is_written_only_in_facts() -> None:
     # A model id with its version suffix appears nowhere else: other modules read the table.
     assert holding(re.compile(re.escape('"gemini-2.0-flash-lite-001"'))) == {"facts.py"}
+
+
+def test_facts_batch_prediction_costs_half_the_online_price() -> None:
+    assert facts.GEMINI_BATCH_PRICE_FRACTION == 0.5
+    pro = facts.gemini_teacher_model("publishers/google/models/gemini-2.5-pro")
+    assert pro.resource_name == "publishers/google/models/gemini-2.5-pro"
+    online = (
+        2_000_000 * pro.usd_per_million_input_tokens + 1_000_000 * pro.usd_per_million_output_tokens
+    ) / 1e6
+    assert facts.gemini_batch_cost_usd("gemini-2.5-pro", 2_000_000, 1_000_000) == pytest.approx(
+        online / 2
+    )
+    assert facts.gemini_batch_cost_usd("gemini-2.5-flash-lite", 0, 0) == 0.0
+    assert facts.DEFAULT_GEMINI_TEACHER_MODEL in facts.GEMINI_TEACHER_MODELS
+
+
+def test_facts_teacher_prices_are_marked_unverified_and_refuse_what_they_do_not_know() -> None:
+    # Read off third-party restatements only: an estimate until Google's page is read.
+    assert facts.GEMINI_TEACHER_PRICES_VERIFIED is False
+    with pytest.raises(KeyError, match=r"gemini-2\.5-pro"):
+        facts.gemini_teacher_model("text-unicorn@001")
+    with pytest.raises(ValueError, match="at least 0"):
+        facts.gemini_batch_cost_usd("gemini-2.5-pro", -1, 0)
+    for model in facts.GEMINI_TEACHER_MODELS.values():
+        assert 0 < model.usd_per_million_input_tokens < model.usd_per_million_output_tokens

@@ -374,19 +374,23 @@ class _SlowTuning(TuningJobs):
         self.inner = inner
         self.delay = delay
 
-    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+    def create(
+        self, location: str, body: Mapping[str, Any], *, api_version: str = "v1"
+    ) -> TuningJobInfo:
         time.sleep(self.delay)
-        return self.inner.create(location, body)
+        return self.inner.create(location, body, api_version=api_version)
 
-    def get(self, name: str) -> TuningJobInfo:
-        return self.inner.get(name)
+    def get(self, name: str, *, api_version: str = "v1") -> TuningJobInfo:
+        return self.inner.get(name, api_version=api_version)
 
-    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+    def find_by_label(
+        self, location: str, key: str, value: str, *, api_version: str = "v1"
+    ) -> TuningJobInfo | None:
         time.sleep(self.delay)
-        return self.inner.find_by_label(location, key, value)
+        return self.inner.find_by_label(location, key, value, api_version=api_version)
 
-    def cancel(self, name: str) -> None:
-        self.inner.cancel(name)
+    def cancel(self, name: str, *, api_version: str = "v1") -> None:
+        self.inner.cancel(name, api_version=api_version)
 
     def generate(self, endpoint: str, prompt: str) -> str:
         return self.inner.generate(endpoint, prompt)

@@ -76,9 +76,9 @@ def _gemini_job(deps: Dependencies, job_id: str, correct: float, family: str = F
         WRONG,
     )
     spec = {
-        "model_display_name": family,
+        "tuned_model_display_name": family,
         "backend": "gemini",
-        "evaluation_data_uri": write_eval_set(deps, BUCKET),
+        "validation_dataset_uri": write_eval_set(deps, BUCKET),
     }
     record = new_record(
         job_id,
@@ -575,13 +575,16 @@ def test_rollback_from_a_pipeline_champion_to_a_gemini_one_is_by_record(
     new = _pipeline_job(deps, "job-2", 0.95)
     serving = str(promote("job-2", deps).endpoint)  # type: ignore[union-attr]
     endpoints = _endpoints(deps)
-    before = {name: endpoints.serving(name) for name in endpoints.endpoints}
+    assert endpoints.serving(serving) == {new: 100}
+    before = {name: endpoints.serving(name) for name in endpoints.endpoints if name != serving}
 
     family = rollback(FAMILY, deps, from_job="job-2")
     assert family["champion"]["job_id"] == "job-1" and family["champion"]["endpoint"] == gemini
     assert family["endpoint"] == serving  # the pipeline serving endpoint stays the family's
-    assert {name: endpoints.serving(name) for name in endpoints.endpoints} == before
-    assert endpoints.serving(serving) == {new: 100}
+    # ... empty: nothing is left billing there, and no other endpoint's traffic changed.
+    assert endpoints.get_endpoint(serving).deployed_models == ()
+    after = {name: endpoints.serving(name) for name in endpoints.endpoints if name != serving}
+    assert after == before
     assert _job(deps, "job-2")["state"] == "ROLLED_BACK"
     # The next pipeline job deploys on the serving endpoint, judged against the gemini champion.
     third = _pipeline_job(deps, "job-3", 1.0)

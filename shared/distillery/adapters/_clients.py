@@ -18,6 +18,7 @@ _SERVICES = {
     "model": ("model_service", "ModelServiceClient"),
     "prediction": ("prediction_service", "PredictionServiceClient"),
     "tuning": ("gen_ai_tuning_service", "GenAiTuningServiceClient"),
+    "job": ("job_service", "JobServiceClient"),
 }
 
 
@@ -38,8 +39,9 @@ class LocationClients(dict[str, Any]):
     A plain mapping of location → client besides, so a test can hand in its own client.
     """
 
-    def __init__(self, service: str, api_endpoint: str) -> None:
-        """Clients of ``service``, a key of the table above.
+    def __init__(self, service: str, api_endpoint: str, *, api_version: str = "v1") -> None:
+        """Clients of ``service``, a key of the table above, of API ``api_version`` (the
+        ``google.cloud.aiplatform_<version>`` package: ``v1``, or ``v1beta1``).
 
         Raises:
             KeyError: ``service`` is not one this module knows.
@@ -47,6 +49,7 @@ class LocationClients(dict[str, Any]):
         super().__init__()
         self._module_name, self._class_name = _SERVICES[service]
         self._api_endpoint = api_endpoint
+        self._api_version = api_version
         self._lock = threading.Lock()
 
     def client(self, location: str) -> Any:
@@ -54,7 +57,7 @@ class LocationClients(dict[str, Any]):
         with self._lock:
             if location not in self:
                 module = importlib.import_module(
-                    f"google.cloud.aiplatform_v1.services.{self._module_name}"
+                    f"google.cloud.aiplatform_{self._api_version}.services.{self._module_name}"
                 )
                 client_class = getattr(module, self._class_name)
                 self[location] = client_class(**client_kwargs(self._api_endpoint, location))

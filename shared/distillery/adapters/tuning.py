@@ -23,6 +23,12 @@ google-cloud-aiplatform 2.7.0):
 As in :mod:`distillery.adapters.vertex`, the clients are imported lazily, one per location, and
 the endpoint comes from configuration only (the local emulator's ``http://`` URL locally, with
 anonymous credentials).
+
+Two API versions: a supervised tuning job goes through ``aiplatform_v1``; a distillation job
+through ``aiplatform_v1beta1`` (its ``GenAiTuningServiceClient``, REST too), because
+``distillationSpec`` exists in the v1beta1 ``TuningJob`` only (checked in 2.7.0's types). Such a
+job is also read, listed and cancelled through v1beta1, so what is read back is the message it
+was created as; the caller passes the version its job record holds.
 """
 
 from __future__ import annotations
@@ -39,11 +45,33 @@ from distillery.core.ports import TuningJobInfo, TuningJobs, location_of
 #: The temperature of every ``generateContent`` request: greedy decoding.
 GREEDY_TEMPERATURE = 0.0
 
+#: The API versions a tuning job may be created through (the ``aiplatform_<version>`` packages).
+API_VERSIONS: tuple[str, ...] = ("v1", "v1beta1")
 
-def _info(job: Any) -> TuningJobInfo:
-    from google.cloud.aiplatform_v1 import TuningJob
 
-    resource = json.loads(TuningJob.to_json(job, use_integers_for_enums=False))
+def _types(api_version: str) -> Any:
+    """The ``google.cloud.aiplatform_<api_version>`` package (its TuningJob, list request).
+
+    Raises:
+        ConfigurationError: ``api_version`` is not one of :data:`API_VERSIONS`.
+    """
+    if api_version == "v1":
+        import google.cloud.aiplatform_v1 as v1
+
+        return v1
+    if api_version == "v1beta1":
+        import google.cloud.aiplatform_v1beta1 as v1beta1
+
+        return v1beta1
+    raise ConfigurationError(
+        f"tuning jobs have no API version {api_version!r}; expected one of "
+        f"{', '.join(API_VERSIONS)}"
+    )
+
+
+def _info(job: Any, api_version: str = "v1") -> TuningJobInfo:
+    tuning_job = _types(api_version).TuningJob
+    resource = json.loads(tuning_job.to_json(job, use_integers_for_enums=False))
     return TuningJobInfo(
         name=job.name,
         state=job.state.name,
@@ -65,41 +93,52 @@ class VertexTuningJobsAdapter(TuningJobs):
         if not project:
             raise ConfigurationError("Vertex AI tuning jobs need GOOGLE_CLOUD_PROJECT")
         self._project = project
-        self._tuning_clients = LocationClients("tuning", api_endpoint)
+        self._tuning_clients = {
+            version: LocationClients("tuning", api_endpoint, api_version=version)
+            for version in API_VERSIONS
+        }
         self._prediction_clients = LocationClients("prediction", api_endpoint)
 
-    def _tuning(self, location: str) -> Any:
-        return self._tuning_clients.client(location)
+    def _tuning(self, location: str, api_version: str = "v1") -> Any:
+        _types(api_version)  # An unknown version is refused before a client is looked up.
+        return self._tuning_clients[api_version].client(location)
 
     def _prediction(self, location: str) -> Any:
         return self._prediction_clients.client(location)
 
-    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
-        from google.cloud.aiplatform_v1 import TuningJob
-
+    def create(
+        self, location: str, body: Mapping[str, Any], *, api_version: str = "v1"
+    ) -> TuningJobInfo:
+        tuning_job = _types(api_version).TuningJob
         parent = f"projects/{self._project}/locations/{location}"
         try:
-            job = TuningJob.from_json(json.dumps(body))
+            # from_json refuses a field the version's message lacks (distillationSpec in v1).
+            job = tuning_job.from_json(json.dumps(body))
         except Exception as exc:
-            raise RequestRejectedError(f"the tuning job body does not parse: {exc}") from exc
+            raise RequestRejectedError(
+                f"the tuning job body does not parse as a {api_version} TuningJob: {exc}"
+            ) from exc
         with translate_google_errors(f"creating a tuning job in {parent}"):
-            created = self._tuning(location).create_tuning_job(parent=parent, tuning_job=job)
-        return _info(created)
+            created = self._tuning(location, api_version).create_tuning_job(
+                parent=parent, tuning_job=job
+            )
+        return _info(created, api_version)
 
-    def get(self, name: str) -> TuningJobInfo:
+    def get(self, name: str, *, api_version: str = "v1") -> TuningJobInfo:
         with translate_google_errors(f"reading tuning job {name}"):
-            job = self._tuning(location_of(name)).get_tuning_job(name=name)
-        return _info(job)
+            job = self._tuning(location_of(name), api_version).get_tuning_job(name=name)
+        return _info(job, api_version)
 
-    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
-        from google.cloud.aiplatform_v1 import ListTuningJobsRequest
-
+    def find_by_label(
+        self, location: str, key: str, value: str, *, api_version: str = "v1"
+    ) -> TuningJobInfo | None:
+        list_request = _types(api_version).ListTuningJobsRequest
         parent = f"projects/{self._project}/locations/{location}"
-        request = ListTuningJobsRequest(parent=parent, filter=f"labels.{key}={_quote(value)}")
+        request = list_request(parent=parent, filter=f"labels.{key}={_quote(value)}")
         with translate_google_errors(f"listing the tuning jobs of {parent} labelled {key}"):
             found = [
                 job
-                for job in self._tuning(location).list_tuning_jobs(request=request)
+                for job in self._tuning(location, api_version).list_tuning_jobs(request=request)
                 if job.labels.get(key) == value  # Never trust a filter to be exact.
             ]
         if not found:
@@ -107,11 +146,11 @@ class VertexTuningJobsAdapter(TuningJobs):
         newest = max(
             found, key=lambda j: (j.create_time.timestamp() if j.create_time else 0, j.name)
         )
-        return _info(newest)
+        return _info(newest, api_version)
 
-    def cancel(self, name: str) -> None:
+    def cancel(self, name: str, *, api_version: str = "v1") -> None:
         with translate_google_errors(f"cancelling tuning job {name}"):
-            self._tuning(location_of(name)).cancel_tuning_job(name=name)
+            self._tuning(location_of(name), api_version).cancel_tuning_job(name=name)
 
     def generate(self, endpoint: str, prompt: str) -> str:
         """The tuned model's answer to one user turn, decoded greedily.

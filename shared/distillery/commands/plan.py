@@ -47,6 +47,7 @@ from distillery import policy
 from distillery.commands.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from distillery.core.models import LaunchRequest
 from distillery.core.settings import BACKENDS, Settings
+from distillery.facts import DEFAULT_GEMINI_TUNING_MODE, GEMINI_TUNING_MODES
 
 DEFAULT_REQUEST_ID = "cli-plan"
 #: What the plan uses for a setting it was not given (valid names, so every check still runs).
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         settings, assumed = _settings(args)
         assignments = _assignments(args.assignments)
         backend = _backend(args, settings, assignments)
-        dataset = _dataset(args, settings, backend)
+        mode = _tuning_mode(args, settings, assignments)
+        dataset = _dataset(args, settings, backend, mode)
         evaluation = _eval_dataset(args, settings, dataset, backend)
         overrides = _sidecar_overrides(dataset, has_eval=evaluation is not None)
         overrides.update(assignments)
@@ -236,7 +238,24 @@ def _backend(args: argparse.Namespace, settings: Settings, assignments: dict[str
     """The backend the dataset is validated for: ``--set backend``, else the sidecar's
     ``backend``, else ``DISTILLERY_BACKEND``. A value that names no backend is left to the
     policy, which refuses it in the override schema's words."""
-    chosen = assignments.get("backend")
+    chosen = _chosen(args, assignments, "backend")
+    if isinstance(chosen, str) and chosen.strip().lower() in BACKENDS:
+        return chosen.strip().lower()
+    return settings.backend
+
+
+def _tuning_mode(args: argparse.Namespace, settings: Settings, assignments: dict[str, Any]) -> str:
+    """The gemini tuning mode the dataset is validated for (``distillation``: prompts only), as
+    the backend is chosen: ``--set tuning_mode``, the sidecar's, ``DISTILLERY_TUNING_MODE``."""
+    chosen = _chosen(args, assignments, "tuning_mode")
+    if isinstance(chosen, str) and chosen.strip().lower() in GEMINI_TUNING_MODES:
+        return chosen.strip().lower()
+    return settings.tuning_mode
+
+
+def _chosen(args: argparse.Namespace, assignments: dict[str, Any], key: str) -> Any:
+    """``--set key``, else the local dataset's sidecar's ``key`` (None: neither gives it)."""
+    chosen = assignments.get(key)
     if chosen is None and not args.dataset.startswith("gs://"):
         path = Path(args.dataset)
         sidecar = path.with_name(f"{_stem(path)}.config.json")
@@ -246,10 +265,8 @@ def _backend(args: argparse.Namespace, settings: Settings, assignments: dict[str
             except (ValueError, UnicodeDecodeError):
                 config = None  # The sidecar's validation reports it.
             if isinstance(config, dict):
-                chosen = config.get("backend")
-    if isinstance(chosen, str) and chosen.strip().lower() in BACKENDS:
-        return chosen.strip().lower()
-    return settings.backend
+                chosen = config.get(key)
+    return chosen
 
 
 def _settings(args: argparse.Namespace) -> tuple[Settings, dict[str, Assumed]]:
@@ -317,7 +334,9 @@ def gcloud_project(timeout: float | None = None) -> str | None:
     return value
 
 
-def _dataset(args: argparse.Namespace, settings: Settings, backend: str) -> _Dataset:
+def _dataset(
+    args: argparse.Namespace, settings: Settings, backend: str, tuning_mode: str
+) -> _Dataset:
     source: str = args.dataset
     if source.startswith("gs://"):
         if args.examples is None:
@@ -330,7 +349,9 @@ def _dataset(args: argparse.Namespace, settings: Settings, backend: str) -> _Dat
     path = Path(source)
     if not path.is_file():
         raise _UsageProblem(f"no such file: {source}")
-    examples, sha256, tokens = _validate_local(path, settings, eval_set=False, backend=backend)
+    examples, sha256, tokens = _validate_local(
+        path, settings, eval_set=False, backend=backend, tuning_mode=tuning_mode
+    )
     stem = _stem(path)
     uri = f"gs://{settings.bucket}/{settings.validated_prefix}{sha256}/{stem}.jsonl"
     sidecar = path.with_name(f"{stem}.config.json")
@@ -369,7 +390,12 @@ def _eval_dataset(
 
 
 def _validate_local(
-    path: Path, settings: Settings, *, eval_set: bool, backend: str
+    path: Path,
+    settings: Settings,
+    *,
+    eval_set: bool,
+    backend: str,
+    tuning_mode: str = DEFAULT_GEMINI_TUNING_MODE,
 ) -> tuple[int, str, int | None]:
     """Validate a local JSONL file like an upload for ``backend``; returns (examples, sha256,
     tokens). For gemini the sha256 is the converted copy's and the tokens are counted (the
@@ -385,6 +411,7 @@ def _validate_local(
                 kind=kind,
                 source=str(path),
                 max_findings_per_rule=settings.max_findings_per_rule,
+                tuning_mode=tuning_mode,
             )
             report = copy.drain().report
             if not report.valid:
@@ -468,7 +495,8 @@ def _human_output(plan: policy.Plan, job_id: str, inputs: list[str]) -> str:
         "tuningJobs" if plan.backend == "gemini" else f"pipelineJobs?pipelineJobId={job_id}"
     )
     endpoint = (
-        f"POST https://{region}-aiplatform.googleapis.com/v1/projects/{plan.spec.project}"
+        f"POST https://{region}-aiplatform.googleapis.com/{plan.api_version}/projects/"
+        f"{plan.spec.project}"
         f"/locations/{region}/{collection}"
     )
     lines += ["", f"Request ({endpoint}):", json.dumps(plan.request_body, indent=2)]

@@ -148,6 +148,7 @@ def status_event(
         at=at,
         dataset_uri=(record.get("request") or {}).get("dataset_uri"),
         pipeline_job=record.get("pipeline_job"),
+        tuning_job=record.get("tuning_job"),
         model=record.get("model"),
         endpoint=record.get("endpoint"),
         metrics=record.get("metrics"),

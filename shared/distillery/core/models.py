@@ -196,6 +196,8 @@ class StatusEvent(_Tolerant):
     at: datetime
     dataset_uri: str | None = None
     pipeline_job: str | None = None
+    #: A gemini job's tuning job (``projects/P/locations/L/tuningJobs/ID``), once created.
+    tuning_job: str | None = None
     model: str | None = None
     endpoint: str | None = None
     metrics: dict[str, float] | None = None

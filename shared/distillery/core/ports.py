@@ -574,12 +574,18 @@ class TuningJobs(ABC):
     ``tuningJobs.create`` takes no client-chosen id, so it is not idempotent: a caller that must
     create at most one job per request labels the body and looks for the label first
     (:meth:`find_by_label`), and must expect a create that raised to have happened anyway.
+
+    ``api_version`` is the Vertex AI API a job is created, read, listed and cancelled through:
+    ``v1`` (supervised tuning), or ``v1beta1`` (the distillation mode's ``distillationSpec``,
+    which v1 lacks); a job's record says which.
     """
 
     @abstractmethod
-    def create(self, location: str, body: Mapping[str, Any]) -> TuningJobInfo:
+    def create(
+        self, location: str, body: Mapping[str, Any], *, api_version: str = "v1"
+    ) -> TuningJobInfo:
         """Create a tuning job in ``location`` from a ``tuningJobs.create`` ``body`` (a REST
-        ``TuningJob``).
+        ``TuningJob`` of ``api_version``).
 
         Raises:
             RequestRejectedError: the service refused the request (permanent), or the body does
@@ -589,7 +595,7 @@ class TuningJobs(ABC):
         """
 
     @abstractmethod
-    def get(self, name: str) -> TuningJobInfo:
+    def get(self, name: str, *, api_version: str = "v1") -> TuningJobInfo:
         """The tuning job with resource name ``name``.
 
         Raises:
@@ -598,7 +604,9 @@ class TuningJobs(ABC):
         """
 
     @abstractmethod
-    def find_by_label(self, location: str, key: str, value: str) -> TuningJobInfo | None:
+    def find_by_label(
+        self, location: str, key: str, value: str, *, api_version: str = "v1"
+    ) -> TuningJobInfo | None:
         """The newest tuning job of ``location`` labelled ``key=value``, or None.
 
         Raises:
@@ -607,7 +615,7 @@ class TuningJobs(ABC):
         """
 
     @abstractmethod
-    def cancel(self, name: str) -> None:
+    def cancel(self, name: str, *, api_version: str = "v1") -> None:
         """Ask tuning job ``name`` to stop (it goes CANCELLING, then CANCELLED).
 
         Raises:
@@ -624,5 +632,87 @@ class TuningJobs(ABC):
         Raises:
             ObjectNotFoundError: no such endpoint.
             RequestRejectedError: nothing deployed there receives traffic, or the request is bad.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+
+@dataclass(frozen=True)
+class BatchPredictionJobInfo:
+    """What the product reads of a Vertex AI batch prediction job (a Gemini teacher's labels).
+
+    ``state`` is the ``JOB_STATE_*`` name; ``error`` the message of its ``google.rpc.Status``
+    (FAILED or CANCELLED jobs); ``output_directory`` (``outputInfo.gcsOutputDirectory``, where
+    ``predictions.jsonl`` is written) is set once the job wrote output; the counts are
+    ``completionStats`` (None until the service reports them); ``resource`` is the REST
+    ``BatchPredictionJob``.
+    """
+
+    name: str
+    state: str
+    error: str | None = None
+    output_directory: str | None = None
+    successful_count: int | None = None
+    failed_count: int | None = None
+    incomplete_count: int | None = None
+    resource: Mapping[str, Any] | None = None
+
+    @property
+    def job_id(self) -> str:
+        """The last segment of the resource name (an id the service chose)."""
+        return self.name.rsplit("/", 1)[-1]
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The job's labels (empty when the resource is unknown)."""
+        labels = (self.resource or {}).get("labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+
+
+class BatchPredictions(ABC):
+    """Vertex AI ``batchPredictionJobs``: a model answers every request line of a JSONL file.
+
+    As ``tuningJobs.create``, ``batchPredictionJobs.create`` takes no client-chosen id: a caller
+    that must create at most one job per request labels the body, looks for the label first
+    (:meth:`find_by_label`), and must expect a create that raised to have happened anyway.
+    """
+
+    @abstractmethod
+    def create(self, location: str, body: Mapping[str, Any]) -> BatchPredictionJobInfo:
+        """Create a batch prediction job in ``location`` from a ``batchPredictionJobs.create``
+        ``body`` (a REST ``BatchPredictionJob``).
+
+        Raises:
+            RequestRejectedError: the service refused the request (permanent), or the body does
+                not parse as a BatchPredictionJob.
+            ObjectNotFoundError: the model does not exist.
+            QuotaExceededError: out of quota for now (transient).
+            ServiceUnavailableError: the service did not answer (transient; the job may exist).
+        """
+
+    @abstractmethod
+    def get(self, name: str) -> BatchPredictionJobInfo:
+        """The batch prediction job with resource name ``name``.
+
+        Raises:
+            ObjectNotFoundError: no such job.
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def find_by_label(self, location: str, key: str, value: str) -> BatchPredictionJobInfo | None:
+        """The newest batch prediction job of ``location`` labelled ``key=value``, or None.
+
+        Raises:
+            RequestRejectedError: ``key`` or ``value`` cannot be a label (the filter is refused).
+            ServiceUnavailableError: the service did not answer (transient).
+        """
+
+    @abstractmethod
+    def cancel(self, name: str) -> None:
+        """Ask batch prediction job ``name`` to stop (it goes CANCELLING, then CANCELLED).
+
+        Raises:
+            ObjectNotFoundError: no such job.
+            RequestRejectedError: the job already ended.
             ServiceUnavailableError: the service did not answer (transient).
         """

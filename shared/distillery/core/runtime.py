@@ -27,6 +27,7 @@ from distillery.core.errors import DistilleryError, PermanentError
 from distillery.core.events import CloudEventLike, event_identity
 from distillery.core.logs import log_context, setup_logging
 from distillery.core.ports import (
+    BatchPredictions,
     ModelEndpoints,
     ObjectStore,
     Publisher,
@@ -54,6 +55,8 @@ class Dependencies:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     #: Vertex AI tuning jobs (the gemini backend).
     tuning: TuningJobs | None = None
+    #: Vertex AI batch prediction jobs (the Gemini teacher that labels a dataset).
+    batch: BatchPredictions | None = None
 
     def require_vertex(self) -> VertexPipelines:
         """The Vertex AI port (only the functions that talk to Vertex AI are given one).

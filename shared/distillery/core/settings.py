@@ -16,9 +16,13 @@ from distillery.core.errors import ConfigurationError
 from distillery.facts import (
     ACCELERATOR_TYPES,
     DEFAULT_ACCELERATOR,
+    DEFAULT_GEMINI_DISTILLATION_TEACHER,
+    DEFAULT_GEMINI_TUNING_MODE,
     DEFAULT_LONG_CONTEXT_STUDENTS,
     DEFAULT_STUDENT_MODEL,
     DEFAULT_TEACHER_MODEL,
+    GEMINI_DISTILLATION_TEACHERS,
+    GEMINI_TUNING_MODES,
     GEMINI_TUNING_REGIONS,
     SUPPORTED_REGIONS,
     TEMPLATE_URI,
@@ -154,6 +158,14 @@ class Settings:
     daily_accelerator_hours: float = _env("DISTILLERY_DAILY_ACCELERATOR_HOURS", default=0.0)
     #: Daily budget of the gemini backend in estimated tuning cost, USD (0: none).
     daily_tuning_usd: float = _env("DISTILLERY_DAILY_TUNING_USD", default=0.0)
+    #: The gemini backend's tuning mode unless a ``tuning_mode`` override names the other
+    #: (GEMINI_TUNING_MODES): ``supervised``, or ``distillation`` (v1beta1, allowlisted projects).
+    tuning_mode: str = _env("DISTILLERY_TUNING_MODE", default=DEFAULT_GEMINI_TUNING_MODE)
+    #: The teacher of the distillation mode unless a ``teacher_model`` override names another
+    #: (GEMINI_DISTILLATION_TEACHERS).
+    gemini_teacher_model: str = _env(
+        "DISTILLERY_GEMINI_TEACHER_MODEL", default=DEFAULT_GEMINI_DISTILLATION_TEACHER
+    )
 
     # --- Promotion (read by distillery.services.promoter; SPEC "After the job") -------------------
     #: Minimum ``eval_fraction_of_correct_next_step_preds`` (eval token accuracy, 0 to 1).
@@ -246,6 +258,16 @@ class Settings:
         if self.backend not in BACKENDS:
             raise ConfigurationError(
                 f"DISTILLERY_BACKEND must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+            )
+        if self.tuning_mode not in GEMINI_TUNING_MODES:
+            raise ConfigurationError(
+                f"DISTILLERY_TUNING_MODE must be one of {', '.join(GEMINI_TUNING_MODES)}, "
+                f"got {self.tuning_mode!r}"
+            )
+        if self.gemini_teacher_model not in GEMINI_DISTILLATION_TEACHERS:
+            raise ConfigurationError(
+                "DISTILLERY_GEMINI_TEACHER_MODEL must be a teacher of the distillation mode: "
+                f"{', '.join(GEMINI_DISTILLATION_TEACHERS)}, got {self.gemini_teacher_model!r}"
             )
         if self.region not in self.known_regions:
             raise ConfigurationError(

@@ -46,7 +46,7 @@ from distillery.facts import (
     AcceleratorProfile,
 )
 from distillery.facts import EVAL_ONLY_PARAMETERS as EVAL_PARAMETERS
-from distillery.overrides import OVERRIDABLE_PARAMETERS
+from distillery.overrides import GEMINI_ONLY_KEYS, OVERRIDABLE_PARAMETERS, PIPELINE_ONLY_KEYS
 from distillery.policy._body import build_request_body
 from distillery.policy._budget import (
     EVALUATION_PASS_SECONDS,
@@ -56,8 +56,6 @@ from distillery.policy._budget import (
 from distillery.policy._gemini import (
     DEFAULT_EPOCH_COUNT,
     ESTIMATED_TOKENS_PER_EXAMPLE,
-    GEMINI_ONLY_KEYS,
-    PIPELINE_ONLY_KEYS,
     build_tuning_body,
 )
 from distillery.policy._model import GeminiJobSpec, JobSpec, Plan, PolicyUsage

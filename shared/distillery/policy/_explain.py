@@ -379,14 +379,6 @@ def backend(name: str, *, overridden: bool) -> str:
     return f"backend {name}: {source} ({what})"
 
 
-def not_for_backend(key: str, backend: str, other: str) -> str:
-    """Refusal: override ``key`` is a parameter of backend ``other`` only."""
-    return (
-        f"override {key} applies to the {other} backend only; this job runs on the {backend} "
-        "backend (set backend or remove the key)"
-    )
-
-
 # --- The gemini backend --------------------------------------------------------------------------
 
 
@@ -502,3 +494,67 @@ def over_tuning_budget(spent: float, usd: float, budget: float) -> str:
         f"the daily tuning budget would be exceeded: ${spent:,.2f} estimated today + "
         f"${usd:,.2f} for this job > {Settings.env_name('daily_tuning_usd')}={budget:g}"
     )
+
+
+# --- The gemini backend's distillation mode ------------------------------------------------------
+
+
+def tuning_mode(mode: str, api_version: str, *, overridden: bool) -> str:
+    """Why the job runs in ``mode``, through which API version."""
+    source = "the tuning_mode override" if overridden else Settings.env_name("tuning_mode")
+    if mode == "distillation":
+        return (
+            f"tuning mode distillation: {source}; a {api_version} distillationSpec, early access "
+            "for allowlisted projects only (a project without access is refused by Vertex AI)"
+        )
+    return f"tuning mode supervised: {source}; a {api_version} supervisedTuningSpec"
+
+
+def distillation_region(region: str, required: str) -> str:
+    """Refusal: distillation runs in one region only."""
+    return (
+        f"the tuning region {region} cannot run the distillation mode: distillationSpec is "
+        f"available in {required} only"
+    )
+
+
+def distillation_student(model: str, students: tuple[str, ...]) -> str:
+    """Refusal: ``model`` is not a student of the distillation mode."""
+    return (
+        f"the base model {model} cannot be a distillation student (early access lists "
+        f"{', '.join(students)}); set base_model or tuning_mode=supervised"
+    )
+
+
+def teacher_model(model: str, *, overridden: bool) -> str:
+    """Why ``model`` teaches."""
+    source = (
+        "the teacher_model override" if overridden else Settings.env_name("gemini_teacher_model")
+    )
+    return (
+        f"teacher {model}: {source}; it writes the responses (and reasoning) to the dataset's "
+        "prompts, which the student is tuned on"
+    )
+
+
+def teacher_without_distillation() -> str:
+    """Refusal: a teacher was named for a supervised job."""
+    return (
+        "override teacher_model applies to the distillation mode only; this job runs in the "
+        "supervised mode (set tuning_mode=distillation or remove the key)"
+    )
+
+
+def distillation_prompts(uri: str) -> str:
+    """What the training file of a distillation job holds."""
+    return (
+        f"prompt dataset {uri}: the validated copy holds the user turns only (the teacher "
+        "writes the responses); sent as distillationSpec.trainingDatasetUri, the installed "
+        "v1beta1 client's field for it"
+    )
+
+
+DISTILLATION_COST_CAVEAT = (
+    "note: the distillation mode's cost adds the teacher's inference, which this estimate "
+    "leaves out (no distillation price is documented)"
+)

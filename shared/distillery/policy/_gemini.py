@@ -4,7 +4,13 @@ The rules are SPEC "The successor on Google Cloud today" and the Gemini facts of
 :mod:`distillery.facts` (tunable base models and their limits, tuning regions, CMEK in the
 tuning region, adapter sizes, prices), with the organisation's constraints of
 :class:`~distillery.core.settings.Settings` as the pipeline backend applies them (allowed regions,
-data residency, required CMEK, concurrency) and a daily budget in estimated USD. Pure: no I/O.
+data residency, required CMEK, concurrency) and a daily budget in estimated USD.
+
+Two tuning modes (``tuning_mode``, else ``DISTILLERY_TUNING_MODE``): ``supervised`` sends a v1
+``supervisedTuningSpec``; ``distillation`` sends a v1beta1 ``distillationSpec`` (early access for
+allowlisted projects, :data:`~distillery.facts.GEMINI_DISTILLATION_REGION` only), in which a
+teacher (``teacher_model``, else ``DISTILLERY_GEMINI_TEACHER_MODEL``) writes the responses to a
+prompts-only dataset and the student, ``baseModel``, is tuned on them. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +22,9 @@ from distillery.core.settings import DATA_RESIDENCY_AREAS, Settings
 from distillery.facts import (
     DEFAULT_GEMINI_BASE_MODEL,
     GEMINI_DEFAULT_LEARNING_RATE_MULTIPLIER,
+    GEMINI_DISTILLATION_REGION,
+    GEMINI_DISTILLATION_STUDENTS,
+    GEMINI_TUNING_API_VERSIONS,
     GEMINI_TUNING_PRICES_VERIFIED,
     GEMINI_TUNING_REGIONS,
     KMS_KEY_PATTERN,
@@ -27,22 +36,6 @@ from distillery.policy import _explain as explain
 from distillery.policy._model import GeminiJobSpec, Plan, PolicyUsage
 from distillery.policy._names import JOB_LABEL_KEY, default_model_display_name, job_label
 from distillery.policy._overrides import ReadOverrides
-
-#: The overrides only the pipeline backend reads (a gemini job refuses them rather than ignore
-#: what was asked).
-PIPELINE_ONLY_KEYS: tuple[str, ...] = (
-    "train_steps",
-    "evaluation_interval",
-    "enable_early_stopping",
-    "enable_checkpoint_selection",
-    "accelerator_type",
-    "location",
-    "teacher_model_reference",
-    "student_model_reference",
-    "tensorboard_resource_id",
-)
-#: The overrides only the gemini backend reads.
-GEMINI_ONLY_KEYS: tuple[str, ...] = ("base_model", "epoch_count", "adapter_size")
 
 #: The epochs a job is planned and sent with when ``epoch_count`` is not given. Not a documented
 #: fact (unset, Vertex AI picks the epochs from the dataset): Distillery sends its own so the
@@ -127,25 +120,37 @@ def resolve_gemini(
         ValueError: ``job_id`` is not a job id.
     """
     overrides = read.values
+    # A pipeline-only key is refused by the override schema (read with this backend).
     refusals = list(read.refusals)
-    refusals.extend(
-        explain.not_for_backend(key, "gemini", "pipeline")
-        for key in PIPELINE_ONLY_KEYS
-        if key in read.given
-    )
     region = settings.region
     refusals.extend(gemini_region_refusals(region, settings))
     reasons = [backend_reason, explain.tuning_region(region)]
+
+    mode = overrides.tuning_mode or settings.tuning_mode
+    api_version = GEMINI_TUNING_API_VERSIONS[mode]
+    reasons.append(explain.tuning_mode(mode, api_version, overridden="tuning_mode" in read.given))
+    teacher: str | None = None
+    if mode == "distillation":
+        if region != GEMINI_DISTILLATION_REGION:
+            refusals.append(explain.distillation_region(region, GEMINI_DISTILLATION_REGION))
+        teacher = overrides.teacher_model or settings.gemini_teacher_model
+        reasons.append(explain.teacher_model(teacher, overridden="teacher_model" in read.given))
+    elif "teacher_model" in read.given:
+        refusals.append(explain.teacher_without_distillation())
 
     model_id = overrides.base_model or DEFAULT_GEMINI_BASE_MODEL
     model = gemini_tuning_model(model_id)
     reasons.append(
         explain.base_model(model.model_id, model.name, overridden="base_model" in read.given)
     )
+    if mode == "distillation" and model.model_id not in GEMINI_DISTILLATION_STUDENTS:
+        refusals.append(explain.distillation_student(model.model_id, GEMINI_DISTILLATION_STUDENTS))
 
     dataset_uri = request.dataset_uri or ""
     if not dataset_uri:
         refusals.append(explain.NO_DATASET)
+    elif mode == "distillation":
+        reasons.append(explain.distillation_prompts(dataset_uri))
     if dataset_examples < 1:
         refusals.append(explain.dataset_too_small(dataset_examples))
     elif dataset_examples > model.max_training_examples:
@@ -231,6 +236,8 @@ def resolve_gemini(
             verified=GEMINI_TUNING_PRICES_VERIFIED,
         )
     )
+    if mode == "distillation":
+        reasons.append(explain.DISTILLATION_COST_CAVEAT)
     budget = settings.daily_tuning_usd
     if budget and usage.tuning_usd_today + usd > budget:
         refusals.append(explain.over_tuning_budget(usage.tuning_usd_today, usd, budget))
@@ -255,25 +262,43 @@ def resolve_gemini(
         tuned_model_display_name=display,
         job_label=label,
         estimated_cost_usd=usd,
+        tuning_mode=mode,
+        teacher_model=teacher,
+        api_version=api_version,
     )
     return Plan(spec=spec, reasons=reasons, refusals=refusals, request_body=build_tuning_body(spec))
 
 
 def build_tuning_body(spec: GeminiJobSpec) -> dict[str, Any]:
-    """The ``tuningJobs.create`` body (a REST ``TuningJob``) of ``spec``: only what applies."""
+    """The ``tuningJobs.create`` body (a REST ``TuningJob``) of ``spec``: only what applies.
+
+    Supervised: a v1 ``supervisedTuningSpec``. Distillation: a v1beta1 ``distillationSpec``
+    with ``baseTeacherModel``, the student in ``baseModel``. Its fields are those of
+    google-cloud-aiplatform 2.7.0's ``aiplatform_v1beta1.types.DistillationSpec``: the prompt
+    file goes in ``trainingDatasetUri``, since that message has no ``promptDatasetUri`` (newer
+    references add it and deprecate ``trainingDatasetUri``; the installed client's
+    ``TuningJob.from_json`` refuses a field the message lacks). ``studentModel`` and
+    ``pipelineRootDirectory`` are not sent: the newer references deprecate both (the student is
+    ``baseModel``). ``DistillationHyperParameters`` has the same three fields as the supervised
+    ones, ``adapterSize`` being the same ``SupervisedHyperParameters.AdapterSize`` enum.
+    """
     hyper: dict[str, Any] = {
         "epochCount": spec.epoch_count,
         "learningRateMultiplier": spec.learning_rate_multiplier,
     }
     if spec.adapter_size is not None:
         hyper["adapterSize"] = spec.adapter_size
-    tuning: dict[str, Any] = {"trainingDatasetUri": spec.dataset_uri}
+    tuning: dict[str, Any] = {}
+    if spec.tuning_mode == "distillation":
+        tuning["baseTeacherModel"] = spec.teacher_model
+    tuning["trainingDatasetUri"] = spec.dataset_uri
     if spec.validation_dataset_uri is not None:
         tuning["validationDatasetUri"] = spec.validation_dataset_uri
     tuning["hyperParameters"] = hyper
+    spec_key = "distillationSpec" if spec.tuning_mode == "distillation" else "supervisedTuningSpec"
     body: dict[str, Any] = {
         "baseModel": spec.base_model,
-        "supervisedTuningSpec": tuning,
+        spec_key: tuning,
         "tunedModelDisplayName": spec.tuned_model_display_name,
         "labels": {JOB_LABEL_KEY: spec.job_label},
     }

@@ -84,6 +84,13 @@ class GeminiJobSpec:
     estimated_cost_usd: float
     #: Always "gemini" (so a recorded spec says its backend).
     backend: str = "gemini"
+    #: ``supervised`` (v1 ``supervisedTuningSpec``) or ``distillation`` (v1beta1
+    #: ``distillationSpec``: the teacher writes the responses to the dataset's prompts).
+    tuning_mode: str = "supervised"
+    #: The distillation mode's ``baseTeacherModel`` (None in supervised mode).
+    teacher_model: str | None = None
+    #: The Vertex AI API version the job is created, read, listed and cancelled through.
+    api_version: str = "v1"
 
 
 @dataclass(frozen=True)
@@ -115,6 +122,11 @@ class Plan:
         if isinstance(self.spec, GeminiJobSpec):
             return self.spec.tuning_region
         return self.spec.pipeline_region
+
+    @property
+    def api_version(self) -> str:
+        """The Vertex AI API version the job is created through (v1beta1: distillation)."""
+        return self.spec.api_version if isinstance(self.spec, GeminiJobSpec) else "v1"
 
     @property
     def estimated_accelerator_hours(self) -> float:

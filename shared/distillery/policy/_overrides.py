@@ -38,6 +38,9 @@ class RequestedOverrides:
     base_model: str | None = None
     epoch_count: int | None = None
     adapter_size: str | None = None
+    #: ``supervised`` or ``distillation``; the distillation mode's GEMINI_DISTILLATION_TEACHERS id.
+    tuning_mode: str | None = None
+    teacher_model: str | None = None
 
 
 @dataclass(frozen=True)

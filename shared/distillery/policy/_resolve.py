@@ -28,7 +28,7 @@ from distillery.facts import (
 from distillery.policy import _explain as explain
 from distillery.policy._body import build_request_body
 from distillery.policy._budget import estimate_accelerator_hours
-from distillery.policy._gemini import GEMINI_ONLY_KEYS, resolve_gemini
+from distillery.policy._gemini import resolve_gemini
 from distillery.policy._model import JobSpec, Plan, PolicyUsage
 from distillery.policy._names import default_model_display_name, output_directory
 from distillery.policy._overrides import ReadOverrides, RequestedOverrides, read_overrides
@@ -132,11 +132,7 @@ def resolve(
             backend_reason=backend_reason,
         )
     common = _resolve_common(request, settings, read, dataset_examples, eval_examples, usage)
-    common.refusals.extend(
-        explain.not_for_backend(key, "pipeline", "gemini")
-        for key in GEMINI_ONLY_KEYS
-        if key in read.given
-    )
+    # A gemini-only key is refused by the override schema (read with the backend above).
     if "backend" in read.given:
         common.region_reasons.insert(0, backend_reason)
 

@@ -43,6 +43,7 @@ from distillery.core.events import CloudEventLike, parse_storage_event
 from distillery.core.models import LaunchRequest, StorageObject
 from distillery.core.ports import ObjectInfo
 from distillery.core.runtime import Dependencies
+from distillery.facts import DEFAULT_GEMINI_TUNING_MODE
 from distillery.validation import (
     BACKENDS,
     DatasetKind,
@@ -117,6 +118,8 @@ class _Validated:
     eval_sha256: str | None = None
     config_info: ObjectInfo | None = None
     backend: str = DEFAULT_BACKEND
+    #: The gemini job's tuning mode: ``distillation`` makes the training copy prompts only.
+    tuning_mode: str = DEFAULT_GEMINI_TUNING_MODE
     #: The converted copies (``gemini`` only; a pipeline copy is the upload itself).
     copy: _Copy | None = None
     eval_copy: _Copy | None = None
@@ -179,6 +182,8 @@ def handle_object(obj: StorageObject, deps: Dependencies, *, event_id: str = "")
     }
     if kind is DatasetKind.TRAINING:
         record["backend"] = validated.backend
+        if validated.backend == "gemini":
+            record["tuning_mode"] = validated.tuning_mode
         if validated.dataset_tokens is not None:
             record["dataset_tokens"] = validated.dataset_tokens
     if kind is DatasetKind.TRAINING and validated.valid:
@@ -246,6 +251,8 @@ def _validate(kind: DatasetKind, stem: str, source: ObjectInfo, deps: Dependenci
     overrides: dict[str, Any] = config.overrides if config is not None else {}
     result = _Validated(reports=[])
     result.backend, base_model = _backend_of(overrides, deps, result.blocking)
+    # The sidecar's tuning_mode wins over the setting, as in the plan the launch resolves.
+    result.tuning_mode = str(overrides.get("tuning_mode") or deps.settings.tuning_mode)
 
     main, result.copy = _validate_copy(source, kind, result, base_model, deps)
     result.reports.append(main.report)
@@ -284,8 +291,7 @@ def _backend_of(
     The sidecar's ``backend`` wins over the setting. A name that is no backend is a blocking
     problem (the dataset is then validated as the default backend would validate it).
     """
-    # The setting is read defensively: ``Settings.backend`` (DISTILLERY_BACKEND) is new.
-    chosen = overrides.get("backend") or getattr(deps.settings, "backend", None) or DEFAULT_BACKEND
+    chosen = overrides.get("backend") or deps.settings.backend
     if chosen not in BACKENDS:
         blocking.append(f"backend {chosen!r} is unknown: expected one of {', '.join(BACKENDS)}")
         return DEFAULT_BACKEND, None
@@ -319,12 +325,18 @@ def _validate_copy(
                 source=info.uri,
                 base_model=base_model,
                 max_findings_per_rule=cap,
+                tuning_mode=result.tuning_mode,
             )
         except ValueError as exc:  # the base model is not one that supports supervised tuning
             if not any(str(exc) in problem for problem in result.blocking):
                 result.blocking.append(f"the config's base_model cannot be tuned: {exc}")
             copy = validated_copy(
-                reader, backend="gemini", kind=kind, source=info.uri, max_findings_per_rule=cap
+                reader,
+                backend="gemini",
+                kind=kind,
+                source=info.uri,
+                max_findings_per_rule=cap,
+                tuning_mode=result.tuning_mode,
             )
         assert copy.model is not None
         limit = copy.model.max_dataset_bytes

@@ -68,6 +68,14 @@ def backend_of(entry: Mapping[str, Any] | None) -> str:
     return GEMINI if chosen == GEMINI else PIPELINE
 
 
+def display_name_of(record: Mapping[str, Any]) -> str | None:
+    """The display name a job's model gets (its family): the pipeline spec's
+    ``model_display_name``, the gemini spec's ``tuned_model_display_name``."""
+    spec = record.get("spec") or {}
+    name = spec.get("model_display_name") or spec.get("tuned_model_display_name")
+    return str(name) if name else None
+
+
 def pipeline_serving(family_doc: Mapping[str, Any] | None) -> str | None:
     """The family's pipeline serving endpoint (``<family>-serving``): the one its record names,
     else where a ``pipeline`` champion serves; never a gemini champion's own endpoint."""
@@ -299,7 +307,7 @@ def golden_for(
     if found is not None:
         return found
     spec = record.get("spec") or {}
-    # A pipeline job's eval set, or a gemini job's validation set (its converted copy).
+    # The pipeline spec's eval set, or the gemini spec's validation set (its contents-form copy).
     eval_uri = spec.get("evaluation_data_uri") or spec.get("validation_dataset_uri")
     if eval_uri:
         return freeze(str(eval_uri), f"the eval set of job {record['job_id']}", deps)
@@ -573,7 +581,7 @@ def find_candidate_endpoint(
             pass
     if backend_of(record) == GEMINI:
         return None
-    display = (record.get("spec") or {}).get("model_display_name")
+    display = display_name_of(record)
     if not display:
         return None
     location = location_of(model) or deps.settings.region
@@ -607,7 +615,7 @@ def evaluate(
     model = str(record["model"])
     backend = backend_of(record)
     endpoint = find_candidate_endpoint(record, serving, deps)
-    display = (record.get("spec") or {}).get("model_display_name")
+    display = display_name_of(record)
     if endpoint is None:
         where = (
             f"its tuning job deployed it on {record.get('candidate_endpoint')}"

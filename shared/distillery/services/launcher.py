@@ -46,6 +46,7 @@ import hashlib
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -277,6 +278,22 @@ def launch(request: LaunchRequest, deps: Dependencies) -> str:
     return job_id
 
 
+def _tuning_mode_mismatch(plan: policy.Plan, dataset: Mapping[str, Any]) -> str | None:
+    """Why a gemini job may not train on ``dataset``'s copy: it was made for the other mode (a
+    distillation job needs the prompts-only copy; supervised tuning needs the answers)."""
+    spec = plan.spec
+    if not isinstance(spec, policy.GeminiJobSpec) or dataset.get("backend") != "gemini":
+        return None
+    made_for = str(dataset.get("tuning_mode") or "supervised")
+    if made_for == spec.tuning_mode:
+        return None
+    return (
+        f"the dataset's validated copy was made for the {made_for} mode, but this job runs in "
+        f"the {spec.tuning_mode} mode: set tuning_mode={made_for}, or upload the dataset again "
+        f'with {{"tuning_mode": "{spec.tuning_mode}"}} in its config sidecar'
+    )
+
+
 def _decide(
     job_id: str,
     request: LaunchRequest,
@@ -301,6 +318,9 @@ def _decide(
         job_id=job_id,
         dataset_tokens=_dataset_tokens(dataset),
     )
+    mismatch = _tuning_mode_mismatch(plan, dataset)
+    if mismatch is not None:
+        plan.refusals.append(mismatch)
     fields = {
         "request": request.model_dump(mode="json", exclude_none=True),
         "request_id": request.request_id,
@@ -318,6 +338,9 @@ def _decide(
         fields |= {
             "backend": "gemini",
             "tuning_job": None,
+            # The API the tuning job is created, read and cancelled through (v1beta1: the
+            # distillation mode's distillationSpec).
+            "tuning_api_version": plan.api_version,
             "estimated_cost_usd": plan.estimated_cost_usd,
         }
     if plan.refusals:
@@ -439,6 +462,12 @@ def _release(job_id: str, token: str, deps: Dependencies) -> None:
     deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
 
 
+def tuning_api_version(record: Mapping[str, Any]) -> str:
+    """The Vertex AI API version a gemini job record's tuning job lives in (``v1`` for a record
+    written before the distillation mode, which only supervised jobs were)."""
+    return str(record.get("tuning_api_version") or "v1")
+
+
 def _submit_tuning(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     """Create (or adopt) the tuning job of a REQUESTED gemini ``record`` and move the record to
     SUBMITTED with ``tuning_job`` (or FAILED, when Vertex AI refuses the body).
@@ -453,11 +482,12 @@ def _submit_tuning(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]
     location = record["location"]
     body = record["request_body"]
     label = body["labels"][policy.JOB_LABEL_KEY]
+    api_version = tuning_api_version(record)
     claimed, token = _claim(job_id, deps)
     if token is None:
         return claimed
     try:
-        found = tuning.find_by_label(location, policy.JOB_LABEL_KEY, label)
+        found = tuning.find_by_label(location, policy.JOB_LABEL_KEY, label, api_version=api_version)
         if found is not None:
             # Created by a delivery that crashed (or lost the answer) before recording it.
             logger.info(
@@ -468,7 +498,7 @@ def _submit_tuning(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]
             )
             name = found.name
         else:
-            name = tuning.create(location, body).name
+            name = tuning.create(location, body, api_version=api_version).name
     except RequestRejectedError as exc:
         moved = transition(
             deps, job_id, JobState.FAILED, fields={"tuning_claim": None}, reason=str(exc)

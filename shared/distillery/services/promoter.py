@@ -610,20 +610,18 @@ def finish_promotions(deps: Dependencies) -> FinishedPromotions:
 
 
 def family_of(record: Mapping[str, Any]) -> str:
-    """The model family of a job: its model display name (a gemini job's tuned model display
-    name, the ``tunedModelDisplayName`` its tuning job was created with).
+    """The model family of a job: its model display name (a gemini job's tuned model's).
 
     Raises:
         UnknownJobError: the job record has no resolved spec naming its model.
     """
-    spec = record.get("spec") or {}
-    family = spec.get("model_display_name") or spec.get("tuned_model_display_name")
+    family = evaluation.display_name_of(record)
     if not family:
         raise UnknownJobError(
-            f"job {record.get('job_id')} has no spec.model_display_name "
-            "(nor spec.tuned_model_display_name)"
+            f"job {record.get('job_id')} has no spec.model_display_name (or, for a gemini job, "
+            "spec.tuned_model_display_name)"
         )
-    return str(family)
+    return family
 
 
 def _metrics(record: Mapping[str, Any], deps: Dependencies) -> dict[str, float]:
@@ -1302,6 +1300,11 @@ def _rollback_holding(family: str, deps: Dependencies, from_job: str | None) -> 
     previous = doc["history"][-1]
     if evaluation.backend_of(previous) == evaluation.GEMINI:
         endpoint, restored_id = _restorable_gemini(family, previous, deps)
+        if evaluation.backend_of(champion) == evaluation.PIPELINE:
+            # Once the gemini model is champion again nothing serves from the pipeline serving
+            # endpoint: its dedicated nodes would bill for no traffic. Undone before the record
+            # changes, so a crash in between leaves a champion that a repeated call rolls back.
+            _empty_serving(str(champion["endpoint"]), deps)
     else:
         endpoint, restored_id = _restore_on_serving(doc, champion, previous, deps)
     now = deps.clock().isoformat()
@@ -1363,6 +1366,28 @@ def _restorable_gemini(
             f"{previous['model']}"
         )
     return endpoint, restored_id
+
+
+def _empty_serving(endpoint: str, deps: Dependencies) -> None:
+    """Undeploy every model from the pipeline serving ``endpoint`` (kept, empty: an endpoint
+    with nothing deployed costs nothing, and a later rollback to a pipeline model deploys it
+    there again). Converges: a repeated call finds the models gone.
+
+    Raises:
+        RetryableError: a backing service failed.
+    """
+    endpoints = deps.require_endpoints()
+    try:
+        info = endpoints.get_endpoint(endpoint)
+    except ObjectNotFoundError:
+        return
+    left = [d.deployed_model_id for d in info.deployed_models]
+    for deployed_id in list(left):
+        left.remove(deployed_id)
+        split = {left[0]: 100} if left else None
+        with contextlib.suppress(ObjectNotFoundError):
+            endpoints.undeploy(endpoint, deployed_id, split)
+        logger.info("undeployed %s from the serving endpoint %s", deployed_id, endpoint)
 
 
 def _restore_on_serving(

@@ -33,7 +33,7 @@ from distillery.core.jobs import Transition, announce, can_move, transition
 from distillery.core.models import JobEvent, JobState
 from distillery.core.ports import TuningJobInfo, TuningJobs, VertexPipelines
 from distillery.core.runtime import Dependencies, record_failure
-from distillery.services.launcher import resume_requested
+from distillery.services.launcher import resume_requested, tuning_api_version
 
 logger = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ def _poll_tuning(record: dict[str, Any], deps: Dependencies, summary: ReconcileS
     name = record["tuning_job"]
     summary.checked += 1
     try:
-        info = _require_tuning(deps).get(name)
+        info = _require_tuning(deps).get(name, api_version=tuning_api_version(record))
         applied = apply_tuning_state(record["job_id"], info, deps)
     except DistilleryError as exc:  # one job's failure must not stop the pass
         logger.warning("could not poll %s: %s", name, exc)
@@ -388,9 +388,8 @@ def _require_tuning(deps: Dependencies) -> TuningJobs:
     Raises:
         ConfigurationError: the dependencies were built without one.
     """
-    # Read defensively: ``Dependencies.tuning`` is added with the gemini launcher.
-    tuning = getattr(deps, "tuning", None)
-    if not isinstance(tuning, TuningJobs):
+    tuning = deps.tuning
+    if tuning is None:
         from distillery.core.errors import ConfigurationError
 
         raise ConfigurationError("this function was built without a Vertex AI tuning jobs client")

@@ -28,6 +28,7 @@ RULE_OF_PROBLEM: dict[ProblemKind, Rule] = {
     ProblemKind.INVALID_VALUE: rules.CONFIG_INVALID_VALUE,
     ProblemKind.NEEDS_EVAL: rules.CONFIG_NEEDS_EVAL,
     ProblemKind.CMEK_UNSUPPORTED: rules.CONFIG_CMEK_UNSUPPORTED,
+    ProblemKind.NOT_FOR_BACKEND: rules.CONFIG_NOT_FOR_BACKEND,
     ProblemKind.TRAIN_STEPS_OUTSIDE_RECOMMENDED: rules.CONFIG_TRAIN_STEPS_OUTSIDE_RECOMMENDED,
     ProblemKind.EVALUATION_INTERVAL_TOO_LONG: rules.CONFIG_EVALUATION_INTERVAL_TOO_LONG,
 }
@@ -115,9 +116,9 @@ def validate_config(
     """Validate the config sidecar ``data`` (the whole file; configs are small).
 
     ``has_eval`` says whether the dataset has an eval set: evaluation parameters need one.
-    ``backend`` is the deployment's (``DISTILLERY_BACKEND``; None: the default), which the
-    sidecar's own ``backend`` key replaces: the rules of the backend the job runs on apply.
-    Raises nothing: every problem is a finding in the report.
+    ``backend`` is the deployment's (``DISTILLERY_BACKEND``), which the sidecar's own
+    ``backend`` replaces: given (or named by the sidecar), a key only the other backend reads is
+    a ``config_not_for_backend`` error. Raises nothing: every problem is a finding in the report.
     """
     report = ValidationReport(
         source=source,

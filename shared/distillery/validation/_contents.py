@@ -13,6 +13,12 @@ warnings are the seed's, unchanged. What it adds:
   validation set;
 - every labeled example's ``contents`` form in :attr:`GeminiChecker.converted`, which the copy
   a job trains on is made of.
+
+With ``prompts_only`` (a training set for the distillation mode, where the teacher writes the
+responses) every example becomes one user turn: an ``input_text`` line needs no ``output_text``
+(one given is dropped, with an ``answer_dropped`` warning), and a native ``contents`` line is one
+user turn, optionally followed by a model answer that is dropped the same way; any other shape is
+a ``prompt_turns_invalid`` error naming the turn. The token limit then counts the prompt only.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from distillery import facts
 from distillery._text import describe_json_value, preview
 from distillery.validation import _gemini_rules as gemini
 from distillery.validation import _rules as rules
-from distillery.validation._convert import contents_example
+from distillery.validation._convert import contents_example, prompt_example
 from distillery.validation._jsonl import (
     MAX_TRACKED_DIGESTS,
     _JsonlChecker,
@@ -67,10 +73,19 @@ class GeminiChecker(_JsonlChecker):
     """The seed's per-line checks plus the ``contents`` format and the base model's limits."""
 
     def __init__(
-        self, kind: DatasetKind, max_findings: int, model: facts.GeminiTuningModel
+        self,
+        kind: DatasetKind,
+        max_findings: int,
+        model: facts.GeminiTuningModel,
+        *,
+        prompts_only: bool = False,
     ) -> None:
         super().__init__(kind, max_findings)
         self.model = model
+        #: The distillation mode's training set: the copy holds the user turns only.
+        self.prompts_only = prompts_only
+        #: The lines whose answer the prompts-only copy leaves out.
+        self.answers_dropped = _LineTally()
         #: The file's format: that of the first line whose keys name one.
         self.format: Format | None = None
         self.format_line = 0
@@ -110,6 +125,9 @@ class GeminiChecker(_JsonlChecker):
 
     def _check_text_example(self, number: int, example: dict[str, Any]) -> None:
         """The seed's checks of an ``input_text``/``output_text`` line, then its conversion."""
+        if self.prompts_only:
+            self._check_text_prompt(number, example)
+            return
         is_labeled = "output_text" in example
         self._count_line(self.labeled if is_labeled else self.unlabeled, number)
         for name in example:
@@ -136,6 +154,23 @@ class GeminiChecker(_JsonlChecker):
         if self._within_token_limit(number, [input_text], [output_text]):
             self.converted = contents_example(input_text, output_text)
 
+    def _check_text_prompt(self, number: int, example: dict[str, Any]) -> None:
+        """A prompts-only ``input_text`` line: the prompt checked, an answer dropped."""
+        for name in example:
+            if name not in ("input_text", "output_text"):
+                self._note_unknown_field(name, number)
+        is_labeled = "output_text" in example
+        self._count_line(self.labeled if is_labeled else self.unlabeled, number)
+        input_text = self._checked_input(number, example)
+        if input_text is None:
+            return
+        self._check_prompt(number, input_text)
+        self._check_duplicate(number, input_text, None)
+        if is_labeled:
+            self._count_line(self.answers_dropped, number)
+        if self._within_token_limit(number, [input_text], []):
+            self.converted = prompt_example(input_text)
+
     def _check_contents_example(self, number: int, example: dict[str, Any]) -> None:
         """Check a ``contents`` line; keep its normalized form when it is valid."""
         valid = True
@@ -160,6 +195,9 @@ class GeminiChecker(_JsonlChecker):
         turns = self._turns(number, example.get("contents", _MISSING), example)
         if turns is None or not valid:
             return
+        if self.prompts_only:
+            self._keep_prompt(number, system, system_texts, turns)
+            return
         self._count_line(self.labeled, number)
         prompt = [text for _, texts in turns[:-1] for text in texts]
         answer = turns[-1][1]
@@ -171,6 +209,31 @@ class GeminiChecker(_JsonlChecker):
             converted["systemInstruction"] = system
         converted["contents"] = [
             {"role": role, "parts": [{"text": text} for text in texts]} for role, texts in turns
+        ]
+        self.converted = converted
+
+    def _keep_prompt(
+        self,
+        number: int,
+        system: dict[str, Any] | None,
+        system_texts: list[str],
+        turns: list[tuple[str, list[str]]],
+    ) -> None:
+        """A valid prompts-only ``contents`` line: its user turn kept, an answer dropped."""
+        if len(turns) == 2:
+            self._count_line(self.labeled, number)
+            self._count_line(self.answers_dropped, number)
+        else:
+            self._count_line(self.unlabeled, number)
+        _, prompt = turns[0]
+        if not self._within_token_limit(number, system_texts + prompt, []):
+            return
+        self._check_contents_duplicate(number, system_texts, [turns[0], ("model", [])])
+        converted: dict[str, Any] = {}
+        if system is not None:
+            converted["systemInstruction"] = system
+        converted["contents"] = [
+            {"role": facts.GEMINI_USER_ROLE, "parts": [{"text": text} for text in prompt]}
         ]
         self.converted = converted
 
@@ -357,6 +420,8 @@ class GeminiChecker(_JsonlChecker):
 
     def _roles_in_order(self, number: int, roles: list[str]) -> bool:
         user, model = facts.GEMINI_USER_ROLE, facts.GEMINI_MODEL_ROLE
+        if self.prompts_only:
+            return self._prompt_roles(number, roles)
         for index, role in enumerate(roles):
             expected = user if index % 2 == 0 else model
             if role != expected:
@@ -374,6 +439,29 @@ class GeminiChecker(_JsonlChecker):
                 number,
                 f"contents[{len(roles) - 1}].role",
                 f'the last turn is "{roles[-1]}": an example ends with the model\'s answer',
+            )
+            return False
+        return True
+
+    def _prompt_roles(self, number: int, roles: list[str]) -> bool:
+        """A distillation prompt: one user turn, or a user turn and the answer to drop."""
+        user, model = facts.GEMINI_USER_ROLE, facts.GEMINI_MODEL_ROLE
+        if roles[0] != user:
+            self.add(
+                gemini.PROMPT_TURNS_INVALID,
+                number,
+                "contents[0].role",
+                f'turn 1 is "{roles[0]}": a distillation prompt starts with the "{user}" turn',
+            )
+            return False
+        if len(roles) > 2 or (len(roles) == 2 and roles[1] != model):
+            self.add(
+                gemini.PROMPT_TURNS_INVALID,
+                number,
+                "contents[1].role" if len(roles) == 2 else f"contents[{len(roles) - 1}]",
+                f"the example has {len(roles)} turns ({', '.join(roles)}): a distillation "
+                f'prompt is one "{user}" turn, optionally followed by a "{model}" answer '
+                "(dropped: the teacher writes it)",
             )
             return False
         return True
@@ -432,6 +520,14 @@ class GeminiChecker(_JsonlChecker):
         self.tallies.pop(rules.INPUT_TOO_LONG, None)
         self.tallies.pop(rules.OUTPUT_TOO_LONG, None)
         self._summarise_formats()
+        if self.answers_dropped.count:
+            self._add_lines(
+                gemini.ANSWER_DROPPED,
+                self.answers_dropped,
+                None,
+                "the line holds an answer, which the prompts-only copy leaves out: the teacher "
+                "writes the responses",
+            )
         labeling = super().finish(report)
         for rule in gemini.GEMINI_RULES:
             tally = self.tallies.get(rule)
@@ -488,6 +584,8 @@ class GeminiChecker(_JsonlChecker):
             )
 
     def _check_labeling(self, labeling: Labeling) -> None:
+        if self.prompts_only:
+            return  # The teacher labels every prompt: labeled, unlabeled or mixed, all are one.
         if self.kind is DatasetKind.EVAL or not self.unlabeled.count:
             super()._check_labeling(labeling)
             return

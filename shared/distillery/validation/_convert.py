@@ -42,6 +42,12 @@ def contents_example(input_text: str, output_text: str) -> dict[str, Any]:
     }
 
 
+def prompt_example(input_text: str) -> dict[str, Any]:
+    """The prompts-only ``contents`` example of a distillation job: the user turn alone (the
+    teacher writes the response)."""
+    return {"contents": [{"role": facts.GEMINI_USER_ROLE, "parts": [{"text": input_text}]}]}
+
+
 def _required_text(example: Mapping[str, Any], name: str, missing: str) -> str:
     if name not in example:
         raise ConversionError(missing, field=name)

@@ -4,7 +4,10 @@ The ``pipeline`` backend (the seed's PaLM template) trains on the file as upload
 the input, byte for byte, and its report is exactly :func:`validate_jsonl`'s. The ``gemini``
 backend (supervised tuning) trains on ``contents`` lines: its copy is every line converted
 (``input_text``/``output_text``) or normalized (native ``contents``), one compact JSON object a
-line, checked against the chosen base model's limits.
+line, checked against the chosen base model's limits. In the gemini backend's distillation mode
+(``tuning_mode="distillation"``) a training set's copy is prompts only: ``contents`` holding the
+user turn of each example, since the teacher writes the responses (an eval set stays labeled:
+the job validates on it, and the golden set is judged against its answers).
 
 The copy is produced while the file is validated, so the caller can stream it to storage as it
 comes; only once the iteration has finished is the verdict known, and a copy whose
@@ -53,13 +56,23 @@ class ValidatedCopy:
         source: str,
         base_model: str | None = None,
         max_findings_per_rule: int = 20,
+        tuning_mode: str = facts.DEFAULT_GEMINI_TUNING_MODE,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+        if tuning_mode not in facts.GEMINI_TUNING_MODES:
+            raise ValueError(
+                f"unknown tuning mode {tuning_mode!r}: expected one of "
+                f"{', '.join(facts.GEMINI_TUNING_MODES)}"
+            )
         if kind is DatasetKind.CONFIG:
             raise ValueError("a config sidecar is validated with validate_config, not as a copy")
         self.backend = backend
         self.kind = kind
+        #: The copy holds prompts only (the distillation mode's training set).
+        self.prompts_only = (
+            backend == "gemini" and tuning_mode == "distillation" and kind is DatasetKind.TRAINING
+        )
         self.source = source
         self.model: facts.GeminiTuningModel | None = None
         if backend == "gemini":
@@ -125,7 +138,9 @@ class ValidatedCopy:
     def _lines(self) -> Iterator[bytes]:
         checker: _JsonlChecker
         if self.model is not None:
-            checker = GeminiChecker(self.kind, self._max_findings, self.model)
+            checker = GeminiChecker(
+                self.kind, self._max_findings, self.model, prompts_only=self.prompts_only
+            )
         else:
             checker = _JsonlChecker(self.kind, self._max_findings)
         reader = LineReader(self._stream, max_line_bytes=rules.MAX_LINE_BYTES)
@@ -195,17 +210,20 @@ def validated_copy(
     source: str,
     base_model: str | None = None,
     max_findings_per_rule: int = 20,
+    tuning_mode: str = facts.DEFAULT_GEMINI_TUNING_MODE,
 ) -> ValidatedCopy:
     """Validate the dataset in binary ``stream`` for ``backend`` as its copy is read.
 
     ``backend`` is ``"gemini"`` (the copy is in the ``contents`` format, checked against
     ``base_model``'s limits, default :data:`distillery.facts.DEFAULT_GEMINI_BASE_MODEL`) or
     ``"pipeline"`` (the copy is the input unchanged, the report :func:`validate_jsonl`'s).
-    Nothing is read until the result is iterated (or drained).
+    ``tuning_mode`` is the gemini job's: with ``"distillation"`` a training set's copy holds the
+    prompts only (see :class:`~distillery.validation._contents.GeminiChecker`). Nothing is read
+    until the result is iterated (or drained).
 
     Raises:
-        ValueError: ``backend`` is unknown, ``kind`` is CONFIG, or ``base_model`` is not a
-            Gemini base model that supports supervised tuning.
+        ValueError: ``backend`` or ``tuning_mode`` is unknown, ``kind`` is CONFIG, or
+            ``base_model`` is not a Gemini base model that supports supervised tuning.
     """
     return ValidatedCopy(
         stream,
@@ -214,4 +232,5 @@ def validated_copy(
         source=source,
         base_model=base_model,
         max_findings_per_rule=max_findings_per_rule,
+        tuning_mode=tuning_mode,
     )

@@ -73,6 +73,17 @@ DATASET_TOO_LARGE = _error(
     "dataset_too_large",
     "the dataset a tuning job reads (the converted copy) may be at most the base model's file size",
 )
+PROMPT_TURNS_INVALID = _error(
+    "prompt_turns_invalid",
+    "a distillation prompt is one user turn (an answer after it is dropped): the teacher "
+    "writes the response",
+)
+ANSWER_DROPPED = Rule(
+    "answer_dropped",
+    "warning",
+    "in the distillation mode the teacher writes the answers: an answer in the training set is "
+    "left out of the prompts-only copy",
+)
 FEW_TUNING_EXAMPLES = Rule(
     "few_tuning_examples",
     "warning",
@@ -89,12 +100,14 @@ GEMINI_RULES: tuple[Rule, ...] = (
     CONTENTS_PARTS_INVALID,
     SYSTEM_INSTRUCTION_INVALID,
     CONTENTS_UNKNOWN_KEY,
+    PROMPT_TURNS_INVALID,
     OUTPUT_TEXT_REQUIRED,
     OUTPUT_TEXT_EMPTY,
     EXAMPLE_TOO_LONG,
     TOO_MANY_EXAMPLES_FOR_MODEL,
     EVAL_TOO_MANY_EXAMPLES_FOR_MODEL,
     DATASET_TOO_LARGE,
+    ANSWER_DROPPED,
     FEW_TUNING_EXAMPLES,
 )
 #: Rules about the dataset as a whole: their findings name no line (the example-count rules

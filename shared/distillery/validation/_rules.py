@@ -178,6 +178,10 @@ CONFIG_CMEK_UNSUPPORTED = _error(
     "config_cmek_unsupported",
     "a customer-managed key (CMEK) needs GPU tuning and us-central1 for the key and the model",
 )
+CONFIG_NOT_FOR_BACKEND = _error(
+    "config_not_for_backend",
+    "a parameter only the other backend reads is refused, not ignored",
+)
 CONFIG_TRAIN_STEPS_OUTSIDE_RECOMMENDED = _warning(
     "config_train_steps_outside_recommended",
     "train_steps should lie in the range recommended for the task",
@@ -195,6 +199,7 @@ CONFIG_RULES: tuple[Rule, ...] = (
     CONFIG_INVALID_VALUE,
     CONFIG_NEEDS_EVAL,
     CONFIG_CMEK_UNSUPPORTED,
+    CONFIG_NOT_FOR_BACKEND,
     CONFIG_TRAIN_STEPS_OUTSIDE_RECOMMENDED,
     CONFIG_EVALUATION_INTERVAL_TOO_LONG,
 )

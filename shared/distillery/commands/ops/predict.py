@@ -18,12 +18,20 @@ def register(subparsers: Any) -> None:
     predict = subparsers.add_parser(
         "predict",
         help="ask an endpoint to answer prompts",
-        description="Send prompts to a Vertex AI endpoint (text-model instances) and print one "
-        "answer a line. ENDPOINT is a resource name, an endpoint id, an endpoint's display name, "
-        "or a model family (its serving endpoint in DISTILLERY_REGION).",
+        description="Send prompts to a Vertex AI endpoint and print one answer a line. ENDPOINT "
+        "is a resource name, an endpoint id, an endpoint's display name, or a model family (where "
+        "its champion serves, in DISTILLERY_REGION). A family whose champion is a tuned Gemini "
+        "model is asked through :generateContent on the champion's own endpoint; otherwise the "
+        "endpoint gets text-model :predict instances (--generate asks any endpoint through "
+        ":generateContent).",
     )
     predict.add_argument("endpoint", metavar="ENDPOINT")
     predict.add_argument("text", metavar="TEXT", nargs="+", help="prompts; - reads one a line")
+    predict.add_argument(
+        "--generate",
+        action="store_true",
+        help="ask through :generateContent (a tuned Gemini model's endpoint)",
+    )
     predict.add_argument("--json", dest="as_json", action="store_true", help="answers as JSON")
     predict.set_defaults(handler=run, action=_predict)
 
@@ -40,19 +48,25 @@ def _prompts(texts: Sequence[str]) -> list[str]:
     return prompts
 
 
-def _endpoint_name(deps: Dependencies, given: str) -> str:
+def _endpoint_name(deps: Dependencies, given: str) -> tuple[str, bool]:
+    """The endpoint ``given`` names, and whether it serves a tuned Gemini model (as a family's
+    champion entry records: such a model answers ``:generateContent`` on its own endpoint)."""
     settings = deps.settings
     if given.startswith("projects/"):
-        return given
+        return given, False
     if given.isdigit():
-        return f"projects/{settings.project}/locations/{settings.region}/endpoints/{given}"
+        return f"projects/{settings.project}/locations/{settings.region}/endpoints/{given}", False
+    from distillery.services.evaluation import backend_of
     from distillery.services.promoter import serving_endpoint_name
 
-    # A model family: the serving endpoint its record names, else the one named after it.
+    # A model family: where its champion serves, else the endpoint named after it.
     family = deps.records.get(settings.models_collection, given) or {}
-    recorded = family.get("endpoint") or (family.get("champion") or {}).get("endpoint")
+    champion = family.get("champion") or {}
+    if champion.get("endpoint") and backend_of(champion) == "gemini":
+        return str(champion["endpoint"]), True
+    recorded = family.get("endpoint") or champion.get("endpoint")
     if recorded:
-        return str(recorded)
+        return str(recorded), False
     endpoints = deps.require_endpoints()
     found = endpoints.find_endpoint(serving_endpoint_name(given), settings.region)
     found = found or endpoints.find_endpoint(given, settings.region)
@@ -62,13 +76,40 @@ def _endpoint_name(deps: Dependencies, given: str) -> str:
             f"{settings.region} (a model family's serving endpoint is made when its first model "
             "is promoted)"
         )
-    return str(found.name)
+    return str(found.name), False
+
+
+def _generate(deps: Dependencies, endpoint: str, prompts: Sequence[str]) -> list[str]:
+    """Each prompt's answer through ``:generateContent`` (one request a prompt)."""
+    tuning = deps.require_tuning()
+    try:
+        return [tuning.generate(endpoint, prompt) for prompt in prompts]
+    except ObjectNotFoundError:
+        raise Invalid(f"there is no endpoint {endpoint}") from None
+    except PermanentError as exc:  # e.g. nothing deployed there receives traffic
+        raise Invalid(str(exc)) from None
 
 
 def _predict(args: argparse.Namespace) -> int:
     prompts = _prompts(args.text)
     deps = dependencies()
-    endpoint = _endpoint_name(deps, args.endpoint)
+    endpoint, gemini = _endpoint_name(deps, args.endpoint)
+    if gemini or args.generate:
+        answers = _generate(deps, endpoint, prompts)
+        if args.as_json:
+            print_json(
+                {
+                    "endpoint": endpoint,
+                    "api": "generateContent",
+                    "predictions": [
+                        {"prompt": p, "content": c} for p, c in zip(prompts, answers, strict=True)
+                    ],
+                }
+            )
+        else:
+            for answer in answers:
+                print(answer)
+        return EXIT_OK
     try:
         result = deps.require_endpoints().predict(endpoint, prompts)
     except ObjectNotFoundError:

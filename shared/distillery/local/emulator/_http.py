@@ -23,7 +23,10 @@ Routes (JSON in and out; enums answered as names; errors as google.rpc error bod
 - ``GET /v1/projects/{p}/locations/{l}/tuningJobs[?pageSize&pageToken&filter]`` — list;
 - ``GET /v1/projects/{p}/locations/{l}/tuningJobs/{id}`` — get;
 - ``POST /v1/projects/{p}/locations/{l}/tuningJobs/{id}:cancel`` — cancel (answers ``{}``);
-- ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again.
+  every tuningJobs route answers under ``/v1beta1/`` too (a ``distillationSpec`` there);
+- ``GET /v1/{resource}/operations/{id}`` (or ``/ui/...``) — an Operation again;
+- ``batchPredictionJobs`` create, list, get and ``:cancel`` (see
+  :func:`distillery.local.emulator._batch_service.route`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from distillery.core.ports import ObjectStore, Publisher
 from distillery.core.settings import Settings
+from distillery.local.emulator import _batch_service
+from distillery.local.emulator._batch_runner import BatchRunner, LocalTeachers
 from distillery.local.emulator._config import TrainerOptions
 from distillery.local.emulator._endpoints import EndpointService, PredictorLoader
 from distillery.local.emulator._generate import generate_content
@@ -83,8 +88,12 @@ _ENDPOINT = re.compile(
 _PUBLISHER_MODEL = re.compile(
     r"/v1(?:beta1)?/publishers/(?P<publisher>[^/]+)/models/(?P<id>[^/:]+)"
 )
-_TUNING_JOBS = re.compile(_PARENT + r"/tuningJobs")
-_TUNING_JOB = re.compile(_PARENT + r"/tuningJobs/(?P<id>[^/:]+)(?P<verb>:cancel)?")
+#: Tuning jobs answer v1 and v1beta1 (whose TuningJob adds the distillation mode's spec).
+_TUNING_PARENT = (
+    r"/(?P<version>v1|v1beta1)/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+)
+_TUNING_JOBS = re.compile(_TUNING_PARENT + r"/tuningJobs")
+_TUNING_JOB = re.compile(_TUNING_PARENT + r"/tuningJobs/(?P<id>[^/:]+)(?P<verb>:cancel)?")
 #: The GAPIC REST transports (google-cloud-aiplatform 2.7.0) read operations at the first of
 #: their URIs that matches, ``/ui/{name=...operations/*}``; ``/v1/`` is the documented one.
 _OPERATION = re.compile(r"/(?:v1|ui)/(?P<name>projects/[^:]+/operations/[^/:]+)")
@@ -170,6 +179,14 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self._route_serving(method, path, query)
         if answer is None:
             answer = self._route_tuning(method, path, query)
+        if answer is None and self.server.batch is not None:
+            answer = _batch_service.route(
+                self.server.batch,
+                method,
+                path,
+                lambda: _list_query(query),
+                lambda allow_empty: self._json_body(allow_empty=allow_empty),
+            )
         if answer is None:
             raise ApiError("NOT_FOUND", f"The emulator has no method {method} {path}.")
         return answer
@@ -249,13 +266,15 @@ class _Handler(BaseHTTPRequestHandler):
             return None
         if match := _TUNING_JOBS.fullmatch(path):
             project, location = unquote(match["project"]), unquote(match["location"])
+            version = match["version"]
             if method == "POST":
-                return 200, tuning.create(project, location, self._json_body())
+                return 200, tuning.create(project, location, self._json_body(), version)
             if method == "GET":
                 return 200, tuning.list(
                     project,
                     location,
                     **_list_query(query),
+                    api_version=version,
                 )
             return None
         if match := _TUNING_JOB.fullmatch(path):
@@ -266,7 +285,7 @@ class _Handler(BaseHTTPRequestHandler):
                 tuning.cancel(project, location, job_id)
                 return 200, {}
             if not match["verb"] and method == "GET":
-                return 200, tuning.get(project, location, job_id)
+                return 200, tuning.get(project, location, job_id, match["version"])
         return None
 
     def _read_body(self) -> bytes:
@@ -352,6 +371,8 @@ def _list_query(query: dict[str, list[str]]) -> _ListQuery:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: The ``batchPredictionJobs`` service (None: the server has no such methods).
+    batch: _batch_service.BatchService | None = None
 
     def __init__(
         self,
@@ -387,6 +408,7 @@ class EmulatorServer:
         endpoints: EndpointService | None = None,
         tuning: TuningService | None = None,
         on_stop: Callable[[], None] | None = None,
+        batch: _batch_service.BatchService | None = None,
     ) -> None:
         self.service = service
         self.models = models or ModelRegistry()
@@ -401,6 +423,9 @@ class EmulatorServer:
         self._httpd = _Server(
             (host, port), service, self.models, self.endpoints, self.publishers, self.tuning
         )
+        #: None: the server has no batchPredictionJobs methods (``create_server`` gives one).
+        self.batch = batch
+        self._httpd.batch = batch
         self._thread: threading.Thread | None = None
 
     @property
@@ -424,6 +449,8 @@ class EmulatorServer:
         self.service.start()
         if self.tuning is not None:
             self.tuning.start()
+        if self.batch is not None:
+            self.batch.start()
         self._thread = threading.Thread(
             target=self._httpd.serve_forever,
             kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
@@ -443,6 +470,8 @@ class EmulatorServer:
         self.service.shutdown(timeout)
         if self.tuning is not None:
             self.tuning.shutdown(timeout)
+        if self.batch is not None:
+            self.batch.shutdown(timeout)
         if self._on_stop is not None:
             self._on_stop()
             self._on_stop = None
@@ -467,6 +496,7 @@ def create_server(
     trainer: TrainerOptions | None = None,
     create_delay_seconds: float = 0.0,
     tuning_start_delay_seconds: float = DEFAULT_START_DELAY_SECONDS,
+    batch_start_delay_seconds: float = _batch_service.DEFAULT_START_DELAY_SECONDS,
 ) -> EmulatorServer:
     """A bound, not yet started emulator server.
 
@@ -480,6 +510,9 @@ def create_server(
     ``pipelineJobs.create`` answers ``create_delay_seconds`` after it stored the job. Tuning
     jobs (one at a time) are trained by :class:`~distillery.local.emulator.LocalTuningTrainer`
     with the same ``trainer`` options, and wait ``tuning_start_delay_seconds`` PENDING first.
+    Batch prediction jobs are answered by the local teachers of the same options (see
+    :mod:`distillery.local.emulator._batch_runner`; none without ``trainer``), and wait
+    ``batch_start_delay_seconds`` PENDING first.
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
@@ -495,6 +528,7 @@ def create_server(
     endpoints = EndpointService(models, None, None)
     on_stop: Callable[[], None] | None = None
     tuning_runner = TuningDataRunner()
+    teachers = LocalTeachers(None, models, None, None)
     if trainer is not None:
         if not trainer.long_context_students:
             trainer = dataclasses.replace(
@@ -510,12 +544,21 @@ def create_server(
         endpoints = EndpointService(models, cache, _predictor_loader(trainer.trainer_module))
         if runner is None:
             runner = DatasetRunner(LocalTrainer(trainer, models, cache, root, endpoints))
-        tuning_runner = TuningDataRunner(LocalTuningTrainer(trainer, models, endpoints), root)
+        tuning_runner = TuningDataRunner(
+            LocalTuningTrainer(trainer, models, endpoints, cache), root
+        )
+        teachers = LocalTeachers(trainer, models, cache, _predictor_loader(trainer.trainer_module))
     service = PipelineService(config, object_store=object_store, publisher=publisher, runner=runner)
     tuning = TuningService(
         object_store=object_store,
         runner=tuning_runner,
         start_delay_seconds=tuning_start_delay_seconds,
+    )
+    batch = _batch_service.BatchService(
+        object_store=object_store,
+        runner=BatchRunner(teachers),
+        registered=lambda name: models.find(name) is not None,
+        start_delay_seconds=batch_start_delay_seconds,
     )
     try:
         return EmulatorServer(
@@ -526,6 +569,7 @@ def create_server(
             endpoints=endpoints,
             tuning=tuning,
             on_stop=on_stop,
+            batch=batch,
         )
     except BaseException:
         if on_stop is not None:

@@ -17,6 +17,23 @@ proto JSON allows)::
      "encryptionSpec": {"kmsKeyName": "projects/P/locations/L/keyRings/R/cryptoKeys/K"},
      "serviceAccount": "sa@P.iam.gserviceaccount.com"}
 
+Through ``v1beta1`` the body may instead hold a ``distillationSpec`` (Gemini distillation, early
+access; google-cloud-aiplatform 2.7.0's ``aiplatform_v1beta1.types.DistillationSpec``)::
+
+    {"baseModel": "gemini-2.5-flash",
+     "distillationSpec": {"baseTeacherModel": "gemini-3.1-pro",
+                          "trainingDatasetUri": "gs://b/prompts.jsonl",
+                          "validationDatasetUri": "gs://b/val.jsonl",
+                          "hyperParameters": {"epochCount": "3", ...}}, ...}
+
+with ``tunedTeacherModelSource`` (a tuned model's resource name) in place of
+``baseTeacherModel``, and the prompts in ``trainingDatasetUri`` (the 2.7.0 message's field) or
+``promptDatasetUri`` (the newer references' name). The student is ``baseModel`` (the deprecated
+``studentModel``, if sent, must name the same model); ``pipelineRootDirectory`` is deprecated and
+ignored. As the service, the emulator runs distillation in
+:data:`distillery.facts.GEMINI_DISTILLATION_REGION` only, with the early-access teachers and
+students of :mod:`distillery.facts`; through ``v1`` a ``distillationSpec`` is an unknown field.
+
 A field the message does not define is refused with the REST API's "Unknown name" answer;
 output-only fields a client echoes back (``name``, ``state``, ``createTime``...) are ignored, as
 the service ignores them. Everything the service would refuse at create time is refused here
@@ -33,7 +50,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distillery._text import describe_json_value
-from distillery.facts import GEMINI_TUNING_MODELS
+from distillery.facts import (
+    GEMINI_DISTILLATION_REGION,
+    GEMINI_DISTILLATION_STUDENTS,
+    GEMINI_DISTILLATION_TEACHERS,
+    GEMINI_TUNING_MODELS,
+)
 from distillery.local.emulator._model import JobStates
 from distillery.local.emulator._status import ApiError, FieldViolation
 
@@ -107,6 +129,9 @@ _INPUT_FIELDS = {
     "encryptionSpec": "encryption_spec",
     "serviceAccount": "service_account",
 }
+#: The API versions the tuning routes answer; v1beta1's TuningJob adds ``distillationSpec``.
+API_VERSIONS = ("v1", "v1beta1")
+_BETA_INPUT_FIELDS = {**_INPUT_FIELDS, "distillationSpec": "distillation_spec"}
 #: Output-only TuningJob fields: accepted and ignored.
 _OUTPUT_FIELDS = {
     "name": "name",
@@ -128,6 +153,17 @@ _SPEC_FIELDS = {
     "exportLastCheckpointOnly": "export_last_checkpoint_only",
     "evaluationConfig": "evaluation_config",
 }
+_DISTILLATION_FIELDS = {
+    "baseTeacherModel": "base_teacher_model",
+    "tunedTeacherModelSource": "tuned_teacher_model_source",
+    "trainingDatasetUri": "training_dataset_uri",
+    "promptDatasetUri": "prompt_dataset_uri",
+    "validationDatasetUri": "validation_dataset_uri",
+    "hyperParameters": "hyper_parameters",
+    "studentModel": "student_model",
+    "pipelineRootDirectory": "pipeline_root_directory",
+}
+_TUNED_MODEL = re.compile(r"projects/[^/]+/locations/[^/]+/models/[^/@]+(?:@[^/]+)?")
 _HYPER_FIELDS = {
     "epochCount": "epoch_count",
     "learningRateMultiplier": "learning_rate_multiplier",
@@ -152,6 +188,17 @@ class TuningRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     kms_key_name: str = ""
     service_account: str = ""
+    #: ``supervised``, or ``distillation`` (a v1beta1 ``distillationSpec``).
+    tuning_mode: str = "supervised"
+    #: The distillation teacher: ``baseTeacherModel``, or ``tunedTeacherModelSource`` (a model
+    #: resource name); exactly one is set in distillation mode.
+    base_teacher_model: str = ""
+    tuned_teacher_model_source: str = ""
+
+    @property
+    def teacher(self) -> str:
+        """The teacher reference the local teacher is resolved from ("" when supervised)."""
+        return self.base_teacher_model or self.tuned_teacher_model_source
 
     def echo(self) -> dict[str, Any]:
         """The request fields as the TuningJob resource shows them."""
@@ -169,9 +216,18 @@ class TuningRequest:
             spec["validationDatasetUri"] = self.validation_dataset_uri
         if self.export_last_checkpoint_only:
             spec["exportLastCheckpointOnly"] = True
+        spec_key = "supervisedTuningSpec"
+        if self.tuning_mode == "distillation":
+            spec_key = "distillationSpec"
+            teacher = (
+                {"baseTeacherModel": self.base_teacher_model}
+                if self.base_teacher_model
+                else {"tunedTeacherModelSource": self.tuned_teacher_model_source}
+            )
+            spec = {**teacher, **spec}
         resource: dict[str, Any] = {
             "baseModel": self.base_model,
-            "supervisedTuningSpec": spec,
+            spec_key: spec,
             "tunedModelDisplayName": self.tuned_model_display_name,
         }
         if self.description:
@@ -246,8 +302,11 @@ def _gcs_uri(values: Mapping[str, Any], key: str, where: str, *, required: bool)
     return uri
 
 
-def _epochs(value: Any) -> int:
-    where = "tuning_job.supervised_tuning_spec.hyper_parameters.epoch_count"
+_SUPERVISED_HYPER = "tuning_job.supervised_tuning_spec.hyper_parameters"
+
+
+def _epochs(value: Any, hyper_where: str = _SUPERVISED_HYPER) -> int:
+    where = f"{hyper_where}.epoch_count"
     if value is None:
         return DEFAULT_EPOCHS
     number: float | None = None
@@ -266,8 +325,8 @@ def _epochs(value: Any) -> int:
     return int(number)
 
 
-def _learning_rate_multiplier(value: Any) -> float:
-    where = "tuning_job.supervised_tuning_spec.hyper_parameters.learning_rate_multiplier"
+def _learning_rate_multiplier(value: Any, hyper_where: str = _SUPERVISED_HYPER) -> float:
+    where = f"{hyper_where}.learning_rate_multiplier"
     if value is None:
         return 1.0
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -285,8 +344,8 @@ def _learning_rate_multiplier(value: Any) -> float:
     return number
 
 
-def _adapter_size(value: Any, model: TunableModel) -> str:
-    where = "tuning_job.supervised_tuning_spec.hyper_parameters.adapter_size"
+def _adapter_size(value: Any, model: TunableModel, hyper_where: str = _SUPERVISED_HYPER) -> str:
+    where = f"{hyper_where}.adapter_size"
     if value is None:
         return ""
     name: str | None = None
@@ -372,14 +431,19 @@ def tunable_model(reference: str) -> TunableModel | None:
     return TUNABLE_MODELS.get(_PUBLISHER_PREFIX.sub("", reference, count=1))
 
 
-def validate_tuning_job(location: str, body: Mapping[str, Any]) -> TuningRequest:
-    """Check a ``tuningJobs.create`` body as the service does; the normalised request.
+def validate_tuning_job(
+    location: str, body: Mapping[str, Any], api_version: str = "v1"
+) -> TuningRequest:
+    """Check a ``tuningJobs.create`` body of ``api_version`` as the service does; the
+    normalised request.
 
     Raises:
         ApiError: INVALID_ARGUMENT (an unknown field, a wrong type, a missing or invalid
-            value), UNIMPLEMENTED (a valid field the emulator does not emulate).
+            value, a distillation job outside its region), UNIMPLEMENTED (a valid field the
+            emulator does not emulate).
     """
-    top = _fields(body, _INPUT_FIELDS, "tuning_job", ignored=_OUTPUT_FIELDS)
+    known = _BETA_INPUT_FIELDS if api_version == "v1beta1" else _INPUT_FIELDS
+    top = _fields(body, known, "tuning_job", ignored=_OUTPUT_FIELDS)
     if top.get("preTunedModel") is not None:
         raise ApiError(
             "UNIMPLEMENTED",
@@ -396,10 +460,18 @@ def validate_tuning_job(location: str, body: Mapping[str, Any]) -> TuningRequest
             f"Base model {base_model} is not supported for supervised tuning. Supported base "
             f"models: {', '.join(TUNABLE_MODELS)}.",
         )
+    if top.get("distillationSpec") is not None:
+        if top.get("supervisedTuningSpec") is not None:
+            raise _invalid(
+                "tuning_job.tuning_spec",
+                "Only one tuning spec may be set: supervised_tuning_spec or distillation_spec.",
+            )
+        return _distillation_request(location, top, base_model, model)
     if top.get("supervisedTuningSpec") is None:
         raise _invalid(
             "tuning_job.supervised_tuning_spec",
-            "A tuning spec is required: set supervised_tuning_spec.",
+            "A tuning spec is required: set supervised_tuning_spec"
+            + (" or distillation_spec." if api_version == "v1beta1" else "."),
         )
     where = "tuning_job.supervised_tuning_spec"
     spec = _fields(top["supervisedTuningSpec"], _SPEC_FIELDS, where)
@@ -419,6 +491,121 @@ def validate_tuning_job(location: str, body: Mapping[str, Any]) -> TuningRequest
             f"{describe_json_value(export_last)}",
         )
     hyper = _fields(spec.get("hyperParameters") or {}, _HYPER_FIELDS, f"{where}.hyper_parameters")
+    display_name, kms_key, service_account = _common(location, top)
+    return TuningRequest(
+        base_model=base_model,
+        training_dataset_uri=training,
+        validation_dataset_uri=validation,
+        tuned_model_display_name=display_name,
+        epoch_count=_epochs(hyper.get("epochCount")),
+        learning_rate_multiplier=_learning_rate_multiplier(hyper.get("learningRateMultiplier")),
+        adapter_size=_adapter_size(hyper.get("adapterSize"), model),
+        export_last_checkpoint_only=export_last,
+        description=_string(top, "description", "tuning_job"),
+        labels=check_labels(top.get("labels")),
+        kms_key_name=kms_key,
+        service_account=service_account,
+    )
+
+
+def _distillation_request(
+    location: str, top: Mapping[str, Any], base_model: str, model: TunableModel
+) -> TuningRequest:
+    """A v1beta1 ``distillationSpec`` body, checked (see the module docs).
+
+    Raises:
+        ApiError: INVALID_ARGUMENT, as :func:`validate_tuning_job`.
+    """
+    where = "tuning_job.distillation_spec"
+    if location != GEMINI_DISTILLATION_REGION:
+        raise _invalid(
+            where,
+            f"Distillation is not available in {location}; it is available in "
+            f"{GEMINI_DISTILLATION_REGION} only.",
+        )
+    if model.model_id not in GEMINI_DISTILLATION_STUDENTS:
+        raise _invalid(
+            "tuning_job.base_model",
+            f"Base model {base_model} is not supported as a distillation student. Supported "
+            f"students: {', '.join(GEMINI_DISTILLATION_STUDENTS)}.",
+        )
+    spec = _fields(top["distillationSpec"], _DISTILLATION_FIELDS, where)
+    base_teacher = _string(spec, "baseTeacherModel", where)
+    tuned_teacher = _string(spec, "tunedTeacherModelSource", where)
+    if base_teacher and tuned_teacher:
+        raise _invalid(
+            f"{where}.teacher_model",
+            "Only one teacher may be set: base_teacher_model or tuned_teacher_model_source.",
+        )
+    if not base_teacher and not tuned_teacher:
+        raise _invalid(
+            f"{where}.teacher_model",
+            "A teacher is required: set base_teacher_model or tuned_teacher_model_source.",
+        )
+    if base_teacher:
+        short = _PUBLISHER_PREFIX.sub("", base_teacher, count=1)
+        if short not in GEMINI_DISTILLATION_TEACHERS:
+            raise _invalid(
+                f"{where}.base_teacher_model",
+                f"Base teacher model {base_teacher} is not supported for distillation. "
+                f"Supported teachers: {', '.join(GEMINI_DISTILLATION_TEACHERS)}.",
+            )
+        base_teacher = short
+    if tuned_teacher and not _TUNED_MODEL.fullmatch(tuned_teacher):
+        raise _invalid(
+            f"{where}.tuned_teacher_model_source",
+            "tuned_teacher_model_source must be projects/PROJECT/locations/LOCATION/models/"
+            f"MODEL, got {tuned_teacher!r}.",
+        )
+    student = _string(spec, "studentModel", where)
+    if student and tunable_model(student) != model:
+        raise _invalid(
+            f"{where}.student_model",
+            f"student_model {student} differs from base_model {base_model}; student_model is "
+            "deprecated: set base_model only.",
+        )
+    training = _gcs_uri(spec, "trainingDatasetUri", where, required=False)
+    prompts = _gcs_uri(spec, "promptDatasetUri", where, required=False)
+    if training and prompts:
+        raise _invalid(
+            f"{where}.prompt_dataset_uri",
+            "Set the prompt dataset once: prompt_dataset_uri or training_dataset_uri.",
+        )
+    if not training and not prompts:
+        raise _invalid(
+            f"{where}.prompt_dataset_uri",
+            "A prompt dataset is required: set prompt_dataset_uri (or training_dataset_uri).",
+        )
+    validation = _gcs_uri(spec, "validationDatasetUri", where, required=False)
+    hyper_where = f"{where}.hyper_parameters"
+    hyper = _fields(spec.get("hyperParameters") or {}, _HYPER_FIELDS, hyper_where)
+    display_name, kms_key, service_account = _common(location, top)
+    return TuningRequest(
+        base_model=base_model,
+        training_dataset_uri=training or prompts,
+        validation_dataset_uri=validation,
+        tuned_model_display_name=display_name,
+        epoch_count=_epochs(hyper.get("epochCount"), hyper_where),
+        learning_rate_multiplier=_learning_rate_multiplier(
+            hyper.get("learningRateMultiplier"), hyper_where
+        ),
+        adapter_size=_adapter_size(hyper.get("adapterSize"), model, hyper_where),
+        description=_string(top, "description", "tuning_job"),
+        labels=check_labels(top.get("labels")),
+        kms_key_name=kms_key,
+        service_account=service_account,
+        tuning_mode="distillation",
+        base_teacher_model=base_teacher,
+        tuned_teacher_model_source=tuned_teacher,
+    )
+
+
+def _common(location: str, top: Mapping[str, Any]) -> tuple[str, str, str]:
+    """The display name, KMS key and service account of a body, checked.
+
+    Raises:
+        ApiError: INVALID_ARGUMENT naming the field.
+    """
     display_name = _string(top, "tunedModelDisplayName", "tuning_job")
     if len(display_name) > MAX_DISPLAY_NAME_CHARS:
         raise _invalid(
@@ -450,17 +637,4 @@ def validate_tuning_job(location: str, body: Mapping[str, Any]) -> TuningRequest
             "tuning_job.service_account",
             f"service_account must be a service account email, got {service_account!r}.",
         )
-    return TuningRequest(
-        base_model=base_model,
-        training_dataset_uri=training,
-        validation_dataset_uri=validation,
-        tuned_model_display_name=display_name,
-        epoch_count=_epochs(hyper.get("epochCount")),
-        learning_rate_multiplier=_learning_rate_multiplier(hyper.get("learningRateMultiplier")),
-        adapter_size=_adapter_size(hyper.get("adapterSize"), model),
-        export_last_checkpoint_only=export_last,
-        description=_string(top, "description", "tuning_job"),
-        labels=check_labels(top.get("labels")),
-        kms_key_name=kms_key,
-        service_account=service_account,
-    )
+    return display_name, kms_key, service_account

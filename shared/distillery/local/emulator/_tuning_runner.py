@@ -18,6 +18,20 @@ Epochs become steps: ``ceil(examples x epochCount / batch size)`` with a batch o
 :data:`LOCAL_BATCH_SIZE`; ``learningRateMultiplier`` passes through; a validation set is
 evaluated once an epoch. ``adapterSize`` has no local meaning (the student is small and fully
 tuned) and is only recorded on the model.
+
+A distillation job (v1beta1 ``distillationSpec``) reads a prompts-only dataset: each line's
+``contents`` ends with the ``user`` turn the teacher answers (a line ending with a ``model`` turn
+is refused, as a prompt dataset holds no answers). There is no Gemini teacher locally: the
+teacher is the one the emulator's pipeline path labels unlabeled datasets with
+(:func:`distillery.local.emulator._preparation.resolve_teacher`), found by the teacher
+reference: ``baseTeacherModel`` (``gemini-3.1-pro``) as a local checkpoint of
+``DISTILLERY_LOCAL_TEACHERS`` or the display name of a model in the local Model Registry, or
+``tunedTeacherModelSource`` as a registered model's resource name. The worker process has that
+teacher write a response to every prompt (its ``label-with-teacher`` step), then trains the
+student on prompt and response exactly as supervised tuning does. With no such teacher the job
+FAILS saying so: the emulator never invents responses. The statistics are a
+``distillationDataStats.trainingDatasetStats`` (v1beta1's ``DatasetStats``: prompts only, no
+output distribution).
 """
 
 from __future__ import annotations
@@ -36,18 +50,30 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
+from distillery._text import describe_json_value
 from distillery.core.errors import DistilleryError, ObjectNotFoundError, RetryableError
 from distillery.local.emulator._config import TrainerOptions
-from distillery.local.emulator._contents import ContentError, parse_tuning_example
+from distillery.local.emulator._contents import (
+    MODEL,
+    ContentError,
+    TuningExample,
+    count_tokens,
+    parse_system_instruction,
+    parse_tuning_example,
+    parse_turns,
+    render_prompt,
+)
 from distillery.local.emulator._endpoints import EndpointService
 from distillery.local.emulator._job_detail import JobDetail
 from distillery.local.emulator._model import EmulatedJob
-from distillery.local.emulator._preparation import student_checkpoint
-from distillery.local.emulator._registry import ModelRegistry, label_value
+from distillery.local.emulator._preparation import resolve_teacher, student_checkpoint
+from distillery.local.emulator._registry import ArtifactCache, ModelRegistry, label_value
 from distillery.local.emulator._runner import (
     NO_TRAINER_MESSAGE,
+    DatasetSummary,
     JobFailedError,
     RunContext,
+    TrainingInputs,
     split_gcs_uri,
 )
 from distillery.local.emulator._status import ApiError
@@ -144,8 +170,51 @@ class TuningTrainer(ABC):
         """
 
 
-def read_dataset(context: RunContext, uri: str, role: str, out: IO[str] | None) -> DatasetRead:
+@dataclass(frozen=True)
+class PromptExample:
+    """One prompt of a distillation dataset: what the teacher answers, and its counts."""
+
+    prompt: str
+    turns: int
+    characters: int
+    input_tokens: int
+
+    def as_training_line(self) -> dict[str, str]:
+        """The local trainer's unlabeled ``TrainingExample`` line (the teacher labels it)."""
+        return {"input_text": self.prompt}
+
+
+def parse_prompt_example(data: Any) -> PromptExample:
+    """A prompts-only dataset line (already JSON-decoded) as a :class:`PromptExample`.
+
+    Raises:
+        ContentError: the line breaks the shape, or ends with a ``model`` turn (an answer).
+    """
+    if not isinstance(data, Mapping):
+        raise ContentError("line", f"must be a JSON object, got {describe_json_value(data)}")
+    system_instruction = parse_system_instruction(data)
+    turns = parse_turns(data.get("contents"))
+    if turns[-1].role == MODEL:
+        raise ContentError(
+            f"contents[{len(turns) - 1}].role",
+            'a prompt ends with the "user" turn the teacher answers, not a "model" answer',
+        )
+    prompt = render_prompt(system_instruction, turns)
+    characters = sum(len(t.text) for t in turns) + len(system_instruction or "")
+    return PromptExample(prompt, len(turns), characters, count_tokens(prompt))
+
+
+def read_dataset(
+    context: RunContext,
+    uri: str,
+    role: str,
+    out: IO[str] | None,
+    *,
+    prompts_only: bool = False,
+) -> DatasetRead:
     """Stream the JSONL at ``uri``, check every line, write the trainer's lines to ``out``.
+
+    ``prompts_only``: a distillation dataset, whose lines are prompts (see the module docs).
 
     Raises:
         JobFailedError: NOT_FOUND (no such object), INVALID_ARGUMENT (a bad line, or no
@@ -163,17 +232,24 @@ def read_dataset(context: RunContext, uri: str, role: str, out: IO[str] | None) 
                     raise JobFailedError(
                         "INVALID_ARGUMENT", f"{role} {uri}: line {number} is not JSON: {exc}"
                     ) from None
+                example: PromptExample | TuningExample
                 try:
-                    example = parse_tuning_example(data)
+                    if prompts_only:
+                        example = parse_prompt_example(data)
+                    else:
+                        example = parse_tuning_example(data)
                 except ContentError as exc:
+                    what = (
+                        "a distillation prompt" if prompts_only else "a supervised tuning example"
+                    )
                     raise JobFailedError(
-                        "INVALID_ARGUMENT",
-                        f"{role} {uri}: line {number} is not a supervised tuning example: {exc}",
+                        "INVALID_ARGUMENT", f"{role} {uri}: line {number} is not {what}: {exc}"
                     ) from None
                 read.examples += 1
                 read.characters += example.characters
                 read.input_tokens.append(example.input_tokens)
-                read.output_tokens.append(example.output_tokens)
+                if isinstance(example, TuningExample):
+                    read.output_tokens.append(example.output_tokens)
                 read.messages.append(example.turns)
                 if len(read.samples) < SAMPLE_EXAMPLES:
                     read.samples.extend(c for c in data["contents"] if c.get("role") == "user")
@@ -196,8 +272,10 @@ def tuning_steps(examples: int, epochs: int) -> int:
     return max(1, math.ceil(examples * epochs / LOCAL_BATCH_SIZE))
 
 
-def _distribution(values: Sequence[int]) -> dict[str, Any]:
-    """A ``SupervisedTuningDatasetDistribution`` of ``values`` (int64 fields as strings)."""
+def _distribution(values: Sequence[int], *, supervised: bool = True) -> dict[str, Any]:
+    """A ``SupervisedTuningDatasetDistribution`` of ``values`` (int64 fields as strings), or
+    with ``supervised=False`` v1beta1's ``DatasetDistribution`` (a double ``sum``, no
+    ``billableSum``)."""
     ordered = sorted(values)
     total = sum(ordered)
 
@@ -213,9 +291,11 @@ def _distribution(values: Sequence[int]) -> dict[str, Any]:
         count = sum(1 for v in ordered if left <= v < right or (right > high and v == high))
         buckets.append({"count": float(count), "left": left, "right": right})
         left = right
+    sums: dict[str, Any] = (
+        {"sum": str(total), "billableSum": str(total)} if supervised else {"sum": float(total)}
+    )
     return {
-        "sum": str(total),
-        "billableSum": str(total),
+        **sums,
         "min": float(low),
         "max": float(high),
         "mean": total / len(ordered),
@@ -249,6 +329,33 @@ def data_stats(train: DatasetRead, epochs: int) -> dict[str, Any]:
     }
 
 
+def distillation_data_stats(train: DatasetRead, epochs: int) -> dict[str, Any]:
+    """A distillation job's ``tuningDataStats`` (``distillationDataStats``) for the prompts
+    ``train``: v1beta1's ``DatasetStats``, counted before the teacher answers (so no output
+    distribution, and the billable characters are the prompts' times the epochs)."""
+    return {
+        "distillationDataStats": {
+            "trainingDatasetStats": {
+                "tuningDatasetExampleCount": str(train.examples),
+                "totalTuningCharacterCount": str(train.characters),
+                "totalBillableCharacterCount": str(train.characters * epochs),
+                "tuningStepCount": str(tuning_steps(train.examples, epochs)),
+                "userInputTokenDistribution": _distribution(train.input_tokens, supervised=False),
+                "userMessagePerExampleDistribution": _distribution(
+                    train.messages, supervised=False
+                ),
+                "userDatasetExamples": train.samples,
+            }
+        }
+    }
+
+
+def _stats(job: TuningJobRun, train: DatasetRead) -> dict[str, Any]:
+    if job.request.tuning_mode == "distillation":
+        return distillation_data_stats(train, job.request.epoch_count)
+    return data_stats(train, job.request.epoch_count)
+
+
 class TuningDataRunner(TuningRunner):
     """The default runner: read and check the data, report the statistics, then train."""
 
@@ -257,9 +364,13 @@ class TuningDataRunner(TuningRunner):
         self._work_root = work_root
 
     def run(self, job: TuningJobRun, context: RunContext) -> TunedModelResult:
+        prompts_only = job.request.tuning_mode == "distillation"
+        role = "prompt data" if prompts_only else "training data"
         if self.trainer is None or self._work_root is None:
-            train = read_dataset(context, job.request.training_dataset_uri, "training data", None)
-            context.report_detail(data_stats(train, job.request.epoch_count))
+            train = read_dataset(
+                context, job.request.training_dataset_uri, role, None, prompts_only=prompts_only
+            )
+            context.report_detail(_stats(job, train))
             raise JobFailedError(
                 "FAILED_PRECONDITION",
                 f"{NO_TRAINER_MESSAGE}: the training data was read ({train.examples} examples) "
@@ -270,8 +381,10 @@ class TuningDataRunner(TuningRunner):
         try:
             request = job.request
             with (work / "train.jsonl").open("w", encoding="utf-8") as out:
-                train = read_dataset(context, request.training_dataset_uri, "training data", out)
-            context.report_detail(data_stats(train, request.epoch_count))
+                train = read_dataset(
+                    context, request.training_dataset_uri, role, out, prompts_only=prompts_only
+                )
+            context.report_detail(_stats(job, train))
             validation = None
             if request.validation_dataset_uri:
                 with (work / "eval.jsonl").open("w", encoding="utf-8") as out:
@@ -292,10 +405,37 @@ class LocalTuningTrainer(TuningTrainer):
         options: TrainerOptions,
         registry: ModelRegistry,
         endpoints: EndpointService,
+        cache: ArtifactCache,
     ) -> None:
+        """``cache`` holds the artifacts of the registered models a distillation job's teacher
+        may be (the pipeline path's cache)."""
         self.options = options
         self._registry = registry
         self._endpoints = endpoints
+        self._cache = cache
+
+    def _teacher(self, job: TuningJobRun, train: DatasetRead) -> Path:
+        """The local teacher of a distillation job, found as the pipeline path finds its own.
+
+        Raises:
+            JobFailedError: FAILED_PRECONDITION, no such teacher (or its artifacts unreadable).
+        """
+        # The pipeline path's resolution, with the prompts as its unlabeled examples.
+        inputs = TrainingInputs(
+            dataset=DatasetSummary(train.uri, 0, 0, train.examples),
+            evaluation=None,
+            output_directory=job.artifact_directory,
+            manifest_uri="",
+        )
+        return resolve_teacher(
+            self.options,
+            self._registry,
+            self._cache,
+            self._as_emulated(job),
+            job.request.teacher,
+            inputs,
+            train.examples,
+        )
 
     def train(
         self,
@@ -321,9 +461,14 @@ class LocalTuningTrainer(TuningTrainer):
         }
         if self.options.num_threads is not None:
             config["num_threads"] = self.options.num_threads
+        teacher = self._teacher(job, train) if request.tuning_mode == "distillation" else None
+        context.raise_if_cancelled()
         detail = JobDetail(self._as_emulated(job))
         worker = worker_request(
-            self.options.trainer_module, config, has_evaluation=validation is not None, teacher=None
+            self.options.trainer_module,
+            config,
+            has_evaluation=validation is not None,
+            teacher=teacher,
         )
         # The worker's progress is a pipeline jobDetail, which a TuningJob has no field for: it
         # gets a context that shares the cancel signal but reports nowhere.
@@ -381,6 +526,7 @@ class LocalTuningTrainer(TuningTrainer):
                 "validationDatasetUri": request.validation_dataset_uri or None,
                 "adapterSize": request.adapter_size or None,
                 "epochCount": request.epoch_count,
+                "teacherModel": request.teacher or None,
             },
         )
         context.raise_if_cancelled()

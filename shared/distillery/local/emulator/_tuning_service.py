@@ -10,6 +10,10 @@ bounded pool of worker threads, then ``JOB_STATE_SUCCEEDED`` with ``tunedModel``
 ``JOB_STATE_CANCELLING`` and, once its run stopped, ``JOB_STATE_CANCELLED`` (at once when it had
 not started). No event is published: the real service has no push notification of tuning-job
 state, so callers poll ``get``.
+
+Every method answers for an API version, ``v1`` or ``v1beta1`` (the route's): a distillation job
+(``distillationSpec``, v1beta1 only) is created through v1beta1, and read through v1 its resource
+lacks the ``distillationSpec`` the v1 ``TuningJob`` has no field for.
 """
 
 from __future__ import annotations
@@ -48,6 +52,16 @@ from distillery.local.emulator._tuning_runner import (
 )
 
 logger = logging.getLogger(__name__)
+_V1_HIDDEN = ("distillationSpec",)
+
+
+def _for_version(resource: dict[str, Any], api_version: str) -> dict[str, Any]:
+    """``resource`` as ``api_version``'s TuningJob shows it (v1 has no distillationSpec)."""
+    if api_version == "v1":
+        for key in _V1_HIDDEN:
+            resource.pop(key, None)
+    return resource
+
 
 CANCELLED_MESSAGE = "the tuning job was cancelled"
 #: Seconds a new job stays PENDING before a worker may start it.
@@ -132,14 +146,17 @@ class TuningService(JobPool[_Record]):
 
     # --- API methods --------------------------------------------------------------------------
 
-    def create(self, project: str, location: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """``tuningJobs.create``: validate, store PENDING, queue; the TuningJob.
+    def create(
+        self, project: str, location: str, body: Mapping[str, Any], api_version: str = "v1"
+    ) -> dict[str, Any]:
+        """``tuningJobs.create`` of ``api_version``: validate, store PENDING, queue; the
+        TuningJob.
 
         Raises:
             ApiError: INVALID_ARGUMENT or UNIMPLEMENTED (see
                 :func:`~distillery.local.emulator._tuning.validate_tuning_job`).
         """
-        request = validate_tuning_job(location, body)
+        request = validate_tuning_job(location, body, api_version)
         created = now()
         with self._lock:
             job_id = str(next(self._ids))
@@ -169,16 +186,18 @@ class TuningService(JobPool[_Record]):
             resource = record.resource()
         self._pending.put(name)
         logger.info("tuning job created", extra={"tuning_job": name})
-        return resource
+        return _for_version(resource, api_version)
 
-    def get(self, project: str, location: str, job_id: str) -> dict[str, Any]:
+    def get(
+        self, project: str, location: str, job_id: str, api_version: str = "v1"
+    ) -> dict[str, Any]:
         """``tuningJobs.get``.
 
         Raises:
             ApiError: NOT_FOUND.
         """
         with self._lock:
-            return self._find(project, location, job_id).resource()
+            return _for_version(self._find(project, location, job_id).resource(), api_version)
 
     def list(
         self,
@@ -188,6 +207,7 @@ class TuningService(JobPool[_Record]):
         page_size: int = 0,
         page_token: str = "",
         filter_text: str = "",
+        api_version: str = "v1",
     ) -> dict[str, Any]:
         """``tuningJobs.list``, newest first: ``tuningJobs`` and ``nextPageToken``.
 
@@ -198,7 +218,7 @@ class TuningService(JobPool[_Record]):
             ApiError: INVALID_ARGUMENT for a bad page size, token or filter.
         """
         with self._lock:
-            return list_page(
+            page = list_page(
                 self._records.values(),
                 key="tuningJobs",
                 project=project,
@@ -210,6 +230,9 @@ class TuningService(JobPool[_Record]):
                 filter_text=filter_text,
                 parse_filter=_parse_filter,
             )
+        for resource in page.get("tuningJobs", []):
+            _for_version(resource, api_version)
+        return page
 
     # --- Internals ----------------------------------------------------------------------------
 
