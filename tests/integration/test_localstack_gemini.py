@@ -170,7 +170,7 @@ def test_default_backend_tunes_promotes_and_answers_generate_content(
     assert correct / len(golden) == pytest.approx(judged), (answers, judged)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)  # two tunings (375 and 125 steps), each judged on 100 prompts
 def test_the_demo_runs_the_default_backend_end_to_end(
     gemini_stack: StackHarness, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -185,4 +185,11 @@ def test_the_demo_runs_the_default_backend_end_to_end(
         assert re.search(rf"^\S+  \S+  {state_name}", out, re.MULTILINE), (state_name, out)
     assert "eval prompts sent to the endpoint (:generateContent):" in out
     assert re.search(r"^   [4-8]/8 correct$", out, re.MULTILINE), out
-    assert "pipelineJobs" not in out and "REJECTED" not in out
+    assert "pipelineJobs" not in out
+    # The worse rerun (one epoch at a thousandth of the learning rate) is rejected.
+    assert "rerun with settings that make a worse model (epoch_count 1, learning" in out
+    promoted, rejected = re.findall(r"^\S+  (\S+)  (?:PROMOTED|REJECTED)", out, re.MULTILINE)
+    assert promoted != rejected
+    assert re.search(r"paired difference -\d\.\d{4}, 95% CI -\d\.\d{4} to [-+]\d\.\d{4}", out), out
+    assert f"champion unchanged: job {promoted}," in out
+    assert "its endpoint still answers: projects/" in out

@@ -8,10 +8,10 @@ asks the promoted model a few eval prompts. It leaves the stack running.
 
 The job runs on the stack's backend (``DISTILLERY_BACKEND`` of ``distillery dev up``; default
 ``gemini``: a ``tuningJobs`` job, polled by ``poll_tuning_jobs``, whose tuned model answers
-``:generateContent``), or on the one ``--backend`` names (through the dataset's config sidecar).
-With the ``pipeline`` backend (a ``pipelineJobs`` job, a progress bar with step, loss and eval
-accuracy, a model that answers ``:predict``) it then reruns the job with one training step and
-shows the worse model REJECTED with the champion unchanged.
+``:generateContent``), or on the one ``--backend`` names (through the dataset's config sidecar;
+``pipeline``: a ``pipelineJobs`` job, a progress bar with step, loss and eval accuracy, a model
+that answers ``:predict``). Then it reruns the job with settings that make a worse model
+(:data:`WORSE_RERUN`) and shows it REJECTED with the champion unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ from distillery.local.example_data import Example, generate
 from distillery.local.stack.control import StackState, default_state_dir
 from distillery.services.datasets import dataset_id
 from distillery.services.promoter import family_of
+
+#: The overrides of the demo's rerun, per backend: settings that make a worse model than the
+#: first job's (one training step; one epoch at a thousandth of the learning rate).
+WORSE_RERUN: dict[str, dict[str, Any]] = {
+    "pipeline": {"train_steps": 1},
+    "gemini": {"epoch_count": 1, "learning_rate_multiplier": 0.001},
+}
 
 
 def _say(text: str = "") -> None:
@@ -161,14 +168,13 @@ def run(state_dir: Path, name: str, backend: str | None = None) -> int:
     sample = evaluation[:8]
     _ask(deps, chosen, endpoint, sample)
     _say()
-    if chosen == "gemini":
-        _closing(job)
-        return 0
 
-    _say("6. A rerun with settings that make a worse model (train_steps 1):")
+    worse_overrides = WORSE_RERUN[chosen]
+    settings_text = ", ".join(f"{key} {value}" for key, value in worse_overrides.items())
+    _say(f"6. A rerun with settings that make a worse model ({settings_text}):")
     rerun = LaunchRequest(
         rerun_of=job["job_id"],
-        overrides={"train_steps": 1},
+        overrides=worse_overrides,
         request_id=f"{name}-worse-rerun",
         requested_by="demo",
     )
@@ -192,9 +198,14 @@ def run(state_dir: Path, name: str, backend: str | None = None) -> int:
         _say(f"   - {failure}")
     family = records.get(settings.models_collection, family_of(job)) or {}
     champion = family.get("champion") or {}
-    still = deps.require_endpoints().predict(endpoint, [sample[0].input_text])
     _say(f"   champion unchanged: job {champion.get('job_id')}, model {champion.get('model')}")
-    _say(f"   the endpoint still answers with it: {still.model} -> {still.contents[0]!r}")
+    if chosen == "gemini":
+        # A tuned Gemini champion serves from its own endpoint (crowned by record).
+        answer = deps.require_tuning().generate(endpoint, sample[0].input_text)
+        _say(f"   its endpoint still answers: {endpoint} -> {answer!r}")
+    else:
+        still = deps.require_endpoints().predict(endpoint, [sample[0].input_text])
+        _say(f"   the endpoint still answers with it: {still.model} -> {still.contents[0]!r}")
     _say()
     _closing(job)
     return 0
