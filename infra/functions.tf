@@ -24,12 +24,13 @@ locals {
       uses_pipeline_service_account = false
     }
     launch_job = {
-      description   = "Submits one Vertex AI distillation pipeline job per LaunchRequest."
+      description   = "Submits one Vertex AI job per LaunchRequest: a tuning job (gemini backend) or a distillation pipeline job (pipeline backend)."
       trigger       = "pubsub"
       topic         = "launch"
       project_roles = ["roles/aiplatform.user", "roles/datastore.user"]
       publishes_to  = ["status"]
-      # Reads no object: the validated copy is found in Firestore and read by the pipeline.
+      # Reads no object: the validated copy is found in Firestore and read by the job, which runs
+      # as the pipeline account (a tuning job's serviceAccount, a pipeline job's service account).
       bucket_roles                  = []
       uses_pipeline_service_account = true
     }
@@ -43,13 +44,17 @@ locals {
       uses_pipeline_service_account = false
     }
     promote_model = {
-      description   = "Gates a SUCCEEDED job's model on its eval metrics and promotes it to an endpoint."
+      description   = "Judges a SUCCEEDED job's model on the family's golden set (generateContent for a tuned Gemini model, predict for a pipeline's) and promotes it."
       trigger       = "pubsub"
       topic         = "status"
-      project_roles = ["roles/aiplatform.user", "roles/datastore.user"]
+      project_roles = ["roles/aiplatform.user", "roles/datastore.user"] # asks and deploys models
       publishes_to  = ["status"]
       bucket_roles = [
-        { role = "roles/storage.objectViewer", prefix = var.pipeline_root_prefix }, # the job's metrics
+        # The golden set (datasets/<name>.golden.jsonl, else the validated eval set), its frozen
+        # copy under golden/, the pipeline job's metrics under pipeline-root/, earlier reports.
+        { role = "roles/storage.objectViewer", prefix = "" },
+        { role = "roles/storage.objectCreator", prefix = "golden/" },                      # content-addressed: create only
+        { role = "roles/storage.objectUser", prefix = "${var.reports_prefix}decisions/" }, # a redelivery rewrites its report
       ]
       uses_pipeline_service_account = false
     }
@@ -85,7 +90,7 @@ locals {
   function_environment = {
     GOOGLE_CLOUD_PROJECT                = var.project
     DISTILLERY_BUCKET                   = local.datasets_bucket_name
-    DISTILLERY_REGION                   = var.pipeline_region
+    DISTILLERY_REGION                   = var.vertex_region
     DISTILLERY_LAUNCH_TOPIC             = var.launch_topic
     DISTILLERY_JOB_EVENTS_TOPIC         = var.job_events_topic
     DISTILLERY_STATUS_TOPIC             = var.status_topic

@@ -80,7 +80,10 @@ resource "google_service_account_iam_member" "launcher_acts_as_pipeline" {
   member             = "serviceAccount:${google_service_account.function[each.key].email}"
 }
 
-# --- The account Vertex AI pipeline jobs run as (DISTILLERY_SERVICE_ACCOUNT) ----------------
+# --- The account Vertex AI jobs run as (DISTILLERY_SERVICE_ACCOUNT) ---------------------------
+# A tuning job (gemini) runs as its serviceAccount, and whoever creates it needs actAs on that
+# account (launcher_acts_as_pipeline); unset, it would run as the Vertex AI Secure Fine-Tuning
+# Service Agent instead. A pipeline job runs as its service account the same way.
 
 resource "google_service_account" "pipeline" {
   count = var.pipeline_service_account == "" ? 1 : 0
@@ -88,7 +91,7 @@ resource "google_service_account" "pipeline" {
   project      = var.project
   account_id   = "distillery-pipeline"
   display_name = "Distillery pipeline jobs"
-  description  = "Identity of the Vertex AI distillation pipeline jobs: reads validated datasets, writes pipeline-root."
+  description  = "Identity of the Vertex AI jobs (tuning jobs, distillation pipeline jobs): reads validated datasets, writes pipeline-root."
 }
 
 # The pipeline's steps create tuning jobs and upload the model.
@@ -109,7 +112,7 @@ resource "google_storage_bucket_iam_member" "pipeline_reads_validated" {
 
   condition {
     title       = "only-validated"
-    description = "Validated copies only: a job never reads the upload area."
+    description = "Validated copies only (a tuning job trains on the converted copy there): a job never reads the upload area."
     expression  = "resource.name.startsWith(\"projects/_/buckets/${google_storage_bucket.datasets.name}/objects/${var.validated_prefix}\")"
   }
 }

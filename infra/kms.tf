@@ -1,8 +1,10 @@
 # Optional customer-managed encryption (var.cmek_key). The services that encrypt with the key do
 # so as their service agents, which must hold it:
 #   - Cloud Storage: the datasets bucket's default key (the key must be in the bucket's location);
-#   - Vertex AI: the pipeline jobs the launcher submits with encryption_spec_key_name
-#     (DISTILLERY_CMEK_KEY; the policy applies it only where CMEK works: GPU, us-central1).
+#   - Vertex AI: the jobs the launcher creates with the key (DISTILLERY_CMEK_KEY): a tuning job's
+#     encryptionSpec (gemini backend; the key must be in the tuning region, var.vertex_region),
+#     a pipeline job's encryption_spec_key_name (pipeline backend; only where CMEK works there:
+#     GPU, us-central1). The policy refuses or skips a key that cannot protect the job.
 resource "google_kms_crypto_key_iam_member" "storage_agent" {
   count = var.cmek_key != "" ? 1 : 0
 

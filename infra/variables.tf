@@ -169,26 +169,32 @@ variable "cmek_key" {
 }
 
 variable "pipeline_service_account" {
-  description = "Email of the service account Vertex AI pipeline jobs run as (DISTILLERY_SERVICE_ACCOUNT). Empty: the distillery-pipeline account created here."
+  description = "Email of the service account Vertex AI jobs run as (DISTILLERY_SERVICE_ACCOUNT): a tuning job's serviceAccount, a pipeline job's service account. Empty: the distillery-pipeline account created here."
   type        = string
   default     = ""
 }
 
 # --- Product settings (distillery.core.settings.Settings; same names and defaults) ---------------
 
-variable "pipeline_region" {
-  description = "DISTILLERY_REGION: region of the Vertex AI pipeline jobs (a distillation region)."
+variable "vertex_region" {
+  description = "DISTILLERY_REGION: region of the Vertex AI jobs. With the gemini backend a Gemini supervised tuning region (the tuning job and its tuned model live there); with the pipeline backend a distillation region."
   type        = string
   default     = "us-central1"
 
   validation {
-    # distillery.core.settings.SUPPORTED_REGIONS
+    # distillery.facts.SUPPORTED_REGIONS (distillation), then the GEMINI_TUNING_REGIONS that are
+    # not among them: what distillery.core.settings.Settings accepts with the gemini backend.
+    # Which of them the chosen backend runs in is checked by the functions (Settings.check and
+    # the policy refuse a region the job's backend lacks).
     condition = contains([
       "us-central1", "europe-west4", "asia-southeast1", "us-west1", "europe-west3", "europe-west2",
       "asia-northeast1", "us-east4", "us-west4", "northamerica-northeast1", "europe-west9",
-      "europe-west1", "asia-northeast3",
-    ], var.pipeline_region)
-    error_message = "pipeline_region must be a region that supports distillation (see distillery.core.settings.SUPPORTED_REGIONS)."
+      "europe-west1", "asia-northeast3", "asia-east1", "asia-east2", "asia-south1",
+      "australia-southeast1", "europe-central2", "europe-north1", "europe-southwest1",
+      "europe-west6", "europe-west8", "me-central1", "me-central2", "me-west1",
+      "southamerica-east1",
+    ], var.vertex_region)
+    error_message = "vertex_region must be a Gemini tuning region or a distillation region (see distillery.facts.GEMINI_TUNING_REGIONS and SUPPORTED_REGIONS)."
   }
 }
 
@@ -360,9 +366,9 @@ variable "max_train_steps" {
 }
 
 variable "backend" {
-  description = "DISTILLERY_BACKEND: the backend a job runs on unless its backend override names the other: pipeline (the seed's distillation pipeline, retired on Google Cloud) or gemini (Vertex AI supervised tuning)."
+  description = "DISTILLERY_BACKEND: the backend a job runs on unless its backend override names the other: gemini (Vertex AI supervised tuning, tuningJobs: what runs on Google Cloud today) or pipeline (the seed's distillation pipeline; its template and PaLM 2 models were shut down on 2025-04-09, so it cannot succeed on Google Cloud)."
   type        = string
-  default     = "pipeline"
+  default     = "gemini"
   validation {
     condition     = contains(["pipeline", "gemini"], var.backend)
     error_message = "backend must be pipeline or gemini."

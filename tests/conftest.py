@@ -33,11 +33,14 @@ _STACK_ENV_BEFORE: dict[str, str | None] = {}
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHarness]:
     """The running local stack (one per test session), with clients and helpers.
 
-    Sets GOOGLE_CLOUD_PROJECT, DISTILLERY_BUCKET, DISTILLERY_REGION and the three emulator
-    variables for this process while it lives; restores them afterwards.
+    Sets GOOGLE_CLOUD_PROJECT, DISTILLERY_BUCKET, DISTILLERY_REGION, DISTILLERY_BACKEND
+    (``pipeline``) and the three emulator variables for this process while it lives; restores
+    them afterwards.
     """
     state_dir = tmp_path_factory.mktemp("localstack")
-    stack = Stack(StackConfig.ephemeral(state_dir, startup_timeout=120.0))
+    # The tests on this stack test the pipeline backend (the default backend's end-to-end test
+    # starts a stack of its own).
+    stack = Stack(StackConfig.ephemeral(state_dir, startup_timeout=120.0, backend="pipeline"))
     stack.start()  # raises with the failing service's log: an error, not a skip
     harness = StackHarness(stack)
     _STACK_ENV_BEFORE.update({name: os.environ.get(name) for name in stack.env})

@@ -32,10 +32,14 @@ def fake_dependencies(**settings: Any) -> Dependencies:
     """Dependencies on fresh in-memory fakes of every port; ``settings`` change the defaults.
 
     What the ``deps`` fixture gives; call it for settings of a test's own, or a second world.
+    The backend is ``pipeline`` unless ``settings`` name another: most tests written on these
+    fakes test that backend (the gemini ones say ``backend="gemini"``).
     """
     endpoints = InMemoryModelEndpoints(PROJECT)
     return Dependencies(
-        settings=Settings(**{"project": PROJECT, "bucket": BUCKET, **settings}),
+        settings=Settings(
+            **{"project": PROJECT, "bucket": BUCKET, "backend": "pipeline", **settings}
+        ),
         objects=InMemoryObjectStore(),
         records=InMemoryRecordStore(),
         publisher=InMemoryPublisher(),

@@ -470,7 +470,7 @@ def check_overrides(
 
     ``has_eval`` says whether the job has an eval set (evaluation parameters and promotion gates
     need one); ``eval_set`` is the eval set's name for that message. ``backend`` is the
-    deployment's backend (``DISTILLERY_BACKEND``; default ``pipeline``), which a ``backend``
+    deployment's backend (``DISTILLERY_BACKEND``; default ``gemini``), which a ``backend``
     override replaces: the pipeline's CMEK rules are the pipeline's only (the gemini policy
     judges a key against the tuning region). When the backend is known (``backend`` given, or a
     ``backend`` override), a key only the other backend reads is an error. Raises nothing: every

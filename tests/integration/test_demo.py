@@ -1,4 +1,5 @@
-"""The README's main command: the demo's story on the local stack, act by act."""
+"""The README's main command with `--backend pipeline`: the demo's story on the local stack, act by
+act (the default backend's demo runs in test_localstack_gemini)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,10 @@ def test_demo_promotes_a_model_then_rejects_a_worse_rerun(
 ) -> None:
     state = stack.stack.state()
     state.save()  # what `distillery dev up` records, and the demo reads
-    assert demo.run(state.state_dir, "ci-demo") == 0
+    assert demo.run(state.state_dir, "ci-demo", backend="pipeline") == 0
     out = capsys.readouterr().out
+    assert "config sidecar datasets/ci-demo.config.json: backend pipeline" in out
+    assert "request body sent to pipelineJobs.create:" in out
     assert "verdict: INVALID" in out and "line 2, input_text" in out
     assert re.search(r"\[#+-*\] step \d+/\d+  loss \d\.\d{4}", out)
     promoted, rejected = re.findall(r"^\S+  (\S+)  (?:PROMOTED|REJECTED)", out, re.MULTILINE)

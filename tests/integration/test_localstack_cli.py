@@ -34,10 +34,27 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
         for name in ("pubsub", "firestore", "gcs", "bridge", "vertex", "functions")
     }
     options = [f"--{name}-port={port}" for name, port in ports.items()]
-    up = _dev("up", "--state-dir", str(state), *options, "--project", "cli-test")
+    # The shell's DISTILLERY_BACKEND is the stack's: none here (an earlier stack of this session
+    # may have exported one), so the default.
+    shell_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISTILLERY_BACKEND", "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS")
+    }
+    bad = _dev(
+        "up",
+        "--state-dir",
+        str(state),
+        *options,
+        env={**shell_env, "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS": "soon"},
+    )
+    assert bad.returncode == 2, bad.stderr + bad.stdout
+    assert "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS must be a whole number" in bad.stderr
+    up = _dev("up", "--state-dir", str(state), *options, "--project", "cli-test", env=shell_env)
     recorded: list[int] = []
     try:
         assert up.returncode == 0, up.stderr + up.stdout
+        assert "local stack up, backend gemini, tuning jobs polled every 60 s" in up.stdout
         assert f"export PUBSUB_EMULATOR_HOST=127.0.0.1:{ports['pubsub']}" in up.stdout
         services = json.loads((state / "stack.json").read_text())["services"]
         recorded = [record["pid"] for record in services.values()]
@@ -69,7 +86,9 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
             "PUBSUB_EMULATOR_HOST",
             "FIRESTORE_EMULATOR_HOST",
             "DISTILLERY_VERTEX_API_ENDPOINT",
+            "DISTILLERY_BACKEND",
         }
+        assert "export DISTILLERY_BACKEND=gemini" in env.stdout
 
         down = _dev("down", "--state-dir", str(state))
         assert down.returncode == 0, down.stderr
@@ -83,8 +102,23 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
 
         # Up again at once on the same ports: what the stopped stack's connections left in
         # TIME_WAIT does not count as "in use".
-        reup = _dev("up", "--state-dir", str(state), *options, "--project", "cli-test")
+        # This time with the pipeline backend and a short poll exported in the shell.
+        exported = {
+            **shell_env,
+            "DISTILLERY_BACKEND": "pipeline",
+            "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS": "3",
+        }
+        reup = _dev(
+            "up", "--state-dir", str(state), *options, "--project", "cli-test", env=exported
+        )
         assert reup.returncode == 0, reup.stderr + reup.stdout
+        assert "local stack up, backend pipeline, tuning jobs polled every 3 s" in reup.stdout
+        assert "export DISTILLERY_BACKEND=pipeline" in reup.stdout
+        bridge = json.loads((state / "bridge.json").read_text())
+        assert {s["target"]: s["every_seconds"] for s in bridge["schedules"]} == {
+            "reconcile": 30,
+            "poll_tuning_jobs": 3,
+        }
         assert f"export PUBSUB_EMULATOR_HOST=127.0.0.1:{ports['pubsub']}" in reup.stdout
         assert _dev("down", "--state-dir", str(state)).returncode == 0
     finally:

@@ -41,6 +41,9 @@ def test_localstack_sets_the_client_environment(local_stack: StackHarness) -> No
     assert os.environ["DISTILLERY_BUCKET"] == local_stack.bucket
     assert local_stack.env["STORAGE_EMULATOR_HOST"] == local_stack.storage_url
     assert local_stack.settings.project == local_stack.project
+    # The session stack runs the pipeline backend, and says so to the shell it configures.
+    assert local_stack.settings.backend == "pipeline"
+    assert os.environ["DISTILLERY_BACKEND"] == local_stack.env["DISTILLERY_BACKEND"] == "pipeline"
 
 
 def test_localstack_creates_topics_subscriptions_and_bucket(local_stack: StackHarness) -> None:

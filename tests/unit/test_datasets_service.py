@@ -170,6 +170,18 @@ def test_handle_object_eval_and_config_files_are_recorded_only(deps: Dependencie
     assert _launches(deps) == []
 
 
+def test_handle_object_judges_a_config_by_the_deployments_backend(deps: Dependencies) -> None:
+    # deps run the pipeline backend, whose CMEK cannot protect a TPU job.
+    key = "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"
+    sidecar = json.dumps({"encryption_spec_key_name": key, "accelerator_type": "TPU"}).encode()
+    config = _upload(deps, "datasets/news.config.json", sidecar)
+    assert handle_object(config, deps) is Outcome.INVALID
+    record = deps.records.get("datasets", dataset_id(BUCKET, config.name, config.generation))
+    assert record is not None
+    rules = {rule["rule"] for rule in record["reports"][0]["errors"]}
+    assert rules == {"config_cmek_unsupported"}, rules
+
+
 def test_handle_storage_event_rejects_malformed_events(deps: Dependencies) -> None:
     event = storage_event(BUCKET, "datasets/a.jsonl", 5)
     event.data.pop("name")

@@ -121,7 +121,7 @@ def test_facts_a_changed_fact_reaches_the_policy_and_the_validator(
             overrides={"accelerator_type": "TPU", "train_steps": 30, "task": "classification"},
             request_id="r",
         ),
-        Settings(project="p-1", bucket="bkt"),
+        Settings(project="p-1", bucket="bkt", backend="pipeline"),
         dataset_examples=240,
         eval_examples=None,
     )

@@ -180,7 +180,7 @@ def test_distillation_refusals() -> None:
     assert any("cannot be a distillation student" in r for r in student)
     teacher = _plan(teacher_model="gemini-3.1-pro").refusals
     assert any("distillation mode only" in r for r in teacher)
-    pipeline = Settings(project="p", bucket="b")
+    pipeline = Settings(project="p", bucket="b", backend="pipeline")
     refused = _plan(pipeline, tuning_mode="distillation").refusals
     assert any("gemini backend only" in r for r in refused)
 
@@ -303,7 +303,7 @@ def test_a_distillation_job_is_created_and_polled_through_v1beta1() -> None:
     from distillery.core.models import StatusEvent
     from distillery.fakes import InMemoryPublisher, InMemoryTuningJobs
     from distillery.services.launcher import launch
-    from distillery.services.status import reconcile
+    from distillery.services.status import poll_tuning_jobs
     from tests.helpers import fake_dependencies
 
     deps = fake_dependencies(backend="gemini", tuning_mode="distillation")
@@ -318,8 +318,9 @@ def test_a_distillation_job_is_created_and_polled_through_v1beta1() -> None:
     assert tuning.api_versions[name] == "v1beta1"
     assert "distillationSpec" in tuning.jobs[name]
 
+    # The tuning-job poll (reconcile would also go on to promote the SUCCEEDED job).
     for _ in range(4):
-        reconcile(deps)
+        poll_tuning_jobs(deps)
     assert tuning.read_versions[name] == "v1beta1"
     final = deps.records.get("jobs", job_id)
     assert final is not None and final["state"] == "SUCCEEDED"

@@ -24,7 +24,7 @@ import hcl2
 import pytest
 
 from distillery.core.settings import DATA_RESIDENCY_AREAS, ENVIRONMENT, Settings
-from distillery.facts import SUPPORTED_REGIONS
+from distillery.facts import GEMINI_TUNING_REGIONS, SUPPORTED_REGIONS
 from distillery.local.stack.control import StackConfig
 from distillery.local.stack.routes import (
     DEAD_LETTER_SUFFIX,
@@ -35,6 +35,8 @@ from distillery.local.stack.routes import (
     MessagePublished,
     StorageFinalized,
 )
+from distillery.reports import decision_report_paths
+from distillery.services.evaluation import GOLDEN_PREFIX
 from distillery.services.status import PIPELINE_RESOURCE_TYPE
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,7 +58,7 @@ DERIVED = {
 }
 
 #: Settings fields whose Terraform variable has another name (region is the deployment's region).
-RENAMED = {"region": "pipeline_region"}
+RENAMED = {"region": "vertex_region"}
 
 #: The local stack's trigger classes → the trigger kind of local.function_catalog.
 TRIGGER_KINDS = {
@@ -165,8 +167,11 @@ def test_infra_every_function_gets_the_environment() -> None:
 
 
 def test_infra_region_validations_match_settings() -> None:
-    validations = infra().variables["pipeline_region"]["validation"]
-    assert quoted_strings(validations[0]["condition"]) == set(SUPPORTED_REGIONS)
+    validations = infra().variables["vertex_region"]["validation"]
+    # Every region Settings accepts for DISTILLERY_REGION under either backend.
+    known = {*Settings(backend="gemini").known_regions, *Settings(backend="pipeline").known_regions}
+    assert quoted_strings(validations[0]["condition"]) == known
+    assert set(SUPPORTED_REGIONS) <= known and set(GEMINI_TUNING_REGIONS) <= known
     residency = infra().variables["data_residency"]["validation"][0]["condition"]
     assert quoted_strings(residency) == {"", *DATA_RESIDENCY_AREAS}
 
@@ -317,3 +322,15 @@ def test_infra_is_terraform_fmt_clean() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_infra_promoter_reads_the_golden_set_and_writes_where_the_evaluation_does() -> None:
+    catalog = infra().locals["function_catalog"]
+    grants = {(g["role"], g["prefix"]) for g in catalog["promote_model"]["bucket_roles"]}
+    # The golden set may be beside the dataset (datasets/) or the validated eval set.
+    assert ("roles/storage.objectViewer", "") in grants
+    assert ("roles/storage.objectCreator", GOLDEN_PREFIX) in grants
+    assert ("roles/storage.objectUser", "${var.reports_prefix}decisions/") in grants
+    json_name, html_name = decision_report_paths("j-1", Settings().reports_prefix)
+    for name in (json_name, html_name):
+        assert name.startswith(f"{Settings().reports_prefix}decisions/"), name

@@ -25,6 +25,7 @@ from distillery.core.models import LaunchRequest, StorageObject
 from distillery.core.ports import TuningJobInfo, TuningJobs
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import ENVIRONMENT, Settings
+from distillery.facts import GEMINI_TUNING_REGIONS
 from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
@@ -175,12 +176,12 @@ def test_plan_refusals_of_the_gemini_backend() -> None:
     not_tuning = Settings(project="p", bucket="b", backend="gemini", region="us-west1")
     assert any("not a Gemini supervised tuning region" in r for r in _plan(not_tuning).refusals)
     # The gemini keys on the pipeline backend are refused too.
-    pipeline = Settings(project="p", bucket="b")
+    pipeline = Settings(project="p", bucket="b", backend="pipeline")
     assert any("gemini backend only" in r for r in _plan(pipeline, epoch_count=2).refusals)
 
 
 def test_backend_override_picks_the_backend_either_way() -> None:
-    pipeline = Settings(project="p", bucket="b")
+    pipeline = Settings(project="p", bucket="b", backend="pipeline")
     assert _plan(pipeline, backend="gemini").backend == "gemini"
     assert _plan(backend="pipeline").backend == "pipeline"
     assert "templateUri" in _plan(backend="pipeline").request_body
@@ -228,13 +229,16 @@ def test_override_schema_reads_the_gemini_keys() -> None:
 
 
 def test_backend_setting() -> None:
-    assert Settings().backend == "pipeline"
+    # The default is the backend that runs on Google Cloud today, in a tuning region.
+    assert Settings().backend == "gemini"
+    assert Settings().region in GEMINI_TUNING_REGIONS
     with pytest.raises(ConfigurationError, match="DISTILLERY_BACKEND"):
         Settings.from_env({"DISTILLERY_BACKEND": "palm"})
     # A tuning region that is no distillation region is a region of the gemini backend only.
     with pytest.raises(ConfigurationError, match="DISTILLERY_REGION"):
-        Settings.from_env({"DISTILLERY_REGION": "asia-south1"})
+        Settings.from_env({"DISTILLERY_REGION": "asia-south1", "DISTILLERY_BACKEND": "pipeline"})
     assert Settings.from_env({"DISTILLERY_REGION": "asia-south1", "DISTILLERY_BACKEND": "gemini"})
+    assert Settings.from_env({"DISTILLERY_REGION": "asia-south1"}).backend == "gemini"
 
 
 def test_distillery_plan_shows_the_tuning_jobs_body(

@@ -92,7 +92,10 @@ def policy_refusals(config: dict[str, Any]) -> list[str]:
         request_id="r",
     )
     plan = policy.resolve(
-        request, Settings(project="p-1", bucket="bkt"), dataset_examples=240, eval_examples=50
+        request,
+        Settings(project="p-1", bucket="bkt", backend="pipeline"),
+        dataset_examples=240,
+        eval_examples=50,
     )
     return plan.refusals
 
@@ -142,7 +145,7 @@ def test_overrides_needs_eval_is_the_same_rule_on_both_paths() -> None:
             overrides={"evaluation_interval": 5},
             request_id="r",
         ),
-        Settings(project="p-1", bucket="bkt"),
+        Settings(project="p-1", bucket="bkt", backend="pipeline"),
         dataset_examples=240,
         eval_examples=None,
     )

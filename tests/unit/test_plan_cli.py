@@ -27,6 +27,8 @@ def _environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p-1")
     monkeypatch.setenv("DISTILLERY_BUCKET", "bkt")
+    # These tests read the pipeline backend's plan; the default backend's is tested on its own.
+    monkeypatch.setenv("DISTILLERY_BACKEND", "pipeline")
     yield
 
 
@@ -216,6 +218,28 @@ def test_plan_without_project_or_bucket_plans_with_placeholders(
     assert result["spec"]["project"] == "your-project"
     assert result["spec"]["dataset_uri"].startswith("gs://your-bucket/validated/")
     assert result["refusals"] == []
+
+
+def test_plan_without_a_backend_shows_the_tuning_jobs_body(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("DISTILLERY_BACKEND")
+    dataset = write_dataset(tmp_path)
+
+    assert run_plan(str(dataset)) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Plan: ACCEPTED")
+    assert "  backend                  : gemini\n" in out
+    assert "/v1/projects/p-1/locations/us-central1/tuningJobs):\n" in out
+    assert "pipelineJobs" not in out
+
+    assert run_plan(str(dataset), "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["spec"]["backend"] == "gemini"
+    body = result["request"]
+    assert body["labels"] == {"distillery-job-id": result["job_id"]}
+    assert body["supervisedTuningSpec"]["trainingDatasetUri"].startswith("gs://bkt/validated/")
+    assert "templateUri" not in body and "runtimeConfig" not in body
 
 
 def test_plan_given_project_and_bucket_assume_nothing(

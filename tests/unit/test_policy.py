@@ -143,7 +143,8 @@ def _validation(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def settings(**changes: Any) -> Settings:
-    return Settings(project="p-1", bucket="bkt", **changes)
+    """Settings of the pipeline backend (these tests test it) unless ``changes`` say otherwise."""
+    return Settings(**{"project": "p-1", "bucket": "bkt", "backend": "pipeline", **changes})
 
 
 def request(

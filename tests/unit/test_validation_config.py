@@ -171,23 +171,26 @@ def test_validate_config_eval_parameters_need_an_eval_set(key: str) -> None:
 
 
 def test_validate_config_cmek_with_tpu_is_an_error() -> None:
+    # The pipeline backend's CMEK rules (the gemini policy judges a key against its tuning region).
     key = "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"
-    result = run({"encryption_spec_key_name": key, "accelerator_type": "TPU"})
+    pipeline = {"backend": "pipeline", "encryption_spec_key_name": key}
+    result = run({**pipeline, "accelerator_type": "TPU"})
     cmek = result.report.result_for("config_cmek_unsupported")
     assert cmek is not None and "TPU" in cmek.findings[0].message
-    assert run({"encryption_spec_key_name": key, "accelerator_type": "GPU"}).report.valid
+    assert run({**pipeline, "accelerator_type": "GPU"}).report.valid
 
 
 def test_validate_config_cmek_outside_us_central1_is_an_error() -> None:
     key = "projects/p/locations/europe-west4/keyRings/r/cryptoKeys/k"
-    result = run({"encryption_spec_key_name": key})
+    result = run({"backend": "pipeline", "encryption_spec_key_name": key})
     cmek = result.report.result_for("config_cmek_unsupported")
     assert cmek is not None and "europe-west4" in cmek.findings[0].message
     good_key = key.replace("europe-west4", "us-central1")
-    located = run({"encryption_spec_key_name": good_key, "location": "europe-west4"})
+    pipeline = {"backend": "pipeline", "encryption_spec_key_name": good_key}
+    located = run({**pipeline, "location": "europe-west4"})
     cmek = located.report.result_for("config_cmek_unsupported")
     assert cmek is not None and cmek.findings[0].field == "location"
-    assert run({"encryption_spec_key_name": good_key, "location": "us-central1"}).report.valid
+    assert run({**pipeline, "location": "us-central1"}).report.valid
 
 
 @pytest.mark.parametrize(
@@ -220,3 +223,20 @@ def test_validate_config_report_records_size_and_digest() -> None:
     report = validate_config(data, source=SOURCE, has_eval=False).report
     assert report.size_bytes == len(data) and len(report.sha256) == 64
     assert report.labeling is None
+
+
+def test_validate_config_judges_the_keys_by_the_deployments_backend() -> None:
+    # The pipeline's CMEK rule applies to a pipeline deployment's sidecar, not to a gemini one's
+    # (whose policy judges the key against the tuning region at launch).
+    key = "projects/p/locations/us-central1/keyRings/r/cryptoKeys/k"
+    data = json.dumps({"encryption_spec_key_name": key, "accelerator_type": "TPU"}).encode()
+    pipeline = validate_config(data, source=SOURCE, has_eval=True, backend="pipeline")
+    assert pipeline.report.result_for("config_cmek_unsupported") is not None
+    gemini = validate_config(data, source=SOURCE, has_eval=True, backend="gemini")
+    assert gemini.report.result_for("config_cmek_unsupported") is None
+    # The sidecar's own backend wins over the deployment's.
+    chosen = json.dumps(
+        {"backend": "pipeline", "encryption_spec_key_name": key, "accelerator_type": "TPU"}
+    )
+    picked = validate_config(chosen.encode(), source=SOURCE, has_eval=True, backend="gemini")
+    assert picked.report.result_for("config_cmek_unsupported") is not None

@@ -32,7 +32,9 @@ from distillery.facts import (
 #: is the seed's Vertex AI distillation pipeline (pipelineJobs), ``gemini`` Gemini supervised
 #: tuning (tuningJobs), what runs on Google Cloud today.
 BACKENDS: tuple[str, ...] = ("pipeline", "gemini")
-DEFAULT_BACKEND = "pipeline"
+#: The backend that runs on Google Cloud today: PaLM 2 and the ``distillation/v1.0.0`` pipeline
+#: template were shut down on 2025-04-09, so a pipeline job there starts nothing that succeeds.
+DEFAULT_BACKEND = "gemini"
 
 #: Data-residency areas (``DISTILLERY_DATA_RESIDENCY``) → the region-name prefixes inside each.
 #: Under a residency, every region a job touches (pipeline, model upload, tuning) must match.

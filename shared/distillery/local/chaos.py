@@ -178,7 +178,10 @@ class World:
             PROJECT, monotonic=lambda: time.monotonic() + (clock() - START).total_seconds()
         )
         deps = Dependencies(
-            settings=Settings(**{"project": PROJECT, "bucket": BUCKET, **settings}),
+            # The pipeline backend's world: its fakes are the pipeline ports (no tuning client).
+            settings=Settings(
+                **{"project": PROJECT, "bucket": BUCKET, "backend": "pipeline", **settings}
+            ),
             objects=_Proxy(objects, injector),  # type: ignore[arg-type]
             records=_Proxy(records, injector),  # type: ignore[arg-type]
             publisher=_Proxy(publisher, injector),  # type: ignore[arg-type]

@@ -99,6 +99,8 @@ def killable_config(state_dir: Path, **changes: Any) -> StackConfig:
         "startup_timeout": 180.0,
         "vertex_create_delay_seconds": CREATE_DELAY_SECONDS,
         "vertex_trainer": False,
+        # The scenarios are the pipeline backend's (pipelineJobs.create is the slow call).
+        "backend": "pipeline",
     }
     return StackConfig.ephemeral(state_dir, **{**settings, **changes})
 

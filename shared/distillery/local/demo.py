@@ -3,10 +3,15 @@
 ``scripts/demo`` runs this after making sure the local stack runs (``distillery dev up``). It
 generates the example datasets, uploads a broken one (to show a validation report) and a good
 one with its eval set, then follows the good one live: validated, launch requested, the request
-sent to the local Vertex AI API, training (a progress bar with step, loss and eval accuracy),
-succeeded, promoted; it asks the endpoint a few eval prompts, then reruns the job with settings
-that make a worse model and shows it REJECTED with the champion unchanged. It leaves the stack
-running.
+sent to the local Vertex AI API, training, succeeded, evaluated on the golden set, promoted; it
+asks the promoted model a few eval prompts. It leaves the stack running.
+
+The job runs on the stack's backend (``DISTILLERY_BACKEND`` of ``distillery dev up``; default
+``gemini``: a ``tuningJobs`` job, polled by ``poll_tuning_jobs``, whose tuned model answers
+``:generateContent``), or on the one ``--backend`` names (through the dataset's config sidecar;
+``pipeline``: a ``pipelineJobs`` job, a progress bar with step, loss and eval accuracy, a model
+that answers ``:predict``). Then it reruns the job with settings that make a worse model
+(:data:`WORSE_RERUN`) and shows it REJECTED with the champion unchanged.
 """
 
 from __future__ import annotations
@@ -25,9 +30,18 @@ from distillery.commands.watch import FINAL_STATES, Follower, TextOutput, wait_u
 from distillery.core.errors import DistilleryError
 from distillery.core.models import LaunchRequest
 from distillery.core.runtime import Dependencies
-from distillery.local.example_data import generate
+from distillery.core.settings import BACKENDS
+from distillery.local.example_data import Example, generate
 from distillery.local.stack.control import StackState, default_state_dir
 from distillery.services.datasets import dataset_id
+from distillery.services.promoter import family_of
+
+#: The overrides of the demo's rerun, per backend: settings that make a worse model than the
+#: first job's (one training step; one epoch at a thousandth of the learning rate).
+WORSE_RERUN: dict[str, dict[str, Any]] = {
+    "pipeline": {"train_steps": 1},
+    "gemini": {"epoch_count": 1, "learning_rate_multiplier": 0.001},
+}
 
 
 def _say(text: str = "") -> None:
@@ -38,8 +52,16 @@ def _jsonl(examples: Sequence[Any]) -> bytes:
     return "".join(e.to_json() + "\n" for e in examples).encode()
 
 
-def run(state_dir: Path, name: str) -> int:
-    """Run the demo against the stack recorded in ``state_dir``; the exit code."""
+def run(state_dir: Path, name: str, backend: str | None = None) -> int:
+    """Run the demo against the stack recorded in ``state_dir``; the exit code.
+
+    ``backend`` (one of BACKENDS) is written into the dataset's config sidecar; None: the job
+    runs on the stack's own backend.
+
+    Raises:
+        DistilleryError: a job did not end within the demo's time (or a port failed).
+        TimeoutError: a step the demo waits for did not happen in time.
+    """
     state = StackState.load(state_dir)
     if state is None or not state.any_running():
         _say("No local stack is running: start it with `distillery dev up` (scripts/demo does).")
@@ -47,8 +69,8 @@ def run(state_dir: Path, name: str) -> int:
     os.environ.update(state.env)
     deps = dependencies("bucket")
     settings, objects, records = deps.settings, deps.objects, deps.records
-    endpoints = deps.require_endpoints()
     bucket = settings.bucket
+    chosen = backend or settings.backend
 
     def record_of(object_name: str, generation: int) -> dict[str, Any] | None:
         record = records.get(
@@ -76,6 +98,13 @@ def run(state_dir: Path, name: str) -> int:
     _say(f"2. The example task: {len(train)} labeled examples + an eval set of {len(evaluation)}")
     _say(f"   e.g. {train[0].input_text!r} -> {train[0].output_text!r}")
     objects.write_bytes(bucket, f"datasets/{name}.eval.jsonl", _jsonl(evaluation))
+    if backend:
+        objects.write_bytes(
+            bucket, f"datasets/{name}.config.json", json.dumps({"backend": backend}).encode()
+        )
+        _say(f"   config sidecar datasets/{name}.config.json: backend {backend}")
+    else:
+        _say(f"   backend: {chosen} (the stack's DISTILLERY_BACKEND)")
     info = objects.write_bytes(bucket, f"datasets/{name}.jsonl", _jsonl(train))
     _say(f"   uploaded gs://{bucket}/{info.name} (generation {info.generation})")
 
@@ -104,44 +133,48 @@ def run(state_dir: Path, name: str) -> int:
     _say(f"3. Job {launched['job_id']}: {launched['state']}")
     for reason in launched.get("reasons", []):
         _say(f"   - {reason}")
-    if not launched.get("pipeline_job"):
+    resource, create = (
+        (launched.get("tuning_job"), "tuningJobs.create")
+        if chosen == "gemini"
+        else (launched.get("pipeline_job"), "pipelineJobs.create")
+    )
+    if not resource:
         _say(f"   reason: {launched.get('reason')}")
         return 1
-    _say(f"   pipeline job: {launched['pipeline_job']}")
-    _say("   request body sent to pipelineJobs.create:")
+    _say(f"   {'tuning' if chosen == 'gemini' else 'pipeline'} job: {resource}")
+    _say(f"   request body sent to {create}:")
     for line in json.dumps(launched["request_body"], indent=2).splitlines():
         _say(f"     {line}")
     _say()
 
-    _say("4. Following the job live (the status topic, and the pipeline job's progress):")
+    if chosen == "gemini":
+        _say("4. Following the job live (the status topic; poll_tuning_jobs reads the tuning job):")
+    else:
+        _say("4. Following the job live (the status topic, and the pipeline job's progress):")
     final = _follow(deps, launched["job_id"])
     job = records.get(settings.jobs_collection, launched["job_id"]) or {}
     if final != "PROMOTED":
         _say(f"   the job ended {final}: {job.get('reason')}")
         return 1
     _say()
-    _say(f"5. Job {job['job_id']}: its model and eval metrics (recorded by track_status)")
+    recorder = "poll_tuning_jobs" if chosen == "gemini" else "track_status"
+    _say(f"5. Job {job['job_id']}: its model and eval metrics (recorded by {recorder})")
     _say(f"   model: {job.get('model')}")
     for metric, value in sorted((job.get("metrics") or {}).items()):
         _say(f"   {metric:<45} {value:.4f}")
     endpoint = job["endpoint"]
     _evaluation(job)
     _say(f"   promote_model: PROMOTED to {endpoint}")
-    _say("   a few eval prompts sent to the endpoint (:predict):")
     sample = evaluation[:8]
-    answers = endpoints.predict(endpoint, [e.input_text for e in sample])
-    correct = 0
-    for example, answer in zip(sample, answers.contents, strict=True):
-        correct += answer == example.output_text
-        text = example.input_text.rsplit("Text: ", 1)[-1]
-        _say(f"   {text[:60]:<60} -> {answer!r} (expected {example.output_text!r})")
-    _say(f"   {correct}/{len(sample)} correct")
+    _ask(deps, chosen, endpoint, sample)
     _say()
 
-    _say("6. A rerun with settings that make a worse model (train_steps 1):")
+    worse_overrides = WORSE_RERUN[chosen]
+    settings_text = ", ".join(f"{key} {value}" for key, value in worse_overrides.items())
+    _say(f"6. A rerun with settings that make a worse model ({settings_text}):")
     rerun = LaunchRequest(
         rerun_of=job["job_id"],
-        overrides={"train_steps": 1},
+        overrides=worse_overrides,
         request_id=f"{name}-worse-rerun",
         requested_by="demo",
     )
@@ -163,17 +196,45 @@ def run(state_dir: Path, name: str) -> int:
     _say("   rejected because:")
     for failure in (worse.get("promotion") or {}).get("failures") or [worse.get("reason")]:
         _say(f"   - {failure}")
-    family = records.get(settings.models_collection, job["spec"]["model_display_name"]) or {}
+    family = records.get(settings.models_collection, family_of(job)) or {}
     champion = family.get("champion") or {}
-    still = endpoints.predict(endpoint, [sample[0].input_text])
     _say(f"   champion unchanged: job {champion.get('job_id')}, model {champion.get('model')}")
-    _say(f"   the endpoint still answers with it: {still.model} -> {still.contents[0]!r}")
+    if chosen == "gemini":
+        # A tuned Gemini champion serves from its own endpoint (crowned by record).
+        answer = deps.require_tuning().generate(endpoint, sample[0].input_text)
+        _say(f"   its endpoint still answers: {endpoint} -> {answer!r}")
+    else:
+        still = deps.require_endpoints().predict(endpoint, [sample[0].input_text])
+        _say(f"   the endpoint still answers with it: {still.model} -> {still.contents[0]!r}")
     _say()
+    _closing(job)
+    return 0
+
+
+def _ask(deps: Dependencies, backend: str, endpoint: str, sample: Sequence[Example]) -> None:
+    """Ask the promoted model ``sample``'s prompts and say how many it answered right: a tuned
+    Gemini model through ``:generateContent``, a pipeline's model through ``:predict``."""
+    prompts = [e.input_text for e in sample]
+    if backend == "gemini":
+        _say("   a few eval prompts sent to the endpoint (:generateContent):")
+        tuning = deps.require_tuning()
+        answers = [tuning.generate(endpoint, prompt) for prompt in prompts]
+    else:
+        _say("   a few eval prompts sent to the endpoint (:predict):")
+        answers = list(deps.require_endpoints().predict(endpoint, prompts).contents)
+    correct = 0
+    for example, answer in zip(sample, answers, strict=True):
+        correct += answer == example.output_text
+        text = example.input_text.rsplit("Text: ", 1)[-1]
+        _say(f"   {text[:60]:<60} -> {answer!r} (expected {example.output_text!r})")
+    _say(f"   {correct}/{len(sample)} correct")
+
+
+def _closing(job: dict[str, Any]) -> None:
     _say('The stack keeps running. Point a shell at it with `eval "$(distillery dev env)"`, then')
     _say("try `distillery jobs`, `distillery show JOB`, `distillery watch`, `distillery predict")
-    _say(f"{job['spec']['model_display_name']} TEXT` or `distillery rollback FAMILY`.")
+    _say(f"{family_of(job)} TEXT` or `distillery rollback FAMILY`.")
     _say("`distillery dev status` shows the stack and `distillery dev down` stops it.")
-    return 0
 
 
 def _evaluation(job: dict[str, Any]) -> None:
@@ -221,13 +282,23 @@ def _follow(deps: Dependencies, job_id: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m distillery.local.demo [--state-dir DIR] [--name NAME]``."""
-    parser = argparse.ArgumentParser(prog="distillery-demo", description=__doc__)
+    """``python -m distillery.local.demo [--state-dir DIR] [--name NAME] [--backend B]``."""
+    parser = argparse.ArgumentParser(
+        prog="distillery-demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--name", default=f"demo-{int(time.time())}")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="the backend the demo's job runs on (default: the stack's DISTILLERY_BACKEND)",
+    )
     args = parser.parse_args(argv)
     try:
-        return run(args.state_dir or default_state_dir(), args.name)
+        return run(args.state_dir or default_state_dir(), args.name, args.backend)
     except (DistilleryError, TimeoutError) as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 1

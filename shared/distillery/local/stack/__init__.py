@@ -5,6 +5,7 @@
 """
 
 from distillery.local.stack.control import (
+    POLL_TUNING_JOBS_VARIABLE,
     STATE_DIR_VARIABLE,
     Stack,
     StackConfig,
@@ -28,6 +29,7 @@ from distillery.local.stack.routes import (
 )
 
 __all__ = [
+    "POLL_TUNING_JOBS_VARIABLE",
     "ROUTES",
     "STATE_DIR_VARIABLE",
     "LocalStackError",

@@ -13,13 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from distillery.core.errors import ConfigurationError
 from distillery.local.stack.control import (
     DEFAULT_BUCKET,
     DEFAULT_PROJECT,
+    POLL_TUNING_JOBS_TARGET,
     STATE_DIR_VARIABLE,
     Stack,
     StackConfig,
     StackState,
+    default_poll_tuning_jobs_seconds,
     default_state_dir,
 )
 from distillery.local.stack.errors import LocalStackError
@@ -110,6 +113,11 @@ def _up(args: argparse.Namespace) -> int:
             )
             return EXIT_UNAVAILABLE
         existing.stop()  # stale: every process is gone; forget it
+    try:
+        poll_seconds = default_poll_tuning_jobs_seconds()
+    except ConfigurationError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     config = StackConfig(
         project=args.project,
         bucket=args.bucket,
@@ -122,8 +130,13 @@ def _up(args: argparse.Namespace) -> int:
         state_dir=state_dir,
         functions_source=args.functions_source,
         startup_timeout=args.timeout,
+        poll_tuning_jobs_seconds=poll_seconds,
     )
-    stack = Stack(config)
+    try:
+        stack = Stack(config)
+    except ConfigurationError as exc:  # a malformed DISTILLERY_* variable in this shell
+        _err(str(exc))
+        return EXIT_USAGE
     try:
         stack.start()
     except LocalStackError as exc:  # missing tools, taken ports, a service that did not start
@@ -135,7 +148,11 @@ def _up(args: argparse.Namespace) -> int:
     except BaseException:
         stack.stop()
         raise
-    print(f"local stack up (state and logs in {state_dir}):")
+    polls = [config.every_seconds(r) for r in config.routes if r.target == POLL_TUNING_JOBS_TARGET]
+    polled = f", tuning jobs polled every {polls[0]} s" if polls else ""
+    print(
+        f"local stack up, backend {stack.settings.backend}{polled} (state and logs in {state_dir}):"
+    )
     _print_services(state, dict.fromkeys(state.services, True))
     print()
     print('point a shell at it with: eval "$(distillery dev env)"')

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distillery.core.errors import ConfigurationError
 from distillery.core.settings import Settings
 from distillery.local.stack import _services
 from distillery.local.stack.bridge_config import (
@@ -73,6 +74,12 @@ logger = logging.getLogger(__name__)
 
 #: Overrides the default state directory of ``distillery dev``.
 STATE_DIR_VARIABLE = "DISTILLERY_DEV_STATE_DIR"
+#: Seconds between two calls of the local stack's ``poll_tuning_jobs`` (default: the minute of
+#: its route, as the deployed Cloud Scheduler job). A stack variable, not a product setting: the
+#: demo and the tests shorten it so a tuning job's states are seen within seconds.
+POLL_TUNING_JOBS_VARIABLE = "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS"
+#: The scheduled function whose interval :data:`POLL_TUNING_JOBS_VARIABLE` sets.
+POLL_TUNING_JOBS_TARGET = "poll_tuning_jobs"
 STATE_FILE = "stack.json"
 BRIDGE_CONFIG_FILE = "bridge.json"
 
@@ -95,6 +102,27 @@ def default_state_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(environ[STATE_DIR_VARIABLE]).expanduser()
     base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base).expanduser() / "distillery" / "dev"
+
+
+def default_poll_tuning_jobs_seconds(environ: Mapping[str, str] | None = None) -> int:
+    """``$DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS``, else 0 (the route's own interval).
+
+    Raises:
+        ConfigurationError: the variable is not a whole number of seconds, 1 or more.
+    """
+    environ = os.environ if environ is None else environ
+    raw = environ.get(POLL_TUNING_JOBS_VARIABLE, "").strip()
+    if not raw:
+        return 0
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise ConfigurationError(
+            f"{POLL_TUNING_JOBS_VARIABLE} must be a whole number of seconds, 1 or more, got {raw!r}"
+        )
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -146,6 +174,12 @@ class StackConfig:
     function_restart_window_seconds: float = 60.0
     #: Extra environment variables for the functions (e.g. settings overrides).
     function_env: Mapping[str, str] = field(default_factory=dict)
+    #: The functions' ``DISTILLERY_BACKEND``. Empty: the calling environment's (an exported
+    #: ``DISTILLERY_BACKEND``), else the product's default backend (gemini).
+    backend: str = ""
+    #: Seconds between two calls of ``poll_tuning_jobs``; 0: its route's interval (60 s, the
+    #: deployed schedule). ``distillery dev up`` reads ``$DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS``.
+    poll_tuning_jobs_seconds: int = 0
 
     @classmethod
     def ephemeral(cls, state_dir: Path, **changes: Any) -> StackConfig:
@@ -171,9 +205,23 @@ class StackConfig:
         """
         environ = os.environ if environ is None else environ
         overrides = {**environ, **self.function_env}
+        if self.backend:
+            overrides[Settings.env_name("backend")] = self.backend
         return Settings.from_env(
             overrides, project=self.project, bucket=self.bucket, region=self.region
         )
+
+    def every_seconds(self, route: Route) -> int:
+        """Seconds between two calls of the scheduled function of ``route``.
+
+        Raises:
+            ValueError: ``route`` is not a scheduled one.
+        """
+        if not isinstance(route.trigger, Scheduled):
+            raise ValueError(f"route {route.target} is not scheduled")
+        if route.target == POLL_TUNING_JOBS_TARGET and self.poll_tuning_jobs_seconds > 0:
+            return self.poll_tuning_jobs_seconds
+        return route.trigger.every_seconds
 
 
 @dataclass
@@ -361,6 +409,8 @@ class Stack:
             Settings.env_name("project"): self.project,
             Settings.env_name("bucket"): self.bucket,
             Settings.env_name("region"): self.config.region,
+            # What the functions run on, so a shell pointed at the stack plans the same way.
+            Settings.env_name("backend"): self.settings.backend,
         }
         if self.ports:
             env["STORAGE_EMULATOR_HOST"] = self.storage_url
@@ -634,7 +684,7 @@ class Stack:
             BridgeSchedule(
                 target=route.target,
                 url=self.function_url(route.target),
-                every_seconds=route.trigger.every_seconds,
+                every_seconds=self.config.every_seconds(route),
             )
             for route in self.config.routes
             if isinstance(route.trigger, Scheduled)
