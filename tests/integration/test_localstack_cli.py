@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from distillery.local.stack.processes import free_port
+from distillery.local.stack.processes import free_port, free_port_run
 from distillery.local.stack.routes import ROUTES
 
 pytestmark = pytest.mark.integration
@@ -29,10 +29,15 @@ def _dev(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    ports = {
-        name: free_port()
-        for name in ("pubsub", "firestore", "gcs", "bridge", "vertex", "functions")
-    }
+    # The functions listen on consecutive ports from --functions-port: all of them must be free
+    # (a single free port may be followed by one an outgoing connection holds).
+    functions = free_port_run(len(ROUTES))
+    taken = range(functions, functions + len(ROUTES))
+    ports = {"functions": functions}
+    for name in ("pubsub", "firestore", "gcs", "bridge", "vertex"):
+        while (port := free_port()) in taken or port in ports.values():
+            pass
+        ports[name] = port
     options = [f"--{name}-port={port}" for name, port in ports.items()]
     # The shell's DISTILLERY_BACKEND is the stack's: none here (an earlier stack of this session
     # may have exported one), so the default.

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from distillery.local.stack.errors import PortInUseError
-from distillery.local.stack.processes import HOST, check_ports_free, port_is_free
+from distillery.local.stack.processes import HOST, check_ports_free, free_port_run, port_is_free
 
 
 @pytest.fixture
@@ -70,3 +70,24 @@ def test_port_with_a_listener_without_reuse_counts_as_in_use() -> None:
         sock.bind((HOST, 0))
         sock.listen()
         assert not port_is_free(int(sock.getsockname()[1]))
+
+
+def test_free_port_run_finds_consecutive_free_ports_below_the_ephemeral_range() -> None:
+    base = free_port_run(8)
+    assert base >= 20000 and base + 8 <= 32000
+    assert all(port_is_free(base + offset) for offset in range(8))
+
+
+def test_free_port_run_passes_over_a_run_with_a_listener_in_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind((HOST, 0))
+        listener.listen()
+        taken = int(listener.getsockname()[1])
+        # The first run tried holds the listener; the next one is clear of it.
+        tries = iter([taken - 1, taken + 10])
+        monkeypatch.setattr("random.Random.randrange", lambda self, low, high: next(tries))
+        assert free_port_run(3) == taken + 10
+    with pytest.raises(OSError, match="no 3 consecutive free ports"):
+        free_port_run(3, attempts=0)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -115,6 +116,27 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((HOST, 0))
         return int(sock.getsockname()[1])
+
+
+#: Where :func:`free_port_run` looks: below Linux's default ephemeral range (32768 to 60999), which
+#: the kernel hands to outgoing connections, so a run of ports found free stays free.
+_RUN_RANGE = (20000, 32000)
+
+
+def free_port_run(count: int, *, attempts: int = 200) -> int:
+    """The first of ``count`` consecutive ports of 127.0.0.1 that are all free right now (the
+    functions take one port each from ``--functions-port`` up).
+
+    Raises:
+        OSError: no such run was found in ``attempts`` tries.
+    """
+    low, high = _RUN_RANGE
+    chooser = random.Random()
+    for _ in range(attempts):
+        base = chooser.randrange(low, high - count)
+        if all(port_is_free(base + offset) for offset in range(count)):
+            return base
+    raise OSError(f"no {count} consecutive free ports between {low} and {high}")
 
 
 def port_is_free(port: int) -> bool:
