@@ -152,6 +152,9 @@ def test_plan_cmek_and_service_account_where_they_apply() -> None:
     # A default key in another region is not used; required CMEK then refuses.
     elsewhere = Settings(project="p", bucket="b", backend="gemini", cmek_key=KEY_EU)
     assert "encryptionSpec" not in _plan(elsewhere).request_body
+    # Without an account none is sent, and the plan names who the job then runs as.
+    assert "serviceAccount" not in _plan(elsewhere).request_body
+    assert any("Secure Fine-Tuning Service Agent" in reason for reason in _plan(elsewhere).reasons)
     required = Settings(
         project="p", bucket="b", backend="gemini", cmek_key=KEY_EU, require_cmek=True
     )

@@ -170,11 +170,18 @@ def output_directory(directory: str) -> str:
     )
 
 
-def service_account(account: str | None, *, overridden: bool) -> str:
-    """Which service account the job runs as."""
+def service_account(account: str | None, *, overridden: bool, tuning: bool = False) -> str:
+    """Which service account the job runs as (``tuning``: a tuning job, which without one runs
+    as the project's Vertex AI Secure Fine-Tuning Service Agent, as ``TuningJob.service_account``
+    documents; a pipeline job runs as the Compute Engine default)."""
     if account is None:
+        default = (
+            "the project's Vertex AI Secure Fine-Tuning Service Agent"
+            if tuning
+            else "the project's Compute Engine default"
+        )
         return (
-            "service account: the project's Compute Engine default "
+            f"service account: {default} "
             f"(no override, {Settings.env_name('service_account')} unset), so none is sent"
         )
     return f"service account {account}: {'the override' if overridden else 'configured'}"

@@ -209,7 +209,9 @@ def resolve_gemini(
     refusals.extend(encryption_refusals)
     service_account = overrides.service_account or settings.service_account or None
     reasons.append(
-        explain.service_account(service_account, overridden=bool(overrides.service_account))
+        explain.service_account(
+            service_account, overridden=bool(overrides.service_account), tuning=True
+        )
     )
 
     counted = dataset_tokens is not None
