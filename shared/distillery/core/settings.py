@@ -148,7 +148,8 @@ class Settings:
     cmek_key: str = _env("DISTILLERY_CMEK_KEY", default="")
     #: Refuse every job that would not be encrypted with a customer-managed key.
     require_cmek: bool = _env("DISTILLERY_REQUIRE_CMEK", default=False)
-    #: The service account jobs run as; empty means the project's Compute Engine default.
+    #: The service account jobs run as; empty: a tuning job runs as the Vertex AI Secure
+    #: Fine-Tuning Service Agent, a pipeline job as the project's Compute Engine default.
     service_account: str = _env("DISTILLERY_SERVICE_ACCOUNT", default="")
     #: Refuse a launch while this many jobs are active (0: no limit).
     max_concurrent_jobs: int = _env("DISTILLERY_MAX_CONCURRENT_JOBS", default=0)
