@@ -70,8 +70,9 @@ def test_validate_cli_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_validate_cli_picks_up_eval_and_config_siblings(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DISTILLERY_BACKEND", "pipeline")  # the sidecar's keys are the pipeline's
     path = write_jsonl(tmp_path / "support.jsonl", examples(1, 120))
     write_jsonl(tmp_path / "support.eval.jsonl", examples(100, 119) + examples(500, 509))
     (tmp_path / "support.config.json").write_text('{"evaluation_interval": 10, "train_steps": 50}')
@@ -83,6 +84,24 @@ def test_validate_cli_picks_up_eval_and_config_siblings(
     overlap = training["warnings"][0]
     assert overlap["rule"] == "train_eval_overlap" and overlap["count"] == 20
     assert config["valid"] is True
+
+
+def test_validate_cli_judges_a_sidecar_for_the_deployment_backend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "support.config.json"
+    config.write_text('{"train_steps": 50}')
+    monkeypatch.delenv("DISTILLERY_BACKEND", raising=False)
+    assert run(["validate", str(config)]) == EXIT_INVALID  # the default backend is gemini
+    assert "config_not_for_backend" in capsys.readouterr().out
+    monkeypatch.setenv("DISTILLERY_BACKEND", "pipeline")
+    assert run(["validate", str(config)]) == EXIT_OK
+    config.write_text('{"backend": "pipeline", "train_steps": 50}')  # the sidecar's own backend
+    monkeypatch.setenv("DISTILLERY_BACKEND", "gemini")
+    assert run(["validate", str(config)]) == EXIT_OK
+    monkeypatch.setenv("DISTILLERY_BACKEND", "palm")
+    assert run(["validate", str(config)]) == EXIT_USAGE
+    assert "DISTILLERY_BACKEND must be one of" in capsys.readouterr().err
 
 
 def test_validate_cli_invalid_eval_sibling_makes_the_result_invalid(
@@ -97,8 +116,9 @@ def test_validate_cli_invalid_eval_sibling_makes_the_result_invalid(
 
 
 def test_validate_cli_config_without_eval_set_rejects_eval_parameters(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("DISTILLERY_BACKEND", "pipeline")  # early stopping is the pipeline's
     config = tmp_path / "support.config.json"
     config.write_text('{"enable_early_stopping": true}')
     assert run(["validate", str(config)]) == EXIT_INVALID

@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         mode = _tuning_mode(args, settings, assignments)
         dataset = _dataset(args, settings, backend, mode)
         evaluation = _eval_dataset(args, settings, dataset, backend)
-        overrides = _sidecar_overrides(dataset, has_eval=evaluation is not None)
+        overrides = _sidecar_overrides(dataset, has_eval=evaluation is not None, backend=backend)
         overrides.update(assignments)
         request = LaunchRequest(
             dataset_uri=dataset.uri,
@@ -429,13 +429,17 @@ def _validate_local(
     return int(report.examples), str(report.sha256), None
 
 
-def _sidecar_overrides(dataset: _Dataset, *, has_eval: bool) -> dict[str, Any]:
+def _sidecar_overrides(dataset: _Dataset, *, has_eval: bool, backend: str) -> dict[str, Any]:
+    """The sidecar's overrides, judged for ``backend`` (the one planned)."""
     if dataset.sidecar is None:
         return {}
     from distillery.validation import validate_config
 
     result = validate_config(
-        dataset.sidecar.read_bytes(), source=str(dataset.sidecar), has_eval=has_eval
+        dataset.sidecar.read_bytes(),
+        source=str(dataset.sidecar),
+        has_eval=has_eval,
+        backend=backend,
     )
     if not result.report.valid:
         raise _InvalidInput(str(dataset.sidecar), _problems(result.report))

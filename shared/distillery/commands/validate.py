@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,7 +109,25 @@ def _validate_config_file(path: Path, has_eval: bool) -> ValidationReport:
             data = stream.read(CONFIG_MAX_BYTES)
     except OSError as exc:
         raise UsageError(f"{path}: cannot be read: {exc.strerror or exc}") from exc
-    return validate_config(data, source=str(path), has_eval=has_eval).report
+    return validate_config(
+        data, source=str(path), has_eval=has_eval, backend=_deployment_backend()
+    ).report
+
+
+def _deployment_backend() -> str:
+    """The backend a sidecar is judged for: ``DISTILLERY_BACKEND``, as the deployment judges it.
+
+    Raises:
+        UsageError: ``DISTILLERY_BACKEND`` names no backend.
+    """
+    from distillery.core.settings import BACKENDS, DEFAULT_BACKEND, Settings
+
+    backend = os.environ.get(Settings.env_name("backend"), "").strip() or DEFAULT_BACKEND
+    if backend not in BACKENDS:
+        raise UsageError(
+            f"{Settings.env_name('backend')} must be one of {', '.join(BACKENDS)}, got {backend!r}"
+        )
+    return backend
 
 
 def _sibling(path: Path, suffix: str, new_suffix: str) -> Path:

@@ -105,6 +105,8 @@ def _rerun(args: argparse.Namespace) -> int:
         json.dumps({**(request.get("overrides") or {}), **overrides}).encode(),
         source="--set",
         has_eval=bool(request.get("eval_dataset_uri")),
+        # The rerun runs on the backend its job ran on (unless --set backend names the other).
+        backend=str(original.get("backend") or deps.settings.backend),
     )
     if not checked.report.valid:
         problems = [
