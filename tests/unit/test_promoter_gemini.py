@@ -674,3 +674,27 @@ def test_asking_a_gemini_model_counts_refusals_and_retries_what_did_not_answer(
     monkeypatch.setattr(tuning, "generate", silent)
     with pytest.raises(ServiceUnavailableError):
         evaluation.ask(endpoint, prompts[:1], deps, backend="gemini")
+
+
+def test_a_promote_decision_whose_endpoint_vanished_before_the_crowning_is_rejected() -> None:
+    deps = _crashing("decided", "job-2")
+    _gemini_job(deps, "job-1", 0.6)
+    promote("job-1", deps)
+    second = _gemini_job(deps, "job-2", 0.95)
+    with pytest.raises(ContentionError, match="injected"):
+        promote("job-2", deps)  # decided "promote", then the delivery died
+    assert _job(deps, "job-2")["promotion"]["decision"] == "promote"
+    endpoints = _endpoints(deps)
+    [deployed] = endpoints.get_endpoint(second).deployed_models
+    endpoints.undeploy(second, deployed.deployed_model_id)
+    endpoints.delete_endpoint(second)  # someone deleted the candidate's endpoint meanwhile
+
+    outcome = promote("job-2", deps)
+
+    assert outcome is not None and outcome.state is JobState.REJECTED
+    assert outcome.reason is not None and f"the endpoint {second}" in outcome.reason
+    record = _job(deps, "job-2")
+    assert record["state"] == "REJECTED" and record["promotion"]["decision"] == "reject"
+    assert _family(deps)["champion"]["job_id"] == "job-1"  # the champion is untouched
+    again = promote("job-2", deps)
+    assert again is not None and again.state is JobState.REJECTED

@@ -465,7 +465,17 @@ def _promote_holding(
     if decision["decision"] == REJECT:
         return _reject(job_id, decision, deps)
     if evaluation.backend_of(record) == evaluation.GEMINI:
-        return _promote_gemini(record, decision, deps)
+        try:
+            return _promote_gemini(record, decision, deps)
+        except CandidateEndpointGoneError as exc:
+            if (champion or {}).get("job_id") == job_id:
+                raise  # Crowned already: its champion entry must be dealt with by hand.
+            # The decision cannot be carried out: the job is rejected with the reason, rather
+            # than left EVALUATING for every later pass to fail on again.
+            revoked = _revoke(job_id, decision, str(exc), deps)
+            if revoked["decision"] != REJECT:
+                raise  # Decided again meanwhile: the next delivery carries that decision out.
+            return _reject(job_id, revoked, deps)
     endpoint = decision.get("endpoint") or _remember_endpoint(
         job_id, _family_endpoint(family, str(decision["model"]), deps), deps
     )
@@ -483,6 +493,40 @@ def _promote_holding(
     announce(deps, moved.record)
     logger.info("job %s promoted to %s", job_id, endpoint, extra={"job_id": job_id})
     return Outcome(job_id, JobState.PROMOTED, endpoint=endpoint)
+
+
+def _revoke(
+    job_id: str, decision: Mapping[str, Any], reason: str, deps: Dependencies
+) -> dict[str, Any]:
+    """Turn the recorded decision ``decision`` into a rejection for ``reason`` (once: a
+    decision made again meanwhile is left as it is); the decision as it is then recorded.
+
+    Raises:
+        UnknownJobError: the job record vanished.
+        RetryableError: a backing service failed.
+    """
+    revoked = {
+        **decision,
+        "decision": REJECT,
+        "failures": [*decision.get("failures", []), reason],
+        "reason": reason,
+    }
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        promotion = (current or {}).get("promotion") or {}
+        if current is None or promotion.get("decided_at") != decision.get("decided_at"):
+            return None
+        if promotion.get("decision") == REJECT:
+            return None
+        current["promotion"] = revoked
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+    stored = deps.records.get(deps.settings.jobs_collection, job_id)
+    if stored is None:
+        raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
+    result: dict[str, Any] = stored.get("promotion") or revoked
+    return result
 
 
 def _promote_gemini(
