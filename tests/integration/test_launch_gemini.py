@@ -21,10 +21,10 @@ from distillery.fakes import (
     InMemoryObjectStore,
     InMemoryPublisher,
 )
-from distillery.local.emulator import EmulatorServer, TrainerOptions, create_server
+from distillery.local.emulator import EmulatorServer
 from distillery.services.launcher import LaunchInProgressError, launch
 from tests.helpers import CrashOnSubmitted
-from tests.integration.test_tuning_api import contents_lines
+from tests.integration.tuning_api import contents_lines, tuning_emulator
 
 pytestmark = pytest.mark.integration
 
@@ -44,16 +44,11 @@ def store() -> InMemoryObjectStore:
 
 @pytest.fixture
 def server(store: InMemoryObjectStore, tmp_path: Path) -> Iterator[EmulatorServer]:
-    running = create_server(
-        Settings(project=PROJECT, bucket=BUCKET),
-        object_store=store,
-        publisher=InMemoryPublisher(),
-        trainer=TrainerOptions(data_dir=tmp_path / "emulator", num_threads=1),
-        # Nothing here needs the job to train: it only has to exist.
-        tuning_start_delay_seconds=600.0,
-    ).start()
-    yield running
-    running.stop(timeout=20)
+    # Nothing here needs the job to train: it only has to exist.
+    with tuning_emulator(
+        store, tmp_path / "emulator", project=PROJECT, bucket=BUCKET, start_delay_seconds=600.0
+    ) as running:
+        yield running
 
 
 def test_launch_creates_then_a_redelivery_adopts_through_the_official_client(

@@ -9,7 +9,6 @@ nonsense is REJECTED and its endpoint deleted, while the champion's endpoint kee
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ from distillery.core.ports import TuningJobInfo
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import Settings
 from distillery.fakes import InMemoryObjectStore, InMemoryPublisher, InMemoryRecordStore
-from distillery.local.emulator import EmulatorServer, TrainerOptions, create_server
+from distillery.local.emulator import EmulatorServer
 from distillery.local.example_data import generate
 from distillery.services.promoter import promote
 from distillery.services.status import apply_tuning_state
 from tests.helpers import wait_for
+from tests.integration.tuning_api import contents_jsonl, tuning_emulator
 
 pytestmark = pytest.mark.integration
 
@@ -42,28 +42,15 @@ TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 NONSENSE = "zzz"
 
 
-def _contents(pairs: list[tuple[str, str]]) -> bytes:
-    return "".join(
-        json.dumps(
-            {
-                "contents": [
-                    {"role": "user", "parts": [{"text": prompt}]},
-                    {"role": "model", "parts": [{"text": answer}]},
-                ]
-            }
-        )
-        + "\n"
-        for prompt, answer in pairs
-    ).encode()
-
-
 @pytest.fixture
 def store() -> InMemoryObjectStore:
     train, golden = generate(48, 12)
     pairs = [(e.input_text, str(e.output_text)) for e in train]
     objects = InMemoryObjectStore()
-    objects.put(BUCKET, "validated/good/news.jsonl", _contents(pairs))
-    objects.put(BUCKET, "validated/bad/news.jsonl", _contents([(p, NONSENSE) for p, _ in pairs]))
+    objects.put(BUCKET, "validated/good/news.jsonl", contents_jsonl(pairs))
+    objects.put(
+        BUCKET, "validated/bad/news.jsonl", contents_jsonl([(p, NONSENSE) for p, _ in pairs])
+    )
     objects.put(
         BUCKET,
         "validated/good/news.eval.jsonl",
@@ -74,15 +61,10 @@ def store() -> InMemoryObjectStore:
 
 @pytest.fixture
 def server(store: InMemoryObjectStore, tmp_path: Path) -> Iterator[EmulatorServer]:
-    running = create_server(
-        Settings(project=PROJECT, bucket=BUCKET),
-        object_store=store,
-        publisher=InMemoryPublisher(),
-        trainer=TrainerOptions(data_dir=tmp_path / "emulator", num_threads=1),
-        tuning_start_delay_seconds=0.2,
-    ).start()
-    yield running
-    running.stop(timeout=20)
+    with tuning_emulator(
+        store, tmp_path / "emulator", project=PROJECT, bucket=BUCKET, start_delay_seconds=0.2
+    ) as running:
+        yield running
 
 
 def _tune(deps: Dependencies, job_id: str, dataset: str, epochs: int) -> TuningJobInfo:

@@ -29,11 +29,10 @@ from google.cloud.aiplatform_v1 import (
 from google.protobuf import json_format, struct_pb2
 
 from distillery.adapters.tuning import VertexTuningJobsAdapter
-from distillery.core.settings import Settings
-from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
-from distillery.local.emulator import EmulatorServer, TrainerOptions, create_server
-from distillery.local.example_data import generate
+from distillery.fakes import InMemoryObjectStore
+from distillery.local.emulator import EmulatorServer
 from tests.helpers import wait_for
+from tests.integration.tuning_api import contents_lines, tuning_emulator
 
 pytestmark = pytest.mark.integration
 
@@ -42,25 +41,6 @@ BUCKET = "bkt-tune"
 REGION = "us-central1"
 PARENT = f"projects/{PROJECT}/locations/{REGION}"
 TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
-
-
-def contents_lines(count: int) -> tuple[bytes, list[tuple[str, str]]]:
-    """``count`` labelled examples of the example task as tuning ``contents`` lines."""
-    train, _ = generate(count, 10)
-    pairs = [(e.input_text, str(e.output_text)) for e in train]
-    data = "".join(
-        json.dumps(
-            {
-                "contents": [
-                    {"role": "user", "parts": [{"text": prompt}]},
-                    {"role": "model", "parts": [{"text": answer}]},
-                ]
-            }
-        )
-        + "\n"
-        for prompt, answer in pairs
-    )
-    return data.encode(), pairs
 
 
 @pytest.fixture
@@ -76,15 +56,10 @@ def server(
     dataset: tuple[InMemoryObjectStore, list[tuple[str, str]]], tmp_path: Path
 ) -> Iterator[EmulatorServer]:
     store, _ = dataset
-    running = create_server(
-        Settings(project=PROJECT, bucket=BUCKET),
-        object_store=store,
-        publisher=InMemoryPublisher(),
-        trainer=TrainerOptions(data_dir=tmp_path / "emulator", num_threads=1),
-        tuning_start_delay_seconds=0.5,
-    ).start()
-    yield running
-    running.stop(timeout=20)
+    with tuning_emulator(
+        store, tmp_path / "emulator", project=PROJECT, bucket=BUCKET, start_delay_seconds=0.5
+    ) as running:
+        yield running
 
 
 def clients(server: EmulatorServer) -> dict[str, Any]:

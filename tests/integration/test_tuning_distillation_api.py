@@ -21,9 +21,8 @@ from google.cloud import aiplatform_v1 as v1
 from google.cloud import aiplatform_v1beta1 as beta
 
 from distillery.adapters.tuning import VertexTuningJobsAdapter
-from distillery.core.settings import Settings
-from distillery.fakes import InMemoryObjectStore, InMemoryPublisher
-from distillery.local.emulator import EmulatorServer, TrainerOptions, create_server
+from distillery.fakes import InMemoryObjectStore
+from distillery.local.emulator import EmulatorServer
 from tests.helpers import wait_for
 from tests.integration.test_tuning_api import (
     BUCKET,
@@ -31,8 +30,8 @@ from tests.integration.test_tuning_api import (
     PROJECT,
     REGION,
     TERMINAL,
-    contents_lines,
 )
+from tests.integration.tuning_api import contents_lines, tuning_emulator
 
 pytestmark = pytest.mark.integration
 
@@ -47,15 +46,10 @@ def server(tmp_path: Path) -> Iterator[tuple[EmulatorServer, list[tuple[str, str
         for prompt, _ in pairs
     )
     store.put(BUCKET, "validated/news/prompts.jsonl", prompts.encode())
-    running = create_server(
-        Settings(project=PROJECT, bucket=BUCKET),
-        object_store=store,
-        publisher=InMemoryPublisher(),
-        trainer=TrainerOptions(data_dir=tmp_path / "emulator", num_threads=1),
-        tuning_start_delay_seconds=0.2,
-    ).start()
-    yield running, pairs
-    running.stop(timeout=20)
+    with tuning_emulator(
+        store, tmp_path / "emulator", project=PROJECT, bucket=BUCKET, start_delay_seconds=0.2
+    ) as running:
+        yield running, pairs
 
 
 def _kwargs(server: EmulatorServer) -> dict[str, Any]:
