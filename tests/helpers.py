@@ -9,6 +9,7 @@ from typing import Any
 from cloudevents.http import CloudEvent
 
 from distillery.core.errors import ContentionError
+from distillery.core.models import LaunchRequest, StorageObject
 from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import Settings
@@ -20,6 +21,8 @@ from distillery.fakes import (
     InMemoryTuningJobs,
     InMemoryVertexPipelines,
 )
+from distillery.local.example_data import generate
+from distillery.services.datasets import handle_object
 
 EVENTS = Path(__file__).parent / "events"
 
@@ -126,3 +129,19 @@ class CrashOnSubmitted(InMemoryRecordStore):
             return updated
 
         return super().transact(collection, doc_id, guarded)
+
+
+def validated_request(deps: Dependencies, config: bytes | None = None) -> LaunchRequest:
+    """Upload the example task (240 training examples, a 20-example eval set ``generate(240, 20)``
+    makes, and ``config`` as its sidecar when given) as ``datasets/news*``, validate it through
+    the datasets service, and return the one LaunchRequest it published."""
+    train, evaluation = generate(240, 20)
+    assert isinstance(deps.objects, InMemoryObjectStore)
+    deps.objects.put(BUCKET, "datasets/news.eval.jsonl", jsonl(evaluation))
+    if config is not None:
+        deps.objects.put(BUCKET, "datasets/news.config.json", config)
+    info = deps.objects.put(BUCKET, "datasets/news.jsonl", jsonl(train))
+    handle_object(StorageObject(bucket=BUCKET, name=info.name, generation=info.generation), deps)
+    assert isinstance(deps.publisher, InMemoryPublisher)
+    [message] = deps.publisher.on(deps.settings.launch_topic)
+    return LaunchRequest.model_validate_json(message.data)

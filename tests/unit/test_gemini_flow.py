@@ -12,13 +12,12 @@ from distillery.local.example_data import generate
 from distillery.services.launcher import launch
 from distillery.services.promoter import promote
 from distillery.services.status import poll_tuning_jobs
-from tests.helpers import fake_dependencies
-from tests.unit.test_launcher_gemini import _validated_request
+from tests.helpers import fake_dependencies, validated_request
 
 
 def test_an_uploaded_dataset_goes_from_requested_to_promoted_on_the_gemini_backend() -> None:
     deps = fake_dependencies(backend="gemini")
-    request = _validated_request(deps)
+    request = validated_request(deps)
     job_id = launch(request, deps)
     record = deps.records.get("jobs", job_id)
     assert record is not None and record["backend"] == "gemini"
@@ -30,7 +29,7 @@ def test_an_uploaded_dataset_goes_from_requested_to_promoted_on_the_gemini_backe
     assert record is not None
     tuning = deps.tuning
     assert isinstance(tuning, InMemoryTuningJobs)
-    _, evaluation = generate(240, 20)  # the eval set _validated_request uploaded
+    _, evaluation = generate(240, 20)  # the eval set validated_request uploaded
     tuning.teach(
         str(record["candidate_endpoint"]),
         {e.input_text: str(e.output_text) for e in evaluation},

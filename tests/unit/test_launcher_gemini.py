@@ -21,21 +21,24 @@ from distillery.core.errors import (
     RetryableError,
     ServiceUnavailableError,
 )
-from distillery.core.models import LaunchRequest, StorageObject
+from distillery.core.models import LaunchRequest
 from distillery.core.ports import TuningJobInfo, TuningJobs
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import ENVIRONMENT, Settings
 from distillery.facts import GEMINI_TUNING_REGIONS
 from distillery.fakes import (
-    InMemoryObjectStore,
     InMemoryPublisher,
     InMemoryTuningJobs,
 )
 from distillery.local.example_data import generate
 from distillery.overrides import check_overrides
-from distillery.services.datasets import handle_object
 from distillery.services.launcher import LaunchInProgressError, launch, resume_requested
-from tests.helpers import BUCKET, CrashOnSubmitted, fake_dependencies, jsonl
+from tests.helpers import (
+    CrashOnSubmitted,
+    fake_dependencies,
+    jsonl,
+    validated_request,
+)
 
 KEY_US = "projects/p/locations/us-central1/keyRings/ring/cryptoKeys/key"
 KEY_EU = "projects/p/locations/europe-west4/keyRings/ring/cryptoKeys/key"
@@ -51,19 +54,6 @@ def gemini_dependencies(**settings: Any) -> Dependencies:
 def _tuning(deps: Dependencies) -> InMemoryTuningJobs:
     assert isinstance(deps.tuning, InMemoryTuningJobs)
     return deps.tuning
-
-
-def _validated_request(deps: Dependencies, config: bytes | None = None) -> LaunchRequest:
-    train, evaluation = generate(240, 20)
-    assert isinstance(deps.objects, InMemoryObjectStore)
-    deps.objects.put(BUCKET, "datasets/news.eval.jsonl", jsonl(evaluation))
-    if config is not None:
-        deps.objects.put(BUCKET, "datasets/news.config.json", config)
-    info = deps.objects.put(BUCKET, "datasets/news.jsonl", jsonl(train))
-    handle_object(StorageObject(bucket=BUCKET, name=info.name, generation=info.generation), deps)
-    assert isinstance(deps.publisher, InMemoryPublisher)
-    [message] = deps.publisher.on(deps.settings.launch_topic)
-    return LaunchRequest.model_validate_json(message.data)
 
 
 def _states(deps: Dependencies) -> list[str]:
@@ -294,7 +284,7 @@ def test_distillery_plan_shows_the_tuning_jobs_body(
 
 def test_launch_creates_one_labelled_tuning_job() -> None:
     deps = gemini_dependencies()
-    request = _validated_request(deps)
+    request = validated_request(deps)
     job_id = launch(request, deps)
 
     [(name, job)] = _tuning(deps).jobs.items()
@@ -312,7 +302,7 @@ def test_launch_creates_one_labelled_tuning_job() -> None:
 
 def test_launch_redelivered_twenty_times_creates_one_tuning_job() -> None:
     deps = gemini_dependencies()
-    request = _validated_request(deps)
+    request = validated_request(deps)
     assert len({launch(request, deps) for _ in range(20)}) == 1
     assert len(_tuning(deps).jobs) == 1
     assert _tuning(deps).create_calls == 1
@@ -321,7 +311,7 @@ def test_launch_redelivered_twenty_times_creates_one_tuning_job() -> None:
 
 def test_launch_adopts_the_job_of_a_create_whose_answer_was_lost() -> None:
     deps = gemini_dependencies()
-    request = _validated_request(deps)
+    request = validated_request(deps)
     _tuning(deps).lose_answers = 1
     with pytest.raises(ServiceUnavailableError, match="lost"):
         launch(request, deps)
@@ -339,7 +329,7 @@ def _crashed_launch(**settings: Any) -> tuple[Dependencies, LaunchRequest, list[
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     now = [start]
     deps.clock = lambda: now[0]
-    request = _validated_request(deps)
+    request = validated_request(deps)
     with pytest.raises(ContentionError, match="injected"):
         launch(request, deps)
     return deps, request, now
@@ -403,7 +393,7 @@ def test_concurrent_deliveries_create_one_tuning_job() -> None:
     deps = gemini_dependencies()
     inner = _tuning(deps)
     deps.tuning = _SlowTuning(inner, delay=0.05)
-    request = _validated_request(deps)
+    request = validated_request(deps)
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -433,7 +423,7 @@ def test_concurrent_deliveries_create_one_tuning_job() -> None:
 
 def test_policy_refusal_creates_no_tuning_job() -> None:
     deps = gemini_dependencies()
-    request = _validated_request(deps, config=json.dumps({"adapter_size": 32}).encode())
+    request = validated_request(deps, config=json.dumps({"adapter_size": 32}).encode())
     job_id = launch(request, deps)
     record = deps.records.get("jobs", job_id)
     assert record is not None and record["state"] == "REJECTED_BY_POLICY"
@@ -446,7 +436,7 @@ def test_a_body_the_service_refuses_is_recorded_failed() -> None:
     from distillery.core.errors import RequestRejectedError
 
     deps = gemini_dependencies()
-    request = _validated_request(deps)
+    request = validated_request(deps)
     _tuning(deps).fail_next.append(RequestRejectedError("invalid base model"))
     job_id = launch(request, deps)
     record = deps.records.get("jobs", job_id)
@@ -459,7 +449,7 @@ def test_launch_without_a_tuning_client_is_a_configuration_error() -> None:
     deps = gemini_dependencies()
     deps.tuning = None
     with pytest.raises(ConfigurationError, match="tuning client"):
-        launch(_validated_request(deps), deps)
+        launch(validated_request(deps), deps)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -473,7 +463,7 @@ def test_chaos_faults_in_every_window_still_make_one_tuning_job(seed: int) -> No
     deps.records = store
     now = [datetime(2026, 1, 5, 9, 0, tzinfo=UTC)]
     deps.clock = lambda: now[0]
-    request = _validated_request(deps)
+    request = validated_request(deps)
     tuning = _tuning(deps)
     tuning.lose_answers = rng.randint(0, 2)
     tuning.fail_next = [ServiceUnavailableError("down") for _ in range(rng.randint(0, 2))]

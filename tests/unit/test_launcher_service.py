@@ -37,20 +37,13 @@ from distillery.services.launcher import (
     launch,
 )
 from distillery.services.status import reconcile
-from tests.helpers import BUCKET, CrashOnSubmitted, fake_dependencies, jsonl
-
-
-def _validated_request(deps: Dependencies, config: bytes | None = None) -> LaunchRequest:
-    train, evaluation = generate(240, 20)
-    assert isinstance(deps.objects, InMemoryObjectStore)
-    deps.objects.put(BUCKET, "datasets/news.eval.jsonl", jsonl(evaluation))
-    if config is not None:
-        deps.objects.put(BUCKET, "datasets/news.config.json", config)
-    info = deps.objects.put(BUCKET, "datasets/news.jsonl", jsonl(train))
-    handle_object(StorageObject(bucket=BUCKET, name=info.name, generation=info.generation), deps)
-    assert isinstance(deps.publisher, InMemoryPublisher)
-    [message] = deps.publisher.on(deps.settings.launch_topic)
-    return LaunchRequest.model_validate_json(message.data)
+from tests.helpers import (
+    BUCKET,
+    CrashOnSubmitted,
+    fake_dependencies,
+    jsonl,
+    validated_request,
+)
 
 
 def _statuses(deps: Dependencies) -> list[StatusEvent]:
@@ -66,7 +59,7 @@ def _vertex(deps: Dependencies) -> InMemoryVertexPipelines:
 
 
 def test_launch_submits_one_job_with_the_resolved_request(deps: Dependencies) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     job_id = launch(request, deps)
 
     [(name, body)] = _vertex(deps).jobs.items()
@@ -91,7 +84,7 @@ def test_launch_submits_one_job_with_the_resolved_request(deps: Dependencies) ->
 
 
 def test_launch_redelivered_twenty_times_creates_one_job(deps: Dependencies) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     job_ids = {launch(request, deps) for _ in range(20)}
     assert len(job_ids) == 1
     assert len(_vertex(deps).jobs) == 1
@@ -101,7 +94,7 @@ def test_launch_redelivered_twenty_times_creates_one_job(deps: Dependencies) -> 
 def test_launch_converges_after_a_crash_between_vertex_and_firestore() -> None:
     deps = fake_dependencies()
     deps.records = CrashOnSubmitted()
-    request = _validated_request(deps)
+    request = validated_request(deps)
     with pytest.raises(ContentionError, match="injected"):
         launch(request, deps)
     [job_id] = [r["job_id"] for r in deps.records.list("jobs")]
@@ -115,7 +108,7 @@ def test_launch_converges_after_a_crash_between_vertex_and_firestore() -> None:
 
 
 def test_launch_rerun_applies_overrides_once(deps: Dependencies) -> None:
-    original = launch(_validated_request(deps), deps)
+    original = launch(validated_request(deps), deps)
     rerun = LaunchRequest(rerun_of=original, overrides={"train_steps": 500}, request_id="rerun-1")
     first = launch(rerun, deps)
     again = launch(rerun, deps)
@@ -144,7 +137,7 @@ def test_launch_unvalidated_dataset_is_permanent(deps: Dependencies) -> None:
 
 def test_launch_policy_refusal_records_and_announces_without_submitting() -> None:
     deps = fake_dependencies(max_train_steps=400)
-    request = _validated_request(deps, config=b'{"train_steps": 500}')
+    request = validated_request(deps, config=b'{"train_steps": 500}')
     job_id = launch(request, deps)
     assert _vertex(deps).jobs == {}
     record = deps.records.get("jobs", job_id)
@@ -159,7 +152,7 @@ def test_launch_policy_refusal_records_and_announces_without_submitting() -> Non
 
 
 def test_launch_rejected_by_vertex_is_recorded_failed(deps: Dependencies) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     _vertex(deps).fail_next.append(RequestRejectedError("Vertex AI refused the job: bad region"))
     job_id = launch(request, deps)
     record = deps.records.get("jobs", job_id)
@@ -170,7 +163,7 @@ def test_launch_rejected_by_vertex_is_recorded_failed(deps: Dependencies) -> Non
 
 
 def test_launch_quota_exhausted_is_retried_then_succeeds(deps: Dependencies) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     _vertex(deps).fail_next.append(QuotaExceededError("out of A100 quota"))
     with pytest.raises(QuotaExceededError):
         launch(request, deps)
@@ -200,7 +193,7 @@ def test_finding_1_budget_fallback_after_a_crash_still_makes_one_job() -> None:
     # budget on the redelivery would fall back to GPU (12.67 h) and submit a second job.
     deps = fake_dependencies(accelerators="TPU,GPU", daily_accelerator_hours=100.0)
     deps.vertex = _CrashAfterCreate()
-    request = _validated_request(deps)
+    request = validated_request(deps)
     with pytest.raises(ServiceUnavailableError, match="injected"):
         launch(request, deps)
     job_id = launch(request, deps)  # the redelivery
@@ -214,7 +207,7 @@ def test_finding_1_budget_fallback_after_a_crash_still_makes_one_job() -> None:
 
 def test_finding_2_a_transient_error_under_a_concurrency_limit_is_launched_on_redelivery() -> None:
     deps = fake_dependencies(max_concurrent_jobs=1)
-    request = _validated_request(deps)
+    request = validated_request(deps)
     _vertex(deps).fail_next.append(ServiceUnavailableError("Vertex AI unavailable"))
     with pytest.raises(ServiceUnavailableError):
         launch(request, deps)
@@ -238,7 +231,7 @@ def test_finding_2_reconcile_resumes_a_job_left_requested_past_the_lease() -> No
     start = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     now = [start]
     deps.clock = lambda: now[0]
-    request = _validated_request(deps)
+    request = validated_request(deps)
     _vertex(deps).fail_next.append(ServiceUnavailableError("Vertex AI unavailable"))
     with pytest.raises(ServiceUnavailableError):
         launch(request, deps)  # and the event is never delivered again
@@ -274,7 +267,7 @@ def _launch_event(request: LaunchRequest, event_id: str = "launch-1") -> CloudEv
 
 
 def test_launch_request_carries_its_dataset_record_id(deps: Dependencies) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     assert request.dataset_id is not None
     dataset = deps.records.get("datasets", request.dataset_id)
     assert dataset is not None and dataset["validated_uri"] == request.dataset_uri
@@ -285,15 +278,15 @@ def test_launch_request_carries_its_dataset_record_id(deps: Dependencies) -> Non
 def test_launch_job_id_is_the_request_identity_not_the_plan() -> None:
     # The same request under other settings resolves another plan, and keeps its job id.
     first, second = fake_dependencies(), fake_dependencies(max_train_steps=200, region="us-west1")
-    request = _validated_request(first)
-    _validated_request(second)
+    request = validated_request(first)
+    validated_request(second)
     assert launch(request, first) == launch(request, second)
     other = request.model_copy(update={"request_id": "another"})
     assert launch(other, first) != launch(request, first)
 
 
 def test_launch_reused_request_id_with_another_payload_is_a_conflict(deps: Dependencies) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     job_id = launch(request, deps)
     changed = request.model_copy(update={"overrides": {"train_steps": 500}})
     with pytest.raises(RequestConflictError, match=request.request_id) as raised:
@@ -310,7 +303,7 @@ def test_launch_reused_request_id_with_another_payload_is_a_conflict(deps: Depen
 def test_launch_conflict_is_recorded_as_a_failed_event_and_acknowledged(
     deps: Dependencies, caplog: pytest.LogCaptureFixture
 ) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     launch(request, deps)
     changed = request.model_copy(update={"overrides": {"train_steps": 500}})
     with caplog.at_level(logging.ERROR, logger="distillery.services.launcher"):
@@ -327,7 +320,7 @@ def test_launch_conflict_is_recorded_as_a_failed_event_and_acknowledged(
 def test_launch_refuses_an_eval_set_that_was_not_validated_with_the_dataset(
     deps: Dependencies,
 ) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     assert isinstance(deps.objects, InMemoryObjectStore)
     deps.objects.put(BUCKET, "elsewhere/other.eval.jsonl", b"{}\n")
     forged = request.model_copy(
@@ -405,7 +398,7 @@ def test_launch_without_dataset_id_refuses_an_ambiguous_validated_uri(
 def test_launch_without_dataset_id_finds_the_one_record_of_its_validated_uri(
     deps: Dependencies,
 ) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     user = LaunchRequest(
         dataset_uri=request.dataset_uri, eval_dataset_uri=request.eval_dataset_uri, request_id="u"
     )
@@ -415,7 +408,7 @@ def test_launch_without_dataset_id_finds_the_one_record_of_its_validated_uri(
 
 
 def test_launch_dataset_id_must_name_the_dataset_uri(deps: Dependencies) -> None:
-    request = _validated_request(deps)
+    request = validated_request(deps)
     with pytest.raises(UnknownDatasetError, match="names no validated dataset record"):
         launch(request.model_copy(update={"dataset_id": "no-such-record"}), deps)
     other = request.model_copy(update={"dataset_uri": f"gs://{BUCKET}/validated/x/news.jsonl"})
@@ -436,7 +429,7 @@ def test_launch_rerun_keeps_the_original_dataset_record(deps: Dependencies) -> N
 def test_launch_policy_decision_is_frozen_across_redeliveries() -> None:
     # A refusal is decided once too: usage that changes later does not turn it into a launch.
     deps = fake_dependencies(max_concurrent_jobs=1)
-    first = _validated_request(deps)
+    first = validated_request(deps)
     running = launch(first, deps)
     refused = launch(LaunchRequest(rerun_of=running, request_id="later"), deps)
     assert deps.records.get("jobs", refused)["state"] == "REJECTED_BY_POLICY"  # type: ignore[index]
