@@ -257,6 +257,8 @@ class Follower:
             entry = history[index]
             state = JobState(entry["state"])
             rank = STATE_RANK[state]
+            sub, done = STATE_RANK[JobState.SUBMITTED], STATE_RANK[JobState.SUCCEEDED]
+            evaluating = STATE_RANK[JobState.EVALUATING]
             latest = index == len(history) - 1
             # What the record says now, given with the states it goes with.
             self.output.state(
@@ -266,10 +268,10 @@ class Follower:
                     at=entry["at"],
                     previous_state=history[index - 1]["state"] if index else None,
                     reason=entry.get("reason") or (record.get("reason") if latest else None),
-                    pipeline_job=record.get("pipeline_job") if rank >= 1 else None,
-                    model=record.get("model") if rank >= 3 else None,
-                    endpoint=record.get("endpoint") if rank >= 4 else None,
-                    metrics=record.get("metrics") if rank >= 3 else None,
+                    pipeline_job=record.get("pipeline_job") if rank >= sub else None,
+                    model=record.get("model") if rank >= done else None,
+                    endpoint=record.get("endpoint") if rank >= evaluating else None,
+                    metrics=record.get("metrics") if rank >= done else None,
                 )
             )
         followed.shown = len(history)

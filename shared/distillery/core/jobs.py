@@ -22,16 +22,17 @@ logger = logging.getLogger(__name__)
 #: How far along each state is; a transition must strictly increase the rank.
 STATE_RANK: dict[JobState, int] = {
     JobState.REQUESTED: 0,
-    JobState.SUBMITTED: 1,
-    JobState.RUNNING: 2,
-    JobState.SUCCEEDED: 3,
-    JobState.FAILED: 3,
-    JobState.CANCELLED: 3,
-    JobState.REJECTED_BY_POLICY: 3,
-    JobState.EVALUATING: 4,
-    JobState.PROMOTED: 5,
-    JobState.REJECTED: 5,
-    JobState.ROLLED_BACK: 6,
+    JobState.LABELING: 1,
+    JobState.SUBMITTED: 2,
+    JobState.RUNNING: 3,
+    JobState.SUCCEEDED: 4,
+    JobState.FAILED: 4,
+    JobState.CANCELLED: 4,
+    JobState.REJECTED_BY_POLICY: 4,
+    JobState.EVALUATING: 5,
+    JobState.PROMOTED: 6,
+    JobState.REJECTED: 6,
+    JobState.ROLLED_BACK: 7,
 }
 
 #: States where a job's work is over: no event moves it on (a rollback: PROMOTED → ROLLED_BACK).

@@ -39,6 +39,9 @@ class JobState(StrEnum):
     """A distillation job's lifecycle; transitions only move forward (ARCHITECTURE.md)."""
 
     REQUESTED = "REQUESTED"
+    #: A gemini job whose teacher is labeling (and explaining) its training set in a batch
+    #: prediction job; its tuning job is created once the labels are in.
+    LABELING = "LABELING"
     SUBMITTED = "SUBMITTED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"

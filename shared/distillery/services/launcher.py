@@ -66,7 +66,7 @@ from distillery.core.runtime import Dependencies
 logger = logging.getLogger(__name__)
 
 #: Jobs in these states count against the maximum number of concurrent jobs.
-ACTIVE_STATES = (JobState.REQUESTED, JobState.SUBMITTED, JobState.RUNNING)
+ACTIVE_STATES = (JobState.REQUESTED, JobState.LABELING, JobState.SUBMITTED, JobState.RUNNING)
 
 #: Fields of a LaunchRequest that are not part of what it asks to launch: who sent it, and the
 #: dataset record, which the job id already holds.
