@@ -18,7 +18,10 @@ The keys are the distillation job parameters a user may choose (SPEC "Training p
 backend the job runs on: a job parameter of the plan, never sent to a service), the gemini
 backend's tuning parameters (SPEC "The successor on Google Cloud today": ``base_model``,
 ``epoch_count``, ``adapter_size``, and ``tuning_mode``/``teacher_model`` for its v1beta1
-distillation mode; ``learning_rate_multiplier`` is both backends'), and the
+distillation mode; ``learning_rate_multiplier`` is both backends'), the gemini backend's labeling
+parameters (``rationales``, ``teacher_model`` as the labeling teacher, ``min_labeled_fraction``,
+``rationale_mixture``, ``label_task_prefix``, ``rationale_task_prefix``: distilling step-by-step,
+where a batch prediction job has a teacher label and explain the training set), and the
 promotion gates of :data:`distillery.core.settings.PROMOTION_GATE_KEYS` and
 ``EVALUATION_GATE_KEYS``, which the promoter uses for the job in place of the settings of the same
 name. Pure: no I/O.
@@ -51,6 +54,7 @@ from distillery.facts import (
     EVAL_ONLY_PARAMETERS,
     GEMINI_DISTILLATION_TEACHERS,
     GEMINI_MIN_EPOCH_COUNT,
+    GEMINI_TEACHER_MODELS,
     GEMINI_TUNING_MODELS,
     GEMINI_TUNING_MODES,
     KMS_KEY_PATTERN,
@@ -59,9 +63,16 @@ from distillery.facts import (
     TASKS,
     TENSORBOARD_PATTERN,
 )
+from distillery.labeling import DEFAULT_LABEL_TASK_PREFIX, DEFAULT_RATIONALE_TASK_PREFIX
 
 #: What a service account looks like: an email address (the API checks that it exists).
 SERVICE_ACCOUNT_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+#: The values of ``rationales``: ``teacher`` (a batch prediction job has the teacher explain every
+#: example, and label the unlabeled ones), ``none`` (tune on the dataset's own labels only).
+RATIONALES_VALUES: tuple[str, ...] = ("teacher", "none")
+#: The longest task prefix: a prefix names the task, it is not a prompt (every training example
+#: and every request the model serves carries it).
+TASK_PREFIX_MAX = 32
 #: The eval set named in a "needs an eval set" message when the overrides come from no file.
 UNNAMED_EVAL_SET = "datasets/<name>.eval.jsonl"
 
@@ -215,15 +226,44 @@ def _tuning_mode(value: Any) -> str:
 
 
 def _teacher_model(value: Any) -> str:
-    # As base_model: the bare id is what the plan sends, the publisher prefix is dropped.
+    # As base_model: the bare id is what the plan sends, the publisher prefix is dropped. Both
+    # kinds of teacher parse; the policy judges the one named against the job's mode.
     if isinstance(value, str):
         short = value.strip().removeprefix("publishers/google/models/")
-        if short in GEMINI_DISTILLATION_TEACHERS:
+        if short in GEMINI_DISTILLATION_TEACHERS or short in GEMINI_TEACHER_MODELS:
             return short
     raise InvalidValue(
-        f"is {describe_json_value(value)}, expected a Gemini teacher model of the distillation "
-        f"mode: {', '.join(GEMINI_DISTILLATION_TEACHERS)}"
+        f"is {describe_json_value(value)}, expected a Gemini teacher model: of the distillation "
+        f"mode, {', '.join(GEMINI_DISTILLATION_TEACHERS)}; of labeling (rationales=teacher), "
+        f"{', '.join(GEMINI_TEACHER_MODELS)}"
     )
+
+
+def _rationales(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in RATIONALES_VALUES:
+        return value.strip().lower()
+    raise InvalidValue(
+        f"is {describe_json_value(value)}, expected one of {', '.join(RATIONALES_VALUES)} "
+        "(teacher: a teacher model explains, and labels, the training set)"
+    )
+
+
+def _labeled_fraction(value: Any) -> float:
+    return _bounded_number(value, lambda number: 0 < number <= 1, "a number above 0, at most 1")
+
+
+def _task_prefix(value: Any) -> str:
+    # Kept exactly as given (its trailing space is part of the prompt the model sees).
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue(f"is {describe_json_value(value)}, expected a non-empty string")
+    if "\n" in value or "\r" in value:
+        raise InvalidValue(f"is {preview(value, 40)}, which holds a line break: use one line")
+    if len(value) > TASK_PREFIX_MAX:
+        raise InvalidValue(
+            f"is {len(value):,} characters long, at most {TASK_PREFIX_MAX} are allowed (a "
+            "prefix names the task, like 'predict: ')"
+        )
+    return value
 
 
 def _epoch_count(value: Any) -> int:
@@ -377,6 +417,11 @@ PARAMETERS: dict[str, Parameter] = {
         _gemini("adapter_size", _adapter_size),
         _gemini("tuning_mode", _tuning_mode),
         _gemini("teacher_model", _teacher_model),
+        _gemini("rationales", _rationales),
+        _gemini("min_labeled_fraction", _labeled_fraction),
+        _gemini("rationale_mixture", _fraction),
+        _gemini("label_task_prefix", _task_prefix),
+        _gemini("rationale_task_prefix", _task_prefix),
         *(_gate(name, _GATE_PARSERS[name]) for name in PROMOTION_GATE_KEYS),
         *(_evaluation_gate(name, _EVALUATION_GATE_PARSERS[name]) for name in EVALUATION_GATE_KEYS),
     )
@@ -516,6 +561,15 @@ def check_overrides(
     return checked
 
 
+#: Why a key is refused on a backend, where "only the other backend reads it" is not enough.
+_NOT_FOR_BACKEND_WHY: dict[tuple[str, str], str] = {
+    ("rationales", "pipeline"): (
+        ": the pipeline's distillation template has its own teacher write the labels and "
+        "rationales, so Distillery's labeling never runs before it"
+    ),
+}
+
+
 def _not_for_backend(values: dict[str, Any], backend: str) -> list[Problem]:
     """A problem for each key in ``values`` that only the other backend reads."""
     problems: list[Problem] = []
@@ -527,7 +581,8 @@ def _not_for_backend(values: dict[str, Any], backend: str) -> list[Problem]:
                     ProblemKind.NOT_FOR_BACKEND,
                     key,
                     f"{key} applies to the {reader} backend only; this job runs on the "
-                    f"{backend} backend (set backend or remove the key)",
+                    f"{backend} backend (set backend or remove the key)"
+                    + _NOT_FOR_BACKEND_WHY.get((key, backend), ""),
                 )
             )
     return problems
@@ -567,6 +622,7 @@ def _between_keys(
                     f"train_steps is {steps:,}; {low:,} to {high:,} is recommended for {task}",
                 )
             )
+    problems.extend(_labeling_problems(values))
     interval = values.get("evaluation_interval")
     if steps is not None and interval is not None and interval > steps:
         problems.append(
@@ -577,6 +633,36 @@ def _between_keys(
                 "no evaluation would run before the end",
             )
         )
+    return problems
+
+
+def _labeling_problems(values: dict[str, Any]) -> list[Problem]:
+    """The rules between the labeling keys (and the tuning mode, when it is given)."""
+    problems: list[Problem] = []
+    if values.get("rationales") == "teacher" and values.get("tuning_mode") == "distillation":
+        problems.append(
+            Problem(
+                ProblemKind.INVALID_VALUE,
+                "rationales",
+                "rationales=teacher labels the training set for supervised tuning; the "
+                "distillation mode's teacher writes the responses itself (set "
+                "tuning_mode=supervised or remove rationales)",
+            )
+        )
+    if "label_task_prefix" in values or "rationale_task_prefix" in values:
+        label = values.get("label_task_prefix", DEFAULT_LABEL_TASK_PREFIX)
+        rationale = values.get("rationale_task_prefix", DEFAULT_RATIONALE_TASK_PREFIX)
+        if label.strip() == rationale.strip():
+            given = "rationale_task_prefix" in values
+            key = "rationale_task_prefix" if given else "label_task_prefix"
+            problems.append(
+                Problem(
+                    ProblemKind.INVALID_VALUE,
+                    key,
+                    f"label_task_prefix {label!r} and rationale_task_prefix {rationale!r} are "
+                    "the same: the model could not tell the label task from the rationale task",
+                )
+            )
     return problems
 
 

@@ -17,11 +17,13 @@ from distillery.facts import (
     ACCELERATOR_TYPES,
     DEFAULT_ACCELERATOR,
     DEFAULT_GEMINI_DISTILLATION_TEACHER,
+    DEFAULT_GEMINI_TEACHER_MODEL,
     DEFAULT_GEMINI_TUNING_MODE,
     DEFAULT_LONG_CONTEXT_STUDENTS,
     DEFAULT_STUDENT_MODEL,
     DEFAULT_TEACHER_MODEL,
     GEMINI_DISTILLATION_TEACHERS,
+    GEMINI_TEACHER_MODELS,
     GEMINI_TUNING_MODES,
     GEMINI_TUNING_REGIONS,
     SUPPORTED_REGIONS,
@@ -167,6 +169,17 @@ class Settings:
     gemini_teacher_model: str = _env(
         "DISTILLERY_GEMINI_TEACHER_MODEL", default=DEFAULT_GEMINI_DISTILLATION_TEACHER
     )
+    #: The teacher that labels (and explains) a supervised job's training set through batch
+    #: prediction, unless a ``teacher_model`` override names another (GEMINI_TEACHER_MODELS).
+    labeling_teacher_model: str = _env(
+        "DISTILLERY_LABELING_TEACHER_MODEL", default=DEFAULT_GEMINI_TEACHER_MODEL
+    )
+    #: A labeling job goes on to tuning only if at least this fraction of its examples came back
+    #: labeled with a rationale (above 0, at most 1; a ``min_labeled_fraction`` override wins).
+    labeling_min_fraction: float = _env("DISTILLERY_LABELING_MIN_FRACTION", default=0.9)
+    #: The fraction of the labeled examples that also give an ``explain:`` rationale task (0 to 1;
+    #: 1: every one; a ``rationale_mixture`` override wins).
+    rationale_mixture: float = _env("DISTILLERY_RATIONALE_MIXTURE", default=1.0)
 
     # --- Promotion (read by distillery.services.promoter; SPEC "After the job") -------------------
     #: Minimum ``eval_fraction_of_correct_next_step_preds`` (eval token accuracy, 0 to 1).
@@ -269,6 +282,20 @@ class Settings:
             raise ConfigurationError(
                 "DISTILLERY_GEMINI_TEACHER_MODEL must be a teacher of the distillation mode: "
                 f"{', '.join(GEMINI_DISTILLATION_TEACHERS)}, got {self.gemini_teacher_model!r}"
+            )
+        if self.labeling_teacher_model not in GEMINI_TEACHER_MODELS:
+            raise ConfigurationError(
+                "DISTILLERY_LABELING_TEACHER_MODEL must be a Gemini teacher model: "
+                f"{', '.join(GEMINI_TEACHER_MODELS)}, got {self.labeling_teacher_model!r}"
+            )
+        if not 0.0 < self.labeling_min_fraction <= 1.0:
+            raise ConfigurationError(
+                "DISTILLERY_LABELING_MIN_FRACTION must be above 0 and at most 1, got "
+                f"{self.labeling_min_fraction!r}"
+            )
+        if not 0.0 <= self.rationale_mixture <= 1.0:
+            raise ConfigurationError(
+                f"DISTILLERY_RATIONALE_MIXTURE must be from 0 to 1, got {self.rationale_mixture!r}"
             )
         if self.region not in self.known_regions:
             raise ConfigurationError(

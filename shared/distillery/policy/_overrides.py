@@ -41,6 +41,12 @@ class RequestedOverrides:
     #: ``supervised`` or ``distillation``; the distillation mode's GEMINI_DISTILLATION_TEACHERS id.
     tuning_mode: str | None = None
     teacher_model: str | None = None
+    #: Distilling step-by-step: ``teacher`` or ``none``; the labeling thresholds and prefixes.
+    rationales: str | None = None
+    min_labeled_fraction: float | None = None
+    rationale_mixture: float | None = None
+    label_task_prefix: str | None = None
+    rationale_task_prefix: str | None = None
 
 
 @dataclass(frozen=True)
