@@ -55,7 +55,7 @@ def test_schema_reads_tuning_mode_and_teacher_model() -> None:
     assert checked.valid, checked.problems
     assert checked.values == {"tuning_mode": "distillation", "teacher_model": "gemini-3.1-pro"}
     bad = check_overrides(
-        {"tuning_mode": "rlhf", "teacher_model": "gemini-2.5-flash"}, has_eval=False
+        {"tuning_mode": "rlhf", "teacher_model": "gemini-1.0-pro"}, has_eval=False
     )
     assert {p.field for p in bad.errors} == {"tuning_mode", "teacher_model"}
     assert any("supervised, distillation" in p.message for p in bad.errors)
@@ -446,11 +446,11 @@ def test_distillery_plan_shows_the_v1beta1_body_of_a_prompts_only_file(
     assert "aiplatform.googleapis.com/v1beta1/projects/p/locations/us-central1/tuningJobs" in human
     assert "early access for allowlisted projects" in human
 
-    # The same file planned for supervised tuning is refused: it holds no answers.
-    assert cli.main(["plan", str(dataset), *common]) != 0
+    # Planned for supervised tuning without the teacher's labels it is refused: no answers.
+    assert cli.main(["plan", str(dataset), *common, "--set", "rationales=none"]) != 0
 
 
-def test_an_unlabeled_upload_launches_in_the_distillation_mode_only() -> None:
+def test_an_unlabeled_upload_launches_in_both_modes() -> None:
     from distillery.core.models import StorageObject
     from distillery.services.datasets import Outcome, handle_object
     from tests.helpers import BUCKET, fake_dependencies
@@ -464,5 +464,8 @@ def test_an_unlabeled_upload_launches_in_the_distillation_mode_only() -> None:
         info = deps.objects.put(BUCKET, "datasets/p.jsonl", data)
         obj = StorageObject(bucket=BUCKET, name=info.name, generation=info.generation)
         outcomes[mode] = handle_object(obj, deps)
-    assert outcomes["distillation"] is Outcome.LAUNCH_REQUESTED
-    assert outcomes["supervised"] is not Outcome.LAUNCH_REQUESTED
+    # Supervised: the teacher labels the prompts first (distilling step-by-step).
+    assert outcomes == {
+        "distillation": Outcome.LAUNCH_REQUESTED,
+        "supervised": Outcome.LAUNCH_REQUESTED,
+    }

@@ -183,7 +183,8 @@ def test_validation_contents_system_instruction_and_multi_turn_are_valid() -> No
             "contents_role_order",
             (3, "contents[1].role"),
         ),
-        ({"contents": [turn("user", "q")]}, "contents_role_order", (3, "contents[0].role")),
+        # One user turn is an unlabeled example: among labeled ones, the set is mixed.
+        ({"contents": [turn("user", "q")]}, "output_text_required", (3, "contents")),
         (
             {"contents": [turn("user", "q"), turn("model", "a"), turn("user", "q2")]},
             "contents_role_order",
@@ -317,12 +318,23 @@ def test_validation_contents_unlabeled_line_cannot_be_converted() -> None:
     assert len(body.splitlines()) == 119
 
 
-def test_validation_contents_all_unlabeled_dataset_is_invalid_for_gemini() -> None:
+def test_validation_contents_all_unlabeled_dataset_is_labeled_by_the_teacher() -> None:
+    # Supervised tuning of an unlabeled set: the teacher labels it first, the copy is prompts.
     records = [text_example(i, labeled=False) for i in range(1, 11)]
-    report = report_of(records)
-    assert not report.valid
-    assert findings(report, "output_text_required")[0].line == 1
-    assert report.result_for("output_text_required").count == 10  # type: ignore[union-attr]
+    copy, body = copy_of(records)
+    report = copy.validation.report
+    assert report.valid, report.to_json_dict()
+    assert report.labeling == "unlabeled"
+    assert report.result_for("output_text_required") is None
+    assert (
+        "teacher model answer and explain every prompt"
+        in findings(report, "teacher_labels")[0].message
+    )
+    lines = [json.loads(line) for line in body.splitlines()]
+    assert len(lines) == 10
+    assert lines[0] == {
+        "contents": [{"role": "user", "parts": [{"text": records[0]["input_text"]}]}]
+    }
 
 
 def test_validation_contents_empty_output_text_is_an_error() -> None:
@@ -606,7 +618,15 @@ def test_validation_contents_copy_escapes_lone_surrogates() -> None:
 # --- property: never a traceback, every line finding names a line ---------------------------------
 
 #: Rules about the dataset as a whole: their findings name no line.
-DATASET_RULES = frozenset({"dataset_empty", "few_tuning_examples", "dataset_too_large"})
+DATASET_RULES = frozenset(
+    {
+        "dataset_empty",
+        "few_tuning_examples",
+        "dataset_too_large",
+        "teacher_labels",
+        "few_unlabeled_examples",
+    }
+)
 
 _texts = st.text(max_size=12)
 _json_values = st.recursive(

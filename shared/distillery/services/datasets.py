@@ -17,7 +17,9 @@ The backend a training set is validated for is its config sidecar's ``backend``,
 :func:`~distillery.validation.validated_copy` yields while it validates: it is held in memory (at
 most the base model's documented JSONL file limit, past which the dataset is invalid and nothing
 more is kept) and written once, only when absent, under the copy's own SHA-256; the eval set
-likewise. The record then carries ``backend`` and the ``dataset_tokens`` the plan prices.
+likewise. The record then carries ``backend``, the ``dataset_tokens`` the plan prices and, for
+``gemini``, ``tuning_mode`` and ``labeling`` (``unlabeled``: a supervised job's teacher labels
+the prompts-only copy before tuning; ``labeled``: the copy keeps the answers).
 
 Exactly once: the launch is claimed in the dataset's record by a transaction before publishing and
 marked published after; a redelivered event finds it published and publishes nothing. Should a
@@ -184,6 +186,9 @@ def handle_object(obj: StorageObject, deps: Dependencies, *, event_id: str = "")
         record["backend"] = validated.backend
         if validated.backend == "gemini":
             record["tuning_mode"] = validated.tuning_mode
+            # What the launch policy decides labeling by: "unlabeled" (the teacher labels it),
+            # "labeled" (the user's labels; the teacher explains them with rationales=teacher).
+            record["labeling"] = validated.reports[0].labeling
         if validated.dataset_tokens is not None:
             record["dataset_tokens"] = validated.dataset_tokens
     if kind is DatasetKind.TRAINING and validated.valid:

@@ -19,6 +19,12 @@ responses) every example becomes one user turn: an ``input_text`` line needs no 
 (one given is dropped, with an ``answer_dropped`` warning), and a native ``contents`` line is one
 user turn, optionally followed by a model answer that is dropped the same way; any other shape is
 a ``prompt_turns_invalid`` error naming the turn. The token limit then counts the prompt only.
+
+In the supervised mode a training set whose examples are all unlabeled (``input_text`` alone, or
+one user turn) is valid too: the teacher labels it before tuning (a ``teacher_labels`` warning
+says so), and its copy is prompts only, as the distillation mode's is. A set with labeled and
+unlabeled lines is refused (``output_text_required`` on the unlabeled lines): the teacher labels a
+whole set or none of it. An eval set stays labeled throughout.
 """
 
 from __future__ import annotations
@@ -142,7 +148,12 @@ class GeminiChecker(_JsonlChecker):
             return
         self._check_duplicate(number, input_text, output_text)
         if output_text is None:
-            return  # Unlabeled: reported for the file as a whole (_check_labeling).
+            # Unlabeled: judged for the file as a whole (_check_labeling). A training set that
+            # is unlabeled throughout is labeled by the teacher, so its copy holds the prompt;
+            # once a labeled line has been seen the set is mixed, invalid, and nothing is kept.
+            if self._keeps_unlabeled() and self._within_token_limit(number, [input_text], []):
+                self.converted = prompt_example(input_text)
+            return
         if not output_text.strip():
             self.add(
                 gemini.OUTPUT_TEXT_EMPTY,
@@ -198,6 +209,11 @@ class GeminiChecker(_JsonlChecker):
         if self.prompts_only:
             self._keep_prompt(number, system, system_texts, turns)
             return
+        if len(turns) == 1:  # One user turn (_roles_in_order): a prompt for the teacher.
+            self._count_line(self.unlabeled, number)
+            if self._keeps_unlabeled():
+                self._keep_prompt(number, system, system_texts, turns)
+            return
         self._count_line(self.labeled, number)
         prompt = [text for _, texts in turns[:-1] for text in texts]
         answer = turns[-1][1]
@@ -212,6 +228,11 @@ class GeminiChecker(_JsonlChecker):
         ]
         self.converted = converted
 
+    def _keeps_unlabeled(self) -> bool:
+        """Whether an unlabeled line's prompt goes in the copy: a supervised training set's, as
+        long as no labeled line has made the set mixed (an unlabeled eval set is an error)."""
+        return self.kind is DatasetKind.TRAINING and not self.labeled.count
+
     def _keep_prompt(
         self,
         number: int,
@@ -219,11 +240,12 @@ class GeminiChecker(_JsonlChecker):
         system_texts: list[str],
         turns: list[tuple[str, list[str]]],
     ) -> None:
-        """A valid prompts-only ``contents`` line: its user turn kept, an answer dropped."""
-        if len(turns) == 2:
+        """A valid prompt-only ``contents`` line: its user turn kept, an answer dropped (a
+        supervised training set's unlabeled line was counted by the caller)."""
+        if self.prompts_only and len(turns) == 2:
             self._count_line(self.labeled, number)
             self._count_line(self.answers_dropped, number)
-        else:
+        elif self.prompts_only:
             self._count_line(self.unlabeled, number)
         _, prompt = turns[0]
         if not self._within_token_limit(number, system_texts + prompt, []):
@@ -422,6 +444,8 @@ class GeminiChecker(_JsonlChecker):
         user, model = facts.GEMINI_USER_ROLE, facts.GEMINI_MODEL_ROLE
         if self.prompts_only:
             return self._prompt_roles(number, roles)
+        if self.kind is DatasetKind.TRAINING and roles == [user]:
+            return True  # An unlabeled example: the teacher labels it (_check_labeling judges).
         for index, role in enumerate(roles):
             expected = user if index % 2 == 0 else model
             if role != expected:
@@ -573,6 +597,17 @@ class GeminiChecker(_JsonlChecker):
                 f"the {what} has {examples:,} examples, {examples - limit:,} over {model}'s "
                 f"limit of {limit:,} (this line holds example {limit + 1:,})",
             )
+        unlabeled = self.kind is DatasetKind.TRAINING and labeling == "unlabeled"
+        if unlabeled and not self.prompts_only and examples <= facts.RECOMMENDED_MIN_UNLABELED:
+            # SPEC "Dataset format": the teacher's labels cover the task with more prompts.
+            self.add(
+                rules.FEW_UNLABELED_EXAMPLES,
+                None,
+                None,
+                f"the dataset has {examples:,} unlabeled examples; more than "
+                f"{facts.RECOMMENDED_MIN_UNLABELED:,} are recommended so the teacher's labels "
+                "cover the task",
+            )
         recommended = facts.GEMINI_RECOMMENDED_MIN_EXAMPLES
         if self.kind is DatasetKind.TRAINING and examples < recommended:
             self.add(
@@ -589,10 +624,26 @@ class GeminiChecker(_JsonlChecker):
         if self.kind is DatasetKind.EVAL or not self.unlabeled.count:
             super()._check_labeling(labeling)
             return
+        if labeling == "unlabeled":
+            # Prompts only: the teacher labels every one (distilling step-by-step).
+            examples = self.unlabeled.count
+            self.add(
+                gemini.TEACHER_LABELS,
+                None,
+                None,
+                f"none of the {examples:,} examples has an answer: before tuning, a batch "
+                "prediction job has the teacher model answer and explain every prompt, billed "
+                "by the teacher's input and output tokens (distillery plan shows the estimate); "
+                "examples the teacher fails to label are listed by line and left out",
+            )
+            return
+        text = self.format != "contents"
+        labeled = self.labeled.count
+        others = "the labeled example" if labeled == 1 else f"the {labeled:,} labeled examples"
         self._add_lines(
             gemini.OUTPUT_TEXT_REQUIRED,
             self.unlabeled,
-            "output_text",
-            "the line has no output_text: a prompt alone cannot be converted to contents for "
-            "supervised tuning (label it first)",
+            "output_text" if text else "contents",
+            f"the line has {'no output_text' if text else 'no model turn'}, unlike {others}: "
+            "label it first, or leave every line unlabeled so the teacher labels the whole set",
         )

@@ -51,8 +51,8 @@ CONTENTS_UNKNOWN_KEY = _error(
 )
 OUTPUT_TEXT_REQUIRED = _error(
     "output_text_required",
-    "supervised tuning trains on prompt and answer: a line without output_text cannot be "
-    "converted to contents until it is labeled",
+    "supervised tuning trains on prompt and answer: in a set of labeled lines, a line without "
+    "an answer must be labeled (the teacher labels a set only when every line is unlabeled)",
 )
 OUTPUT_TEXT_EMPTY = _error(
     "output_text_empty", "output_text must not be empty: it is the answer the model learns"
@@ -84,6 +84,12 @@ ANSWER_DROPPED = Rule(
     "in the distillation mode the teacher writes the answers: an answer in the training set is "
     "left out of the prompts-only copy",
 )
+TEACHER_LABELS = Rule(
+    "teacher_labels",
+    "warning",
+    "an unlabeled training set is labeled by the teacher model before tuning (a batch "
+    "prediction job, billed by the teacher's tokens)",
+)
 FEW_TUNING_EXAMPLES = Rule(
     "few_tuning_examples",
     "warning",
@@ -108,8 +114,11 @@ GEMINI_RULES: tuple[Rule, ...] = (
     EVAL_TOO_MANY_EXAMPLES_FOR_MODEL,
     DATASET_TOO_LARGE,
     ANSWER_DROPPED,
+    TEACHER_LABELS,
     FEW_TUNING_EXAMPLES,
 )
 #: Rules about the dataset as a whole: their findings name no line (the example-count rules
 #: name the first line over the limit).
-GEMINI_DATASET_RULES: frozenset[str] = frozenset({DATASET_TOO_LARGE.code, FEW_TUNING_EXAMPLES.code})
+GEMINI_DATASET_RULES: frozenset[str] = frozenset(
+    {DATASET_TOO_LARGE.code, TEACHER_LABELS.code, FEW_TUNING_EXAMPLES.code}
+)
