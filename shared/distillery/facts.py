@@ -594,3 +594,40 @@ def gemini_batch_cost_usd(model_id: str, input_tokens: int, output_tokens: int) 
         + output_tokens * model.usd_per_million_output_tokens
     ) / 1_000_000
     return online * GEMINI_BATCH_PRICE_FRACTION
+
+
+# --- Planning assumptions of a labeling run (Distillery's own, not Google's) ---------------------
+#
+# A batch job is billed by the tokens the teacher reads and writes. What it reads is known before
+# it runs (the prompts and the instruction, estimated like every token count here); what it
+# writes is not, so the plan assumes the figures below. They are Distillery's planning
+# assumptions, not documented facts: the stored copies of Google's Vertex AI pages give no
+# per-request output size, and do not say whether ``maxOutputTokens`` bounds a 2.5 model's
+# thinking. What is known: Gemini 2.5 Pro always thinks (its thinking cannot be turned off) and
+# Google's pricing lists output prices "including thinking tokens", so thinking is billed as
+# output (unverified, as the prices are: :data:`GEMINI_TEACHER_PRICES_VERIFIED`).
+
+#: The answer assumed per example where the teacher writes it (a label, a short span).
+ESTIMATED_ANSWER_TOKENS = 32
+#: The rationale assumed per example: a few sentences of step-by-step reasoning.
+ESTIMATED_RATIONALE_TOKENS = 224
+#: The visible output assumed per example: the rationale and the answer.
+ESTIMATED_RATIONALE_OUTPUT_TOKENS = ESTIMATED_ANSWER_TOKENS + ESTIMATED_RATIONALE_TOKENS
+#: The thinking tokens assumed per example, by teacher (billed as output). Flash-Lite does not
+#: think unless asked to; the requests ask for no thinking budget.
+ESTIMATED_THINKING_TOKENS: dict[str, int] = {
+    "gemini-2.5-pro": 768,
+    "gemini-2.5-flash": 512,
+    "gemini-2.5-flash-lite": 0,
+}
+
+
+def estimated_teacher_output_tokens(model_id: str) -> int:
+    """The output tokens a labeling plan assumes per example for teacher ``model_id``: the
+    visible rationale and answer plus its thinking (a planning assumption, see above).
+
+    Raises:
+        KeyError: ``model_id`` is not a teacher model.
+    """
+    model = gemini_teacher_model(model_id)
+    return ESTIMATED_RATIONALE_OUTPUT_TOKENS + ESTIMATED_THINKING_TOKENS.get(model.model_id, 0)

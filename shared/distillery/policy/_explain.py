@@ -7,6 +7,8 @@ variable) or the override a value came from, and SPEC where a rule is SPEC's.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from distillery.core.settings import Settings
 from distillery.facts import AcceleratorProfile
 from distillery.overrides import Problem
@@ -544,11 +546,22 @@ def teacher_model(model: str, *, overridden: bool) -> str:
     )
 
 
-def teacher_without_distillation() -> str:
-    """Refusal: a teacher was named for a supervised job."""
+def not_a_distillation_teacher(model: str) -> str:
+    """Refusal: ``model`` labels through batch prediction; it is no distillation teacher."""
     return (
-        "override teacher_model applies to the distillation mode only; this job runs in the "
-        "supervised mode (set tuning_mode=distillation or remove the key)"
+        f"override teacher_model: {model} is a labeling teacher (rationales=teacher); the "
+        "distillation mode's baseTeacherModel is one of its own "
+        f"({Settings.env_name('gemini_teacher_model')} names the default)"
+    )
+
+
+def teacher_without_distillation() -> str:
+    """Refusal: a teacher was named for a supervised job that does not label."""
+    return (
+        "override teacher_model applies to the distillation mode only, or to a supervised job "
+        "whose teacher labels its training set; this job runs in the supervised mode on the "
+        "dataset's own labels (set tuning_mode=distillation or rationales=teacher, or remove "
+        "the key)"
     )
 
 
@@ -565,3 +578,162 @@ DISTILLATION_COST_CAVEAT = (
     "note: the distillation mode's cost adds the teacher's inference, which this estimate "
     "leaves out (no distillation price is documented)"
 )
+
+
+# --- The gemini backend's labeling stage (distilling step-by-step) --------------------------------
+
+_LABELING_MODES = {
+    "labels_and_rationales": "the training set is unlabeled: the teacher writes each label and "
+    "its rationale",
+    "rationales": "the training set's own labels are kept: the teacher explains each one",
+}
+
+
+def labeling(mode: str, examples: int, region: str, *, overridden: bool) -> str:
+    """Why the job labels, and how."""
+    source = (
+        "the rationales override"
+        if overridden
+        else "the default for an unlabeled training set (rationales=teacher)"
+    )
+    return (
+        f"labeling {mode}: {source}; {_LABELING_MODES[mode]}, for {examples:,} examples, in one "
+        f"batch prediction job in {region} (state LABELING) before the tuning job is created"
+    )
+
+
+def no_labeling(*, overridden: bool) -> str:
+    """Why the job tunes on the dataset's labels alone."""
+    source = (
+        "the rationales=none override"
+        if overridden
+        else "the default for a labeled training set (rationales=none)"
+    )
+    return f"no labeling: {source}; the job tunes on the dataset's own labels, without rationales"
+
+
+def labeling_teacher(model: str, name: str, *, overridden: bool) -> str:
+    """Why ``model`` labels."""
+    source = (
+        "the teacher_model override" if overridden else Settings.env_name("labeling_teacher_model")
+    )
+    return f"labeling teacher {model} ({name}): {source}; it answers every prompt at batch price"
+
+
+def labeling_cost(
+    usd: float, input_tokens: int, output_tokens: int, per_example: int, *, verified: bool
+) -> str:
+    """How the batch job's cost was estimated."""
+    caveat = "" if verified else "; the teacher's price is an unverified list price"
+    return (
+        f"estimated labeling cost ${usd:,.2f}: {input_tokens:,} input tokens (the prompts and the "
+        f"instruction) and {output_tokens:,} output tokens ({per_example:,} per example: the "
+        "rationale, the answer and the teacher's thinking, billed as output; Distillery's "
+        f"planning assumption) at half the online price (batch prediction){caveat}"
+    )
+
+
+def labeling_threshold(fraction: float, examples: int, *, overridden: bool) -> str:
+    """The share of examples that must come back labeled."""
+    source = (
+        "the min_labeled_fraction override"
+        if overridden
+        else Settings.env_name("labeling_min_fraction")
+    )
+    needed = -(-round(fraction * examples * 1_000_000) // 1_000_000)
+    return (
+        f"labeled fraction at least {fraction:g}: {source}; tuning goes on only if {needed:,} of "
+        f"{examples:,} examples come back with a label and a rationale (every failed line is "
+        "listed in the report)"
+    )
+
+
+def rationale_mixture(mixture: float, examples: int, *, overridden: bool) -> str:
+    """How many rationale tasks the training data holds."""
+    source = (
+        "the rationale_mixture override" if overridden else Settings.env_name("rationale_mixture")
+    )
+    return (
+        f"rationale mixture {mixture:g}: {source}; the training file holds every example's label "
+        f"task and about {round(mixture * examples):,} rationale tasks"
+    )
+
+
+def task_prefixes(label: str, rationale: str, *, overridden: bool) -> str:
+    """The task prefixes, and which one evaluation and serving send."""
+    source = "the task prefix overrides" if overridden else "Hsieh et al. 2023's (the default)"
+    return (
+        f"task prefixes {label!r} (label task) and {rationale!r} (rationale task): {source}; "
+        "evaluation and serving send the label task's prefix"
+    )
+
+
+def labeling_artifacts(labeled_uri: str, training_uri: str) -> str:
+    """Where the labeling run's files go."""
+    return (
+        f"labeled set {labeled_uri} (with its lineage beside it); the tuning job trains on the "
+        f"two-task file {training_uri}, not on the validated copy"
+    )
+
+
+def two_task_tokens(tokens: int, training_examples: int) -> str:
+    """What the tuning estimate counts for a labeling job."""
+    return (
+        f"tuning tokens {tokens:,} per epoch: the two-task data ({training_examples:,} examples: "
+        "label tasks and rationale tasks, with the teacher's answers and rationales assumed at "
+        "Distillery's planning sizes)"
+    )
+
+
+def two_task_examples_above(examples: int, maximum: int, model: str) -> str:
+    """Refusal: the two-task file would hold more examples than the base model tunes on."""
+    return (
+        f"the two-task training data would hold {examples:,} examples; {model} tunes on at most "
+        f"{maximum:,} (lower rationale_mixture, or upload fewer examples)"
+    )
+
+
+def unlabeled_without_teacher(examples: int) -> str:
+    """Refusal: an unlabeled set cannot be tuned on without the teacher's labels."""
+    return (
+        f"the training set's {examples:,} examples are unlabeled, and rationales=none tunes on "
+        "the dataset's own labels: the teacher must label it (set rationales=teacher, the "
+        "default), or label it yourself and upload it again"
+    )
+
+
+def rationales_in_distillation() -> str:
+    """Refusal: the distillation mode's teacher writes the responses itself."""
+    return (
+        "override rationales: rationales=teacher labels the training set for supervised tuning; "
+        f"this job runs in the distillation mode ({Settings.env_name('tuning_mode')}), whose "
+        "teacher writes the responses itself (set tuning_mode=supervised or remove rationales)"
+    )
+
+
+def labeling_key_without_labeling(key: str, *, why: str) -> str:
+    """Refusal: a labeling parameter on a job that does not label."""
+    return (
+        f"override {key} applies only when the teacher labels the training set "
+        f"(rationales=teacher); this is {why} (remove the key, or set rationales=teacher)"
+    )
+
+
+def not_a_labeling_teacher(model: str, teachers: Iterable[str]) -> str:
+    """Refusal: ``model`` cannot label through batch prediction."""
+    return (
+        f"override teacher_model: {model} is the distillation mode's teacher; a labeling "
+        f"teacher is one of {', '.join(teachers)}"
+    )
+
+
+def over_tuning_budget_with_labeling(
+    spent: float, tuning_usd: float, labeling_usd: float, budget: float
+) -> str:
+    """Refusal: labeling and tuning together would exceed the daily budget."""
+    alone = " (the labeling alone exceeds it)" if spent + labeling_usd > budget else ""
+    return (
+        f"the daily tuning budget would be exceeded: ${spent:,.2f} estimated today + "
+        f"${labeling_usd:,.2f} labeling + ${tuning_usd:,.2f} tuning for this job > "
+        f"{Settings.env_name('daily_tuning_usd')}={budget:g}{alone}; nothing is spent"
+    )

@@ -21,9 +21,11 @@ from distillery.core.models import LaunchRequest
 from distillery.core.settings import DATA_RESIDENCY_AREAS, Settings
 from distillery.facts import (
     DEFAULT_GEMINI_BASE_MODEL,
+    DISPLAY_NAME_MAX,
     GEMINI_DEFAULT_LEARNING_RATE_MULTIPLIER,
     GEMINI_DISTILLATION_REGION,
     GEMINI_DISTILLATION_STUDENTS,
+    GEMINI_DISTILLATION_TEACHERS,
     GEMINI_TUNING_API_VERSIONS,
     GEMINI_TUNING_PRICES_VERIFIED,
     GEMINI_TUNING_REGIONS,
@@ -31,8 +33,10 @@ from distillery.facts import (
     gemini_tuning_cost_usd,
     gemini_tuning_model,
 )
+from distillery.labeling import batch_job_body
 from distillery.overrides import InvalidValue, kms_key_rule
 from distillery.policy import _explain as explain
+from distillery.policy._labeling import resolve_labeling
 from distillery.policy._model import GeminiJobSpec, Plan, PolicyUsage
 from distillery.policy._names import JOB_LABEL_KEY, default_model_display_name, job_label
 from distillery.policy._overrides import ReadOverrides
@@ -113,6 +117,7 @@ def resolve_gemini(
     dataset_tokens: int | None,
     usage: PolicyUsage,
     backend_reason: str,
+    dataset_labeling: str | None = None,
 ) -> Plan:
     """The plan of a gemini-backend job (see :func:`distillery.policy.resolve`).
 
@@ -135,8 +140,9 @@ def resolve_gemini(
             refusals.append(explain.distillation_region(region, GEMINI_DISTILLATION_REGION))
         teacher = overrides.teacher_model or settings.gemini_teacher_model
         reasons.append(explain.teacher_model(teacher, overridden="teacher_model" in read.given))
-    elif "teacher_model" in read.given:
-        refusals.append(explain.teacher_without_distillation())
+        if teacher not in GEMINI_DISTILLATION_TEACHERS:
+            refusals.append(explain.not_a_distillation_teacher(teacher))
+    # A supervised job's teacher_model is its labeling teacher (_labeling judges it).
 
     model_id = overrides.base_model or DEFAULT_GEMINI_BASE_MODEL
     model = gemini_tuning_model(model_id)
@@ -228,11 +234,36 @@ def resolve_gemini(
             per_example=ESTIMATED_TOKENS_PER_EXAMPLE,
         )
     )
-    usd = round(gemini_tuning_cost_usd(model.model_id, tokens, epochs), 2)
+    labeling = resolve_labeling(
+        read,
+        settings,
+        tuning_mode=mode,
+        dataset_labeling=dataset_labeling,
+        job_id=job_id,
+        job_label=label,
+        region=region,
+        dataset_uri=dataset_uri,
+        dataset_examples=dataset_examples,
+        dataset_tokens=tokens,
+    )
+    reasons.extend(labeling.reasons)
+    refusals.extend(labeling.refusals)
+    tuning_tokens = tokens
+    if labeling.spec is not None:
+        assert labeling.tuning_tokens is not None and labeling.training_examples is not None
+        tuning_tokens = labeling.tuning_tokens
+        reasons.append(explain.two_task_tokens(tuning_tokens, labeling.training_examples))
+        if labeling.training_examples > model.max_training_examples:
+            refusals.append(
+                explain.two_task_examples_above(
+                    labeling.training_examples, model.max_training_examples, model.model_id
+                )
+            )
+    tuning_usd = round(gemini_tuning_cost_usd(model.model_id, tuning_tokens, epochs), 2)
     reasons.append(
         explain.tuning_cost(
-            usd,
-            tokens,
+            tuning_usd,
+            tuning_tokens,
             epochs,
             model.usd_per_million_training_tokens,
             verified=GEMINI_TUNING_PRICES_VERIFIED,
@@ -240,9 +271,18 @@ def resolve_gemini(
     )
     if mode == "distillation":
         reasons.append(explain.DISTILLATION_COST_CAVEAT)
+    # The budget covers what the job spends: the labeling batch job and the tuning job.
+    labeling_usd = labeling.estimated_cost_usd
+    usd = round(tuning_usd + labeling_usd, 2)
     budget = settings.daily_tuning_usd
     if budget and usage.tuning_usd_today + usd > budget:
-        refusals.append(explain.over_tuning_budget(usage.tuning_usd_today, usd, budget))
+        refusals.append(
+            explain.over_tuning_budget_with_labeling(
+                usage.tuning_usd_today, tuning_usd, labeling_usd, budget
+            )
+            if labeling.spec is not None
+            else explain.over_tuning_budget(usage.tuning_usd_today, usd, budget)
+        )
     reasons.extend(read.notes)
 
     spec = GeminiJobSpec(
@@ -267,8 +307,30 @@ def resolve_gemini(
         tuning_mode=mode,
         teacher_model=teacher,
         api_version=api_version,
+        labeling=labeling.spec.to_dict() if labeling.spec is not None else None,
     )
-    return Plan(spec=spec, reasons=reasons, refusals=refusals, request_body=build_tuning_body(spec))
+    labeling_body = (
+        batch_job_body(
+            labeling.spec, display_name=labeling_display_name(display), label_key=JOB_LABEL_KEY
+        )
+        if labeling.spec is not None
+        else None
+    )
+    return Plan(
+        spec=spec,
+        reasons=reasons,
+        refusals=refusals,
+        request_body=build_tuning_body(spec),
+        labeling=spec.labeling,
+        labeling_body=labeling_body,
+    )
+
+
+def labeling_display_name(tuned_model_display_name: str) -> str:
+    """The batch prediction job's ``displayName``: the tuned model's, marked as its labeling
+    run, within the display-name limit."""
+    suffix = " labeling"
+    return tuned_model_display_name[: DISPLAY_NAME_MAX - len(suffix)] + suffix
 
 
 def build_tuning_body(spec: GeminiJobSpec) -> dict[str, Any]:
@@ -293,7 +355,11 @@ def build_tuning_body(spec: GeminiJobSpec) -> dict[str, Any]:
     tuning: dict[str, Any] = {}
     if spec.tuning_mode == "distillation":
         tuning["baseTeacherModel"] = spec.teacher_model
-    tuning["trainingDatasetUri"] = spec.dataset_uri
+    # A labeling job trains on the two-task file its labeling run writes, never on the
+    # validated copy (which holds the prompts, or the labels without rationales).
+    tuning["trainingDatasetUri"] = (
+        spec.labeling["training_uri"] if spec.labeling is not None else spec.dataset_uri
+    )
     if spec.validation_dataset_uri is not None:
         tuning["validationDatasetUri"] = spec.validation_dataset_uri
     tuning["hyperParameters"] = hyper

@@ -91,6 +91,9 @@ class GeminiJobSpec:
     teacher_model: str | None = None
     #: The Vertex AI API version the job is created, read, listed and cancelled through.
     api_version: str = "v1"
+    #: The labeling stage (``LabelingSpec.to_dict()``): the teacher labels and explains the
+    #: training set before tuning, which then trains on its ``training_uri``. None: no labeling.
+    labeling: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -98,13 +101,18 @@ class Plan:
     """What :func:`~distillery.policy.resolve` answers: the spec, why, what forbids it, the body.
 
     ``spec`` is a :class:`JobSpec` (``pipeline`` backend: the body is a ``pipelineJobs.create``
-    body) or a :class:`GeminiJobSpec` (``gemini``: a ``tuningJobs.create`` body).
+    body) or a :class:`GeminiJobSpec` (``gemini``: a ``tuningJobs.create`` body, and for a job
+    whose teacher labels its training set the ``labeling`` spec and ``labeling_body``).
     """
 
     spec: JobSpec | GeminiJobSpec
     reasons: list[str]
     refusals: list[str]
     request_body: dict[str, Any]
+    #: A gemini job's labeling stage (``LabelingSpec.to_dict()``), None when it does not label.
+    labeling: dict[str, Any] | None = None
+    #: The frozen ``batchPredictionJobs.create`` body of the labeling run (None: no labeling).
+    labeling_body: dict[str, Any] | None = None
 
     @property
     def accepted(self) -> bool:
@@ -137,7 +145,8 @@ class Plan:
 
     @property
     def estimated_cost_usd(self) -> float:
-        """The gemini job's planning cost (0 for a pipeline job, budgeted in hours)."""
+        """The gemini job's planning cost, labeling included (0 for a pipeline job, budgeted in
+        hours)."""
         return self.spec.estimated_cost_usd if isinstance(self.spec, GeminiJobSpec) else 0.0
 
     def spec_dict(self) -> dict[str, Any]:

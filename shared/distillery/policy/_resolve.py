@@ -89,14 +89,17 @@ def resolve(
     usage: PolicyUsage = NO_USAGE,
     job_id: str | None = None,
     dataset_tokens: int | None = None,
+    dataset_labeling: str | None = None,
 ) -> Plan:
     """Resolve ``request`` under SPEC.md and the organisation's policy in ``settings``.
 
     The backend is the ``backend`` override, else ``DISTILLERY_BACKEND``. A ``gemini`` job is
     resolved by :func:`distillery.policy._gemini.resolve_gemini` into a ``tuningJobs.create``
     body labelled with ``job_id`` (its planning cost counts ``dataset_tokens``, the dataset
-    record's token count, or estimates them from ``dataset_examples`` when None); what follows
-    is the ``pipeline`` backend's resolution. Overrides of the other backend are refused.
+    record's token count, or estimates them from ``dataset_examples`` when None; and
+    ``dataset_labeling``, the record's ``labeling``, decides whether its teacher labels the
+    training set first, :mod:`distillery.policy._labeling`); what follows is the ``pipeline``
+    backend's resolution. Overrides of the other backend are refused.
 
     Pure: no I/O. Override values are read once, by the override schema
     (:func:`distillery.overrides.check_overrides`, the config sidecar's too): its errors become
@@ -130,6 +133,7 @@ def resolve(
             dataset_tokens=dataset_tokens,
             usage=usage,
             backend_reason=backend_reason,
+            dataset_labeling=dataset_labeling,
         )
     common = _resolve_common(request, settings, read, dataset_examples, eval_examples, usage)
     # A gemini-only key is refused by the override schema (read with the backend above).

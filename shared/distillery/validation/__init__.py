@@ -31,6 +31,7 @@ from distillery.validation._names import DatasetKind, classify_object_name
 from distillery.validation._render import render_text
 from distillery.validation._report import Finding, RuleResult, ValidationReport
 from distillery.validation._rules import (
+    CHARS_PER_TOKEN,
     CONFIG_RULES,
     JSONL_RULES,
     MAX_LINE_BYTES,
@@ -41,6 +42,7 @@ from distillery.validation._rules import (
 
 __all__ = [
     "BACKENDS",
+    "CHARS_PER_TOKEN",
     "CONFIG_RULES",
     "GEMINI_RULES",
     "JSONL_RULES",
