@@ -83,7 +83,17 @@ def test_plan_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert run_plan(str(dataset), "--json", "--set", "accelerator_type=TPU") == 0
 
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"spec", "reasons", "refusals", "request", "job_id", "assumed"}
+    assert set(result) == {
+        "spec",
+        "reasons",
+        "refusals",
+        "request",
+        "labeling",
+        "labeling_request",
+        "job_id",
+        "assumed",
+    }
+    assert result["labeling"] is None and result["labeling_request"] is None  # A pipeline job.
     assert result["assumed"] == {}
     spec = result["spec"]
     assert (spec["accelerator_type"], spec["batch_size"], spec["train_steps"]) == ("TPU", 24, 300)

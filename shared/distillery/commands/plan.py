@@ -12,7 +12,12 @@
   when it parses (``train_steps=500``, ``enable_early_stopping=false``), else as a string.
 - ``--set backend=gemini`` (or ``DISTILLERY_BACKEND=gemini``) plans a Vertex AI tuning job: a
   local dataset is validated and converted for it (its ``contents`` copy's tokens are counted
-  for the planning cost) and the request printed is the ``tuningJobs.create`` body.
+  for the planning cost) and the request printed is the ``tuningJobs.create`` body. A training
+  set without answers (or ``--set rationales=teacher``) is labeled by the teacher first: the plan
+  shows the labeling stage (teacher, mode, examples, estimated tokens and cost, the labeled
+  fraction it needs, the rationale mixture, where its files go) and the
+  ``batchPredictionJobs.create`` body. A ``gs://`` dataset's labeling is said with
+  ``--labeling unlabeled`` (default: labeled).
 
 The project and bucket come from ``--project`` / ``--bucket``, else ``GOOGLE_CLOUD_PROJECT`` /
 ``DISTILLERY_BUCKET``; else the project gcloud is configured with (``gcloud config get-value
@@ -97,6 +102,8 @@ class _Dataset:
     sidecar: Path | None = None
     #: Tokens counted by validation (gemini backend, a local file); None: not counted.
     tokens: int | None = None
+    #: The report's ``labeling`` (``unlabeled``: the teacher labels it), as the record says it.
+    labeling: str | None = None
 
 
 def register(subparsers: Any) -> None:
@@ -128,6 +135,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--region", help="the pipeline region (else DISTILLERY_REGION)")
     parser.add_argument("--examples", type=int, help="examples in a gs:// DATASET")
     parser.add_argument("--eval-examples", type=int, help="examples in a gs:// eval set")
+    parser.add_argument(
+        "--labeling",
+        choices=("labeled", "unlabeled"),
+        help="whether a gs:// DATASET holds answers (default labeled; a local file is read)",
+    )
     parser.add_argument(
         "--request-id", default=DEFAULT_REQUEST_ID, help="the request id the job_id is derived from"
     )
@@ -190,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
         ),
         job_id=job_id,
         dataset_tokens=dataset.tokens,
+        dataset_labeling=dataset.labeling,
     )
     if args.json:
         print(json.dumps(_json_output(plan, job_id, assumed), indent=2))
@@ -343,13 +356,21 @@ def _dataset(
             raise _UsageProblem(
                 "a gs:// DATASET is not read: give its number of examples with --examples N"
             )
-        return _Dataset(uri=source, examples=args.examples, identity=source, label=source)
+        return _Dataset(
+            uri=source,
+            examples=args.examples,
+            identity=source,
+            label=source,
+            labeling=args.labeling,
+        )
+    if args.labeling is not None:
+        raise _UsageProblem("--labeling is only for a gs:// DATASET; a local file is read")
     if args.examples is not None:
         raise _UsageProblem("--examples is only for a gs:// DATASET; a local file is counted")
     path = Path(source)
     if not path.is_file():
         raise _UsageProblem(f"no such file: {source}")
-    examples, sha256, tokens = _validate_local(
+    examples, sha256, tokens, labeling = _validate_local(
         path, settings, eval_set=False, backend=backend, tuning_mode=tuning_mode
     )
     stem = _stem(path)
@@ -362,6 +383,7 @@ def _dataset(
         label=source,
         sidecar=sidecar if sidecar.is_file() else None,
         tokens=tokens,
+        labeling=labeling if backend == "gemini" else None,
     )
 
 
@@ -383,7 +405,7 @@ def _eval_dataset(
     path = Path(source)
     if not path.is_file():
         raise _UsageProblem(f"no such file: {source}")
-    examples, sha256, _ = _validate_local(path, settings, eval_set=True, backend=backend)
+    examples, sha256, _, _ = _validate_local(path, settings, eval_set=True, backend=backend)
     name = f"{_stem(path).removesuffix('.eval')}.eval.jsonl"
     uri = f"gs://{settings.bucket}/{settings.validated_prefix}{sha256}/{name}"
     return _Dataset(uri=uri, examples=examples, identity=f"sha256:{sha256}", label=source)
@@ -396,10 +418,11 @@ def _validate_local(
     eval_set: bool,
     backend: str,
     tuning_mode: str = DEFAULT_GEMINI_TUNING_MODE,
-) -> tuple[int, str, int | None]:
+) -> tuple[int, str, int | None, str | None]:
     """Validate a local JSONL file like an upload for ``backend``; returns (examples, sha256,
-    tokens). For gemini the sha256 is the converted copy's and the tokens are counted (the
-    default base model's limits apply); for the pipeline the tokens are None."""
+    tokens, labeling). For gemini the sha256 is the converted copy's and the tokens are counted
+    (the default base model's limits apply); for the pipeline the tokens are None. ``labeling``
+    is the report's (``labeled``, ``unlabeled``)."""
     from distillery.validation import DatasetKind, validate_jsonl, validated_copy
 
     kind = DatasetKind.EVAL if eval_set else DatasetKind.TRAINING
@@ -416,7 +439,7 @@ def _validate_local(
             report = copy.drain().report
             if not report.valid:
                 raise _InvalidInput(str(path), _problems(report))
-            return int(report.examples), copy.sha256, copy.dataset_tokens
+            return int(report.examples), copy.sha256, copy.dataset_tokens, report.labeling
         result = validate_jsonl(
             reader,
             kind=kind,
@@ -426,7 +449,7 @@ def _validate_local(
     report = result.report
     if not report.valid:
         raise _InvalidInput(str(path), _problems(report))
-    return int(report.examples), str(report.sha256), None
+    return int(report.examples), str(report.sha256), None, report.labeling
 
 
 def _sidecar_overrides(dataset: _Dataset, *, has_eval: bool, backend: str) -> dict[str, Any]:
@@ -478,6 +501,8 @@ def _json_output(plan: policy.Plan, job_id: str, assumed: dict[str, Assumed]) ->
         "reasons": plan.reasons,
         "refusals": plan.refusals,
         "request": plan.request_body,
+        "labeling": plan.labeling,
+        "labeling_request": plan.labeling_body,
         "job_id": job_id,
         "assumed": {name: given.to_json() for name, given in assumed.items()},
     }
@@ -490,7 +515,11 @@ def _human_output(plan: policy.Plan, job_id: str, inputs: list[str]) -> str:
     lines = [f"Plan: {verdict}", f"  {'job_id'.ljust(width)} : {job_id}"]
     lines += [f"  {line}" for line in inputs]
     lines += ["", "Spec:"]
-    lines += [f"  {key.ljust(width)} : {_render(value)}" for key, value in spec.items()]
+    shown = {
+        key: "(see Labeling)" if key == "labeling" and value else value
+        for key, value in spec.items()
+    }
+    lines += [f"  {key.ljust(width)} : {_render(value)}" for key, value in shown.items()]
     lines += ["", "Reasons:"] + [f"  - {reason}" for reason in plan.reasons]
     if plan.refusals:
         lines += ["", "Refusals:"] + [f"  - {refusal}" for refusal in plan.refusals]
@@ -503,8 +532,59 @@ def _human_output(plan: policy.Plan, job_id: str, inputs: list[str]) -> str:
         f"{plan.spec.project}"
         f"/locations/{region}/{collection}"
     )
+    if plan.labeling is not None and plan.labeling_body is not None:
+        lines += ["", *_labeling_lines(plan.labeling, plan.labeling_body, plan.spec.project)]
     lines += ["", f"Request ({endpoint}):", json.dumps(plan.request_body, indent=2)]
     return "\n".join(lines)
+
+
+def _labeling_lines(labeling: dict[str, Any], body: dict[str, Any], project: str) -> list[str]:
+    """The labeling stage: what the teacher does, what it costs, where its files go, the body."""
+    from distillery import facts
+
+    examples = int(labeling["source_examples"])
+    fraction = float(labeling["min_labeled_fraction"])
+    mixture = float(labeling["rationale_mixture"])
+    estimate = "" if facts.GEMINI_TEACHER_PRICES_VERIFIED else " (an estimate: unverified prices)"
+    rows = [
+        ("teacher", f"{labeling['teacher_model']} (batch prediction in {labeling['location']})"),
+        ("mode", str(labeling["mode"])),
+        ("examples", f"{examples:,} from {labeling['source_uri']}"),
+        (
+            "tokens",
+            f"{int(labeling['estimated_input_tokens']):,} in, "
+            f"{int(labeling['estimated_output_tokens']):,} out (thinking included)",
+        ),
+        ("cost", f"${float(labeling['estimated_cost_usd']):,.2f}{estimate}"),
+        (
+            "threshold",
+            f"at least {fraction:g} labeled ({-(-round(fraction * examples * 1e6) // 1_000_000):,}"
+            f" of {examples:,}), else FAILED with every failed line listed",
+        ),
+        (
+            "mixture",
+            f"{mixture:g}: label task {labeling['label_task_prefix']!r} on every example, "
+            f"rationale task {labeling['rationale_task_prefix']!r} on "
+            f"{round(mixture * examples):,}",
+        ),
+        ("requests", str(labeling["input_uri"])),
+        ("output", str(labeling["output_prefix"])),
+        ("labeled set", f"{labeling['labeled_uri']} (lineage {labeling['lineage_uri']})"),
+        ("training file", str(labeling["training_uri"])),
+    ]
+    width = max(len(name) for name, _ in rows)
+    region = labeling["location"]
+    endpoint = (
+        f"POST https://{region}-aiplatform.googleapis.com/v1/projects/{project}"
+        f"/locations/{region}/batchPredictionJobs"
+    )
+    return [
+        "Labeling (state LABELING, before the tuning job):",
+        *(f"  {name.ljust(width)} : {value}" for name, value in rows),
+        "",
+        f"Labeling request ({endpoint}):",
+        json.dumps(body, indent=2),
+    ]
 
 
 def _render(value: Any) -> str:

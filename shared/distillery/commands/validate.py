@@ -3,6 +3,10 @@
 A training set ``<name>.jsonl`` is validated together with its siblings by the bucket naming
 conventions: ``<name>.eval.jsonl`` (an invalid eval set makes the whole result invalid, and inputs
 shared with the training set are warned about) and ``<name>.config.json`` (job overrides).
+
+A training set without answers that a gemini job would tune on in the supervised mode (the
+sidecar's ``backend``/``tuning_mode``, else ``DISTILLERY_BACKEND``/``DISTILLERY_TUNING_MODE``) is
+labeled by the teacher before tuning: the output says so (``labeling`` in the JSON).
 """
 
 from __future__ import annotations
@@ -69,16 +73,71 @@ def run_validate(args: argparse.Namespace) -> int:
         sys.stderr.write(f"distillery validate: {exc}\n")
         return EXIT_USAGE
     valid = all(report.valid for report in reports)
+    try:
+        labeling = _labeling_note(Path(args.path), reports)
+    except UsageError as exc:
+        sys.stderr.write(f"distillery validate: {exc}\n")
+        return EXIT_USAGE
     if args.as_json:
-        document = {"valid": valid, "reports": [report.to_json_dict() for report in reports]}
+        document: dict[str, object] = {
+            "valid": valid,
+            "reports": [report.to_json_dict() for report in reports],
+        }
+        if labeling is not None:
+            document["labeling"] = labeling
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     else:
         sys.stdout.write("\n".join(render_text(report) for report in reports))
+        if labeling is not None:
+            sys.stdout.write(f"\nLabeling: {labeling['note']}\n")
         if len(reports) > 1:
             invalid = [report.source for report in reports if not report.valid]
             overall = "VALID" if valid else f"INVALID ({', '.join(invalid)} not valid)"
             sys.stdout.write(f"\nOverall: {overall}\n")
     return EXIT_OK if valid else EXIT_INVALID
+
+
+def _labeling_note(path: Path, reports: list[ValidationReport]) -> dict[str, str] | None:
+    """What the teacher will do with an unlabeled training set a supervised gemini job tunes on,
+    or None (labeled, another kind of file, the pipeline backend, the distillation mode, or
+    ``rationales=none``, which the plan refuses for an unlabeled set).
+
+    Raises:
+        UsageError: a ``DISTILLERY_*`` setting the choice depends on is malformed.
+    """
+    training = reports[0]
+    if training.kind is not DatasetKind.TRAINING or training.labeling != "unlabeled":
+        return None
+    from distillery.core.errors import ConfigurationError
+    from distillery.core.settings import Settings
+
+    try:
+        settings = Settings.from_env()
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    config: object = None
+    sidecar = _sibling(path, _TRAINING_SUFFIX, _CONFIG_SUFFIX)
+    if path.name.endswith(_TRAINING_SUFFIX) and sidecar.is_file():
+        try:
+            config = json.loads(sidecar.read_bytes()[:CONFIG_MAX_BYTES])
+        except (ValueError, UnicodeDecodeError):
+            config = None  # Its own report says what is wrong.
+    overrides = config if isinstance(config, dict) else {}
+    backend = str(overrides.get("backend") or settings.backend).strip().lower()
+    mode = str(overrides.get("tuning_mode") or settings.tuning_mode).strip().lower()
+    rationales = str(overrides.get("rationales") or "teacher").strip().lower()
+    if backend != "gemini" or mode != "supervised" or rationales != "teacher":
+        return None
+    teacher = str(overrides.get("teacher_model") or settings.labeling_teacher_model)
+    return {
+        "mode": "labels_and_rationales",
+        "teacher_model": teacher,
+        "note": (
+            f"the {training.examples:,} examples have no answers: a gemini job has the teacher "
+            f"{teacher} label and explain every one (a batch prediction job, billed by its "
+            "tokens) before tuning; `distillery plan` shows the estimate"
+        ),
+    }
 
 
 def _check_file(path: Path) -> None:

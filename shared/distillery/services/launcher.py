@@ -204,6 +204,18 @@ def _dataset_tokens(record: dict[str, Any]) -> int | None:
     return int(tokens) if tokens is not None else None
 
 
+def _dataset_labeling(record: Mapping[str, Any]) -> str | None:
+    """What validation recorded about the training set's labels (``unlabeled``, ``labeled``),
+    from the record or its training report; None for records written before it was recorded."""
+    labeling = record.get("labeling")
+    if labeling is None:
+        for report in record.get("reports", []):
+            if report.get("kind") == "training":
+                labeling = report.get("labeling")
+                break
+    return str(labeling) if labeling is not None else None
+
+
 def _usage(deps: Dependencies, today: str, *, excluding: str) -> policy.PolicyUsage:
     """What the policy's limits see: every other job (a job never counts against itself)."""
     jobs = deps.settings.jobs_collection
@@ -280,12 +292,14 @@ def launch(request: LaunchRequest, deps: Dependencies) -> str:
 
 def _tuning_mode_mismatch(plan: policy.Plan, dataset: Mapping[str, Any]) -> str | None:
     """Why a gemini job may not train on ``dataset``'s copy: it was made for the other mode (a
-    distillation job needs the prompts-only copy; supervised tuning needs the answers)."""
+    distillation job needs the prompts-only copy; supervised tuning needs the answers, or the
+    teacher's labels). An unlabeled set's copy is the prompts in either mode, so it serves both
+    (a supervised job's teacher labels it)."""
     spec = plan.spec
     if not isinstance(spec, policy.GeminiJobSpec) or dataset.get("backend") != "gemini":
         return None
     made_for = str(dataset.get("tuning_mode") or "supervised")
-    if made_for == spec.tuning_mode:
+    if made_for == spec.tuning_mode or dataset.get("labeling") == "unlabeled":
         return None
     return (
         f"the dataset's validated copy was made for the {made_for} mode, but this job runs in "
@@ -317,6 +331,7 @@ def _decide(
         usage=_usage(deps, today, excluding=job_id),
         job_id=job_id,
         dataset_tokens=_dataset_tokens(dataset),
+        dataset_labeling=_dataset_labeling(dataset),
     )
     mismatch = _tuning_mode_mismatch(plan, dataset)
     if mismatch is not None:
@@ -341,7 +356,11 @@ def _decide(
             # The API the tuning job is created, read and cancelled through (v1beta1: the
             # distillation mode's distillationSpec).
             "tuning_api_version": plan.api_version,
+            # Tuning and labeling: what the daily budget of later jobs counts.
             "estimated_cost_usd": plan.estimated_cost_usd,
+            # The labeling stage, frozen with the tuning body (None: the job does not label).
+            "labeling": plan.labeling,
+            "labeling_body": plan.labeling_body,
         }
     if plan.refusals:
         reason = "; ".join(plan.refusals)
