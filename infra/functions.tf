@@ -125,6 +125,9 @@ locals {
     DISTILLERY_DAILY_TUNING_USD         = tostring(var.daily_tuning_usd)
     DISTILLERY_TUNING_MODE              = var.tuning_mode
     DISTILLERY_GEMINI_TEACHER_MODEL     = var.gemini_teacher_model
+    DISTILLERY_LABELING_TEACHER_MODEL   = var.labeling_teacher_model
+    DISTILLERY_LABELING_MIN_FRACTION    = tostring(var.labeling_min_fraction)
+    DISTILLERY_RATIONALE_MIXTURE        = tostring(var.rationale_mixture)
     DISTILLERY_MIN_EVAL_ACCURACY        = tostring(var.min_eval_accuracy)
     DISTILLERY_MAX_EVAL_LOSS            = tostring(var.max_eval_loss)
     DISTILLERY_MIN_EVAL_PREDICTIONS     = tostring(var.min_eval_predictions)

@@ -397,6 +397,36 @@ variable "gemini_teacher_model" {
   default     = "gemini-3.1-pro"
 }
 
+variable "labeling_teacher_model" {
+  description = "DISTILLERY_LABELING_TEACHER_MODEL: the teacher that labels and explains a supervised gemini job's training set through batch prediction, unless a job's teacher_model override names another (gemini-2.5-pro, gemini-2.5-flash, gemini-2.5-flash-lite)."
+  type        = string
+  default     = "gemini-2.5-pro"
+  validation {
+    condition     = contains(["gemini-2.5-pro", "gemini-2.5-flash", "gemini-2.5-flash-lite"], var.labeling_teacher_model)
+    error_message = "labeling_teacher_model must be gemini-2.5-pro, gemini-2.5-flash or gemini-2.5-flash-lite."
+  }
+}
+
+variable "labeling_min_fraction" {
+  description = "DISTILLERY_LABELING_MIN_FRACTION: a labeling job goes on to tuning only if at least this fraction of its examples came back labeled with a rationale (above 0, at most 1)."
+  type        = number
+  default     = 0.9
+  validation {
+    condition     = var.labeling_min_fraction > 0 && var.labeling_min_fraction <= 1
+    error_message = "labeling_min_fraction must be above 0 and at most 1."
+  }
+}
+
+variable "rationale_mixture" {
+  description = "DISTILLERY_RATIONALE_MIXTURE: the fraction of labeled examples that also give an explain: rationale task (0 to 1)."
+  type        = number
+  default     = 1.0
+  validation {
+    condition     = var.rationale_mixture >= 0 && var.rationale_mixture <= 1
+    error_message = "rationale_mixture must be from 0 to 1."
+  }
+}
+
 variable "daily_accelerator_hours" {
   description = "DISTILLERY_DAILY_ACCELERATOR_HOURS: daily budget of estimated accelerator-hours (0: none)."
   type        = number

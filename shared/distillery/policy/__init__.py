@@ -11,7 +11,9 @@ accelerator preference with fallback, concurrency, step and daily-budget limits)
 - ``refusals``: every reason the job cannot run (non-empty → REJECTED_BY_POLICY; all are
   collected, the engine never stops at the first);
 - ``request_body``: the exact ``pipelineJobs.create`` body, holding only the parameters that apply
-  (for the ``gemini`` backend, ``_gemini``: the ``tuningJobs.create`` body).
+  (for the ``gemini`` backend, ``_gemini``: the ``tuningJobs.create`` body);
+- ``labeling`` and ``labeling_body``: a gemini job's labeling stage and its
+  ``batchPredictionJobs.create`` body, when its teacher labels the training set (else None).
 
 :func:`job_id` derives the deterministic Vertex ``pipelineJobId`` of a request (from the
 validated dataset's identity and the request id, never from a plan).
@@ -20,7 +22,10 @@ The public surface is re-exported here from private modules, one per seam: ``_re
 resolver), ``_overrides`` (a request's overrides, read with the one schema of
 :mod:`distillery.overrides`), ``_regions`` (regions, residency, TensorBoard, CMEK), ``_training``
 (batch size, steps), ``_budget`` (the cost estimate), ``_names`` (display name, output directory,
-job id), ``_body`` (the request body), ``_explain`` (every sentence) and ``_model`` (the types).
+job id), ``_body`` (the request body), ``_gemini`` (the gemini backend's plan), ``_labeling`` (its
+labeling stage: whether the teacher labels and explains the training set first, the frozen
+``LabelingSpec`` and batch body, the two-task data and their cost), ``_explain`` (every sentence)
+and ``_model`` (the types).
 The distillation facts it applies are :mod:`distillery.facts`'s; the names below that this module
 has always exported for them (``ACCELERATORS``, ``CMEK_REGION``, ``DEFAULT_*``, ...) are the facts'
 own objects, not copies.
