@@ -45,6 +45,11 @@ deleted as in step 3; its model stays in the Model Registry, from which a tuned 
 cannot be deleted, and where it costs nothing idle
 (cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning, "Known issues").
 
+A model tuned step-by-step (its job had a labeling stage) answers the label task: it is judged on
+the golden set with its job's ``label_task_prefix`` before every prompt, and its champion entry
+records that ``prompt_prefix`` (``""`` for every other model), as do its decision and its PROMOTED
+record and event, so whoever calls the champion knows what to send (``distillery predict`` does).
+
 Every step converges, so an event delivered again after a crash at any point finishes the work and
 never deploys twice. :func:`rollback` restores a family's previous champion: the family's record
 keeps what was rolled back (``rolled_back``), and the job whose model was taken off moves
