@@ -225,6 +225,16 @@ def test_render_shows_serving_cost_and_thresholds_with_their_sources() -> None:
     assert "promotion_margin 0.0000 DISTILLERY_PROMOTION_MARGIN" in text
 
 
+def test_render_says_which_prompt_prefix_each_model_was_asked_with() -> None:
+    report = sample_report()
+    report["candidate"]["prompt_prefix"] = "predict: "
+    text = parse(render_decision_html(report)).visible
+    assert "asked with prefix" in text
+    assert "12.5 31.2 0 'predict: '" in text
+    # The champion's side predates the field (and a model asked bare says so too).
+    assert "11.0 24.8 1 none" in text
+
+
 def test_render_is_the_same_page_every_time_and_leaves_matplotlib_as_it_was() -> None:
     import matplotlib
 

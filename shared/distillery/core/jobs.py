@@ -154,6 +154,7 @@ def status_event(
         endpoint=record.get("endpoint"),
         metrics=record.get("metrics"),
         reason=record.get("reason") if state is JobState(record["state"]) else None,
+        prompt_prefix=record.get("prompt_prefix") if state is JobState.PROMOTED else None,
     )
 
 

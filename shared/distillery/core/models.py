@@ -205,6 +205,9 @@ class StatusEvent(_Tolerant):
     endpoint: str | None = None
     metrics: dict[str, float] | None = None
     reason: str | None = None
+    #: On PROMOTED: what to put before every prompt sent to the model (a step-by-step model's
+    #: label task prefix, ``predict: ``); "" when prompts are sent as they are.
+    prompt_prefix: str | None = None
 
     def to_bytes(self) -> bytes:
         """The message as compact UTF-8 JSON (what goes on the wire)."""

@@ -325,9 +325,10 @@ def _serving(report: Mapping[str, Any]) -> str:
     for role in ("candidate", "champion"):
         side = report.get(role)
         if not isinstance(side, Mapping):
-            rows.append([_cell(role), *(_cell("none") for _ in range(6))])
+            rows.append([_cell(role), *(_cell("none") for _ in range(7))])
             continue
         latency = _mapping(side.get("latency_ms"))
+        prefix = side.get("prompt_prefix")
         rows.append(
             [
                 _cell(role),
@@ -337,9 +338,20 @@ def _serving(report: Mapping[str, Any]) -> str:
                 _cell(latency.get("p50"), number=True, digits=1),
                 _cell(latency.get("p95"), number=True, digits=1),
                 _cell(side.get("errors"), number=True),
+                # A step-by-step model is asked the label task: its prefix before every input.
+                _cell(repr(prefix) if isinstance(prefix, str) and prefix else "none"),
             ]
         )
-    headers = ["", "job", "model", "endpoint", "p50 latency (ms)", "p95 latency (ms)", "errors"]
+    headers = [
+        "",
+        "job",
+        "model",
+        "endpoint",
+        "p50 latency (ms)",
+        "p95 latency (ms)",
+        "errors",
+        "asked with prefix",
+    ]
     return "<h2>Serving on the golden set</h2>" + _table(headers, rows)
 
 

@@ -16,6 +16,11 @@ The promoter judges a model on what it answers, not on a number the service may 
   ``:predict`` (:meth:`ModelEndpoints.predict`), a tuned Gemini model (``gemini``) through
   ``:generateContent`` on the endpoint its tuning job deployed it on (:meth:`TuningJobs.generate`:
   contents in, candidates out), since that is how Google documents a tuned Gemini model answers.
+- **The label task**: a model tuned step-by-step (its job had a labeling stage) learned
+  ``<label_task_prefix><prompt>`` → label, so it is asked in that form: the prefix before the
+  text of the example's last user turn. A champion is asked with the prefix its entry records
+  (``prompt_prefix``; none for older champions and pipeline ones). The decision and the report
+  say which prefix each side was asked with.
 - **Scores and the decision** come from :mod:`distillery.evaluation` (task metrics, the paired
   bootstrap interval, the rule); :func:`build_report` gathers everything the decision report
   shows, and :func:`write_report` stores it as JSON and HTML under ``reports/decisions/``.
@@ -40,6 +45,7 @@ from distillery.core.errors import (
     RetryableError,
 )
 from distillery.core.runtime import Dependencies
+from distillery.labeling._prompt import champion_prefix, label_task_prefix, with_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +111,19 @@ class GoldenSet:
     source: str
     inputs: tuple[str, ...]
     expected: tuple[str, ...]
+    #: Where each input's last user turn begins (a ``contents`` line's user turns are joined
+    #: with newlines); empty: every input is one turn (the prefix goes first).
+    label_at: tuple[int, ...] = ()
+
+    def prompts(self, prefix: str = "") -> tuple[str, ...]:
+        """The inputs as a model tuned with the label task ``prefix`` is asked them: the prefix
+        before the text of each one's last user turn (the inputs as they are for "")."""
+        if not prefix:
+            return self.inputs
+        at = self.label_at or (0,) * len(self.inputs)
+        return tuple(
+            with_prefix(text, prefix, at=start) for text, start in zip(self.inputs, at, strict=True)
+        )
 
     def entry(self, frozen_at: str) -> dict[str, Any]:
         """What ``models/{family}.golden`` records of it."""
@@ -126,6 +145,8 @@ class Answers:
     latencies_ms: tuple[float, ...]
     #: The first refusals' messages (for the report), at most a few.
     errors: tuple[str, ...] = ()
+    #: The label task prefix the prompts were sent with ("" for none).
+    prompt_prefix: str = ""
 
     @property
     def error_count(self) -> int:
@@ -145,15 +166,19 @@ def split_gs(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
-def parse_examples(data: bytes, uri: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def parse_examples(
+    data: bytes, uri: str
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
     """The prompts and expected answers of a JSONL set (``input_text``/``output_text`` lines,
-    or ``contents`` lines: the user turns' text, then the last model turn's).
+    or ``contents`` lines: the user turns' text joined by newlines, then the last model turn's),
+    and where each prompt's last user turn begins (where a label task prefix goes).
 
     Raises:
         GoldenSetError: a line is not a labeled example (the set was not validated as one).
     """
     inputs: list[str] = []
     expected: list[str] = []
+    label_at: list[int] = []
     for number, raw in enumerate(data.decode("utf-8-sig").splitlines(), start=1):
         if not raw.strip():
             continue
@@ -161,7 +186,7 @@ def parse_examples(data: bytes, uri: str) -> tuple[tuple[str, ...], tuple[str, .
             line = json.loads(raw)
         except ValueError as exc:
             raise GoldenSetError(f"{uri} line {number} is not JSON: {exc}") from None
-        prompt, answer = _example(line)
+        prompt, answer, at = _example(line)
         if prompt is None or answer is None:
             raise GoldenSetError(
                 f"{uri} line {number} is not a labeled example (input_text and output_text, "
@@ -169,20 +194,21 @@ def parse_examples(data: bytes, uri: str) -> tuple[tuple[str, ...], tuple[str, .
             )
         inputs.append(prompt)
         expected.append(answer)
+        label_at.append(at)
     if not inputs:
         raise GoldenSetError(f"{uri} holds no examples")
-    return tuple(inputs), tuple(expected)
+    return tuple(inputs), tuple(expected), tuple(label_at)
 
 
-def _example(line: Any) -> tuple[str | None, str | None]:
+def _example(line: Any) -> tuple[str | None, str | None, int]:
     if not isinstance(line, dict):
-        return None, None
+        return None, None, 0
     if isinstance(line.get("input_text"), str):
         answer = line.get("output_text")
-        return line["input_text"], answer if isinstance(answer, str) else None
+        return line["input_text"], answer if isinstance(answer, str) else None, 0
     contents = line.get("contents")
     if not isinstance(contents, list) or not contents:
-        return None, None
+        return None, None, 0
 
     def text(turn: Any) -> str:
         parts = turn.get("parts") if isinstance(turn, dict) else None
@@ -190,13 +216,15 @@ def _example(line: Any) -> tuple[str | None, str | None]:
 
     last = contents[-1]
     if not isinstance(last, dict) or last.get("role") != "model":
-        return None, None
-    prompt = "\n".join(
+        return None, None, 0
+    users = [
         text(turn)
         for turn in contents[:-1]
         if isinstance(turn, dict) and turn.get("role") == "user"
-    )
-    return prompt, text(last)
+    ]
+    # The last user turn's text starts after the earlier ones and their newlines.
+    at = sum(len(earlier) + 1 for earlier in users[:-1])
+    return "\n".join(users), text(last), at
 
 
 def load_golden(entry: Mapping[str, Any], deps: Dependencies) -> GoldenSet:
@@ -216,8 +244,8 @@ def load_golden(entry: Mapping[str, Any], deps: Dependencies) -> GoldenSet:
         raise GoldenSetError(
             f"the family's golden set {uri} changed: sha256 {sha}, recorded {entry.get('sha256')}"
         )
-    inputs, expected = parse_examples(data, uri)
-    return GoldenSet(uri, sha, str(entry.get("source") or uri), inputs, expected)
+    inputs, expected, label_at = parse_examples(data, uri)
+    return GoldenSet(uri, sha, str(entry.get("source") or uri), inputs, expected, label_at)
 
 
 def freeze(uri: str, source: str, deps: Dependencies, generation: int | None = None) -> GoldenSet:
@@ -234,7 +262,7 @@ def freeze(uri: str, source: str, deps: Dependencies, generation: int | None = N
         raise GoldenSetError(f"the golden set {uri} is gone: {exc}") from None
     except ValueError as exc:
         raise GoldenSetError(str(exc)) from None
-    inputs, expected = parse_examples(data, uri)
+    inputs, expected, label_at = parse_examples(data, uri)
     sha = hashlib.sha256(data).hexdigest()
     frozen = f"{GOLDEN_PREFIX}{sha}.jsonl"
     # Content-addressed: an object already there holds exactly these bytes.
@@ -242,7 +270,7 @@ def freeze(uri: str, source: str, deps: Dependencies, generation: int | None = N
         deps.objects.write_bytes(
             bucket, frozen, data, content_type="application/jsonl", if_absent=True
         )
-    return GoldenSet(f"gs://{bucket}/{frozen}", sha, source, inputs, expected)
+    return GoldenSet(f"gs://{bucket}/{frozen}", sha, source, inputs, expected, label_at)
 
 
 def user_golden(record: Mapping[str, Any], deps: Dependencies) -> GoldenSet | None:
@@ -369,6 +397,28 @@ def ask(
     return Answers(endpoint, tuple(texts), tuple(latencies), tuple(errors))
 
 
+def ask_golden(
+    endpoint: str,
+    golden: GoldenSet,
+    deps: Dependencies,
+    *,
+    backend: str = PIPELINE,
+    prompt_prefix: str = "",
+) -> Answers:
+    """``endpoint``'s answers to ``golden``, each prompt sent as the label task of
+    ``prompt_prefix`` (see :meth:`GoldenSet.prompts`), as :func:`ask` asks.
+
+    Raises:
+        ObjectNotFoundError: the endpoint is gone.
+        RetryableError: the service did not answer a prompt after :data:`PROMPT_ATTEMPTS` tries.
+        ConfigurationError: the function has no client for that backend's endpoints.
+    """
+    answers = ask(endpoint, golden.prompts(prompt_prefix), deps, backend=backend)
+    return Answers(
+        answers.endpoint, answers.texts, answers.latencies_ms, answers.errors, prompt_prefix
+    )
+
+
 def champion_answers(
     champion: Mapping[str, Any], serving: str, golden: GoldenSet, deps: Dependencies
 ) -> Answers:
@@ -381,12 +431,16 @@ def champion_answers(
     own: cloud.google.com/vertex-ai/generative-ai/docs/deploy/overview, "Deploy a tuned model"):
     it receives all of that endpoint's traffic and is asked live, through ``:generateContent``.
 
+    It is asked with the prefix its entry records (``prompt_prefix``: a model tuned step-by-step
+    answers the label task); recorded answers are used only if they were asked with that prefix.
+
     Raises:
         GoldenSetError: it cannot answer (its endpoint is gone or no longer serves it, or a
             canary runs and its answers on this golden set were never recorded).
         RetryableError: a backing service failed.
     """
     backend = backend_of(champion)
+    prefix = champion_prefix(champion)
     where = str(champion.get("endpoint") or ("" if backend == GEMINI else serving))
     who = f"the champion (job {champion.get('job_id')})"
     endpoints = deps.require_endpoints()
@@ -405,24 +459,25 @@ def champion_answers(
         )
     if deployed is not None and (backend == GEMINI or info.traffic_split.get(deployed, 0) == 100):
         try:
-            return ask(where, golden.inputs, deps, backend=backend)
+            return ask_golden(where, golden, deps, backend=backend, prompt_prefix=prefix)
         except ObjectNotFoundError as exc:
             raise GoldenSetError(f"{who} cannot answer the golden set: {exc}") from None
-    stored = _recorded_answers(str(champion.get("job_id")), golden.sha256, deps)
+    stored = _recorded_answers(str(champion.get("job_id")), golden.sha256, prefix, deps)
     if stored is None:
         raise GoldenSetError(
             f"{who} does not receive all the traffic of {where} (a canary shares it) and its "
-            "answers on this golden set were never recorded: finish the canary (promote or "
-            "roll back) first"
+            f"answers on this golden set, asked with the prefix {prefix!r}, were never recorded: "
+            "finish the canary (promote or roll back) first"
         )
-    return Answers(where, tuple(stored), ())
+    return Answers(where, tuple(stored), (), prompt_prefix=prefix)
 
 
 def _recorded_answers(
-    job_id: str, golden_sha256: str, deps: Dependencies
+    job_id: str, golden_sha256: str, prefix: str, deps: Dependencies
 ) -> list[str | None] | None:
     """The answers job ``job_id``'s model gave to the golden set ``golden_sha256`` when it was
-    judged (from its decision report), or None."""
+    judged (from its decision report), or None; only if it was asked with ``prefix`` then
+    (reports from before the prefix was recorded asked with none)."""
     from distillery.reports import decision_report_paths
 
     json_name, _ = decision_report_paths(job_id, deps.settings.reports_prefix)
@@ -434,6 +489,8 @@ def _recorded_answers(
         return None
     answers = report.get("answers") if isinstance(report, dict) else None
     if not isinstance(answers, dict) or answers.get("golden_sha256") != golden_sha256:
+        return None
+    if (answers.get("candidate_prompt_prefix") or "") != prefix:
         return None
     texts = answers.get("candidate")
     return list(texts) if isinstance(texts, list) else None
@@ -480,6 +537,8 @@ def side(
         },
         "latency_ms": dict(latency),
         "errors": answers.error_count,
+        # How it was asked: a step-by-step model answers the label task (see labeling._prompt).
+        "prompt_prefix": answers.prompt_prefix,
     }
 
 
@@ -638,8 +697,9 @@ def evaluate(
 
     configured = (record.get("spec") or {}).get("task")
     task = infer_task(golden.inputs, golden.expected, configured if configured in TASKS else None)
+    prefix = label_task_prefix(record)
     try:
-        mine = ask(endpoint, golden.inputs, deps, backend=backend)
+        mine = ask_golden(endpoint, golden, deps, backend=backend, prompt_prefix=prefix)
     except ObjectNotFoundError as exc:
         return Evaluated(
             (f"the candidate's endpoint {endpoint} is gone: {exc}",), {"error": str(exc)}
@@ -695,7 +755,9 @@ def evaluate(
         "primary_metric": my_scores.primary,
         "candidate": mine_side["metrics"],
         "candidate_errors": mine.error_count,
+        "candidate_prompt_prefix": mine.prompt_prefix,
         "champion": their_side["metrics"] if their_side else None,
+        "champion_prompt_prefix": theirs.prompt_prefix if theirs is not None else None,
         "comparison": comparison,
         "class_changes": dict(judgement.class_changes),
     }
@@ -719,6 +781,10 @@ def evaluate(
             "golden_sha256": golden.sha256,
             "candidate": list(mine.texts),
             "champion": list(theirs.texts) if theirs is not None else None,
+            # What each side was sent before every input (a champion's recorded answers are
+            # reused only when it was asked with its own prefix then).
+            "candidate_prompt_prefix": mine.prompt_prefix,
+            "champion_prompt_prefix": theirs.prompt_prefix if theirs is not None else None,
         },
     }
     return Evaluated(tuple(judgement.failures), summary, endpoint, report)

@@ -45,6 +45,11 @@ deleted as in step 3; its model stays in the Model Registry, from which a tuned 
 cannot be deleted, and where it costs nothing idle
 (cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning, "Known issues").
 
+A model tuned step-by-step (its job had a labeling stage) answers the label task: it is judged on
+the golden set with its job's ``label_task_prefix`` before every prompt, and its champion entry
+records that ``prompt_prefix`` (``""`` for every other model), as do its decision and its PROMOTED
+record and event, so whoever calls the champion knows what to send (``distillery predict`` does).
+
 Every step converges, so an event delivered again after a crash at any point finishes the work and
 never deploys twice. :func:`rollback` restores a family's previous champion: the family's record
 keeps what was rolled back (``rolled_back``), and the job whose model was taken off moves
@@ -77,6 +82,7 @@ from distillery.core.ports import location_of, same_model
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import EVALUATION_GATE_KEYS, PROMOTION_GATE_KEYS, Settings
 from distillery.facts import DISPLAY_NAME_MAX
+from distillery.labeling._prompt import champion_prefix, label_task_prefix
 from distillery.services import evaluation
 
 if TYPE_CHECKING:
@@ -488,7 +494,11 @@ def _promote_holding(
         deps,
         job_id,
         JobState.PROMOTED,
-        fields={"endpoint": endpoint, "deployed_model_id": deployed_id},
+        fields={
+            "endpoint": endpoint,
+            "deployed_model_id": deployed_id,
+            "prompt_prefix": prompt_prefix_of(record, decision),
+        },
     )
     announce(deps, moved.record)
     logger.info("job %s promoted to %s", job_id, endpoint, extra={"job_id": job_id})
@@ -575,7 +585,11 @@ def _promote_gemini(
         deps,
         job_id,
         JobState.PROMOTED,
-        fields={"endpoint": endpoint, "deployed_model_id": deployed_id},
+        fields={
+            "endpoint": endpoint,
+            "deployed_model_id": deployed_id,
+            "prompt_prefix": prompt_prefix_of(record, decision),
+        },
     )
     announce(deps, moved.record)
     logger.info(
@@ -722,13 +736,19 @@ def _judge(
         "family": family,
         "backend": backend,
         "model": model,
+        # How the model is asked (evaluation, serving): a step-by-step model learned the label
+        # task, "<prefix><prompt>" → label; "" for every other model.
+        "prompt_prefix": label_task_prefix(record),
         "metrics": metrics,
         "thresholds": {
             **{name: getattr(thresholds, name) for name in PROMOTION_GATE_KEYS},
             **{name: _rule_value(rule, name) for name in EVALUATION_GATE_KEYS},
         },
         "champion": (
-            {k: champion.get(k) for k in ("job_id", "model", "metrics", "endpoint")}
+            {
+                **{k: champion.get(k) for k in ("job_id", "model", "metrics", "endpoint")},
+                "prompt_prefix": champion_prefix(champion),
+            }
             if champion
             else None
         ),
@@ -1209,6 +1229,14 @@ def _remember_endpoint(job_id: str, endpoint: str, deps: Dependencies) -> str:
     return str(stored["promotion"]["endpoint"])
 
 
+def prompt_prefix_of(record: Mapping[str, Any], decision: Mapping[str, Any]) -> str:
+    """What is put before a prompt to ask job ``record``'s model (the label task prefix of a
+    step-by-step model, else ""): as its decision recorded it, else as its record says
+    (decisions from before the prefix was recorded)."""
+    recorded = decision.get("prompt_prefix")
+    return recorded if isinstance(recorded, str) else label_task_prefix(record)
+
+
 def _crown(
     record: Mapping[str, Any],
     decision: Mapping[str, Any],
@@ -1232,6 +1260,9 @@ def _crown(
         "model": decision["model"],
         "endpoint": endpoint,
         "deployed_model_id": deployed_id,
+        # Callers put it before every prompt (distillery predict does): a step-by-step model
+        # answers the label task. A rollback restores an entry with its own.
+        "prompt_prefix": prompt_prefix_of(record, decision),
         "metrics": dict(decision.get("metrics") or {}),
         "golden_metrics": dict((decision.get("evaluation") or {}).get("candidate") or {}),
         # A tuned Gemini model has all of its own endpoint's traffic: no canary splits it.
@@ -1357,6 +1388,7 @@ def _rollback_holding(family: str, deps: Dependencies, from_job: str | None) -> 
         "rolled_back_at": now,
         "restored_job_id": previous["job_id"],
         "restored_endpoint": endpoint,
+        "restored_prompt_prefix": champion_prefix(previous),
     }
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -1475,6 +1507,9 @@ def _mark_rolled_back(entry: Mapping[str, Any], deps: Dependencies) -> None:
         f"rolled back: the model of job {entry.get('restored_job_id')} serves "
         f"{entry.get('restored_endpoint') or entry.get('endpoint')} again"
     )
+    restored_prefix = entry.get("restored_prompt_prefix")
+    if restored_prefix:
+        reason += f", asked with the prompt prefix {restored_prefix!r} before every prompt"
     try:
         moved = transition(
             deps,
