@@ -113,14 +113,20 @@ def build_job(
     return spec
 
 
-@pytest.fixture
-def world() -> Dependencies:
+def labeling_dependencies() -> Dependencies:
+    """Fakes of every port (gemini backend) whose teacher answers every prompt this module
+    makes with a rationale and its label, and whose batch job moves a state a poll."""
     deps = fake_dependencies(backend="gemini")
     assert isinstance(deps.objects, InMemoryObjectStore)
     deps.batch = InMemoryBatchPredictions(deps.objects, PROJECT, polls_per_state=1)
     deps.tuning = InMemoryTuningJobs(PROJECT)
     batch(deps).teach({prompt(n): teacher_text(n) for n in range(1, 100)}, "no idea")
     return deps
+
+
+@pytest.fixture
+def world() -> Dependencies:
+    return labeling_dependencies()
 
 
 def batch(deps: Dependencies) -> InMemoryBatchPredictions:
