@@ -458,3 +458,55 @@ def test_labeling_cancel_that_did_not_get_through_is_finished_by_reconcile(
     reconcile(world)
     assert batch(world).jobs[name]["state"] == "JOB_STATE_CANCELLED"
     assert job(world)["batch_cancel_pending"] is False
+
+
+class _CancelledDuringCreate(InMemoryBatchPredictions):
+    """The job is cancelled while its batch job is being created."""
+
+    deps: Dependencies
+
+    def create(self, location: str, body: Any) -> Any:
+        info = super().create(location, body)
+        cancel_job(JOB, self.deps)
+        return info
+
+
+def test_labeling_cancel_during_the_batch_create_leaves_no_batch_job_running(
+    world: Dependencies,
+) -> None:
+    assert isinstance(world.objects, InMemoryObjectStore)
+    racing = _CancelledDuringCreate(world.objects, PROJECT, polls_per_state=5)
+    racing.deps = world
+    world.batch = racing
+    build_job(world)
+    record = resume_requested(JOB, world)
+    assert record["state"] == "CANCELLED"
+    [(name, made)] = racing.jobs.items()
+    assert made["state"] == "JOB_STATE_CANCELLED"
+    assert (record["batch_prediction_job"], record["batch_cancel_pending"]) == (name, False)
+
+
+class _CancelledDuringTuningCreate(InMemoryTuningJobs):
+    """The job is cancelled while its tuning job is being created."""
+
+    deps: Dependencies
+
+    def create(self, location: str, body: Any, *, api_version: str = "v1") -> Any:
+        info = super().create(location, body, api_version=api_version)
+        cancel_job(JOB, self.deps)
+        return info
+
+
+def test_labeling_cancel_during_the_tuning_create_stops_the_tuning_job(
+    world: Dependencies,
+) -> None:
+    racing = _CancelledDuringTuningCreate(PROJECT)
+    racing.deps = world
+    world.tuning = racing
+    build_job(world)
+    resume_requested(JOB, world)
+    record = poll_until(world, "CANCELLED")
+    [made] = racing.jobs.values()
+    assert made["state"] == "JOB_STATE_CANCELLED"
+    assert record.get("tuning_job") is None
+    assert [e.state.value for e in events(world)] == ["REQUESTED", "LABELING", "CANCELLED"]

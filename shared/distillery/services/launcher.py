@@ -36,6 +36,12 @@ A ``gemini`` job (the plan's backend, frozen in the record) is a Vertex AI tunin
    create's answer, left it there — else create it from the frozen body;
 7. move the job to SUBMITTED with ``tuning_job`` (the resource name), releasing the claim.
 
+A gemini job whose record holds ``labeling`` (its training set is labeled by a teacher first)
+goes REQUESTED → LABELING instead: under the same claim, the teacher's request lines are written
+and its batch prediction job adopted by label or created
+(:func:`distillery.services.labeling.start_labeling`); its tuning job is created once the labels
+are in, by the poll of LABELING jobs. A redelivery for a LABELING job creates nothing.
+
 Transient Vertex errors (UNAVAILABLE, RESOURCE_EXHAUSTED) are raised, so the event is delivered
 again with backoff; a request Vertex refuses is recorded FAILED with the reason.
 """
@@ -94,7 +100,8 @@ class RequestConflictError(PermanentError):
 
 
 class LaunchInProgressError(RetryableError):
-    """Another delivery holds the claim to create this job's tuning job (deliver again later)."""
+    """Another delivery holds the claim on this job's stage (creating its tuning job or its
+    teacher's batch job, or finishing its labeling): deliver again later."""
 
 
 def handle_launch_event(event: CloudEventLike, deps: Dependencies) -> str:
