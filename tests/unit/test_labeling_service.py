@@ -510,3 +510,34 @@ def test_labeling_cancel_during_the_tuning_create_stops_the_tuning_job(
     assert made["state"] == "JOB_STATE_CANCELLED"
     assert record.get("tuning_job") is None
     assert [e.state.value for e in events(world)] == ["REQUESTED", "LABELING", "CANCELLED"]
+
+
+def test_labeling_reconcile_takes_a_labeling_job_on_too(world: Dependencies) -> None:
+    build_job(world)
+    resume_requested(JOB, world)
+    for _ in range(10):
+        summary = reconcile(world)
+        if job(world)["state"] == "SUBMITTED":
+            break
+    assert job(world)["state"] == "SUBMITTED"
+    assert JOB in summary.moved and not summary.errors
+    assert len(tuning(world).jobs) == 1
+
+
+def test_labeling_progress_follows_the_running_batch_job(world: Dependencies) -> None:
+    build_job(world)
+    batch(world).polls_per_state = 2
+    resume_requested(JOB, world)
+    updated = [job(world)["labeling_progress"]]
+    for _ in range(4):
+        poll_tuning_jobs(world)
+        updated.append(job(world)["labeling_progress"])
+    states = [p["batch_state"] for p in updated]
+    assert states == [
+        "JOB_STATE_QUEUED",
+        "JOB_STATE_QUEUED",
+        "JOB_STATE_PENDING",
+        "JOB_STATE_PENDING",
+        "JOB_STATE_RUNNING",
+    ]
+    assert job(world)["state"] == "LABELING"
