@@ -29,9 +29,12 @@ locals {
       topic         = "launch"
       project_roles = ["roles/aiplatform.user", "roles/datastore.user"]
       publishes_to  = ["status"]
-      # Reads no object: the validated copy is found in Firestore and read by the job, which runs
-      # as the pipeline account (a tuning job's serviceAccount, a pipeline job's service account).
-      bucket_roles                  = []
+      # A job whose teacher labels its training set first: it reads the validated copy and
+      # writes the teacher's requests beside it (create only). Other jobs read no object.
+      bucket_roles = [
+        { role = "roles/storage.objectViewer", prefix = var.validated_prefix },
+        { role = "roles/storage.objectCreator", prefix = "${var.validated_prefix}labeled/" },
+      ]
       uses_pipeline_service_account = true
     }
     track_status = {
@@ -59,22 +62,35 @@ locals {
       uses_pipeline_service_account = false
     }
     reconcile = {
-      description                   = "Polls Vertex AI for active jobs whose state change the logging sink did not deliver."
-      trigger                       = "schedule"
-      topic                         = null
-      project_roles                 = ["roles/aiplatform.user", "roles/datastore.user"] # finishes promotions
-      publishes_to                  = ["status"]
-      bucket_roles                  = []
-      uses_pipeline_service_account = false
+      description   = "Polls Vertex AI for active jobs whose state change the logging sink did not deliver."
+      trigger       = "schedule"
+      topic         = null
+      project_roles = ["roles/aiplatform.user", "roles/datastore.user"] # finishes promotions, labeling
+      publishes_to  = ["status"]
+      # Finishes a teacher's labeling as poll_tuning_jobs does (and resumes REQUESTED jobs).
+      bucket_roles = [
+        { role = "roles/storage.objectViewer", prefix = var.validated_prefix },
+        { role = "roles/storage.objectCreator", prefix = "${var.validated_prefix}labeled/" },
+        { role = "roles/storage.objectViewer", prefix = var.reports_prefix },
+        { role = "roles/storage.objectCreator", prefix = var.reports_prefix },
+      ]
+      uses_pipeline_service_account = true
     }
     poll_tuning_jobs = {
-      description                   = "Polls the tuning jobs of active gemini jobs, which announce no state changes, every minute."
-      trigger                       = "schedule"
-      topic                         = null
-      project_roles                 = ["roles/aiplatform.viewer", "roles/datastore.user"] # reads tuning jobs only
-      publishes_to                  = ["status"]
-      bucket_roles                  = []
-      uses_pipeline_service_account = false
+      description   = "Polls the tuning jobs of active gemini jobs, which announce no state changes, every minute."
+      trigger       = "schedule"
+      topic         = null
+      project_roles = ["roles/aiplatform.user", "roles/datastore.user"] # creates a labeled job's tuning job
+      publishes_to  = ["status"]
+      # A teacher's labeling: reads the validated copy and the batch output, writes the labeled
+      # set, training file and lineage (create only) and the labeling report (create only).
+      bucket_roles = [
+        { role = "roles/storage.objectViewer", prefix = var.validated_prefix },
+        { role = "roles/storage.objectCreator", prefix = "${var.validated_prefix}labeled/" },
+        { role = "roles/storage.objectViewer", prefix = var.reports_prefix },
+        { role = "roles/storage.objectCreator", prefix = var.reports_prefix },
+      ]
+      uses_pipeline_service_account = true
     }
   }
 

@@ -14,6 +14,7 @@ from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import Settings
 from distillery.fakes import (
+    InMemoryBatchPredictions,
     InMemoryModelEndpoints,
     InMemoryObjectStore,
     InMemoryPublisher,
@@ -39,17 +40,20 @@ def fake_dependencies(**settings: Any) -> Dependencies:
     fakes test that backend (the gemini ones say ``backend="gemini"``).
     """
     endpoints = InMemoryModelEndpoints(PROJECT)
+    objects = InMemoryObjectStore()
     return Dependencies(
         settings=Settings(
             **{"project": PROJECT, "bucket": BUCKET, "backend": "pipeline", **settings}
         ),
-        objects=InMemoryObjectStore(),
+        objects=objects,
         records=InMemoryRecordStore(),
         publisher=InMemoryPublisher(),
         vertex=InMemoryVertexPipelines(PROJECT),
         endpoints=endpoints,
         # A succeeded tuning job's model and endpoint are ordinary ones, as on Vertex AI.
         tuning=InMemoryTuningJobs(PROJECT, endpoints=endpoints),
+        # The teacher's batch jobs read their requests from, and write their output to, objects.
+        batch=InMemoryBatchPredictions(objects, PROJECT),
     )
 
 

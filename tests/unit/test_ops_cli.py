@@ -85,6 +85,7 @@ def test_ops_register_adds_the_operator_commands_in_help_order() -> None:
         "rerun",
         "rollback",
         "golden",
+        "cancel",
         "predict",
     ]
     for name, command in commands.items():

@@ -150,6 +150,7 @@ def status_event(
         dataset_uri=(record.get("request") or {}).get("dataset_uri"),
         pipeline_job=record.get("pipeline_job"),
         tuning_job=record.get("tuning_job"),
+        batch_prediction_job=record.get("batch_prediction_job"),
         model=record.get("model"),
         endpoint=record.get("endpoint"),
         metrics=record.get("metrics"),

@@ -201,6 +201,9 @@ class StatusEvent(_Tolerant):
     pipeline_job: str | None = None
     #: A gemini job's tuning job (``projects/P/locations/L/tuningJobs/ID``), once created.
     tuning_job: str | None = None
+    #: A labeling job's teacher batch prediction job
+    #: (``projects/P/locations/L/batchPredictionJobs/ID``), once created.
+    batch_prediction_job: str | None = None
     model: str | None = None
     endpoint: str | None = None
     metrics: dict[str, float] | None = None

@@ -82,6 +82,20 @@ class Dependencies:
             raise ConfigurationError("this function was built without a Vertex AI tuning client")
         return self.tuning
 
+    def require_batch(self) -> BatchPredictions:
+        """The Vertex AI batch prediction jobs port (the teacher that labels a training set).
+
+        Raises:
+            ConfigurationError: none was configured.
+        """
+        if self.batch is None:
+            from distillery.core.errors import ConfigurationError
+
+            raise ConfigurationError(
+                "this function was built without a Vertex AI batch prediction client"
+            )
+        return self.batch
+
     def require_endpoints(self) -> ModelEndpoints:
         """The Vertex AI endpoints port (only the functions that manage endpoints use it).
 
@@ -117,6 +131,7 @@ def google_dependencies(settings: Settings) -> Dependencies:
         ConfigurationError: the project is not set.
     """
     from distillery.adapters import FirestoreRecordStore, GcsObjectStore, PubsubPublisher
+    from distillery.adapters.batch import VertexBatchPredictionsAdapter
     from distillery.adapters.tuning import VertexTuningJobsAdapter
     from distillery.adapters.vertex import VertexModelEndpointsAdapter, VertexPipelineAdapter
 
@@ -131,6 +146,9 @@ def google_dependencies(settings: Settings) -> Dependencies:
             settings.project, api_endpoint=settings.vertex_api_endpoint
         ),
         tuning=VertexTuningJobsAdapter(settings.project, api_endpoint=settings.vertex_api_endpoint),
+        batch=VertexBatchPredictionsAdapter(
+            settings.project, api_endpoint=settings.vertex_api_endpoint
+        ),
     )
 
 

@@ -3,6 +3,29 @@
 See :mod:`distillery.labeling._spec` for what a labeling run is and where its files go.
 """
 
+from distillery.labeling._artifact import ArtifactConflictError, Written, sha256_of, write_once
+from distillery.labeling._parse import (
+    BLOCKING_FINISH_REASONS,
+    OUTCOMES,
+    Matched,
+    Outcome,
+    TeacherAnswer,
+    UnparseableError,
+    compare_with_label,
+    judge_output,
+    match_outputs,
+    parse_teacher_text,
+    same_answer,
+)
+from distillery.labeling._requests import (
+    LabelingSourceError,
+    SourceExample,
+    parse_source_line,
+    read_source,
+    request_lines,
+    system_instruction_text,
+    teacher_request,
+)
 from distillery.labeling._spec import (
     ANSWER_MARKER,
     DEFAULT_LABEL_TASK_PREFIX,
@@ -20,21 +43,57 @@ from distillery.labeling._spec import (
     instruction_sha256,
     labeling_paths,
 )
+from distillery.labeling._tasks import (
+    LabeledExample,
+    TrainingFile,
+    gives_rationale_task,
+    labeled_lines,
+    task_example,
+    training_file,
+)
 
 __all__ = [
     "ANSWER_MARKER",
+    "BLOCKING_FINISH_REASONS",
     "DEFAULT_LABEL_TASK_PREFIX",
     "DEFAULT_RATIONALE_TASK_PREFIX",
     "GIVEN_ANSWER_HINT",
     "INSTRUCTION_VERSION",
     "LABELING_MODES",
     "LINE_LABEL_KEY",
+    "OUTCOMES",
     "RATIONALE_MARKER",
     "STEP_BY_STEP_INSTRUCTION",
+    "ArtifactConflictError",
+    "LabeledExample",
     "LabelingMode",
     "LabelingPaths",
+    "LabelingSourceError",
     "LabelingSpec",
+    "Matched",
+    "Outcome",
+    "SourceExample",
+    "TeacherAnswer",
+    "TrainingFile",
+    "UnparseableError",
+    "Written",
     "batch_job_body",
+    "compare_with_label",
+    "gives_rationale_task",
     "instruction_sha256",
+    "judge_output",
+    "labeled_lines",
     "labeling_paths",
+    "match_outputs",
+    "parse_source_line",
+    "parse_teacher_text",
+    "read_source",
+    "request_lines",
+    "same_answer",
+    "sha256_of",
+    "system_instruction_text",
+    "task_example",
+    "teacher_request",
+    "training_file",
+    "write_once",
 ]

@@ -36,6 +36,12 @@ A ``gemini`` job (the plan's backend, frozen in the record) is a Vertex AI tunin
    create's answer, left it there — else create it from the frozen body;
 7. move the job to SUBMITTED with ``tuning_job`` (the resource name), releasing the claim.
 
+A gemini job whose record holds ``labeling`` (its training set is labeled by a teacher first)
+goes REQUESTED → LABELING instead: under the same claim, the teacher's request lines are written
+and its batch prediction job adopted by label or created
+(:func:`distillery.services.labeling.start_labeling`); its tuning job is created once the labels
+are in, by the poll of LABELING jobs. A redelivery for a LABELING job creates nothing.
+
 Transient Vertex errors (UNAVAILABLE, RESOURCE_EXHAUSTED) are raised, so the event is delivered
 again with backoff; a request Vertex refuses is recorded FAILED with the reason.
 """
@@ -94,7 +100,8 @@ class RequestConflictError(PermanentError):
 
 
 class LaunchInProgressError(RetryableError):
-    """Another delivery holds the claim to create this job's tuning job (deliver again later)."""
+    """Another delivery holds the claim on this job's stage (creating its tuning job or its
+    teacher's batch job, or finishing its labeling): deliver again later."""
 
 
 def handle_launch_event(event: CloudEventLike, deps: Dependencies) -> str:
@@ -400,6 +407,11 @@ def _submit(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     and move the record to SUBMITTED (or FAILED, when Vertex AI refuses it); a gemini job's
     tuning job is :func:`_submit_tuning`'s."""
     if record.get("backend") == "gemini":
+        if record.get("labeling"):
+            # The teacher labels the training set first; the tuning job comes after.
+            from distillery.services.labeling import start_labeling
+
+            return start_labeling(record, deps)
         return _submit_tuning(record, deps)
     vertex = deps.require_vertex()
     job_id = record["job_id"]
@@ -427,14 +439,21 @@ def _claim_expired(claim: dict[str, Any], now: datetime, seconds: int) -> bool:
     return (now - at).total_seconds() >= seconds
 
 
-def _claim(job_id: str, deps: Dependencies) -> tuple[dict[str, Any], str | None]:
-    """Claim the creation of job ``job_id``'s tuning job for this delivery (compare-and-set).
+def claim(
+    job_id: str, deps: Dependencies, stage: JobState = JobState.REQUESTED
+) -> tuple[dict[str, Any], str | None]:
+    """Claim the work of job ``job_id``'s ``stage`` for this delivery (compare-and-set): the
+    creation of its tuning job from REQUESTED, or of its batch job; from LABELING, the
+    labeled set's files and the tuning job.
 
-    Returns the record and the claim's token; the token is None when the job is no longer
-    REQUESTED (another delivery got it further: nothing to create).
+    A claim is per stage: one taken in another state (left by a delivery that got the job one
+    stage further) protects nothing now.
+
+    Returns the record and the claim's token; the token is None when the job is no longer in
+    ``stage`` (another delivery got it further: nothing to do).
 
     Raises:
-        LaunchInProgressError: another delivery holds a live claim.
+        LaunchInProgressError: another delivery holds a live claim on this stage.
         ObjectNotFoundError: there is no such job record.
     """
     # Made once, outside the mutation: a store may run a mutation more than once.
@@ -444,17 +463,19 @@ def _claim(job_id: str, deps: Dependencies) -> tuple[dict[str, Any], str | None]
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         seen.clear()
-        if current is None or JobState(current["state"]) is not JobState.REQUESTED:
+        if current is None or JobState(current["state"]) is not stage:
             return None
         held = current.get("tuning_claim")
         if (
             isinstance(held, dict)
             and held.get("token") != token
+            # A claim without a stage is the REQUESTED one's (written before there were two).
+            and held.get("stage", JobState.REQUESTED.value) == stage.value
             and not _claim_expired(held, now, deps.settings.launch_claim_seconds)
         ):
             seen["held"] = held
             return None
-        current["tuning_claim"] = {"token": token, "at": now.isoformat()}
+        current["tuning_claim"] = {"token": token, "at": now.isoformat(), "stage": stage.value}
         seen["claimed"] = True
         return current
 
@@ -463,13 +484,13 @@ def _claim(job_id: str, deps: Dependencies) -> tuple[dict[str, Any], str | None]
         raise ObjectNotFoundError(f"there is no job {job_id}")
     if "held" in seen:
         raise LaunchInProgressError(
-            f"another delivery is creating the tuning job of {job_id} (claimed at "
+            f"another delivery is working on the {stage.value} stage of {job_id} (claimed at "
             f"{seen['held'].get('at')}); this one is delivered again later"
         )
     return record, token if seen.get("claimed") else None
 
 
-def _release(job_id: str, token: str, deps: Dependencies) -> None:
+def release(job_id: str, token: str, deps: Dependencies) -> None:
     """Drop this delivery's claim (only its own: a claim taken over is another's)."""
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -487,6 +508,34 @@ def tuning_api_version(record: Mapping[str, Any]) -> str:
     return str(record.get("tuning_api_version") or "v1")
 
 
+def create_or_adopt_tuning_job(record: Mapping[str, Any], deps: Dependencies) -> str:
+    """The resource name of the tuning job of gemini ``record``: the one labelled with its job
+    id, adopted, else a new one created from the frozen body. The caller holds the claim.
+
+    Raises:
+        RequestRejectedError: Vertex AI refuses the body (permanent).
+        RetryableError: a backing service failed (a job the failed call created anyway is found
+            by its label and adopted next time).
+    """
+    tuning = deps.require_tuning()
+    job_id = record["job_id"]
+    location = record["location"]
+    body = record["request_body"]
+    label = body["labels"][policy.JOB_LABEL_KEY]
+    api_version = tuning_api_version(record)
+    found = tuning.find_by_label(location, policy.JOB_LABEL_KEY, label, api_version=api_version)
+    if found is not None:
+        # Created by a delivery that crashed (or lost the answer) before recording it.
+        logger.info(
+            "tuning job %s already carries job %s; adopting it",
+            found.name,
+            job_id,
+            extra={"job_id": job_id},
+        )
+        return found.name
+    return tuning.create(location, body, api_version=api_version).name
+
+
 def _submit_tuning(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
     """Create (or adopt) the tuning job of a REQUESTED gemini ``record`` and move the record to
     SUBMITTED with ``tuning_job`` (or FAILED, when Vertex AI refuses the body).
@@ -496,35 +545,20 @@ def _submit_tuning(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]
         RetryableError: a backing service failed (the claim is released; calling again is safe:
             a job the failed call created anyway is found by its label and adopted).
     """
-    tuning = deps.require_tuning()
+    deps.require_tuning()
     job_id = record["job_id"]
-    location = record["location"]
-    body = record["request_body"]
-    label = body["labels"][policy.JOB_LABEL_KEY]
-    api_version = tuning_api_version(record)
-    claimed, token = _claim(job_id, deps)
+    claimed, token = claim(job_id, deps)
     if token is None:
         return claimed
     try:
-        found = tuning.find_by_label(location, policy.JOB_LABEL_KEY, label, api_version=api_version)
-        if found is not None:
-            # Created by a delivery that crashed (or lost the answer) before recording it.
-            logger.info(
-                "tuning job %s already carries job %s; adopting it",
-                found.name,
-                job_id,
-                extra={"job_id": job_id},
-            )
-            name = found.name
-        else:
-            name = tuning.create(location, body, api_version=api_version).name
+        name = create_or_adopt_tuning_job(record, deps)
     except RequestRejectedError as exc:
         moved = transition(
             deps, job_id, JobState.FAILED, fields={"tuning_claim": None}, reason=str(exc)
         )
         return moved.record
     except BaseException:
-        _release(job_id, token, deps)
+        release(job_id, token, deps)
         raise
     moved = transition(
         deps,

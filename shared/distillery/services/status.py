@@ -10,7 +10,10 @@ a terminal state), appended to the job's history and announced on ``distill-job-
 Jobs of the ``gemini`` backend are Vertex AI tuning jobs, whose state changes reach no topic (none
 is documented): they are polled, by ``reconcile`` and, every minute, by :func:`poll_tuning_jobs`.
 Their ``JOB_STATE_*`` goes through :func:`apply_tuning_state`, onto the same forward-only
-transitions and announcements.
+transitions and announcements. A gemini job in LABELING (its teacher labelling the training set
+through a batch prediction job, which announces nothing either) is polled by the same two, and
+taken on by :func:`distillery.services.labeling.advance_labeling`; ``reconcile`` also gets
+through the batch job cancels a cancelled job left pending.
 """
 
 from __future__ import annotations
@@ -63,8 +66,9 @@ TUNING_TO_JOB_STATE: dict[str, JobState] = {
     "JOB_STATE_CANCELLED": JobState.CANCELLED,
 }
 
-#: Jobs in these states are polled by :func:`reconcile`.
-UNFINISHED = (JobState.SUBMITTED, JobState.RUNNING)
+#: Jobs in these states are polled by :func:`reconcile` (and, for gemini jobs, by
+#: :func:`poll_tuning_jobs`): a LABELING job's batch prediction job, the others' Vertex AI job.
+UNFINISHED = (JobState.LABELING, JobState.SUBMITTED, JobState.RUNNING)
 
 
 @dataclass
@@ -262,7 +266,7 @@ def reconcile(
     deadline = monotonic() + budget
     summary = ReconcileSummary()
     summary.complete = _poll_unfinished(deps, summary, lambda: monotonic() >= deadline)
-    for step in (_resume_requested, _finish_promotions):
+    for step in (_resume_requested, _finish_promotions, _cancel_pending_batches):
         if monotonic() >= deadline:
             summary.complete = False
             break
@@ -337,7 +341,10 @@ def _poll_unfinished(
                 after = str(record["job_id"])
                 if after in polled:
                     continue
-                if record.get("tuning_job"):
+                if state == JobState.LABELING.value:
+                    polled.add(after)
+                    _poll_labeling(record, deps, summary)
+                elif record.get("tuning_job"):
                     polled.add(after)
                     _poll_tuning(record, deps, summary)
                 elif record.get("pipeline_job") and vertex is not None:
@@ -364,6 +371,21 @@ def _poll(
         summary.errors[record["job_id"]] = str(exc)
         return
     if applied.moved:
+        summary.moved.append(record["job_id"])
+
+
+def _poll_labeling(record: dict[str, Any], deps: Dependencies, summary: ReconcileSummary) -> None:
+    """Take one LABELING job on as far as its batch job allows (a failure is noted)."""
+    from distillery.services.labeling import advance_labeling
+
+    summary.checked += 1
+    try:
+        advanced = advance_labeling(record, deps)
+    except DistilleryError as exc:  # one job's failure must not stop the pass
+        logger.warning("could not advance the labeling of %s: %s", record["job_id"], exc)
+        summary.errors[record["job_id"]] = str(exc)
+        return
+    if advanced.get("state") != record.get("state"):
         summary.moved.append(record["job_id"])
 
 
@@ -431,6 +453,20 @@ def _resume_requested(deps: Dependencies, summary: ReconcileSummary) -> None:
         if resumed["state"] != JobState.REQUESTED.value:
             logger.info("job %s resumed: %s", job_id, resumed["state"], extra={"job_id": job_id})
             summary.moved.append(job_id)
+
+
+def _cancel_pending_batches(deps: Dependencies, summary: ReconcileSummary) -> None:
+    """Cancel the batch prediction jobs of ended jobs whose cancel did not get through: no
+    teacher keeps labeling for a job that is over."""
+    from distillery.services.labeling import cancel_pending_batches
+
+    if deps.batch is None:
+        return  # Built without batch prediction: no job of this world can have one.
+    try:
+        cancel_pending_batches(deps)
+    except DistilleryError as exc:
+        logger.warning("could not cancel the pending batch prediction jobs: %s", exc)
+        summary.errors["batch_cancel_pending"] = str(exc)
 
 
 def _finish_promotions(deps: Dependencies, summary: ReconcileSummary) -> None:
