@@ -231,7 +231,7 @@ def test_labeling_whole_path_requested_labeling_submitted(world: Dependencies) -
     assert "upload" in report["line_numbers"]
     dataset = world.records.get(world.settings.datasets_collection, DATASET)
     assert dataset is not None
-    assert dataset["labeling"][JOB]["report_uri"] == result["report_uri"]
+    assert dataset["labelings"][JOB]["report_uri"] == result["report_uri"]
 
 
 def test_labeling_bad_lines_are_counted_listed_and_left_out(world: Dependencies) -> None:

@@ -521,8 +521,9 @@ def _label(
 def _record_on_dataset(
     record: Mapping[str, Any], result: Mapping[str, Any], passed: bool, deps: Dependencies
 ) -> None:
-    """Give the dataset record the job's labeling counts (``labeling.<job_id>``; written once:
-    a second pass finds the same entry and writes nothing)."""
+    """Give the dataset record the job's labeling counts (``labelings.<job_id>``; written once:
+    a second pass finds the same entry and writes nothing). The record's ``labeling`` is
+    validation's verdict (``labeled``/``unlabeled``), which this leaves alone."""
     dataset_id = record.get("dataset_id")
     if not dataset_id:
         return
@@ -537,11 +538,11 @@ def _record_on_dataset(
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         if current is None:
             return None
-        labeling = dict(current.get("labeling") or {})
-        if labeling.get(record["job_id"]) == entry:
+        labelings = dict(current.get("labelings") or {})
+        if labelings.get(record["job_id"]) == entry:
             return None
-        labeling[record["job_id"]] = entry
-        current["labeling"] = labeling
+        labelings[record["job_id"]] = entry
+        current["labelings"] = labelings
         return current
 
     deps.records.transact(deps.settings.datasets_collection, str(dataset_id), mutate)
