@@ -19,7 +19,8 @@ vocabulary also holds the rationales' few extra words. A step-by-step step also 
 second forward and backward pass over the rationales): the CPU seconds are printed.
 
 Usage: ``python bench/step_by_step.py [--train N] [--eval N] [--steps N] [--seeds S]``
-(defaults: 300 examples, 200 held out, 400 steps of 8, 3 seeds: about 10 minutes on 2 cores).
+(defaults: 300 examples, 200 held out, 400 steps of 8, 3 seeds: a few minutes on a quiet 2-core
+machine, 15 under load).
 """
 
 from __future__ import annotations
