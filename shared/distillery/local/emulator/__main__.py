@@ -33,6 +33,7 @@ from distillery.core.logs import setup_logging
 from distillery.core.settings import Settings
 from distillery.local.emulator._config import (
     DEFAULT_TRAINER_MODULE,
+    BatchFaults,
     TrainerOptions,
     create_delay_seconds,
 )
@@ -124,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigurationError("--max-concurrent-jobs must be at least 1")
         trainer = trainer_options(args, settings)
         create_delay = create_delay_seconds()
+        batch_faults = BatchFaults.from_env()
     except ConfigurationError as exc:
         setup_logging()
         logger.error("the Vertex AI emulator cannot start", extra={"error": str(exc)})
@@ -143,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra_template_uris=tuple(args.template_uri),
             trainer=trainer,
             create_delay_seconds=create_delay,
+            batch_faults=batch_faults,
         )
     except OSError as exc:
         logger.error(
@@ -151,6 +154,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
 
+    if batch_faults:
+        logger.warning(
+            "fault injection: batch prediction request lines will fail on purpose",
+            extra=batch_faults.env(),
+        )
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:

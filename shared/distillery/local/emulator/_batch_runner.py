@@ -42,8 +42,10 @@ to answer, a last turn that is not the user's, a field the request does not defi
 ``response`` and a non-empty ``status``: the google.rpc error body, as JSON. Google's docs say
 only that a failed row's ``status`` holds the error, so a caller must treat any non-empty status
 as a failed line, not parse it. The service promises no order of the output lines: match them by
-their ``request``. A cancelled job writes the lines it answered before it stopped (the service
-exports completed rows of a terminated job) and counts the rest as incomplete.
+their ``request``. Tests can have chosen lines fail as the service fails a row
+(:class:`~distillery.local.emulator._config.BatchFaults`: ``INTERNAL``, by line number or by a
+marker in the conversation). A cancelled job writes the lines it answered before it stopped
+(the service exports completed rows of a terminated job) and counts the rest as incomplete.
 """
 
 from __future__ import annotations
@@ -61,7 +63,11 @@ from distillery.core.errors import DistilleryError, ObjectNotFoundError, Retryab
 from distillery.core.ports import ObjectStore
 from distillery.facts import GEMINI_BATCH_OUTPUT_DIRECTORY_PREFIX, GEMINI_BATCH_PREDICTIONS_FILE
 from distillery.local.emulator._batch import PUBLISHER_PREFIX, BatchRequest
-from distillery.local.emulator._config import LOCAL_TEACHERS_VARIABLE, TrainerOptions
+from distillery.local.emulator._config import (
+    LOCAL_TEACHERS_VARIABLE,
+    BatchFaults,
+    TrainerOptions,
+)
 from distillery.local.emulator._contents import (
     USER,
     ContentError,
@@ -328,11 +334,21 @@ def _failed(line: _Line) -> dict[str, Any]:
     return {**line.data, "status": status, "processed_time": rfc3339(now())}
 
 
+def _injected(line: _Line, number: int, faults: BatchFaults) -> _Line:
+    """``line``, failed as the service fails a row when ``faults`` choose it (a line that
+    fails by itself keeps its own error)."""
+    if line.error is None and faults.fails(number, line.prompt):
+        line.error = ApiError("INTERNAL", faults.reason(number))
+    return line
+
+
 class BatchRunner:
     """Runs a batch job with the teacher its :class:`TeacherResolver` finds."""
 
-    def __init__(self, teachers: TeacherResolver) -> None:
+    def __init__(self, teachers: TeacherResolver, faults: BatchFaults | None = None) -> None:
+        """``faults``: the request lines to fail on purpose (none by default)."""
         self._teachers = teachers
+        self._faults = faults or BatchFaults()
 
     def run(
         self,
@@ -348,7 +364,7 @@ class BatchRunner:
                 cannot be read or written (UNAVAILABLE / FAILED_PRECONDITION).
         """
         teacher = self._teachers.teacher(job.project, job.request.model)
-        lines = self._read(job, context.object_store)
+        lines = self._read(job, context.object_store, self._faults)
         model_version = job.request.publisher_model_id or job.request.model
         progress = BatchProgress(incomplete=len(lines))
         out: list[dict[str, Any]] = []
@@ -400,7 +416,7 @@ class BatchRunner:
         return out
 
     @staticmethod
-    def _read(job: BatchJobRun, store: ObjectStore) -> list[_Line]:
+    def _read(job: BatchJobRun, store: ObjectStore, faults: BatchFaults) -> list[_Line]:
         lines: list[_Line] = []
         for uri in job.request.input_uris:
             bucket, name = split_gcs_uri(uri)
@@ -408,7 +424,7 @@ class BatchRunner:
                 with store.open_read(bucket, name) as reader:
                     for number, raw in enumerate(reader, start=1):
                         if raw.strip():
-                            lines.append(parse_line(raw, number))
+                            lines.append(_injected(parse_line(raw, number), number, faults))
             except ObjectNotFoundError:
                 raise JobFailedError("NOT_FOUND", f"the input {uri} does not exist") from None
             except RetryableError as exc:

@@ -18,6 +18,17 @@ named here, once:
   the window in which a caller that dies has had its job accepted without hearing so (fault
   tests kill a function there).
 
+Fault injection (tests only; real Vertex AI fails rows of a batch prediction job for its own
+reasons, e.g. an internal error or a quota, and these settings make the local one fail chosen
+rows the same way: the output line has no ``response`` and a non-empty ``status``, a
+google.rpc error body with status ``INTERNAL``, and the job still SUCCEEDS with the row
+counted in ``completionStats.failedCount``):
+
+- ``DISTILLERY_EMULATOR_BATCH_FAIL_LINES`` — comma-separated line numbers (1-based, of each
+  input file of a batch prediction job, blank lines counted) whose requests fail.
+- ``DISTILLERY_EMULATOR_BATCH_FAIL_MARKER`` — a text: every request whose conversation
+  contains it fails.
+
 Example: ``DISTILLERY_LOCAL_TEACHERS='text-unicorn@001=/models/unicorn,my-teacher=/models/t2'``.
 """
 
@@ -35,6 +46,10 @@ LOCAL_STUDENTS_VARIABLE = "DISTILLERY_LOCAL_STUDENTS"
 LOCAL_TEACHERS_VARIABLE = "DISTILLERY_LOCAL_TEACHERS"
 DATA_DIR_VARIABLE = "DISTILLERY_EMULATOR_DATA_DIR"
 CREATE_DELAY_VARIABLE = "DISTILLERY_EMULATOR_CREATE_DELAY_SECONDS"
+BATCH_FAIL_LINES_VARIABLE = "DISTILLERY_EMULATOR_BATCH_FAIL_LINES"
+BATCH_FAIL_MARKER_VARIABLE = "DISTILLERY_EMULATOR_BATCH_FAIL_MARKER"
+#: The fault injection variables (a stack sets them for its emulator, never the calling shell).
+BATCH_FAULT_VARIABLES = (BATCH_FAIL_LINES_VARIABLE, BATCH_FAIL_MARKER_VARIABLE)
 
 #: The module the training worker and the predictors come from (see :class:`TrainerOptions`).
 DEFAULT_TRAINER_MODULE = "distillery.local.trainer"
@@ -146,3 +161,64 @@ def create_delay_seconds(environ: Mapping[str, str] | None = None) -> float:
     if not seconds >= 0.0:  # also refuses NaN
         raise ConfigurationError(f"{CREATE_DELAY_VARIABLE} must be >= 0, not {raw!r}")
     return seconds
+
+
+@dataclass(frozen=True)
+class BatchFaults:
+    """Batch prediction request lines the local API fails on purpose (see the module docs).
+
+    The default fails nothing.
+    """
+
+    #: Input line numbers (1-based, per input file) whose requests fail.
+    line_numbers: frozenset[int] = frozenset()
+    #: A request whose conversation text contains this fails ("": none).
+    marker: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.line_numbers or self.marker)
+
+    def fails(self, number: int, conversation: str) -> bool:
+        """Whether the request of input line ``number``, whose conversation reads
+        ``conversation``, is to fail."""
+        return number in self.line_numbers or bool(self.marker and self.marker in conversation)
+
+    def reason(self, number: int) -> str:
+        """The failed row's message: it says the fault was injected, and by which setting."""
+        variable = (
+            BATCH_FAIL_LINES_VARIABLE if number in self.line_numbers else BATCH_FAIL_MARKER_VARIABLE
+        )
+        return f"Internal error encountered (injected by the local emulator's {variable})."
+
+    def env(self) -> dict[str, str]:
+        """The variables that configure these faults in an emulator's environment."""
+        env: dict[str, str] = {}
+        if self.line_numbers:
+            env[BATCH_FAIL_LINES_VARIABLE] = ",".join(map(str, sorted(self.line_numbers)))
+        if self.marker:
+            env[BATCH_FAIL_MARKER_VARIABLE] = self.marker
+        return env
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> BatchFaults:
+        """The faults ``environ`` (default ``os.environ``) asks for.
+
+        Raises:
+            ConfigurationError: a line number is not a whole number of at least 1.
+        """
+        environ = os.environ if environ is None else environ
+        numbers: set[int] = set()
+        for entry in environ.get(BATCH_FAIL_LINES_VARIABLE, "").split(","):
+            if not entry.strip():
+                continue
+            try:
+                number = int(entry.strip())
+            except ValueError:
+                number = 0
+            if number < 1:
+                raise ConfigurationError(
+                    f"{BATCH_FAIL_LINES_VARIABLE} must list line numbers (1 or more) separated "
+                    f"by commas, got {entry.strip()!r}"
+                )
+            numbers.add(number)
+        return cls(frozenset(numbers), environ.get(BATCH_FAIL_MARKER_VARIABLE, ""))

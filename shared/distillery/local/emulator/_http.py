@@ -50,7 +50,7 @@ from distillery.core.ports import ObjectStore, Publisher
 from distillery.core.settings import Settings
 from distillery.local.emulator import _batch_service
 from distillery.local.emulator._batch_runner import BatchRunner, LocalTeachers
-from distillery.local.emulator._config import TrainerOptions
+from distillery.local.emulator._config import BatchFaults, TrainerOptions
 from distillery.local.emulator._endpoints import EndpointService, PredictorLoader
 from distillery.local.emulator._generate import generate_content
 from distillery.local.emulator._publishers import PublisherModels
@@ -497,6 +497,7 @@ def create_server(
     create_delay_seconds: float = 0.0,
     tuning_start_delay_seconds: float = DEFAULT_START_DELAY_SECONDS,
     batch_start_delay_seconds: float = _batch_service.DEFAULT_START_DELAY_SECONDS,
+    batch_faults: BatchFaults | None = None,
 ) -> EmulatorServer:
     """A bound, not yet started emulator server.
 
@@ -512,7 +513,8 @@ def create_server(
     with the same ``trainer`` options, and wait ``tuning_start_delay_seconds`` PENDING first.
     Batch prediction jobs are answered by the local teachers of the same options (see
     :mod:`distillery.local.emulator._batch_runner`; none without ``trainer``), and wait
-    ``batch_start_delay_seconds`` PENDING first.
+    ``batch_start_delay_seconds`` PENDING first; ``batch_faults`` fails chosen request lines
+    on purpose (fault injection, see :class:`~distillery.local.emulator._config.BatchFaults`).
 
     Raises:
         OSError: the address cannot be bound (e.g. the port is taken).
@@ -556,7 +558,7 @@ def create_server(
     )
     batch = _batch_service.BatchService(
         object_store=object_store,
-        runner=BatchRunner(teachers),
+        runner=BatchRunner(teachers, batch_faults),
         registered=lambda name: models.find(name) is not None,
         start_delay_seconds=batch_start_delay_seconds,
     )

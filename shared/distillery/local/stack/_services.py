@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from distillery.local.emulator._config import CREATE_DELAY_VARIABLE
+from distillery.local.emulator._config import BATCH_FAULT_VARIABLES, CREATE_DELAY_VARIABLE
 from distillery.local.stack.processes import HOST
 from distillery.local.stack.routes import Route, Scheduled
 from distillery.local.stack.tools import Tools
@@ -98,8 +98,13 @@ def vertex_api(
     worker_threads: int,
     env: Mapping[str, str],
     create_delay_seconds: float = 0.0,
+    extra_env: Mapping[str, str] | None = None,
 ) -> ServiceCommand:
-    """The project's local Vertex AI API (pipeline jobs, models, endpoints)."""
+    """The project's local Vertex AI API (pipeline jobs, models, endpoints).
+
+    ``extra_env`` (e.g. ``DISTILLERY_LOCAL_TEACHERS``, the batch fault injection variables) wins
+    over ``env``.
+    """
     argv = [
         sys.executable, "-m", "distillery.local.emulator", "--host", HOST,
         "--port", str(port),
@@ -113,9 +118,11 @@ def vertex_api(
         argv += ["--worker-threads", str(worker_threads)]
     service_env = {**env, "PYTHONUNBUFFERED": "1"}
     # Only the stack decides: a delay in the calling shell never leaks into its emulator.
-    service_env.pop(CREATE_DELAY_VARIABLE, None)
+    for name in (CREATE_DELAY_VARIABLE, *BATCH_FAULT_VARIABLES):
+        service_env.pop(name, None)
     if create_delay_seconds:
         service_env[CREATE_DELAY_VARIABLE] = repr(float(create_delay_seconds))
+    service_env.update(extra_env or {})
     return ServiceCommand(argv=tuple(argv), env=service_env)
 
 

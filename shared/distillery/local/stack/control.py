@@ -148,6 +148,10 @@ class StackConfig:
     #: Seconds the Vertex AI emulator's ``pipelineJobs.create`` waits after storing the job
     #: before it answers (simulated latency, for fault tests; 0: none).
     vertex_create_delay_seconds: float = 0.0
+    #: Extra environment variables of the local Vertex AI API, over the calling shell's: e.g.
+    #: ``DISTILLERY_LOCAL_TEACHERS`` (a local teacher for batch prediction) or the batch fault
+    #: injection variables (which the calling shell's environment never sets for it).
+    vertex_env: Mapping[str, str] = field(default_factory=dict)
     #: The first function's port; the next functions take the following ports.
     functions_port: int = 8101
     state_dir: Path = field(default_factory=default_state_dir)
@@ -547,6 +551,7 @@ class Stack:
                 worker_threads=config.vertex_worker_threads,
                 create_delay_seconds=config.vertex_create_delay_seconds,
                 env={**base_env, **self.env},
+                extra_env=config.vertex_env,
             ),
         )
         function_env = {**base_env, **self.env, **config.function_env}
