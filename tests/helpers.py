@@ -9,7 +9,8 @@ from typing import Any
 from cloudevents.http import CloudEvent
 
 from distillery.core.errors import ContentionError
-from distillery.core.models import LaunchRequest, StorageObject
+from distillery.core.jobs import new_record
+from distillery.core.models import JobState, LaunchRequest, StorageObject
 from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import Settings
@@ -23,7 +24,9 @@ from distillery.fakes import (
     InMemoryVertexPipelines,
 )
 from distillery.local.example_data import generate
+from distillery.local.judged import EXAMPLES, WRONG, write_eval_set
 from distillery.services.datasets import handle_object
+from distillery.services.status import apply_tuning_state
 
 EVENTS = Path(__file__).parent / "events"
 
@@ -55,6 +58,140 @@ def fake_dependencies(**settings: Any) -> Dependencies:
         # The teacher's batch jobs read their requests from, and write their output to, objects.
         batch=InMemoryBatchPredictions(objects, PROJECT),
     )
+
+
+def fake_tuning(deps: Dependencies) -> InMemoryTuningJobs:
+    """The in-memory tuning service of ``deps`` (typed for its test-only methods)."""
+    assert isinstance(deps.tuning, InMemoryTuningJobs)
+    return deps.tuning
+
+
+def fake_endpoints(deps: Dependencies) -> InMemoryModelEndpoints:
+    """The in-memory endpoints of ``deps`` (typed for its test-only methods)."""
+    assert isinstance(deps.endpoints, InMemoryModelEndpoints)
+    return deps.endpoints
+
+
+def fake_batch(deps: Dependencies) -> InMemoryBatchPredictions:
+    """The in-memory batch prediction service of ``deps`` (typed for its test-only methods)."""
+    assert isinstance(deps.batch, InMemoryBatchPredictions)
+    return deps.batch
+
+
+def succeeded_gemini_job(
+    deps: Dependencies,
+    job_id: str,
+    correct: float,
+    *,
+    family: str,
+    prompt_prefix: str = "",
+    labeling: dict[str, Any] | None = None,
+) -> str:
+    """A gemini job tuned by the fake service and SUCCEEDED through the status service; its
+    model's endpoint.
+
+    The model answers the first ``correct`` share of the golden set right when asked in the form
+    it was trained on, ``prompt_prefix`` before each prompt, and wrong when asked any other way,
+    so a prefix sent wrong shows in a decision. ``labeling`` (given) is the record's and its
+    spec's ``labeling``: the job's training set went through the teacher.
+    """
+    tuning = fake_tuning(deps)
+    created = tuning.create(
+        "us-central1",
+        {
+            "baseModel": "gemini-2.5-flash",
+            "supervisedTuningSpec": {"trainingDatasetUri": f"gs://{BUCKET}/validated/x/a.jsonl"},
+            "tunedModelDisplayName": family,
+            "labels": {"distillery-job-id": job_id},
+        },
+    )
+    while (info := tuning.get(created.name)).state != "JOB_STATE_SUCCEEDED":
+        pass
+    assert info.endpoint is not None
+    right = round(correct * len(EXAMPLES))
+    tuning.teach(
+        info.endpoint,
+        {
+            prompt_prefix + prompt: (answer if i < right else WRONG)
+            for i, (prompt, answer) in enumerate(EXAMPLES)
+        },
+        WRONG,
+    )
+    stage = {"labeling": labeling} if labeling is not None else {}
+    spec = {
+        "tuned_model_display_name": family,
+        "backend": "gemini",
+        "validation_dataset_uri": write_eval_set(deps, BUCKET),
+        **stage,
+    }
+    record = new_record(
+        job_id,
+        JobState.RUNNING,
+        deps.clock(),
+        {
+            "backend": "gemini",
+            "tuning_job": created.name,
+            "location": "us-central1",
+            "spec": spec,
+            **stage,
+            "request": {"dataset_uri": f"gs://{BUCKET}/validated/x/a.jsonl", "overrides": {}},
+        },
+    )
+    record["announced"] = ["RUNNING"]
+    deps.records.set("jobs", job_id, record)
+    apply_tuning_state(job_id, info, deps)
+    stored = deps.records.get("jobs", job_id)
+    assert stored is not None and stored["state"] == "SUCCEEDED", stored
+    return info.endpoint
+
+
+class AskedModels:
+    """Every call the fake tuned models (``generate``) and the fake ``:predict`` endpoints of
+    ``deps`` get from now on: ``(api, endpoint, prompts)``, in order.
+
+    A fake tuned model answers by asking the fake endpoints in turn: that inner call is not one
+    of ``:predict`` and is not counted.
+    """
+
+    def __init__(self, deps: Dependencies) -> None:
+        self.calls: list[tuple[str, str, tuple[str, ...]]] = []
+        tuning, endpoints = fake_tuning(deps), fake_endpoints(deps)
+        real_generate, real_predict = tuning.generate, endpoints.predict
+        inside = [False]
+
+        def generate(endpoint: str, prompt: str) -> str:
+            self.calls.append(("generate", endpoint, (prompt,)))
+            inside[0] = True
+            try:
+                return real_generate(endpoint, prompt)
+            finally:
+                inside[0] = False
+
+        def predict(endpoint: str, prompts: Any, parameters: Any = None) -> Any:
+            if not inside[0]:
+                self.calls.append(("predict", endpoint, tuple(prompts)))
+            return real_predict(endpoint, prompts, parameters)
+
+        tuning.generate = generate  # type: ignore[method-assign]
+        endpoints.predict = predict  # type: ignore[method-assign]
+
+    @property
+    def generated(self) -> list[str]:
+        """The endpoint of each ``generate`` call."""
+        return [endpoint for api, endpoint, _ in self.calls if api == "generate"]
+
+    @property
+    def predicted(self) -> list[str]:
+        """The endpoint of each ``:predict`` call."""
+        return [endpoint for api, endpoint, _ in self.calls if api == "predict"]
+
+    @property
+    def by_endpoint(self) -> dict[str, list[str]]:
+        """Endpoint → the prompts it was asked, in order, through either API."""
+        asked: dict[str, list[str]] = {}
+        for _, endpoint, prompts in self.calls:
+            asked.setdefault(endpoint, []).extend(prompts)
+        return asked
 
 
 def load_event(file_stem: str, /, **data_changes: Any) -> CloudEvent:

@@ -17,7 +17,6 @@ from distillery.core.errors import (
     ObjectNotFoundError,
     RequestRejectedError,
 )
-from distillery.core.jobs import new_record
 from distillery.core.models import JobState, StatusEvent
 from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
@@ -27,7 +26,7 @@ from distillery.fakes import (
     InMemoryRecordStore,
     InMemoryTuningJobs,
 )
-from distillery.local.judged import EXAMPLES, WRONG, succeeded_job, write_eval_set
+from distillery.local.judged import EXAMPLES, succeeded_job, write_eval_set
 from distillery.services import evaluation
 from distillery.services.promoter import (
     GEMINI_REGISTRY_NOTE,
@@ -37,66 +36,23 @@ from distillery.services.promoter import (
     replace_golden_set,
     rollback,
 )
-from distillery.services.status import apply_tuning_state
-from tests.helpers import BUCKET, PROJECT, fake_dependencies
+from tests.helpers import (
+    BUCKET,
+    PROJECT,
+    AskedModels,
+    fake_dependencies,
+    fake_endpoints,
+    fake_tuning,
+    succeeded_gemini_job,
+)
 
 FAMILY = "news-distilled"
 
 
-def _endpoints(deps: Dependencies) -> InMemoryModelEndpoints:
-    assert isinstance(deps.endpoints, InMemoryModelEndpoints)
-    return deps.endpoints
-
-
-def _tuning(deps: Dependencies) -> InMemoryTuningJobs:
-    assert isinstance(deps.tuning, InMemoryTuningJobs)
-    return deps.tuning
-
-
 def _gemini_job(deps: Dependencies, job_id: str, correct: float, family: str = FAMILY) -> str:
-    """A gemini job tuned by the fake service, SUCCEEDED through the status service, whose model
-    answers the first ``correct`` share of the golden set right; its endpoint."""
-    tuning = _tuning(deps)
-    created = tuning.create(
-        "us-central1",
-        {
-            "baseModel": "gemini-2.5-flash",
-            "supervisedTuningSpec": {"trainingDatasetUri": f"gs://{BUCKET}/validated/x/a.jsonl"},
-            "tunedModelDisplayName": family,
-            "labels": {"distillery-job-id": job_id},
-        },
-    )
-    while (info := tuning.get(created.name)).state != "JOB_STATE_SUCCEEDED":
-        pass
-    assert info.endpoint is not None
-    right = round(correct * len(EXAMPLES))
-    tuning.teach(
-        info.endpoint,
-        {prompt: (answer if i < right else WRONG) for i, (prompt, answer) in enumerate(EXAMPLES)},
-        WRONG,
-    )
-    spec = {
-        "tuned_model_display_name": family,
-        "backend": "gemini",
-        "validation_dataset_uri": write_eval_set(deps, BUCKET),
-    }
-    record = new_record(
-        job_id,
-        JobState.RUNNING,
-        deps.clock(),
-        {
-            "backend": "gemini",
-            "tuning_job": created.name,
-            "location": "us-central1",
-            "spec": spec,
-            "request": {"dataset_uri": f"gs://{BUCKET}/validated/x/a.jsonl", "overrides": {}},
-        },
-    )
-    record["announced"] = ["RUNNING"]
-    deps.records.set("jobs", job_id, record)
-    apply_tuning_state(job_id, info, deps)
-    assert _job(deps, job_id)["state"] == "SUCCEEDED"
-    return info.endpoint
+    """A SUCCEEDED gemini job whose model answers the first ``correct`` share of the golden set
+    right; its endpoint."""
+    return succeeded_gemini_job(deps, job_id, correct, family=family)
 
 
 def _pipeline_job(deps: Dependencies, job_id: str, correct: float) -> str:
@@ -127,38 +83,10 @@ def _announced(deps: Dependencies, job_id: str) -> list[str]:
 
 def _gone(deps: Dependencies, endpoint: str) -> bool:
     try:
-        _endpoints(deps).get_endpoint(endpoint)
+        fake_endpoints(deps).get_endpoint(endpoint)
     except ObjectNotFoundError:
         return True
     return False
-
-
-class _Counting:
-    """Counts the prompts each backend's method is asked (``generate`` and ``predict``)."""
-
-    def __init__(self, deps: Dependencies) -> None:
-        self.generated: list[str] = []
-        self.predicted: list[str] = []
-        tuning, endpoints = _tuning(deps), _endpoints(deps)
-        real_generate, real_predict = tuning.generate, endpoints.predict
-
-        inside = [False]
-
-        def generate(endpoint: str, prompt: str) -> str:
-            self.generated.append(endpoint)
-            inside[0] = True  # the fake generate asks the fake endpoints: not a :predict call
-            try:
-                return real_generate(endpoint, prompt)
-            finally:
-                inside[0] = False
-
-        def predict(endpoint: str, prompts: Any, parameters: Any = None) -> Any:
-            if not inside[0]:
-                self.predicted.append(endpoint)
-            return real_predict(endpoint, prompts, parameters)
-
-        tuning.generate = generate  # type: ignore[method-assign]
-        endpoints.predict = predict  # type: ignore[method-assign]
 
 
 # --- the fake is as unkind as the service ---------------------------------------------------
@@ -166,7 +94,7 @@ class _Counting:
 
 def test_a_succeeded_fake_tuning_job_registers_an_ordinary_endpoint(deps: Dependencies) -> None:
     endpoint = _gemini_job(deps, "job-1", 1.0)
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     model = _job(deps, "job-1")["model"]
     assert model.endswith("@1")
     info = endpoints.get_endpoint(endpoint)
@@ -174,7 +102,7 @@ def test_a_succeeded_fake_tuning_job_registers_an_ordinary_endpoint(deps: Depend
     deployed = info.deployed_id_of(model)
     assert deployed is not None and info.traffic_split == {deployed: 100}
     assert endpoints.get_model(model.split("@")[0]).display_name == FAMILY
-    tuning = _tuning(deps)
+    tuning = fake_tuning(deps)
     assert tuning.generate(endpoint, EXAMPLES[0][0]) == EXAMPLES[0][1]
     endpoints.undeploy(endpoint, deployed)
     with pytest.raises(RequestRejectedError):
@@ -225,13 +153,13 @@ def test_the_tuning_adapter_asks_greedily(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_a_first_gemini_job_is_crowned_on_its_own_endpoint(deps: Dependencies) -> None:
     endpoint = _gemini_job(deps, "job-1", 0.9)
-    counting = _Counting(deps)
+    counting = AskedModels(deps)
     outcome = promote("job-1", deps)
     assert outcome is not None and outcome.state is JobState.PROMOTED
     assert outcome.endpoint == endpoint
     # Asked through generateContent on its own endpoint, one prompt a request.
     assert counting.generated == [endpoint] * len(EXAMPLES)
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     # No serving endpoint, no deployment: its own endpoint serves it, as before.
     assert list(endpoints.endpoints) == [endpoint] and endpoints.deploy_calls == 0
     model = _job(deps, "job-1")["model"]
@@ -262,7 +190,7 @@ def test_a_better_gemini_job_replaces_a_gemini_champion_whose_endpoint_stays(
     first = _gemini_job(deps, "job-1", 0.6)
     promote("job-1", deps)
     second = _gemini_job(deps, "job-2", 0.95)
-    counting = _Counting(deps)
+    counting = AskedModels(deps)
     outcome = promote("job-2", deps)
     assert outcome is not None and outcome.state is JobState.PROMOTED
     assert outcome.endpoint == second
@@ -274,8 +202,8 @@ def test_a_better_gemini_job_replaces_a_gemini_champion_whose_endpoint_stays(
     assert [h["job_id"] for h in family["history"]] == ["job-1"]
     # The previous champion's endpoint is kept (the rollback target; idle, it costs nothing).
     old_model = _job(deps, "job-1")["model"]
-    assert _endpoints(deps).get_endpoint(first).deployed_id_of(old_model) is not None
-    assert _endpoints(deps).deploy_calls == 0
+    assert fake_endpoints(deps).get_endpoint(first).deployed_id_of(old_model) is not None
+    assert fake_endpoints(deps).deploy_calls == 0
 
 
 def test_a_worse_gemini_job_is_rejected_and_leaves_no_endpoint(deps: Dependencies) -> None:
@@ -287,8 +215,8 @@ def test_a_worse_gemini_job_is_rejected_and_leaves_no_endpoint(deps: Dependencie
     assert "on the golden set" in str(outcome.reason)
     assert _gone(deps, worse)
     with pytest.raises(ObjectNotFoundError):
-        _tuning(deps).generate(worse, EXAMPLES[0][0])
-    assert list(_endpoints(deps).endpoints) == [first]
+        fake_tuning(deps).generate(worse, EXAMPLES[0][0])
+    assert list(fake_endpoints(deps).endpoints) == [first]
     record = _job(deps, "job-2")
     assert record["state"] == "REJECTED"
     assert GEMINI_REGISTRY_NOTE in record["promotion"]["notes"]
@@ -302,7 +230,7 @@ def test_a_gemini_job_whose_model_left_its_endpoint_is_rejected_and_the_endpoint
     deps: Dependencies,
 ) -> None:
     endpoint = _gemini_job(deps, "job-1", 0.9)
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     model = _job(deps, "job-1")["model"]
     endpoints.undeploy(endpoint, str(endpoints.get_endpoint(endpoint).deployed_id_of(model)))
     outcome = promote("job-1", deps)
@@ -324,18 +252,18 @@ def test_the_canary_does_not_apply_to_a_gemini_candidate() -> None:
     assert "DISTILLERY_CANARY_PERCENT=10 does not apply to the gemini backend" in note
     assert _family(deps)["champion"]["traffic_percent"] == 100
     model = _job(deps, "job-2")["model"]
-    assert _endpoints(deps).serving(second) == {model.split("@")[0]: 100}
+    assert fake_endpoints(deps).serving(second) == {model.split("@")[0]: 100}
 
 
 def test_a_pipeline_job_never_deploys_onto_a_gemini_champions_endpoint() -> None:
     deps = fake_dependencies(canary_percent=10)
     gemini = _gemini_job(deps, "job-1", 0.6)
     promote("job-1", deps)
-    counting = _Counting(deps)
+    counting = AskedModels(deps)
     model = _pipeline_job(deps, "job-2", 0.95)
     outcome = promote("job-2", deps)
     assert outcome is not None and outcome.state is JobState.PROMOTED
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     serving = str(outcome.endpoint)
     assert serving != gemini
     assert endpoints.get_endpoint(serving).display_name == f"{FAMILY}-serving"
@@ -357,7 +285,7 @@ def test_a_gemini_job_over_a_pipeline_champion_leaves_the_serving_endpoint(
     old = _pipeline_job(deps, "job-1", 0.6)
     serving = str(promote("job-1", deps).endpoint)  # type: ignore[union-attr]
     endpoint = _gemini_job(deps, "job-2", 0.95)
-    counting = _Counting(deps)
+    counting = AskedModels(deps)
     outcome = promote("job-2", deps)
     assert outcome is not None and outcome.state is JobState.PROMOTED
     assert outcome.endpoint == endpoint
@@ -366,8 +294,8 @@ def test_a_gemini_job_over_a_pipeline_champion_leaves_the_serving_endpoint(
     family = _family(deps)
     assert family["endpoint"] == serving  # the pipeline serving endpoint, untouched
     assert family["champion"]["endpoint"] == endpoint
-    assert _endpoints(deps).serving(serving) == {old: 100}
-    assert _endpoints(deps).deploy_calls == 1  # job-1's only
+    assert fake_endpoints(deps).serving(serving) == {old: 100}
+    assert fake_endpoints(deps).deploy_calls == 1  # job-1's only
 
 
 def test_a_gemini_champion_answers_a_new_golden_set_live(deps: Dependencies) -> None:
@@ -379,14 +307,16 @@ def test_a_gemini_champion_answers_a_new_golden_set_live(deps: Dependencies) -> 
 
     info = deps.objects.stat(bucket, name)
     deps.records.set("datasets", dataset_id(bucket, name, info.generation), {"status": "valid"})
-    counting = _Counting(deps)
+    counting = AskedModels(deps)
     family = replace_golden_set(FAMILY, uri, deps)
     assert counting.generated == [endpoint] * 10
     assert family["champion"]["golden_metrics"]["accuracy"] == 1.0
     golden = evaluation.load_golden(family["golden"], deps)
-    _endpoints(deps).undeploy(
+    fake_endpoints(deps).undeploy(
         endpoint,
-        str(_endpoints(deps).get_endpoint(endpoint).deployed_id_of(family["champion"]["model"])),
+        str(
+            fake_endpoints(deps).get_endpoint(endpoint).deployed_id_of(family["champion"]["model"])
+        ),
     )
     with pytest.raises(evaluation.GoldenSetError, match="no longer serves"):
         evaluation.champion_answers(family["champion"], "", golden, deps)
@@ -453,7 +383,7 @@ def test_a_gemini_promotion_converges_after_a_crash_at_each_step(step: str) -> N
     assert [h["job_id"] for h in family["history"]] == ["job-1"]  # crowned once
     assert "lease" not in family
     assert _announced(deps, "job-2")[published:] == ["EVALUATING", "PROMOTED"]
-    assert _endpoints(deps).deploy_calls == 0
+    assert fake_endpoints(deps).deploy_calls == 0
     assert not _gone(deps, second)
 
 
@@ -480,7 +410,7 @@ def test_a_gemini_rejection_converges_after_a_crash_once_its_endpoint_is_deleted
     _gemini_job(deps, "job-1", 0.9)
     promote("job-1", deps)
     worse = _gemini_job(deps, "job-2", 0.3)
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     real_delete = endpoints.delete_endpoint
 
     def delete_then_crash(name: str) -> None:
@@ -504,7 +434,7 @@ def test_rollback_of_a_gemini_champion_to_a_gemini_one_is_by_record(deps: Depend
     promote("job-1", deps)
     second = _gemini_job(deps, "job-2", 0.95)
     promote("job-2", deps)
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     before = {name: endpoints.serving(name) for name in endpoints.endpoints}
     published = len(_announced(deps, "job-2"))
 
@@ -531,7 +461,7 @@ def test_rollback_to_a_gemini_model_whose_endpoint_no_longer_serves_it_is_refuse
     promote("job-1", deps)
     _gemini_job(deps, "job-2", 0.95)
     promote("job-2", deps)
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     model = _job(deps, "job-1")["model"]
     endpoints.undeploy(first, str(endpoints.get_endpoint(first).deployed_id_of(model)))
     with pytest.raises(RollbackTargetGoneError, match=f"{first} no longer serves"):
@@ -551,7 +481,7 @@ def test_rollback_from_a_gemini_champion_to_a_pipeline_one_restores_the_serving_
     serving = str(promote("job-1", deps).endpoint)  # type: ignore[union-attr]
     gemini = _gemini_job(deps, "job-2", 0.95)
     promote("job-2", deps)
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     # The serving endpoint's traffic moved meanwhile: the rollback gives it back to job-1.
     info = endpoints.get_endpoint(serving)
     other = endpoints.add_model("m-other", FAMILY)
@@ -574,7 +504,7 @@ def test_rollback_from_a_pipeline_champion_to_a_gemini_one_is_by_record(
     promote("job-1", deps)
     new = _pipeline_job(deps, "job-2", 0.95)
     serving = str(promote("job-2", deps).endpoint)  # type: ignore[union-attr]
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     assert endpoints.serving(serving) == {new: 100}
     before = {name: endpoints.serving(name) for name in endpoints.endpoints if name != serving}
 
@@ -606,8 +536,8 @@ def test_a_gemini_champion_without_backend_defaults_to_pipeline() -> None:
 
 def test_fake_dependencies_share_the_endpoints_between_the_two_fakes() -> None:
     deps = fake_dependencies()
-    assert _tuning(deps).endpoints is _endpoints(deps)
-    assert _tuning(deps).project == PROJECT
+    assert fake_tuning(deps).endpoints is fake_endpoints(deps)
+    assert fake_tuning(deps).project == PROJECT
 
 
 def test_reconcile_finishes_a_gemini_promotion(deps: Dependencies) -> None:
@@ -648,7 +578,7 @@ def test_asking_a_gemini_model_counts_refusals_and_retries_what_did_not_answer(
     from distillery.core.errors import ServiceUnavailableError
 
     endpoint = _gemini_job(deps, "job-1", 1.0)
-    tuning = _tuning(deps)
+    tuning = fake_tuning(deps)
     real_generate = tuning.generate
     calls: list[str] = []
 
@@ -684,7 +614,7 @@ def test_a_promote_decision_whose_endpoint_vanished_before_the_crowning_is_rejec
     with pytest.raises(ContentionError, match="injected"):
         promote("job-2", deps)  # decided "promote", then the delivery died
     assert _job(deps, "job-2")["promotion"]["decision"] == "promote"
-    endpoints = _endpoints(deps)
+    endpoints = fake_endpoints(deps)
     [deployed] = endpoints.get_endpoint(second).deployed_models
     endpoints.undeploy(second, deployed.deployed_model_id)
     endpoints.delete_endpoint(second)  # someone deleted the candidate's endpoint meanwhile

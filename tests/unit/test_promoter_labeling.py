@@ -14,10 +14,9 @@ from typing import Any
 
 import pytest
 
-from distillery.core.jobs import new_record
 from distillery.core.models import JobState, StatusEvent
 from distillery.core.runtime import Dependencies
-from distillery.fakes import InMemoryModelEndpoints, InMemoryPublisher, InMemoryTuningJobs
+from distillery.fakes import InMemoryPublisher
 from distillery.labeling import (
     DEFAULT_LABEL_TASK_PREFIX,
     DEFAULT_RATIONALE_TASK_PREFIX,
@@ -31,11 +30,10 @@ from distillery.labeling._prompt import (
     prefix_last_user_turn,
     with_prefix,
 )
-from distillery.local.judged import EXAMPLES, WRONG, succeeded_job, write_eval_set
+from distillery.local.judged import EXAMPLES, succeeded_job
 from distillery.services import evaluation
 from distillery.services.promoter import promote, replace_golden_set, rollback
-from distillery.services.status import apply_tuning_state
-from tests.helpers import BUCKET
+from tests.helpers import BUCKET, AskedModels, succeeded_gemini_job
 
 FAMILY = "news-distilled"
 PREDICT = DEFAULT_LABEL_TASK_PREFIX
@@ -68,92 +66,19 @@ def labeling_of(deps: Dependencies, job_id: str, prefix: str = PREDICT) -> dict[
     ).to_dict()
 
 
-def _tuning(deps: Dependencies) -> InMemoryTuningJobs:
-    assert isinstance(deps.tuning, InMemoryTuningJobs)
-    return deps.tuning
-
-
 def gemini_job(deps: Dependencies, job_id: str, correct: float, *, trained_with: str | None) -> str:
     """A SUCCEEDED gemini job whose model answers the first ``correct`` share of the golden set
     right when asked in the form it was trained on: ``trained_with`` before each prompt (a job
     with a labeling stage of that label task prefix), or the bare prompt (None: no labeling).
     Asked any other way it answers wrong. Its model's endpoint."""
-    tuning = _tuning(deps)
-    created = tuning.create(
-        "us-central1",
-        {
-            "baseModel": "gemini-2.5-flash",
-            "supervisedTuningSpec": {"trainingDatasetUri": f"gs://{BUCKET}/validated/x/a.jsonl"},
-            "tunedModelDisplayName": FAMILY,
-            "labels": {"distillery-job-id": job_id},
-        },
-    )
-    while (info := tuning.get(created.name)).state != "JOB_STATE_SUCCEEDED":
-        pass
-    assert info.endpoint is not None
-    right = round(correct * len(EXAMPLES))
-    form = trained_with or ""
-    tuning.teach(
-        info.endpoint,
-        {
-            form + prompt: (answer if i < right else WRONG)
-            for i, (prompt, answer) in enumerate(EXAMPLES)
-        },
-        WRONG,
-    )
-    labeling = labeling_of(deps, job_id, trained_with) if trained_with is not None else None
-    spec = {
-        "tuned_model_display_name": FAMILY,
-        "backend": "gemini",
-        "validation_dataset_uri": write_eval_set(deps, BUCKET),
-        "labeling": labeling,
-    }
-    record = new_record(
+    return succeeded_gemini_job(
+        deps,
         job_id,
-        JobState.RUNNING,
-        deps.clock(),
-        {
-            "backend": "gemini",
-            "tuning_job": created.name,
-            "location": "us-central1",
-            "spec": spec,
-            "labeling": labeling,
-            "request": {"dataset_uri": f"gs://{BUCKET}/validated/x/a.jsonl", "overrides": {}},
-        },
+        correct,
+        family=FAMILY,
+        prompt_prefix=trained_with or "",
+        labeling=labeling_of(deps, job_id, trained_with) if trained_with is not None else None,
     )
-    record["announced"] = ["RUNNING"]
-    deps.records.set("jobs", job_id, record)
-    apply_tuning_state(job_id, info, deps)
-    return info.endpoint
-
-
-class Sent:
-    """Every prompt the fake gemini endpoints and the fake :predict endpoints receive, by
-    endpoint."""
-
-    def __init__(self, deps: Dependencies) -> None:
-        self.by_endpoint: dict[str, list[str]] = {}
-        tuning = _tuning(deps)
-        endpoints = deps.endpoints
-        assert isinstance(endpoints, InMemoryModelEndpoints)
-        generate, predict = tuning.generate, endpoints.predict
-        inside = [False]
-
-        def spy_generate(endpoint: str, prompt: str) -> str:
-            self.by_endpoint.setdefault(endpoint, []).append(prompt)
-            inside[0] = True  # the fake generate asks the fake endpoints in turn
-            try:
-                return generate(endpoint, prompt)
-            finally:
-                inside[0] = False
-
-        def spy_predict(endpoint: str, prompts: Any, parameters: Any = None) -> Any:
-            if not inside[0]:
-                self.by_endpoint.setdefault(endpoint, []).extend(prompts)
-            return predict(endpoint, prompts, parameters)
-
-        tuning.generate = spy_generate  # type: ignore[method-assign]
-        endpoints.predict = spy_predict  # type: ignore[method-assign]
 
 
 def _job(deps: Dependencies, job_id: str) -> dict[str, Any]:
@@ -260,7 +185,7 @@ def test_promote_asks_a_step_by_step_candidate_with_its_label_task_prefix(
     deps: Dependencies,
 ) -> None:
     endpoint = gemini_job(deps, "sbs-1", 1.0, trained_with=PREDICT)
-    sent = Sent(deps)
+    sent = AskedModels(deps)
 
     outcome = promote("sbs-1", deps)
 
@@ -305,7 +230,7 @@ def test_the_champion_is_asked_with_its_own_prefix_and_the_candidate_with_its(
     first = gemini_job(deps, "sbs-1", 0.5, trained_with=PREDICT)
     assert promote("sbs-1", deps).state is JobState.PROMOTED  # type: ignore[union-attr]
     second = gemini_job(deps, "plain-2", 1.0, trained_with=None)
-    sent = Sent(deps)
+    sent = AskedModels(deps)
 
     outcome = promote("plain-2", deps)
 
@@ -332,7 +257,7 @@ def test_two_step_by_step_models_of_different_prefixes_are_each_asked_their_way(
     first = gemini_job(deps, "sbs-1", 0.5, trained_with=PREDICT)
     promote("sbs-1", deps)
     second = gemini_job(deps, "sbs-2", 1.0, trained_with="label: ")
-    sent = Sent(deps)
+    sent = AskedModels(deps)
 
     assert promote("sbs-2", deps).state is JobState.PROMOTED  # type: ignore[union-attr]
 
@@ -352,7 +277,7 @@ def test_an_older_pipeline_champion_is_asked_bare_against_a_step_by_step_candida
     del family["champion"]["prompt_prefix"]
     deps.records.set("models", FAMILY, family)
     candidate = gemini_job(deps, "sbs-2", 1.0, trained_with=PREDICT)
-    sent = Sent(deps)
+    sent = AskedModels(deps)
 
     assert promote("sbs-2", deps).state is JobState.PROMOTED  # type: ignore[union-attr]
 
@@ -433,7 +358,7 @@ def test_replacing_the_golden_set_rescores_a_step_by_step_champion_with_its_pref
         json.dumps({"input_text": p, "output_text": a}).encode() + b"\n" for p, a in half
     )
     deps.objects.write_bytes(BUCKET, "golden/new.jsonl", data)
-    sent = Sent(deps)
+    sent = AskedModels(deps)
 
     doc = replace_golden_set(FAMILY, f"gs://{BUCKET}/golden/new.jsonl", deps)
 
