@@ -14,9 +14,9 @@ from distillery.commands.ops import predict as predict_command
 from distillery.core.runtime import Dependencies
 from distillery.local.judged import EXAMPLES, WRONG, succeeded_job
 from distillery.services.promoter import promote
-from tests.helpers import BUCKET, fake_dependencies
+from tests.helpers import BUCKET, AskedModels, fake_dependencies
 from tests.unit.test_promoter_gemini import FAMILY, _gemini_job
-from tests.unit.test_promoter_labeling import PREDICT, Sent, gemini_job
+from tests.unit.test_promoter_labeling import PREDICT, gemini_job
 
 
 @pytest.fixture
@@ -24,6 +24,14 @@ def deps(monkeypatch: pytest.MonkeyPatch) -> Dependencies:
     deps = fake_dependencies()
     monkeypatch.setattr(predict_command, "dependencies", lambda *required: deps)
     return deps
+
+
+def _step_by_step_champion(deps: Dependencies) -> tuple[str, AskedModels]:
+    """A promoted step-by-step champion (label task prefix :data:`PREDICT`) that answers the
+    whole golden set right, asked that way; its endpoint, and what it is asked from now on."""
+    endpoint = gemini_job(deps, "sbs-1", 1.0, trained_with=PREDICT)
+    promote("sbs-1", deps)
+    return endpoint, AskedModels(deps)
 
 
 def test_predict_asks_a_gemini_champion_through_generate_content_on_its_endpoint(
@@ -62,9 +70,7 @@ def test_predict_generate_flag_asks_an_endpoint_by_name_and_a_deleted_one_exits_
 def test_predict_sends_a_step_by_step_champion_its_prompt_prefix_and_says_so(
     deps: Dependencies, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    endpoint = gemini_job(deps, "sbs-1", 1.0, trained_with=PREDICT)
-    promote("sbs-1", deps)
-    sent = Sent(deps)
+    endpoint, sent = _step_by_step_champion(deps)
     prompt, answer = EXAMPLES[0]
 
     assert main(["predict", FAMILY, prompt]) == 0
@@ -83,9 +89,7 @@ def test_predict_sends_a_step_by_step_champion_its_prompt_prefix_and_says_so(
 def test_predict_raw_sends_the_prompt_as_given(
     deps: Dependencies, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    endpoint = gemini_job(deps, "sbs-1", 1.0, trained_with=PREDICT)
-    promote("sbs-1", deps)
-    sent = Sent(deps)
+    endpoint, sent = _step_by_step_champion(deps)
     prompt, _ = EXAMPLES[0]
 
     assert main(["predict", FAMILY, prompt, "--raw", "--json"]) == 0
@@ -118,9 +122,7 @@ def test_predict_sends_a_champion_without_prefix_the_prompt_as_given(
 def test_predict_by_endpoint_name_sends_no_prefix(
     deps: Dependencies, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    endpoint = gemini_job(deps, "sbs-1", 1.0, trained_with=PREDICT)
-    promote("sbs-1", deps)
-    sent = Sent(deps)
+    endpoint, sent = _step_by_step_champion(deps)
     prompt, _ = EXAMPLES[0]
 
     # An endpoint named directly is not a family: nothing says how its model is asked.
