@@ -11,7 +11,8 @@ from distillery.core.jobs import new_record
 from distillery.core.models import JobState
 from distillery.core.runtime import Dependencies
 from distillery.services.launcher import resume_requested
-from tests.unit.test_labeling_service import JOB, batch, build_job, job, labeling_dependencies
+from tests.helpers import fake_batch
+from tests.unit.test_labeling_service import JOB, build_job, job, labeling_dependencies
 
 
 @pytest.fixture
@@ -25,12 +26,12 @@ def test_labeling_cancel_cli_cancels_a_labeling_job(
     world: Dependencies, capsys: pytest.CaptureFixture[str]
 ) -> None:
     build_job(world)
-    batch(world).polls_per_state = 5
+    fake_batch(world).polls_per_state = 5
     resume_requested(JOB, world)
     assert cli.main(["cancel", JOB]) == cli.EXIT_OK
     assert capsys.readouterr().out.strip() == f"{JOB}: CANCELLED"
     assert job(world)["state"] == "CANCELLED"
-    [only] = batch(world).jobs.values()
+    [only] = fake_batch(world).jobs.values()
     assert only["state"] == "JOB_STATE_CANCELLED"
 
 

@@ -23,7 +23,7 @@ from distillery.fakes import (
 from distillery.services.labeling import cancel_job
 from distillery.services.launcher import resume_requested
 from distillery.services.status import poll_tuning_jobs, reconcile
-from tests.helpers import BUCKET, PROJECT, fake_dependencies
+from tests.helpers import BUCKET, PROJECT, fake_batch, fake_dependencies, fake_tuning
 
 JOB = "news-distilled-0123456789abcdef01234567"
 DATASET = "ds-news"
@@ -120,23 +120,13 @@ def labeling_dependencies() -> Dependencies:
     assert isinstance(deps.objects, InMemoryObjectStore)
     deps.batch = InMemoryBatchPredictions(deps.objects, PROJECT, polls_per_state=1)
     deps.tuning = InMemoryTuningJobs(PROJECT)
-    batch(deps).teach({prompt(n): teacher_text(n) for n in range(1, 100)}, "no idea")
+    fake_batch(deps).teach({prompt(n): teacher_text(n) for n in range(1, 100)}, "no idea")
     return deps
 
 
 @pytest.fixture
 def world() -> Dependencies:
     return labeling_dependencies()
-
-
-def batch(deps: Dependencies) -> InMemoryBatchPredictions:
-    assert isinstance(deps.batch, InMemoryBatchPredictions)
-    return deps.batch
-
-
-def tuning(deps: Dependencies) -> InMemoryTuningJobs:
-    assert isinstance(deps.tuning, InMemoryTuningJobs)
-    return deps.tuning
 
 
 def job(deps: Dependencies) -> dict[str, Any]:
@@ -174,7 +164,7 @@ def finish_batch(deps: Dependencies) -> str:
     """Poll the batch job (only it) until it has written its output; its output file's URI."""
     name = job(deps)["batch_prediction_job"]
     for _ in range(10):
-        info = batch(deps).get(name)
+        info = fake_batch(deps).get(name)
         if info.state == "JOB_STATE_SUCCEEDED":
             assert info.output_directory
             return f"{info.output_directory}/predictions.jsonl"
@@ -197,10 +187,10 @@ def test_labeling_whole_path_requested_labeling_submitted(world: Dependencies) -
     record = poll_until(world, "SUBMITTED")
     assert [e.state.value for e in events(world)] == ["REQUESTED", "LABELING", "SUBMITTED"]
     assert all(e.batch_prediction_job == record["batch_prediction_job"] for e in events(world)[1:])
-    [tuned] = tuning(world).jobs.values()
+    [tuned] = fake_tuning(world).jobs.values()
     assert record["tuning_job"] == tuned["name"]
     assert tuned["supervisedTuningSpec"]["trainingDatasetUri"] == spec.training_uri
-    assert len(batch(world).jobs) == 1
+    assert len(fake_batch(world).jobs) == 1
 
     result = record["labeling_result"]
     assert result["counts"]["labeled"] == 12
@@ -236,8 +226,8 @@ def test_labeling_whole_path_requested_labeling_submitted(world: Dependencies) -
 
 def test_labeling_bad_lines_are_counted_listed_and_left_out(world: Dependencies) -> None:
     spec = build_job(world, examples=20, min_labeled_fraction=0.5)
-    batch(world).fail_lines({1: json.dumps({"error": {"code": 13, "message": "internal"}})})
-    batch(world).teach(
+    fake_batch(world).fail_lines({1: json.dumps({"error": {"code": 13, "message": "internal"}})})
+    fake_batch(world).teach(
         {prompt(n): teacher_text(n) for n in range(1, 21)} | {prompt(4): "It is music."}, ""
     )
     resume_requested(JOB, world)
@@ -283,14 +273,14 @@ def test_labeling_bad_lines_are_counted_listed_and_left_out(world: Dependencies)
 
 def test_labeling_too_few_labeled_fails_naming_lines(world: Dependencies) -> None:
     spec = build_job(world, examples=10, min_labeled_fraction=0.9)
-    batch(world).fail_lines({0: "quota", 3: "quota"})
+    fake_batch(world).fail_lines({0: "quota", 3: "quota"})
     resume_requested(JOB, world)
     record = poll_until(world, "FAILED")
     reason = record["reason"]
     assert "8 of 10" in reason and "90.0%" in reason
     assert "1 (failed: quota)" in reason and "4 (failed: quota)" in reason
     assert record["labeling_result"]["report_uri"] in reason
-    assert tuning(world).jobs == {}
+    assert fake_tuning(world).jobs == {}
     assert world.objects.find(BUCKET, spec.training_uri.split(f"{BUCKET}/", 1)[1]) is None
     assert [e.state.value for e in events(world)] == ["REQUESTED", "LABELING", "FAILED"]
 
@@ -301,7 +291,7 @@ def test_labeling_rationales_mode_keeps_user_labels_and_counts_disagreement(
     spec = build_job(world, examples=8, mode="rationales", labeled=True, min_labeled_fraction=0.5)
     answers = {prompt(n): teacher_text(n) for n in range(1, 9)}
     answers[prompt(3)] = "Rationale: it is about sport.\nAnswer: sport"  # the label is science
-    batch(world).teach(answers, "")
+    fake_batch(world).teach(answers, "")
     resume_requested(JOB, world)
     requests = read_lines(world, spec.input_uri)
     hint = requests[2]["request"]["systemInstruction"]["parts"][0]["text"]
@@ -343,7 +333,7 @@ def test_labeling_half_mixture_is_the_drawn_lines(world: Dependencies) -> None:
 
 def test_labeling_crash_after_the_batch_create_adopts_it(world: Dependencies) -> None:
     build_job(world)
-    batch(world).lose_answers = 1
+    fake_batch(world).lose_answers = 1
     with pytest.raises(ServiceUnavailableError):
         resume_requested(JOB, world)
     assert job(world)["state"] == "REQUESTED"
@@ -352,16 +342,16 @@ def test_labeling_crash_after_the_batch_create_adopts_it(world: Dependencies) ->
     assert job(world)["state"] == "LABELING"
     # A redelivered launch event for a LABELING job creates nothing.
     resume_requested(JOB, world)
-    assert (len(batch(world).jobs), batch(world).create_calls) == (1, 1)
+    assert (len(fake_batch(world).jobs), fake_batch(world).create_calls) == (1, 1)
     poll_until(world, "SUBMITTED")
-    assert len(tuning(world).jobs) == 1
+    assert len(fake_tuning(world).jobs) == 1
 
 
 def test_labeling_crash_after_the_files_writes_the_same_bytes_and_one_tuning_job(
     world: Dependencies,
 ) -> None:
     spec = build_job(world, rationale_mixture=0.5)
-    tuning(world).lose_answers = 1  # the tuning job is made, the answer lost
+    fake_tuning(world).lose_answers = 1  # the tuning job is made, the answer lost
     resume_requested(JOB, world)
     for _ in range(10):
         summary = poll_tuning_jobs(world)
@@ -379,8 +369,8 @@ def test_labeling_crash_after_the_files_writes_the_same_bytes_and_one_tuning_job
         for uri in uris
     }
     assert after == before  # nothing rewritten
-    assert len(tuning(world).jobs) == 1
-    assert record["tuning_job"] == next(iter(tuning(world).jobs))
+    assert len(fake_tuning(world).jobs) == 1
+    assert record["tuning_job"] == next(iter(fake_tuning(world).jobs))
     assert [e.state.value for e in events(world)] == ["REQUESTED", "LABELING", "SUBMITTED"]
 
 
@@ -392,23 +382,23 @@ def test_labeling_refuses_a_file_that_is_there_with_other_bytes(world: Dependenc
     record = job(world)
     assert record["state"] == "FAILED"
     assert "already exists with other bytes" in record["reason"]
-    assert batch(world).jobs == {}
+    assert fake_batch(world).jobs == {}
 
 
 def test_labeling_batch_job_failed_fails_the_job(world: Dependencies) -> None:
     build_job(world)
     resume_requested(JOB, world)
     name = job(world)["batch_prediction_job"]
-    batch(world).fail(name, "the teacher model is unavailable in us-central1")
+    fake_batch(world).fail(name, "the teacher model is unavailable in us-central1")
     record = poll_until(world, "FAILED")
     assert "the teacher model is unavailable in us-central1" in record["reason"]
     assert name in record["reason"]
-    assert tuning(world).jobs == {}
+    assert fake_tuning(world).jobs == {}
 
 
 def test_labeling_progress_is_recorded_while_running(world: Dependencies) -> None:
     build_job(world)
-    batch(world).polls_per_state = 3
+    fake_batch(world).polls_per_state = 3
     resume_requested(JOB, world)
     poll_tuning_jobs(world)
     record = job(world)
@@ -418,17 +408,17 @@ def test_labeling_progress_is_recorded_while_running(world: Dependencies) -> Non
 
 def test_labeling_cancel_stops_the_batch_job(world: Dependencies) -> None:
     build_job(world)
-    batch(world).polls_per_state = 5
+    fake_batch(world).polls_per_state = 5
     resume_requested(JOB, world)
     name = job(world)["batch_prediction_job"]
     record = cancel_job(JOB, world, by="ops")
     assert record["state"] == "CANCELLED"
     assert "cancelled by ops while LABELING" in record["reason"]
-    assert batch(world).jobs[name]["state"] == "JOB_STATE_CANCELLED"
+    assert fake_batch(world).jobs[name]["state"] == "JOB_STATE_CANCELLED"
     assert record["batch_cancel_pending"] is False
     assert [e.state.value for e in events(world)] == ["REQUESTED", "LABELING", "CANCELLED"]
     poll_tuning_jobs(world)
-    assert job(world)["state"] == "CANCELLED" and tuning(world).jobs == {}
+    assert job(world)["state"] == "CANCELLED" and fake_tuning(world).jobs == {}
     assert cancel_job(JOB, world)["state"] == "CANCELLED"  # again: nothing changes
 
 
@@ -454,9 +444,9 @@ def test_labeling_cancel_that_did_not_get_through_is_finished_by_reconcile(
     name = job(world)["batch_prediction_job"]
     record = cancel_job(JOB, world)
     assert (record["state"], record["batch_cancel_pending"]) == ("CANCELLED", True)
-    assert batch(world).jobs[name]["state"] != "JOB_STATE_CANCELLED"
+    assert fake_batch(world).jobs[name]["state"] != "JOB_STATE_CANCELLED"
     reconcile(world)
-    assert batch(world).jobs[name]["state"] == "JOB_STATE_CANCELLED"
+    assert fake_batch(world).jobs[name]["state"] == "JOB_STATE_CANCELLED"
     assert job(world)["batch_cancel_pending"] is False
 
 
@@ -521,12 +511,12 @@ def test_labeling_reconcile_takes_a_labeling_job_on_too(world: Dependencies) -> 
             break
     assert job(world)["state"] == "SUBMITTED"
     assert JOB in summary.moved and not summary.errors
-    assert len(tuning(world).jobs) == 1
+    assert len(fake_tuning(world).jobs) == 1
 
 
 def test_labeling_progress_follows_the_running_batch_job(world: Dependencies) -> None:
     build_job(world)
-    batch(world).polls_per_state = 2
+    fake_batch(world).polls_per_state = 2
     resume_requested(JOB, world)
     updated = [job(world)["labeling_progress"]]
     for _ in range(4):
