@@ -10,32 +10,27 @@ default three epochs are a few dozen steps of the local trainer. The session sta
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import re
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import GenAiTuningServiceClient, ListTuningJobsRequest
 
 from distillery import policy
-from distillery.core.runtime import Dependencies, google_dependencies
-from distillery.core.settings import DEFAULT_BACKEND, Settings
 from distillery.local import demo
 from distillery.local.example_data import generate
-from distillery.local.stack import Stack, StackConfig
+from distillery.local.stack import StackConfig
 from distillery.local.stack.harness import StackHarness
 from distillery.services.datasets import dataset_id
-from tests.helpers import wait_for
+from tests.helpers import jsonl
+from tests.integration.default_stack import default_backend_stack, follow, stack_dependencies
 
 pytestmark = pytest.mark.integration
 
 #: The states a promoted gemini job is announced in, in order.
 PROMOTED_PATH = ["REQUESTED", "SUBMITTED", "RUNNING", "SUCCEEDED", "EVALUATING", "PROMOTED"]
-FINAL = {"PROMOTED", "REJECTED", "FAILED", "CANCELLED", "REJECTED_BY_POLICY"}
 
 
 @pytest.fixture(scope="module")
@@ -44,49 +39,8 @@ def gemini_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHarn
     config = StackConfig.ephemeral(
         tmp_path_factory.mktemp("geministack"), startup_timeout=180.0, poll_tuning_jobs_seconds=1
     )
-    backend_variable = Settings.env_name("backend")
-    before = dict(os.environ)
-    # Another stack of this session may have exported its backend: this stack takes the default.
-    os.environ.pop(backend_variable, None)
-    stack = Stack(config)
-    assert stack.settings.backend == DEFAULT_BACKEND == "gemini"
-    try:
-        stack.start()
-        harness = StackHarness(stack)
-        os.environ.update(stack.env)  # the adapters and the demo read the emulator variables
-        try:
-            yield harness
-        finally:
-            harness.close()
-    finally:
-        stack.stop()
-        os.environ.clear()
-        os.environ.update(before)
-
-
-def _deps(harness: StackHarness) -> Dependencies:
-    settings = dataclasses.replace(harness.settings, vertex_api_endpoint=harness.stack.vertex_url)
-    return google_dependencies(settings)
-
-
-def _jsonl(examples: list[Any]) -> bytes:
-    return "".join(e.to_json() + "\n" for e in examples).encode()
-
-
-def _follow(harness: StackHarness, subscription: Any, timeout: float) -> dict[str, list[str]]:
-    """Job id → the states announced on the status topic, in order, until one job ends."""
-    announced: dict[str, list[str]] = {}
-
-    def ended() -> bool:
-        for message in subscription.pull(max_messages=20, timeout=2):
-            event = message.json()
-            states = announced.setdefault(event["job_id"], [])
-            if not states or states[-1] != event["state"]:  # a redelivery repeats one
-                states.append(event["state"])
-        return any(states[-1] in FINAL for states in announced.values())
-
-    wait_for(ended, timeout=timeout, interval=0, what="a job's final state on the status topic")
-    return announced
+    with default_backend_stack(config) as harness:
+        yield harness
 
 
 @pytest.mark.timeout(600)
@@ -97,14 +51,14 @@ def test_default_backend_tunes_promotes_and_answers_generate_content(
     assert settings.backend == "gemini"
     status = harness.subscribe(settings.status_topic)
     train, golden = generate(48, 12, seed=7)
-    harness.upload("datasets/news-tuned.eval.jsonl", _jsonl(golden))
-    blob = harness.upload("datasets/news-tuned.jsonl", _jsonl(train))
+    harness.upload("datasets/news-tuned.eval.jsonl", jsonl(golden))
+    blob = harness.upload("datasets/news-tuned.jsonl", jsonl(train))
 
-    announced = _follow(harness, status, timeout=480)
+    announced = follow(harness, status, timeout=480)
     [(job_id, states)] = announced.items()
     assert states == PROMOTED_PATH, states
 
-    deps = _deps(harness)
+    deps = stack_dependencies(harness)
     record = deps.records.get(settings.jobs_collection, job_id)
     assert record is not None and record["state"] == "PROMOTED", record
     assert record["backend"] == "gemini" and record.get("pipeline_job") is None

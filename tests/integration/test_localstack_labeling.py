@@ -18,9 +18,7 @@ tuning (46 label and 46 rationale lines, the default epochs) a minute or two on 
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,15 +34,15 @@ from google.cloud.aiplatform_v1 import (
 )
 
 from distillery import policy
-from distillery.core.runtime import Dependencies, google_dependencies
-from distillery.core.settings import DEFAULT_BACKEND, Settings
+from distillery.core.runtime import Dependencies
 from distillery.labeling import LabelingSpec, instruction_sha256, labeling_paths
 from distillery.local.emulator._config import BatchFaults
 from distillery.local.example_data import CLASSES, Example, generate
-from distillery.local.stack import Stack, StackConfig
+from distillery.local.stack import StackConfig
 from distillery.local.stack.harness import StackHarness
 from distillery.local.teachers import LocalTeacher, train_local_teacher
-from tests.helpers import wait_for
+from tests.helpers import jsonl
+from tests.integration.default_stack import default_backend_stack, follow, stack_dependencies
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +53,6 @@ FAILED_LINES = (5, 20)
 TRAIN_SIZE = 48
 #: The states a step-by-step gemini job is announced in, in order, up to its decision.
 LABELED_PATH = ["REQUESTED", "LABELING", "SUBMITTED", "RUNNING", "SUCCEEDED", "EVALUATING"]
-FINAL = {"PROMOTED", "REJECTED", "FAILED", "CANCELLED", "REJECTED_BY_POLICY"}
 RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 
@@ -78,32 +75,8 @@ def labeling_stack(
         poll_tuning_jobs_seconds=1,
         vertex_env={**teacher.env(), **BatchFaults(marker=MARKER).env()},
     )
-    backend_variable = Settings.env_name("backend")
-    before = dict(os.environ)
-    os.environ.pop(backend_variable, None)  # this stack takes the product's default backend
-    stack = Stack(config)
-    assert stack.settings.backend == DEFAULT_BACKEND == "gemini"
-    try:
-        stack.start()
-        harness = StackHarness(stack)
-        os.environ.update(stack.env)
-        try:
-            yield harness
-        finally:
-            harness.close()
-    finally:
-        stack.stop()
-        os.environ.clear()
-        os.environ.update(before)
-
-
-def _deps(harness: StackHarness) -> Dependencies:
-    settings = dataclasses.replace(harness.settings, vertex_api_endpoint=harness.stack.vertex_url)
-    return google_dependencies(settings)
-
-
-def _jsonl(examples: list[Example]) -> bytes:
-    return "".join(e.to_json() + "\n" for e in examples).encode()
+    with default_backend_stack(config) as harness:
+        yield harness
 
 
 def _unlabeled_training_set() -> list[Example]:
@@ -113,22 +86,6 @@ def _unlabeled_training_set() -> list[Example]:
         Example(f"{e.input_text} {MARKER}", None) if number in FAILED_LINES else e
         for number, e in enumerate(prompts, start=1)
     ]
-
-
-def _follow(harness: StackHarness, subscription: Any, timeout: float) -> dict[str, list[str]]:
-    """Job id → the states announced on the status topic, in order, until one job ends."""
-    announced: dict[str, list[str]] = {}
-
-    def ended() -> bool:
-        for message in subscription.pull(max_messages=20, timeout=2):
-            event = message.json()
-            states = announced.setdefault(event["job_id"], [])
-            if not states or states[-1] != event["state"]:  # a redelivery repeats one
-                states.append(event["state"])
-        return any(states[-1] in FINAL for states in announced.values())
-
-    wait_for(ended, timeout=timeout, interval=0, what="a job's final state on the status topic")
-    return announced
 
 
 def _read(deps: Dependencies, uri: str) -> bytes:
@@ -210,14 +167,14 @@ def test_an_unlabeled_set_is_labeled_step_by_step_then_tuned_and_judged(
     _, golden = generate(TRAIN_SIZE, 12, seed=7)
     train = _unlabeled_training_set()
     assert all(e.output_text is None for e in train)
-    harness.upload("datasets/news-sbs.eval.jsonl", _jsonl(golden))
-    harness.upload("datasets/news-sbs.jsonl", _jsonl(train))
+    harness.upload("datasets/news-sbs.eval.jsonl", jsonl(golden))
+    harness.upload("datasets/news-sbs.jsonl", jsonl(train))
 
-    announced = _follow(harness, status, timeout=1200)
+    announced = follow(harness, status, timeout=1200)
     [(job_id, states)] = announced.items()
     assert states[:-1] == LABELED_PATH and states[-1] in {"PROMOTED", "REJECTED"}, states
 
-    deps = _deps(harness)
+    deps = stack_dependencies(harness)
     record = deps.records.get(settings.jobs_collection, job_id)
     assert record is not None and record["state"] == states[-1], record
     assert record["backend"] == "gemini"
