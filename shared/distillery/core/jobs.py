@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from distillery.core.models import JobState, StatusEvent
+from distillery.core.ports import Mutation
 from distillery.core.runtime import Dependencies
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,22 @@ def new_record(
     }
 
 
+def update_job(deps: Dependencies, job_id: str, mutate: Mutation) -> dict[str, Any]:
+    """Read-modify-write job ``job_id``'s record with ``mutate`` (which returns None to leave it
+    as it is, and may run more than once); the record as it now stands.
+
+    Raises:
+        ObjectNotFoundError: there is no such job record.
+        ContentionError: concurrent writers kept winning.
+    """
+    from distillery.core.errors import ObjectNotFoundError
+
+    record = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
+    if record is None:
+        raise ObjectNotFoundError(f"there is no job {job_id}")
+    return record
+
+
 def transition(
     deps: Dependencies,
     job_id: str,
@@ -106,9 +123,6 @@ def transition(
         ObjectNotFoundError: there is no such job record.
         ContentionError: concurrent writers kept winning.
     """
-    from distillery.core.errors import ObjectNotFoundError
-
-    collection = deps.settings.jobs_collection
     at = deps.clock()
     seen: dict[str, Any] = {}
 
@@ -131,9 +145,7 @@ def transition(
         seen["moved"] = True
         return current
 
-    record = deps.records.transact(collection, job_id, mutate)
-    if record is None:
-        raise ObjectNotFoundError(f"there is no job {job_id}")
+    record = update_job(deps, job_id, mutate)
     previous = JobState(seen["previous"]) if "previous" in seen else None
     return Transition(record=record, previous=previous, moved=bool(seen.get("moved")))
 

@@ -40,7 +40,7 @@ from distillery.core.errors import (
     RequestRejectedError,
     RetryableError,
 )
-from distillery.core.jobs import TERMINAL, announce, transition
+from distillery.core.jobs import TERMINAL, announce, transition, update_job
 from distillery.core.models import JobState, split_gcs_uri
 from distillery.core.ports import BatchPredictionJobInfo
 from distillery.core.runtime import Dependencies
@@ -61,6 +61,7 @@ from distillery.labeling import (
     write_once,
 )
 from distillery.services.launcher import (
+    adopt_or_create,
     claim,
     create_or_adopt_tuning_job,
     release,
@@ -146,18 +147,12 @@ def start_labeling(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]
         examples = read_source(deps.objects, spec.source_uri)
         write_once(deps.objects, spec.input_uri, request_lines(examples, spec))
         label = body["labels"][policy.JOB_LABEL_KEY]
-        found = batch.find_by_label(spec.location, policy.JOB_LABEL_KEY, label)
-        if found is not None:
-            # Created by a delivery that crashed (or lost the answer) before recording it.
-            logger.info(
-                "batch prediction job %s already carries job %s; adopting it",
-                found.name,
-                job_id,
-                extra={"job_id": job_id},
-            )
-            info = found
-        else:
-            info = batch.create(spec.location, body)
+        info = adopt_or_create(
+            "batch prediction job",
+            job_id,
+            batch.find_by_label(spec.location, policy.JOB_LABEL_KEY, label),
+            lambda: batch.create(spec.location, body),
+        )
     except PermanentError as exc:
         moved = transition(
             deps,
@@ -254,10 +249,7 @@ def _record_progress(
         current["labeling_progress"] = progress
         return current
 
-    record = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
-    if record is None:
-        raise ObjectNotFoundError(f"there is no job {job_id}")
-    return record
+    return update_job(deps, job_id, mutate)
 
 
 def _stamp(job_id: str, deps: Dependencies) -> dict[str, Any]:
@@ -271,10 +263,7 @@ def _stamp(job_id: str, deps: Dependencies) -> dict[str, Any]:
         current["labeled_at"] = at
         return current
 
-    record = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
-    if record is None:
-        raise ObjectNotFoundError(f"there is no job {job_id}")
-    return record
+    return update_job(deps, job_id, mutate)
 
 
 def _output_lines(deps: Dependencies, uri: str) -> Iterator[bytes]:
@@ -643,10 +632,7 @@ def _stop_orphan(job_id: str, name: str, deps: Dependencies) -> dict[str, Any]:
         current["tuning_claim"] = None
         return current
 
-    record = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
-    if record is None:
-        raise ObjectNotFoundError(f"there is no job {job_id}")
-    return _cancel_batch(record, deps)
+    return _cancel_batch(update_job(deps, job_id, mutate), deps)
 
 
 def _stop_tuning(record: Mapping[str, Any], name: str, deps: Dependencies) -> None:

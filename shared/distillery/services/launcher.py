@@ -52,9 +52,9 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from distillery import policy
 from distillery.core.errors import (
@@ -65,7 +65,7 @@ from distillery.core.errors import (
     RetryableError,
 )
 from distillery.core.events import CloudEventLike, parse_message, parse_pubsub_event
-from distillery.core.jobs import announce, new_record, transition
+from distillery.core.jobs import announce, new_record, transition, update_job
 from distillery.core.models import JobState, LaunchRequest
 from distillery.core.runtime import Dependencies
 
@@ -479,9 +479,7 @@ def claim(
         seen["claimed"] = True
         return current
 
-    record = deps.records.transact(deps.settings.jobs_collection, job_id, mutate)
-    if record is None:
-        raise ObjectNotFoundError(f"there is no job {job_id}")
+    record = update_job(deps, job_id, mutate)
     if "held" in seen:
         raise LaunchInProgressError(
             f"another delivery is working on the {stage.value} stage of {job_id} (claimed at "
@@ -523,17 +521,40 @@ def create_or_adopt_tuning_job(record: Mapping[str, Any], deps: Dependencies) ->
     body = record["request_body"]
     label = body["labels"][policy.JOB_LABEL_KEY]
     api_version = tuning_api_version(record)
-    found = tuning.find_by_label(location, policy.JOB_LABEL_KEY, label, api_version=api_version)
-    if found is not None:
-        # Created by a delivery that crashed (or lost the answer) before recording it.
-        logger.info(
-            "tuning job %s already carries job %s; adopting it",
-            found.name,
-            job_id,
-            extra={"job_id": job_id},
-        )
-        return found.name
-    return tuning.create(location, body, api_version=api_version).name
+    return adopt_or_create(
+        "tuning job",
+        job_id,
+        tuning.find_by_label(location, policy.JOB_LABEL_KEY, label, api_version=api_version),
+        lambda: tuning.create(location, body, api_version=api_version),
+    ).name
+
+
+class _HasName(Protocol):
+    """What :func:`adopt_or_create` needs of a Vertex AI job's info: its resource name."""
+
+    @property
+    def name(self) -> str: ...
+
+
+_Named = TypeVar("_Named", bound=_HasName)
+
+
+def adopt_or_create(
+    kind: str, job_id: str, found: _Named | None, create: Callable[[], _Named]
+) -> _Named:
+    """``found``, the ``kind`` (a Vertex AI job) that carries job ``job_id``'s label, adopted;
+    else the one ``create`` makes. The label is what makes a create safe to repeat: the job
+    found was made by a delivery that crashed (or lost the answer) before recording it."""
+    if found is None:
+        return create()
+    logger.info(
+        "%s %s already carries job %s; adopting it",
+        kind,
+        found.name,
+        job_id,
+        extra={"job_id": job_id},
+    )
+    return found
 
 
 def _submit_tuning(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
