@@ -600,14 +600,7 @@ class GeminiChecker(_JsonlChecker):
         unlabeled = self.kind is DatasetKind.TRAINING and labeling == "unlabeled"
         if unlabeled and not self.prompts_only and examples <= facts.RECOMMENDED_MIN_UNLABELED:
             # SPEC "Dataset format": the teacher's labels cover the task with more prompts.
-            self.add(
-                rules.FEW_UNLABELED_EXAMPLES,
-                None,
-                None,
-                f"the dataset has {examples:,} unlabeled examples; more than "
-                f"{facts.RECOMMENDED_MIN_UNLABELED:,} are recommended so the teacher's labels "
-                "cover the task",
-            )
+            self.warn_few_unlabeled(examples)
         recommended = facts.GEMINI_RECOMMENDED_MIN_EXAMPLES
         if self.kind is DatasetKind.TRAINING and examples < recommended:
             self.add(

@@ -143,6 +143,18 @@ class _JsonlChecker:
         if len(tally.findings) < self.max_findings:
             tally.findings.append(Finding(line=line, field=field, message=message))
 
+    def warn_few_unlabeled(self, examples: int) -> None:
+        """Warn that an unlabeled set's ``examples`` are too few for the teacher's labels to cover
+        the task; each format's checker decides when it applies."""
+        self.add(
+            rules.FEW_UNLABELED_EXAMPLES,
+            None,
+            None,
+            f"the dataset has {examples:,} unlabeled examples; more than "
+            f"{facts.RECOMMENDED_MIN_UNLABELED:,} are recommended so the teacher's labels "
+            "cover the task",
+        )
+
     def _count_line(self, tally: _LineTally, line: int) -> None:
         tally.count += 1
         if len(tally.lines) < self.max_findings:
@@ -414,14 +426,7 @@ class _JsonlChecker:
                 "examples are recommended",
             )
         elif labeling == "unlabeled" and examples <= facts.RECOMMENDED_MIN_UNLABELED:
-            self.add(
-                rules.FEW_UNLABELED_EXAMPLES,
-                None,
-                None,
-                f"the dataset has {examples:,} unlabeled examples; more than "
-                f"{facts.RECOMMENDED_MIN_UNLABELED:,} are recommended so the teacher's labels "
-                "cover the task",
-            )
+            self.warn_few_unlabeled(examples)
 
     def _check_labeling(self, labeling: Labeling) -> None:
         labeled, unlabeled = self.labeled, self.unlabeled
