@@ -23,6 +23,14 @@ from distillery.fakes import (
     InMemoryTuningJobs,
     InMemoryVertexPipelines,
 )
+from distillery.labeling import (
+    DEFAULT_LABEL_TASK_PREFIX,
+    DEFAULT_RATIONALE_TASK_PREFIX,
+    INSTRUCTION_VERSION,
+    LabelingSpec,
+    instruction_sha256,
+    labeling_paths,
+)
 from distillery.local.example_data import generate
 from distillery.local.judged import EXAMPLES, WRONG, write_eval_set
 from distillery.services.datasets import handle_object
@@ -76,6 +84,45 @@ def fake_batch(deps: Dependencies) -> InMemoryBatchPredictions:
     """The in-memory batch prediction service of ``deps`` (typed for its test-only methods)."""
     assert isinstance(deps.batch, InMemoryBatchPredictions)
     return deps.batch
+
+
+def labeling_spec(
+    bucket: str,
+    validated_prefix: str,
+    job_id: str,
+    *,
+    source_uri: str,
+    source_examples: int,
+    mode: str = "labels_and_rationales",
+    **changes: Any,
+) -> LabelingSpec:
+    """The labeling stage the policy freezes for job ``job_id`` on ``source_uri``: its files
+    where :func:`~distillery.labeling.labeling_paths` puts them, the instruction of ``mode``,
+    the default teacher, prefixes and mixture, no estimates; ``changes`` set any other field."""
+    paths = labeling_paths(bucket, validated_prefix, job_id)
+    fields: dict[str, Any] = {
+        "mode": mode,
+        "teacher_model": "gemini-2.5-pro",
+        "location": "us-central1",
+        "source_uri": source_uri,
+        "source_examples": source_examples,
+        "input_uri": paths.input_uri,
+        "output_prefix": paths.output_prefix,
+        "labeled_uri": paths.labeled_uri,
+        "lineage_uri": paths.lineage_uri,
+        "training_uri": paths.training_uri,
+        "instruction_sha256": instruction_sha256(mode),
+        "instruction_version": INSTRUCTION_VERSION,
+        "min_labeled_fraction": 0.9,
+        "rationale_mixture": 1.0,
+        "label_task_prefix": DEFAULT_LABEL_TASK_PREFIX,
+        "rationale_task_prefix": DEFAULT_RATIONALE_TASK_PREFIX,
+        "estimated_input_tokens": 0,
+        "estimated_output_tokens": 0,
+        "estimated_cost_usd": 0.0,
+        "job_label": job_id,
+    }
+    return LabelingSpec(**(fields | changes))
 
 
 def succeeded_gemini_job(

@@ -26,34 +26,18 @@ from distillery.labeling import (
     teacher_request,
     training_file,
 )
+from tests.helpers import labeling_spec
 
 
 def spec(**changes: Any) -> LabelingSpec:
-    paths = labeling.labeling_paths("b", "validated/", "job-1")
-    fields: dict[str, Any] = {
-        "mode": "labels_and_rationales",
-        "teacher_model": "gemini-2.5-pro",
-        "location": "us-central1",
-        "source_uri": "gs://b/validated/abc/news.jsonl",
-        "source_examples": 3,
-        "input_uri": paths.input_uri,
-        "output_prefix": paths.output_prefix,
-        "labeled_uri": paths.labeled_uri,
-        "lineage_uri": paths.lineage_uri,
-        "training_uri": paths.training_uri,
-        "instruction_sha256": labeling.instruction_sha256(),
-        "instruction_version": labeling.INSTRUCTION_VERSION,
-        "min_labeled_fraction": 0.8,
-        "rationale_mixture": 1.0,
-        "label_task_prefix": labeling.DEFAULT_LABEL_TASK_PREFIX,
-        "rationale_task_prefix": labeling.DEFAULT_RATIONALE_TASK_PREFIX,
-        "estimated_input_tokens": 0,
-        "estimated_output_tokens": 0,
-        "estimated_cost_usd": 0.0,
-        "job_label": "job-1",
-        "max_output_tokens": 512,
-    }
-    return LabelingSpec(**(fields | changes))
+    return labeling_spec(
+        "b",
+        "validated/",
+        "job-1",
+        source_uri="gs://b/validated/abc/news.jsonl",
+        source_examples=3,
+        **({"min_labeled_fraction": 0.8, "max_output_tokens": 512} | changes),
+    )
 
 
 def line(text: str, label: str | None = None, system: str | None = None) -> bytes:

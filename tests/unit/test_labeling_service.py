@@ -23,7 +23,14 @@ from distillery.fakes import (
 from distillery.services.labeling import cancel_job
 from distillery.services.launcher import resume_requested
 from distillery.services.status import poll_tuning_jobs, reconcile
-from tests.helpers import BUCKET, PROJECT, fake_batch, fake_dependencies, fake_tuning
+from tests.helpers import (
+    BUCKET,
+    PROJECT,
+    fake_batch,
+    fake_dependencies,
+    fake_tuning,
+    labeling_spec,
+)
 
 JOB = "news-distilled-0123456789abcdef01234567"
 DATASET = "ds-news"
@@ -57,36 +64,29 @@ def build_job(
         lines.append(json.dumps({"contents": contents}) + "\n")
     assert isinstance(deps.objects, InMemoryObjectStore)
     deps.objects.put(BUCKET, "validated/abc/news.jsonl", "".join(lines).encode())
-    paths = labeling.labeling_paths(BUCKET, deps.settings.validated_prefix, JOB)
-    fields: dict[str, Any] = {
-        "mode": mode,
-        "teacher_model": "gemini-2.5-pro",
-        "location": "us-central1",
-        "source_uri": SOURCE,
-        "source_examples": examples,
-        "input_uri": paths.input_uri,
-        "output_prefix": paths.output_prefix,
-        "labeled_uri": paths.labeled_uri,
-        "lineage_uri": paths.lineage_uri,
-        "training_uri": paths.training_uri,
-        "instruction_sha256": labeling.instruction_sha256(mode),
-        "instruction_version": labeling.INSTRUCTION_VERSION,
-        "min_labeled_fraction": 0.75,
-        "rationale_mixture": 1.0,
-        "label_task_prefix": labeling.DEFAULT_LABEL_TASK_PREFIX,
-        "rationale_task_prefix": labeling.DEFAULT_RATIONALE_TASK_PREFIX,
-        "estimated_input_tokens": 1000,
-        "estimated_output_tokens": 1000,
-        "estimated_cost_usd": 0.01,
-        "job_label": JOB,
-    }
-    spec = labeling.LabelingSpec(**(fields | spec_changes))
+    spec = labeling_spec(
+        BUCKET,
+        deps.settings.validated_prefix,
+        JOB,
+        source_uri=SOURCE,
+        source_examples=examples,
+        mode=mode,
+        **(
+            {
+                "min_labeled_fraction": 0.75,
+                "estimated_input_tokens": 1000,
+                "estimated_output_tokens": 1000,
+                "estimated_cost_usd": 0.01,
+            }
+            | spec_changes
+        ),
+    )
     body = labeling.batch_job_body(
         spec, display_name=f"{JOB}-labeling", label_key=policy.JOB_LABEL_KEY
     )
     tuning_body = {
         "baseModel": "gemini-2.0-flash-lite-001",
-        "supervisedTuningSpec": {"trainingDatasetUri": paths.training_uri},
+        "supervisedTuningSpec": {"trainingDatasetUri": spec.training_uri},
         "tunedModelDisplayName": "news-distilled",
         "labels": {policy.JOB_LABEL_KEY: JOB},
     }

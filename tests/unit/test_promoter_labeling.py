@@ -19,10 +19,6 @@ from distillery.core.runtime import Dependencies
 from distillery.fakes import InMemoryPublisher
 from distillery.labeling import (
     DEFAULT_LABEL_TASK_PREFIX,
-    DEFAULT_RATIONALE_TASK_PREFIX,
-    LabelingSpec,
-    instruction_sha256,
-    labeling_paths,
 )
 from distillery.labeling._prompt import (
     champion_prefix,
@@ -33,7 +29,7 @@ from distillery.labeling._prompt import (
 from distillery.local.judged import EXAMPLES, succeeded_job
 from distillery.services import evaluation
 from distillery.services.promoter import promote, replace_golden_set, rollback
-from tests.helpers import BUCKET, AskedModels, succeeded_gemini_job
+from tests.helpers import BUCKET, AskedModels, labeling_spec, succeeded_gemini_job
 
 FAMILY = "news-distilled"
 PREDICT = DEFAULT_LABEL_TASK_PREFIX
@@ -41,28 +37,16 @@ PREDICT = DEFAULT_LABEL_TASK_PREFIX
 
 def labeling_of(deps: Dependencies, job_id: str, prefix: str = PREDICT) -> dict[str, Any]:
     """The ``labeling`` a job record holds when its training set went through the teacher."""
-    paths = labeling_paths(BUCKET, deps.settings.validated_prefix, job_id)
-    return LabelingSpec(
-        mode="labels_and_rationales",
-        teacher_model="gemini-2.5-pro",
-        location="us-central1",
+    return labeling_spec(
+        BUCKET,
+        deps.settings.validated_prefix,
+        job_id,
         source_uri=f"gs://{BUCKET}/validated/x/a.jsonl",
         source_examples=len(EXAMPLES),
-        input_uri=paths.input_uri,
-        output_prefix=paths.output_prefix,
-        labeled_uri=paths.labeled_uri,
-        lineage_uri=paths.lineage_uri,
-        training_uri=paths.training_uri,
-        instruction_sha256=instruction_sha256(),
-        instruction_version=1,
-        min_labeled_fraction=0.9,
-        rationale_mixture=1.0,
         label_task_prefix=prefix,
-        rationale_task_prefix=DEFAULT_RATIONALE_TASK_PREFIX,
         estimated_input_tokens=1000,
         estimated_output_tokens=2000,
         estimated_cost_usd=0.01,
-        job_label=job_id,
     ).to_dict()
 
 
