@@ -30,8 +30,8 @@ from distillery.local.judged import EXAMPLES, succeeded_job
 from distillery.services import evaluation
 from distillery.services.promoter import promote, replace_golden_set, rollback
 from tests.helpers import BUCKET, AskedModels, labeling_spec, succeeded_gemini_job
+from tests.unit.test_promoter_gemini import FAMILY, _family, _job
 
-FAMILY = "news-distilled"
 PREDICT = DEFAULT_LABEL_TASK_PREFIX
 
 
@@ -63,18 +63,6 @@ def gemini_job(deps: Dependencies, job_id: str, correct: float, *, trained_with:
         prompt_prefix=trained_with or "",
         labeling=labeling_of(deps, job_id, trained_with) if trained_with is not None else None,
     )
-
-
-def _job(deps: Dependencies, job_id: str) -> dict[str, Any]:
-    record = deps.records.get("jobs", job_id)
-    assert record is not None
-    return record
-
-
-def _family(deps: Dependencies) -> dict[str, Any]:
-    doc = deps.records.get("models", FAMILY)
-    assert doc is not None
-    return doc
 
 
 def _events(deps: Dependencies, job_id: str) -> list[StatusEvent]:
