@@ -9,7 +9,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
 from distillery import labeling
+from distillery.commands import cli
+from distillery.commands.ops import jobs as jobs_command
 from distillery.core.models import JobState, LaunchRequest, StorageObject
 from distillery.core.runtime import Dependencies
 from distillery.fakes import (
@@ -139,3 +143,36 @@ def test_an_unlabeled_upload_is_labeled_trained_step_by_step_and_promoted() -> N
         "EVALUATING",
         "PROMOTED",
     ]
+
+
+def test_distillery_show_lists_the_lines_the_teacher_did_not_label(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deps = fake_dependencies(backend="gemini")
+    monkeypatch.setattr(jobs_command, "dependencies", lambda *required: deps)
+    request, train, _ = _upload_unlabeled(deps)
+    batch = deps.batch
+    assert isinstance(batch, InMemoryBatchPredictions)
+    batch.teach({e.input_text: f"Rationale: r.\nAnswer: {e.output_text}" for e in train}, "")
+    batch.fail_lines(FAILED_LINES)
+    job_id = launch(request, deps)
+
+    poll_tuning_jobs(deps)  # the batch job runs: show gives its state and counts so far
+    assert cli.main(["show", job_id]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert "labeling  labels_and_rationales by gemini-2.5-pro" in out
+    assert "  batch job JOB_STATE_" in out
+
+    for _ in range(50):
+        if (deps.records.get("jobs", job_id) or {}).get("state") != "LABELING":
+            break
+        poll_tuning_jobs(deps)
+    assert cli.main(["show", job_id]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    record = deps.records.get("jobs", job_id)
+    assert record is not None
+    assert f"batch prediction job {record['batch_prediction_job']}" in out
+    assert "failed 3, labeled 237 of 240 examples (labeled fraction 0.988)" in out
+    assert f"  report    {record['labeling_result']['report_uri']}" in out
+    assert "  line 5: failed: RESOURCE_EXHAUSTED: the row could not be answered" in out
+    assert "  line 18: failed: INTERNAL" in out and "  line 100: failed: x" in out

@@ -21,7 +21,7 @@ from distillery.commands.ops._common import (
     run,
 )
 from distillery.commands.watch import wait_until
-from distillery.core.errors import ObjectNotFoundError
+from distillery.core.errors import DistilleryError, ObjectNotFoundError
 from distillery.core.models import JobState
 from distillery.core.ports import Order
 from distillery.core.runtime import Dependencies
@@ -116,9 +116,10 @@ def _show(args: argparse.Namespace) -> int:
     if request.get("overrides"):
         given = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(request["overrides"].items()))
         lines.append(f"overrides {given}")
-    for key in ("pipeline_job", "model", "endpoint"):
+    for key in ("pipeline_job", "batch_prediction_job", "tuning_job", "model", "endpoint"):
         if record.get(key):
             lines.append(f"{key.replace('_', ' '):<9} {record[key]}")
+    lines.extend(_labeling_lines(record, deps))
     if spec:
         lines.append("spec")
         lines.extend(f"  {k:<34} {_render(v)}" for k, v in sorted(spec.items()))
@@ -139,6 +140,53 @@ def _show(args: argparse.Namespace) -> int:
             lines.append(f"  champion then: job {champion.get('job_id')}")
     print("\n".join(lines))
     return EXIT_OK
+
+
+#: The lines not labeled that ``show`` lists (the report in the bucket lists every one).
+SHOWN_UNLABELED_LINES = 20
+
+
+def _labeling_lines(record: dict[str, Any], deps: Dependencies) -> list[str]:
+    """What ``show`` says of a job's labeling stage: the teacher, the counts, and the lines the
+    teacher did not label, read from the labeling report (the first
+    :data:`SHOWN_UNLABELED_LINES`)."""
+    spec = record.get("labeling")
+    if not spec:
+        return []
+    lines = [f"labeling  {spec.get('mode')} by {spec.get('teacher_model')}"]
+    result = record.get("labeling_result")
+    progress = record.get("labeling_progress")
+    if not result:
+        if progress:
+            done = ", ".join(
+                f"{key} {progress[key]}"
+                for key in ("successful", "failed", "incomplete")
+                if progress.get(key) is not None
+            )
+            state = f"  batch job {progress.get('batch_state')}"
+            lines.append(f"{state}: {done}" if done else state)
+        return lines
+    counts = ", ".join(f"{k} {v}" for k, v in sorted((result.get("counts") or {}).items()) if v)
+    lines.append(
+        f"  {counts} of {result.get('source_examples')} examples "
+        f"(labeled fraction {float(result.get('labeled_fraction') or 0):.3f})"
+    )
+    uri = str(result.get("report_uri") or "")
+    if not uri:
+        return lines
+    lines.append(f"  report    {uri}")
+    try:
+        bucket, name = uri.removeprefix("gs://").split("/", 1)
+        report = json.loads(deps.objects.read_bytes(bucket, name))
+    except (DistilleryError, ValueError) as exc:
+        lines.append(f"  (the report could not be read: {exc})")
+        return lines
+    unlabeled = report.get("lines") or []
+    for entry in unlabeled[:SHOWN_UNLABELED_LINES]:
+        lines.append(f"  line {entry.get('line')}: {entry.get('outcome')}: {entry.get('detail')}")
+    if len(unlabeled) > SHOWN_UNLABELED_LINES:
+        lines.append(f"  ... and {len(unlabeled) - SHOWN_UNLABELED_LINES} more lines in the report")
+    return lines
 
 
 def _render(value: Any) -> str:
