@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from distillery import facts
+from distillery.labeling._prompt import prefix_last_user_turn
 from distillery.labeling._spec import LabelingSpec
 
 
@@ -75,13 +76,8 @@ def gives_rationale_task(job_id: str, line: int, mixture: float) -> bool:
 def task_example(example: LabeledExample, prefix: str, target: str) -> dict[str, Any]:
     """The ``contents`` training line of one task: the prompt turns with ``prefix`` before the
     last user turn's text, then the model turn ``target``."""
-    turns = [copy.deepcopy(dict(turn)) for turn in example.contents]
-    for turn in reversed(turns):
-        if turn.get("role", facts.GEMINI_USER_ROLE) == facts.GEMINI_USER_ROLE:
-            parts = turn.get("parts") or [{"text": ""}]
-            parts[0] = {**parts[0], "text": prefix + str(parts[0].get("text", ""))}
-            turn["parts"] = parts
-            break
+    # The one placement of a task prefix, which the evaluation's golden prompts follow too.
+    turns = prefix_last_user_turn([dict(turn) for turn in example.contents], prefix)
     line: dict[str, Any] = {}
     if example.system_instruction is not None:
         line["systemInstruction"] = copy.deepcopy(dict(example.system_instruction))
