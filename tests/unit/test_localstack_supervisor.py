@@ -131,7 +131,8 @@ def test_stopping_the_group_stops_everything_without_a_restart(
 ) -> None:
     process, status, starts = supervised
     child = _current(status).pid
-    _wait_for(lambda: starts.exists())
+    # The child creates the file before it writes to it: wait for the write, not the file.
+    _wait_for(lambda: starts.exists() and starts.read_text() == "x")
     os.killpg(process.pid, signal.SIGTERM)  # what `distillery dev down` sends
     assert process.wait(timeout=10) is not None
     _wait_for(lambda: not _alive(child))
