@@ -7,6 +7,9 @@ environment at it. It fails (never skips) when the stack cannot start: CI must n
 skipping. ``stack`` (function) is the same object after a reset: no messages, documents or objects
 from an earlier test; ``stack_deps`` are the Google Cloud adapters pointed at it.
 
+``teacher_cache`` (session) is a cache holding the local teacher ``distillery dev up`` trains
+(trained once per session); ``local_teacher`` is that teacher, for stacks that need one.
+
 ``deps`` (function) are the service dependencies on fresh in-memory fakes, for unit tests.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +26,7 @@ from distillery.core.runtime import Dependencies, google_dependencies
 from distillery.core.settings import Settings
 from distillery.local.stack import Stack, StackConfig
 from distillery.local.stack.harness import StackHarness
+from distillery.local.teachers import LocalTeacher, cached_local_teacher
 from tests.helpers import fake_dependencies
 
 #: Variables the session stack set → their values before it did (None: unset), so tests that do
@@ -76,6 +81,21 @@ def stack_deps(stack: StackHarness) -> Dependencies:
     # The stack's settings were read before it had a Vertex AI API to point them at.
     endpoint = stack.env[Settings.env_name("vertex_api_endpoint")]
     return google_dependencies(dataclasses.replace(stack.settings, vertex_api_endpoint=endpoint))
+
+
+@pytest.fixture(scope="session")
+def teacher_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A teacher cache (``distillery dev up --teacher-cache``) with the default local teacher in
+    it: trained on first use (a minute or two), then shared by every test of the session."""
+    cache = tmp_path_factory.mktemp("teachers")
+    cached_local_teacher(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def local_teacher(teacher_cache: Path) -> LocalTeacher:
+    """The local teacher of :func:`teacher_cache` (what ``distillery dev up`` provides)."""
+    return cached_local_teacher(teacher_cache).teacher
 
 
 @pytest.fixture

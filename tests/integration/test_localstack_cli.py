@@ -10,9 +10,19 @@ from pathlib import Path
 
 import psutil
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud.aiplatform_v1 import BatchPredictionJob, JobServiceClient
 
+from distillery.facts import GEMINI_BATCH_PREDICTIONS_FILE
+from distillery.labeling import LINE_LABEL_KEY, STEP_BY_STEP_INSTRUCTION, judge_output
+from distillery.local.emulator._config import LOCAL_TEACHERS_VARIABLE
+from distillery.local.example_data import CLASSES, generate
+from distillery.local.stack._clients import storage_client
+from distillery.local.stack.control import DEFAULT_BUCKET
 from distillery.local.stack.processes import free_port, free_port_run
 from distillery.local.stack.routes import ROUTES
+from distillery.local.teachers import STACK_TEACHER_MODELS, LocalTeacher
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +37,10 @@ def _dev(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
-    state = tmp_path / "state"
-    # The functions listen on consecutive ports from --functions-port: all of them must be free
-    # (a single free port may be followed by one an outgoing connection holds).
+def _free_ports() -> dict[str, int]:
+    """A free port for each service; the functions listen on consecutive ports from
+    --functions-port: all of them must be free (a single free port may be followed by one an
+    outgoing connection holds)."""
     functions = free_port_run(len(ROUTES))
     taken = range(functions, functions + len(ROUTES))
     ports = {"functions": functions}
@@ -38,6 +48,12 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
         while (port := free_port()) in taken or port in ports.values():
             pass
         ports[name] = port
+    return ports
+
+
+def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ports = _free_ports()
     options = [f"--{name}-port={port}" for name, port in ports.items()]
     # The shell's DISTILLERY_BACKEND is the stack's: none here (an earlier stack of this session
     # may have exported one), so the default.
@@ -55,11 +71,17 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
     )
     assert bad.returncode == 2, bad.stderr + bad.stdout
     assert "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS must be a whole number" in bad.stderr
-    up = _dev("up", "--state-dir", str(state), *options, "--project", "cli-test", env=shell_env)
+    # Without a local teacher (test_dev_up_provides_a_local_teacher starts one with it).
+    up = _dev(
+        "up", "--state-dir", str(state), *options, "--project", "cli-test", "--no-teacher",
+        env=shell_env,
+    )  # fmt: skip
     recorded: list[int] = []
     try:
         assert up.returncode == 0, up.stderr + up.stdout
         assert "local stack up, backend gemini, tuning jobs polled every 60 s" in up.stdout
+        assert "no local teacher (--no-teacher): batch prediction jobs" in up.stdout
+        assert not (state / "teachers").exists()
         assert f"export PUBSUB_EMULATOR_HOST=127.0.0.1:{ports['pubsub']}" in up.stdout
         services = json.loads((state / "stack.json").read_text())["services"]
         recorded = [record["pid"] for record in services.values()]
@@ -114,8 +136,9 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
             "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS": "3",
         }
         reup = _dev(
-            "up", "--state-dir", str(state), *options, "--project", "cli-test", env=exported
-        )
+            "up", "--state-dir", str(state), *options, "--project", "cli-test", "--no-teacher",
+            env=exported,
+        )  # fmt: skip
         assert reup.returncode == 0, reup.stderr + reup.stdout
         assert "local stack up, backend pipeline, tuning jobs polled every 3 s" in reup.stdout
         assert "export DISTILLERY_BACKEND=pipeline" in reup.stdout
@@ -129,6 +152,86 @@ def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
     finally:
         if recorded:  # a failed assertion must not leave the stack running
             _dev("down", "--state-dir", str(state))
+
+
+@pytest.mark.timeout(600)
+def test_dev_up_provides_a_local_teacher(
+    tmp_path: Path, teacher_cache: Path, local_teacher: LocalTeacher
+) -> None:
+    """``up`` hands the cached local teacher to the local Vertex AI API for every teacher model:
+    a batch prediction job of ``gemini-2.5-flash`` (not the id it was trained for) is answered
+    with a rationale, then the answer, in the form the labeling stage parses."""
+    state = tmp_path / "state"
+    ports = _free_ports()
+    options = [f"--{name}-port={port}" for name, port in ports.items()]
+    shell_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISTILLERY_BACKEND", "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS")
+        and k != LOCAL_TEACHERS_VARIABLE
+    }
+    up = _dev(
+        "up", "--state-dir", str(state), *options, "--project", "cli-teacher",
+        "--teacher-cache", str(teacher_cache), env=shell_env,
+    )  # fmt: skip
+    try:
+        assert up.returncode == 0, up.stderr + up.stdout
+        assert "training the local teacher" not in up.stdout  # the cache has it
+        assert f"local teacher {local_teacher.model_dir} (held out: labels" in up.stdout
+        assert f"answers batch prediction for {', '.join(STACK_TEACHER_MODELS)}" in up.stdout
+
+        prompt = generate(1, 1, seed=23, labeled=False)[0][0].input_text
+        request = {
+            "request": {
+                "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                "systemInstruction": {"parts": [{"text": STEP_BY_STEP_INSTRUCTION}]},
+                "labels": {LINE_LABEL_KEY: "1"},
+            }
+        }
+        storage = storage_client(f"http://127.0.0.1:{ports['gcs']}", "cli-teacher")
+        bucket = storage.bucket(DEFAULT_BUCKET)
+        bucket.blob("teacher/requests.jsonl").upload_from_string(json.dumps(request) + "\n")
+        client = JobServiceClient(
+            transport="rest",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": f"http://127.0.0.1:{ports['vertex']}"},
+        )
+        body = {
+            "displayName": "cli-teacher",
+            "model": "publishers/google/models/gemini-2.5-flash",
+            "inputConfig": {
+                "instancesFormat": "jsonl",
+                "gcsSource": {"uris": [f"gs://{DEFAULT_BUCKET}/teacher/requests.jsonl"]},
+            },
+            "outputConfig": {
+                "predictionsFormat": "jsonl",
+                "gcsDestination": {"outputUriPrefix": f"gs://{DEFAULT_BUCKET}/teacher/out"},
+            },
+        }
+        created = client.create_batch_prediction_job(
+            parent="projects/cli-teacher/locations/us-central1",
+            batch_prediction_job=BatchPredictionJob.from_json(json.dumps(body)),
+        )
+
+        def done() -> BatchPredictionJob | None:
+            job = client.get_batch_prediction_job(name=created.name)
+            ended = job.state.name in ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED")
+            return job if ended else None
+
+        job = wait_for(done, timeout=120, interval=0.5, what=created.name)
+        assert job.state.name == "JOB_STATE_SUCCEEDED", job.error.message
+        directory = job.output_info.gcs_output_directory.removeprefix(f"gs://{DEFAULT_BUCKET}/")
+        [output] = [
+            json.loads(line)
+            for line in bucket.blob(f"{directory}/{GEMINI_BATCH_PREDICTIONS_FILE}")
+            .download_as_text()
+            .splitlines()
+        ]
+        answer = judge_output(1, output)
+        assert answer.outcome == "labeled", answer
+        assert answer.answer in CLASSES and answer.rationale, answer
+    finally:
+        _dev("down", "--state-dir", str(state))
 
 
 def _alive(pid: int) -> bool:

@@ -3,8 +3,8 @@ UNLABELED training set dropped in the bucket is labeled by the teacher (one batc
 job), with a rationale for every answer, before the student is tuned on the two-task data, then
 judged.
 
-The teacher is a local model trained here on the example task with rationales
-(:func:`~distillery.local.teachers.train_local_teacher`), handed to the stack's Vertex AI
+The teacher is the local model ``distillery dev up`` trains on the example task with rationales
+(:func:`~distillery.local.teachers.cached_local_teacher`), handed to the stack's Vertex AI
 emulator as ``gemini-2.5-pro``; the emulator's fault injection fails the teacher's rows for the
 two training prompts that carry :data:`MARKER`, as the service fails a row. The job is
 announced REQUESTED → LABELING → SUBMITTED → RUNNING → SUCCEEDED → EVALUATING → PROMOTED or
@@ -40,7 +40,7 @@ from distillery.local.emulator._config import BatchFaults
 from distillery.local.example_data import CLASSES, Example, generate
 from distillery.local.stack import StackConfig
 from distillery.local.stack.harness import StackHarness
-from distillery.local.teachers import LocalTeacher, train_local_teacher
+from distillery.local.teachers import LocalTeacher
 from tests.helpers import jsonl
 from tests.integration.default_stack import default_backend_stack, follow, stack_dependencies
 
@@ -57,11 +57,11 @@ RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory: pytest.TempPathFactory) -> LocalTeacher:
-    """A local teacher that explains, trained on examples with rationales (a seed of its own)."""
-    trained = train_local_teacher(tmp_path_factory.mktemp("teacher"))
-    assert trained.label_accuracy >= 0.9, trained
-    return trained
+def teacher(local_teacher: LocalTeacher) -> LocalTeacher:
+    """The local teacher ``distillery dev up`` provides: trained on examples with rationales (a
+    seed of its own), once a session."""
+    assert local_teacher.label_accuracy >= 0.9, local_teacher
+    return local_teacher
 
 
 @pytest.fixture(scope="module")

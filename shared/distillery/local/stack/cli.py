@@ -8,6 +8,7 @@ recorded processes; ``status`` probes them; ``env`` prints ``export`` lines for
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -71,6 +72,19 @@ def register(subparsers: Any) -> None:
         help="the functions' main.py (default: <repo>/functions/main.py)",
     )
     up.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
+    up.add_argument(
+        "--no-teacher",
+        dest="teacher",
+        action="store_false",
+        help="start the local Vertex AI API without a local teacher (batch prediction, and so "
+        "the labeling of unlabeled datasets, then fails and says why)",
+    )
+    up.add_argument(
+        "--teacher-cache",
+        type=Path,
+        default=None,
+        help="where the local teacher is trained once and kept (default <state-dir>/teachers)",
+    )
     up.set_defaults(handler=_up)
 
     with_state_dir(actions.add_parser("down", help="stop the stack")).set_defaults(handler=_down)
@@ -118,6 +132,13 @@ def _up(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         _err(str(exc))
         return EXIT_USAGE
+    from distillery.local.trainer import TrainingError  # the trainer: only `up` needs it
+
+    try:
+        vertex_env, teacher_note = _local_teacher(args, state_dir)
+    except (TrainingError, OSError) as exc:
+        _err(f"the local teacher could not be trained: {exc} (--no-teacher starts without one)")
+        return EXIT_UNAVAILABLE
     config = StackConfig(
         project=args.project,
         bucket=args.bucket,
@@ -131,6 +152,7 @@ def _up(args: argparse.Namespace) -> int:
         functions_source=args.functions_source,
         startup_timeout=args.timeout,
         poll_tuning_jobs_seconds=poll_seconds,
+        vertex_env=vertex_env,
     )
     try:
         stack = Stack(config)
@@ -154,10 +176,49 @@ def _up(args: argparse.Namespace) -> int:
         f"local stack up, backend {stack.settings.backend}{polled} (state and logs in {state_dir}):"
     )
     _print_services(state, dict.fromkeys(state.services, True))
+    print(teacher_note)
     print()
     print('point a shell at it with: eval "$(distillery dev env)"')
     _print_exports(state)
     return EXIT_OK
+
+
+def _local_teacher(args: argparse.Namespace, state_dir: Path) -> tuple[dict[str, str], str]:
+    """The local Vertex AI API's extra environment for the local teacher ``up`` provides, and
+    the line that says what it is.
+
+    Unless ``--no-teacher`` or the shell's own ``DISTILLERY_LOCAL_TEACHERS``: the cached local
+    teacher (trained on the first ``up``), standing in for every teacher model the product asks.
+
+    Raises:
+        TrainingError: the teacher cannot be trained.
+        OSError: its cache cannot be written.
+    """
+    from distillery.local.emulator._config import LOCAL_TEACHERS_VARIABLE
+    from distillery.local.teachers import STACK_TEACHER_MODELS, cached_local_teacher
+
+    if not args.teacher:
+        return {}, (
+            "no local teacher (--no-teacher): batch prediction jobs, and so the labeling of "
+            "unlabeled datasets, fail"
+        )
+    if os.environ.get(LOCAL_TEACHERS_VARIABLE, "").strip():
+        return {}, f"local teachers: {LOCAL_TEACHERS_VARIABLE} of this shell"
+    cache = Path(args.teacher_cache).expanduser() if args.teacher_cache else state_dir / "teachers"
+
+    def training(directory: Path) -> None:
+        print(
+            f"training the local teacher (once; a minute or two on two cores) into {directory}",
+            flush=True,
+        )
+
+    cached = cached_local_teacher(cache, on_training=training)
+    teacher = cached.teacher
+    return teacher.env(STACK_TEACHER_MODELS), (
+        f"local teacher {teacher.model_dir} (held out: labels {teacher.label_accuracy:.0%}, "
+        f"rationales {teacher.rationale_accuracy:.0%}) answers batch prediction for "
+        f"{', '.join(STACK_TEACHER_MODELS)}; it was trained on the example task only"
+    )
 
 
 def _down(args: argparse.Namespace) -> int:
