@@ -21,6 +21,24 @@ The promoter judges a model on what it answers, not on a number the service may 
   text of the example's last user turn. A champion is asked with the prefix its entry records
   (``prompt_prefix``; none for older champions and pipeline ones). The decision and the report
   say which prefix each side was asked with.
+- **Answers are recorded as they arrive** (:class:`Journal`): while a side (the candidate, the
+  champion) answers, what it answered so far is written every :data:`JOURNAL_EVERY` answers, and
+  whenever the call stops asking, to ``<reports>answers/<job_id>/<side>/<sequence>.json``. Each
+  object holds the side's answers from the first prompt on, and what they are valid for (the
+  endpoint, the model, its backend, the golden set's sha256, the prompt prefix, the generation
+  parameters); the newest object of a side is its journal. A later call for the job asks only the
+  prompts it does not hold yet (a refused prompt is held as refused: it is not asked again); a
+  journal recorded for anything else is not used, and the side's next write replaces it. Objects
+  are written create-if-absent under the next sequence number, so two deliveries of one event at
+  once never overwrite each other's answers: the one that finds its number taken reads the newer
+  journal and goes on from the longer of the two (at worst, a prompt is asked twice).
+- **A time budget**: one call asks until a deadline (``promote_model``'s budget,
+  ``DISTILLERY_PROMOTE_BUDGET_SECONDS``, measured on ``deps.clock`` from the start of the call);
+  with prompts left then, it records the journal and raises :class:`EvaluationBudgetSpentError`
+  (retryable): the event is delivered again and the next call goes on from there. The job's
+  ``evaluation_progress`` says how far each side got. The journals stay once the decision is
+  made (a few kilobytes; a decision made again against a new champion reuses the candidate's),
+  and the decision report holds every answer, as before.
 - **Scores and the decision** come from :mod:`distillery.evaluation` (task metrics, the paired
   bootstrap interval, the rule); :func:`build_report` gathers everything the decision report
   shows, and :func:`write_report` stores it as JSON and HTML under ``reports/decisions/``.
@@ -32,12 +50,15 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from distillery.core.errors import (
+    ContentionError,
     ObjectNotFoundError,
     PermanentError,
     PreconditionFailedError,
@@ -59,6 +80,20 @@ PREDICT_PARAMETERS: Mapping[str, Any] = {"temperature": 0.0}
 PROMPT_ATTEMPTS = 3
 #: Examples where the two models disagree that the report lists.
 DISAGREEMENTS_SHOWN = 10
+#: Where the answers of a side are recorded as they arrive, under the reports prefix:
+#: ``<reports_prefix>answers/<job_id>/<side>/<sequence:06d>.json`` (the newest is the journal).
+ANSWERS_FOLDER = "answers/"
+#: New answers between two writes of a side's journal while it answers (each write is one
+#: request; a call that stops asking writes what it has whatever the count).
+JOURNAL_EVERY = 10
+#: Tries of one journal write (a transient fault, a number another delivery took meanwhile).
+JOURNAL_ATTEMPTS = 3
+#: The refusal messages a journal and an :class:`Answers` keep (for the report).
+ERRORS_KEPT = 5
+#: The two sides that answer the golden set.
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+_SEQUENCE = re.compile(r"(\d{6})\.json")
 
 #: The backends a model can come from (a job record's ``backend``, a champion entry's).
 PIPELINE = "pipeline"
@@ -100,6 +135,11 @@ class NoGoldenSetError(PermanentError):
 
 class GoldenSetError(PermanentError):
     """The golden set cannot be used: invalid, unreadable or changed under its recorded hash."""
+
+
+class EvaluationBudgetSpentError(RetryableError):
+    """The call's time budget ran out with golden-set prompts left: their answers so far are
+    recorded, and a redelivery goes on from there."""
 
 
 @dataclass(frozen=True)
@@ -360,41 +400,297 @@ def _asker(backend: str, deps: Dependencies) -> Callable[[str, str], str | None]
     return predict
 
 
+@dataclass
+class Recorded:
+    """What one side answered so far, from the golden set's first prompt on, in order (a text,
+    or None: the service refused the prompt), with each answer's latency and the first
+    refusals' messages: what a :class:`Journal` holds."""
+
+    texts: list[str | None] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Budget:
+    """How long one call may ask, and for which job its answers are journaled.
+
+    ``deadline`` is on ``deps.clock`` (None: no limit); ``limit`` says what set it (for
+    messages); ``progress`` is how far each side got, ``{side: {"answered", "total"}}``.
+    """
+
+    job_id: str
+    deadline: datetime | None = None
+    limit: str = ""
+    progress: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def answers_identity(
+    endpoint: str, model: str, backend: str, golden: GoldenSet, prompt_prefix: str
+) -> dict[str, Any]:
+    """What a side's answers are valid for: asked anything else, it could answer otherwise."""
+    return {
+        "endpoint": endpoint,
+        "model": model,
+        "backend": backend,
+        "golden_sha256": golden.sha256,
+        "examples": len(golden.inputs),
+        "prompt_prefix": prompt_prefix,
+        "parameters": dict(PREDICT_PARAMETERS),
+    }
+
+
+def journal_folder(job_id: str, side: str, reports_prefix: str = "reports/") -> str:
+    """Where the journals of job ``job_id``'s ``side`` are: ``reports/answers/<job_id>/<side>/``.
+
+    Raises:
+        ValueError: ``job_id`` could name another folder.
+    """
+    if not job_id or "/" in job_id or job_id.startswith("."):
+        raise ValueError(f"not a job id: {job_id!r}")
+    return f"{reports_prefix}{ANSWERS_FOLDER}{job_id}/{side}/"
+
+
+class Journal:
+    """One side's answers to the golden set, recorded in the bucket as they arrive.
+
+    Each write is a new object, ``<folder><sequence:06d>.json``, created only if absent, holding
+    every answer so far and ``identity`` (what they are valid for); the newest object is the
+    journal, and it is used only when its identity is this one. A delivery that finds its next
+    number taken (another delivery of the job wrote meanwhile) reads the newest journal and goes
+    on from the longer of the two: no write ever replaces answers another delivery recorded.
+    """
+
+    def __init__(self, folder: str, identity: Mapping[str, Any], deps: Dependencies) -> None:
+        self.folder = folder
+        self.identity = dict(identity)
+        self._deps = deps
+        self._bucket = deps.settings.bucket
+        #: The newest sequence number seen in the folder.
+        self._sequence = 0
+
+    @classmethod
+    def of(cls, job_id: str, side: str, identity: Mapping[str, Any], deps: Dependencies) -> Journal:
+        """The journal of job ``job_id``'s ``side`` for answers of ``identity``."""
+        return cls(journal_folder(job_id, side, deps.settings.reports_prefix), identity, deps)
+
+    def uri(self) -> str:
+        """The gs:// URI of the journal's folder."""
+        return f"gs://{self._bucket}/{self.folder}"
+
+    def read(self) -> Recorded:
+        """The answers recorded for this identity (none when the newest journal is another's).
+
+        Raises:
+            RetryableError: storage failed.
+        """
+        sequence, found = self._newest()
+        self._sequence = sequence
+        return found or Recorded()
+
+    def write(self, answers: Recorded) -> Recorded:
+        """Record ``answers`` as the journal; what it then holds: ``answers``, or the longer
+        answers another delivery of the job recorded meanwhile for the same identity.
+
+        Raises:
+            RetryableError: storage kept failing, or other deliveries kept writing first.
+        """
+        for attempt in range(1, JOURNAL_ATTEMPTS + 1):
+            number = self._sequence + 1
+            try:
+                self._deps.objects.write_bytes(
+                    self._bucket,
+                    self._name(number),
+                    self._document(answers),
+                    content_type="application/json",
+                    if_absent=True,
+                )
+            except PreconditionFailedError:
+                # Another delivery wrote this number (or this one did, its answer lost).
+                try:
+                    newest, theirs = self._newest()
+                except RetryableError:
+                    if attempt == JOURNAL_ATTEMPTS:
+                        raise
+                    continue
+                self._sequence = max(newest, number)
+                if theirs is not None and len(theirs.texts) >= len(answers.texts):
+                    return theirs
+            except RetryableError:
+                if attempt == JOURNAL_ATTEMPTS:
+                    raise
+                time.sleep(0.1 * attempt)
+            else:
+                self._sequence = number
+                return answers
+        raise ContentionError(f"other deliveries kept writing the journal {self.uri()} first")
+
+    def _name(self, number: int) -> str:
+        return f"{self.folder}{number:06d}.json"
+
+    def _document(self, answers: Recorded) -> bytes:
+        document = {
+            "identity": self.identity,
+            "answered": len(answers.texts),
+            "texts": answers.texts,
+            "latencies_ms": answers.latencies_ms,
+            "errors": answers.errors,
+            "recorded_at": self._deps.clock().isoformat(),
+        }
+        return json.dumps(document, sort_keys=True).encode()
+
+    def _newest(self) -> tuple[int, Recorded | None]:
+        """The newest sequence number in the folder (0: none) and its answers, when it is a
+        journal of this identity."""
+        numbers = [
+            int(match.group(1))
+            for name in self._deps.objects.list_names(self._bucket, self.folder)
+            if (match := _SEQUENCE.fullmatch(name[len(self.folder) :]))
+        ]
+        if not numbers:
+            return 0, None
+        newest = max(numbers)
+        try:
+            data = self._deps.objects.read_bytes(
+                self._bucket, self._name(newest), limit=MAX_GOLDEN_BYTES
+            )
+        except (ObjectNotFoundError, ValueError):
+            return newest, None
+        return newest, self._parse(data)
+
+    def _parse(self, data: bytes) -> Recorded | None:
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return None
+        if not isinstance(document, dict) or document.get("identity") != self.identity:
+            return None
+        texts, latencies = document.get("texts"), document.get("latencies_ms")
+        errors = document.get("errors") or []
+        if (
+            not isinstance(texts, list)
+            or not isinstance(latencies, list)
+            or not isinstance(errors, list)
+            or len(texts) != len(latencies)
+            or len(texts) > int(self.identity.get("examples") or 0)
+            or not all(text is None or isinstance(text, str) for text in texts)
+            or not all(isinstance(ms, int | float) and not isinstance(ms, bool) for ms in latencies)
+        ):
+            return None
+        return Recorded(list(texts), [float(ms) for ms in latencies], [str(e) for e in errors])
+
+
+def _ask_one(
+    answer: Callable[[str, str], str | None], endpoint: str, prompt: str
+) -> tuple[str | None, float, str | None]:
+    """One prompt's answer (None: refused), its latency, and the refusal's message.
+
+    Raises:
+        ObjectNotFoundError: the endpoint is gone.
+        RetryableError: the service did not answer after :data:`PROMPT_ATTEMPTS` tries.
+    """
+    for attempt in range(1, PROMPT_ATTEMPTS + 1):
+        started = time.perf_counter()
+        try:
+            text = answer(endpoint, prompt)
+        except RequestRejectedError as exc:
+            return None, (time.perf_counter() - started) * 1000, str(exc)
+        except RetryableError:
+            if attempt == PROMPT_ATTEMPTS:
+                raise
+            time.sleep(0.2 * attempt)
+            continue
+        return text, (time.perf_counter() - started) * 1000, None
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def ask(
-    endpoint: str, prompts: Sequence[str], deps: Dependencies, *, backend: str = PIPELINE
+    endpoint: str,
+    prompts: Sequence[str],
+    deps: Dependencies,
+    *,
+    backend: str = PIPELINE,
+    journal: Journal | None = None,
+    budget: Budget | None = None,
+    side: str = CANDIDATE,
+    who: str = "the model",
 ) -> Answers:
     """``endpoint``'s answer to every prompt, one request each: through ``:predict`` for a
     ``pipeline`` model, through ``:generateContent`` for a ``gemini`` one.
 
+    With a ``journal``, the answers it holds are not asked again, and the answers are recorded
+    in it every :data:`JOURNAL_EVERY` new ones and when the call stops asking. With a
+    ``budget``, no prompt is asked once its deadline has passed; how far ``side`` got is left in
+    its ``progress``.
+
     Raises:
+        EvaluationBudgetSpentError: the budget ran out with prompts left (their answers so far
+            are recorded).
         ObjectNotFoundError: the endpoint is gone.
-        RetryableError: the service did not answer a prompt after :data:`PROMPT_ATTEMPTS` tries.
+        RetryableError: the service did not answer a prompt after :data:`PROMPT_ATTEMPTS` tries,
+            or the journal could not be read, or written when the budget ran out.
         ConfigurationError: the function has no client for that backend's endpoints.
     """
     answer = _asker(backend, deps)
-    texts: list[str | None] = []
-    latencies: list[float] = []
-    errors: list[str] = []
-    for prompt in prompts:
-        for attempt in range(1, PROMPT_ATTEMPTS + 1):
-            started = time.perf_counter()
+    done = journal.read() if journal is not None else Recorded()
+    total = len(prompts)
+    deadline = budget.deadline if budget is not None else None
+    unrecorded = 0
+
+    def note_progress() -> None:
+        if budget is not None:
+            budget.progress[side] = {"answered": len(done.texts), "total": total}
+
+    try:
+        while len(done.texts) < total:
+            if deadline is not None and deps.clock() >= deadline:
+                note_progress()
+                if journal is not None and unrecorded:
+                    done = journal.write(done)
+                    unrecorded = 0
+                    note_progress()
+                if len(done.texts) >= total:
+                    continue  # Another delivery of the job recorded the rest meanwhile.
+                raise EvaluationBudgetSpentError(
+                    f"evaluated {len(done.texts)} of {total} golden-set prompts of {who} before "
+                    f"the call's budget ran out ({budget.limit if budget else 'its deadline'}); "
+                    "a redelivery goes on from there"
+                )
+            text, latency, error = _ask_one(answer, endpoint, prompts[len(done.texts)])
+            done.texts.append(text)
+            done.latencies_ms.append(latency)
+            if error is not None and len(done.errors) < ERRORS_KEPT:
+                done.errors.append(error)
+            unrecorded += 1
+            if journal is not None and unrecorded >= JOURNAL_EVERY and len(done.texts) < total:
+                try:
+                    done = journal.write(done)
+                except RetryableError as exc:
+                    # Kept in hand: the next write records these answers too.
+                    logger.warning("the answers of %s could not be recorded yet: %s", who, exc)
+                else:
+                    unrecorded = 0
+    except EvaluationBudgetSpentError:
+        raise
+    except RetryableError:
+        # The call stops asking: what it has is recorded, if storage lets it.
+        note_progress()
+        if journal is not None and unrecorded:
             try:
-                text = answer(endpoint, prompt)
-            except RequestRejectedError as exc:
-                texts.append(None)
-                latencies.append((time.perf_counter() - started) * 1000)
-                if len(errors) < 5:
-                    errors.append(str(exc))
-                break
-            except RetryableError:
-                if attempt == PROMPT_ATTEMPTS:
-                    raise
-                time.sleep(0.2 * attempt)
-                continue
-            latencies.append((time.perf_counter() - started) * 1000)
-            texts.append(text)
-            break
-    return Answers(endpoint, tuple(texts), tuple(latencies), tuple(errors))
+                journal.write(done)
+            except RetryableError as exc:
+                logger.warning("the answers of %s could not be recorded: %s", who, exc)
+        raise
+    if journal is not None and unrecorded:
+        try:
+            done = journal.write(done)
+        except RetryableError as exc:
+            # Every answer is in hand: the decision does not need the journal, a later call would.
+            logger.warning("the answers of %s could not be recorded: %s", who, exc)
+    note_progress()
+    return Answers(
+        endpoint, tuple(done.texts), tuple(done.latencies_ms), tuple(done.errors[:ERRORS_KEPT])
+    )
 
 
 def ask_golden(
@@ -404,23 +700,83 @@ def ask_golden(
     *,
     backend: str = PIPELINE,
     prompt_prefix: str = "",
+    budget: Budget | None = None,
+    side: str = CANDIDATE,
+    model: str = "",
+    who: str = "the candidate",
 ) -> Answers:
     """``endpoint``'s answers to ``golden``, each prompt sent as the label task of
     ``prompt_prefix`` (see :meth:`GoldenSet.prompts`), as :func:`ask` asks.
 
+    With a ``budget``, ``side``'s answers (``model``'s) are journaled for the budget's job and
+    resumed from its journal, and no prompt is asked past the budget's deadline.
+
     Raises:
+        EvaluationBudgetSpentError: the budget ran out with prompts left (answers recorded).
         ObjectNotFoundError: the endpoint is gone.
         RetryableError: the service did not answer a prompt after :data:`PROMPT_ATTEMPTS` tries.
         ConfigurationError: the function has no client for that backend's endpoints.
     """
-    answers = ask(endpoint, golden.prompts(prompt_prefix), deps, backend=backend)
+    journal = (
+        Journal.of(
+            budget.job_id,
+            side,
+            answers_identity(endpoint, model, backend, golden, prompt_prefix),
+            deps,
+        )
+        if budget is not None
+        else None
+    )
+    answers = ask(
+        endpoint,
+        golden.prompts(prompt_prefix),
+        deps,
+        backend=backend,
+        journal=journal,
+        budget=budget,
+        side=side,
+        who=who,
+    )
     return Answers(
         answers.endpoint, answers.texts, answers.latencies_ms, answers.errors, prompt_prefix
     )
 
 
+def record_progress(golden: GoldenSet, budget: Budget, deps: Dependencies) -> None:
+    """Write how far each side got on the budget's job (``evaluation_progress``), unless the job
+    is decided already.
+
+    Raises:
+        RetryableError: the job store failed.
+    """
+    at = deps.clock().isoformat()
+    progress: dict[str, Any] = {
+        "golden_sha256": golden.sha256,
+        "examples": len(golden.inputs),
+        **{side: dict(counts) for side, counts in budget.progress.items()},
+        "journals": (
+            f"gs://{deps.settings.bucket}/{deps.settings.reports_prefix}{ANSWERS_FOLDER}"
+            f"{budget.job_id}/"
+        ),
+        "updated_at": at,
+    }
+
+    def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None or current.get("promotion"):
+            return None
+        current["evaluation_progress"] = progress
+        return current
+
+    deps.records.transact(deps.settings.jobs_collection, budget.job_id, mutate)
+
+
 def champion_answers(
-    champion: Mapping[str, Any], serving: str, golden: GoldenSet, deps: Dependencies
+    champion: Mapping[str, Any],
+    serving: str,
+    golden: GoldenSet,
+    deps: Dependencies,
+    *,
+    budget: Budget | None = None,
 ) -> Answers:
     """The champion's answers to ``golden``: asked where it serves when it receives all of the
     endpoint's traffic; during a canary (the endpoint would answer with either model), the
@@ -433,10 +789,12 @@ def champion_answers(
 
     It is asked with the prefix its entry records (``prompt_prefix``: a model tuned step-by-step
     answers the label task); recorded answers are used only if they were asked with that prefix.
+    With a ``budget``, its answers are journaled (side ``champion``) as :func:`ask_golden` does.
 
     Raises:
         GoldenSetError: it cannot answer (its endpoint is gone or no longer serves it, or a
             canary runs and its answers on this golden set were never recorded).
+        EvaluationBudgetSpentError: the budget ran out with prompts left (answers recorded).
         RetryableError: a backing service failed.
     """
     backend = backend_of(champion)
@@ -459,7 +817,17 @@ def champion_answers(
         )
     if deployed is not None and (backend == GEMINI or info.traffic_split.get(deployed, 0) == 100):
         try:
-            return ask_golden(where, golden, deps, backend=backend, prompt_prefix=prefix)
+            return ask_golden(
+                where,
+                golden,
+                deps,
+                backend=backend,
+                prompt_prefix=prefix,
+                budget=budget,
+                side=CHAMPION,
+                model=str(champion.get("model") or ""),
+                who=who,
+            )
         except ObjectNotFoundError as exc:
             raise GoldenSetError(f"{who} cannot answer the golden set: {exc}") from None
     stored = _recorded_answers(str(champion.get("job_id")), golden.sha256, prefix, deps)
@@ -469,6 +837,8 @@ def champion_answers(
             f"answers on this golden set, asked with the prefix {prefix!r}, were never recorded: "
             "finish the canary (promote or roll back) first"
         )
+    if budget is not None:
+        budget.progress[CHAMPION] = {"answered": len(stored), "total": len(golden.inputs)}
     return Answers(where, tuple(stored), (), prompt_prefix=prefix)
 
 
@@ -656,12 +1026,18 @@ def evaluate(
     champion: Mapping[str, Any] | None,
     rule: Any,
     deps: Dependencies,
+    *,
+    budget: Budget | None = None,
 ) -> Evaluated:
     """Have the candidate and the ``champion`` answer the family's golden set and judge them.
 
-    ``rule`` is the :class:`distillery.evaluation.EvaluationThresholds` of the job.
+    ``rule`` is the :class:`distillery.evaluation.EvaluationThresholds` of the job. With a
+    ``budget`` (the call's), both sides' answers are journaled and resumed (see :class:`Journal`)
+    and no prompt is asked past its deadline; when it runs out, how far each side got is written
+    on the job (``evaluation_progress``) before the error is raised.
 
     Raises:
+        EvaluationBudgetSpentError: the budget ran out with prompts left (answers recorded).
         RetryableError: a backing service failed, or the user's golden file is being validated.
     """
     from distillery.evaluation import TASKS, infer_task, judge, latency_summary, score
@@ -699,7 +1075,21 @@ def evaluate(
     task = infer_task(golden.inputs, golden.expected, configured if configured in TASKS else None)
     prefix = label_task_prefix(record)
     try:
-        mine = ask_golden(endpoint, golden, deps, backend=backend, prompt_prefix=prefix)
+        mine = ask_golden(
+            endpoint,
+            golden,
+            deps,
+            backend=backend,
+            prompt_prefix=prefix,
+            budget=budget,
+            side=CANDIDATE,
+            model=model,
+            who="the candidate",
+        )
+    except EvaluationBudgetSpentError:
+        if budget is not None:
+            record_progress(golden, budget, deps)
+        raise
     except ObjectNotFoundError as exc:
         return Evaluated(
             (f"the candidate's endpoint {endpoint} is gone: {exc}",), {"error": str(exc)}
@@ -715,10 +1105,17 @@ def evaluate(
     their_scores = None
     if champion:
         try:
-            theirs = champion_answers(champion, str(serving or ""), golden, deps)
+            theirs = champion_answers(champion, str(serving or ""), golden, deps, budget=budget)
         except GoldenSetError as exc:
             return Evaluated((str(exc),), {"error": str(exc)}, endpoint)
+        except EvaluationBudgetSpentError:
+            if budget is not None:
+                record_progress(golden, budget, deps)
+            raise
         their_scores = score(task.kind, golden.expected, theirs.texts)
+    if budget is not None and record.get("evaluation_progress"):
+        # An earlier call was interrupted: its readers see the evaluation finished.
+        record_progress(golden, budget, deps)
     judgement = judge(my_scores, their_scores, rule)
     frozen_at = deps.clock().isoformat()
     golden_entry = golden.entry(frozen_at)

@@ -33,6 +33,11 @@ The deployment is a long-running operation: it is started once, its name recorde
 deployment still running then keeps the family's lease; a redelivery or reconcile
 (:func:`finish_promotions`) polls the operation and finishes the promotion.
 
+The golden-set evaluation is bounded by the same budget, measured on ``deps.clock`` from the
+start of the call: the answers are recorded as they arrive (``reports/answers/<job_id>/``), and
+a call whose budget runs out with prompts left records how far it got on the job
+(``evaluation_progress``) and raises a retryable error; the redelivery asks only the prompts left.
+
 A ``gemini`` job (a Vertex AI tuning job; the record's ``backend``) goes through the same stages
 with the same decision and report, but its model is asked through ``:generateContent`` and is
 crowned by record where it already serves: a tuned Gemini model is deployed automatically to an
@@ -333,6 +338,7 @@ def promote(
     """
     budget = deps.settings.promote_budget_seconds if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + budget
+    asking = _asking_budget(job_id, deps)
     record = deps.records.get(deps.settings.jobs_collection, job_id)
     if record is None:
         raise UnknownJobError(f"there is no job {job_id} to promote")
@@ -350,7 +356,7 @@ def promote(
     holder = _holder(job_id)
     _take_lease(family, holder, deps, seconds=budget + CLAIM_MARGIN_SECONDS)
     try:
-        return _promote_holding(job_id, family, deadline, deps)
+        return _promote_holding(job_id, family, deadline, asking, deps)
     finally:
         # A deployment that may still run keeps the family (renewed until the next poll): no
         # other decision may be made on an endpoint whose traffic is about to change.
@@ -445,10 +451,23 @@ def _keep_lease(family: str, holder: str, deps: Dependencies) -> None:
         logger.warning("the lease of %s was lost: %s", holder, exc)
 
 
+def _asking_budget(job_id: str, deps: Dependencies) -> evaluation.Budget:
+    """How long this call may ask the golden set: the function's one budget
+    (``DISTILLERY_PROMOTE_BUDGET_SECONDS``) from now, on ``deps.clock`` — also when reconcile
+    waits for no deployment, since a redelivery goes on from what the call recorded."""
+    seconds = deps.settings.promote_budget_seconds
+    return evaluation.Budget(
+        job_id,
+        deps.clock() + timedelta(seconds=seconds),
+        f"{deps.settings.env_name('promote_budget_seconds')}={seconds:g}",
+    )
+
+
 def _promote_holding(
-    job_id: str, family: str, deadline: float, deps: Dependencies
+    job_id: str, family: str, deadline: float, asking: evaluation.Budget, deps: Dependencies
 ) -> Outcome | None:
-    """:func:`promote`'s work once the family's lease is held."""
+    """:func:`promote`'s work once the family's lease is held; the golden set is asked within
+    ``asking``."""
     record = deps.records.get(deps.settings.jobs_collection, job_id)
     if record is None:
         raise UnknownJobError(f"job {job_id} vanished while it was being promoted")
@@ -460,14 +479,14 @@ def _promote_holding(
     champion = _champion(family, deps)
     decision = record.get("promotion")
     if decision is None:
-        decision = _decide(record, deps)
+        decision = _decide(record, deps, asking)
     elif _stale(decision, champion, job_id):
         if decision.get("operation") and decision.get("endpoint"):
             # Its deployment must be done before a new decision may take the model off.
             endpoint = str(decision["endpoint"])
             if _deploy(record, decision, endpoint, deadline, deps) is None:
                 return _pending(job_id, decision, endpoint, deps)
-        decision = _decide_again(record, decision, champion, deps)
+        decision = _decide_again(record, decision, champion, deps, asking)
     if decision["decision"] == REJECT:
         return _reject(job_id, decision, deps)
     if evaluation.backend_of(record) == evaluation.GEMINI:
@@ -700,17 +719,22 @@ def _thresholds(record: Mapping[str, Any], settings: Settings) -> Thresholds:
 
 
 def _judge(
-    record: Mapping[str, Any], champion: Mapping[str, Any] | None, deps: Dependencies
+    record: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    deps: Dependencies,
+    asking: evaluation.Budget | None = None,
 ) -> dict[str, Any]:
     """The decision on the job's model against ``champion`` (the family's, or None).
 
     The candidate (on the endpoint the job's own deployment made) and the champion (where it
     serves) answer the family's golden set; the golden-set rule decides, with the service's
     token-accuracy gates as extra rules where it reports them. The decision report is written
-    before the decision is returned.
+    before the decision is returned. Within ``asking``, the answers are journaled as they
+    arrive and a call whose budget runs out raises, to go on where it stopped on redelivery.
 
     Raises:
-        RetryableError: a backing service failed (the evaluation is done again).
+        EvaluationBudgetSpentError: ``asking`` ran out with golden-set prompts left.
+        RetryableError: a backing service failed (the evaluation goes on from its journals).
     """
     settings = deps.settings
     job_id = record["job_id"]
@@ -760,7 +784,7 @@ def _judge(
     if not model:
         failures.append("the job recorded no model to promote")
     else:
-        evaluated = evaluation.evaluate(record, family, champion, rule, deps)
+        evaluated = evaluation.evaluate(record, family, champion, rule, deps, budget=asking)
         failures.extend(evaluated.failures)
         decision["evaluation"] = dict(evaluated.summary)
         if evaluated.candidate_endpoint:
@@ -825,15 +849,18 @@ def _champion(family: str, deps: Dependencies) -> dict[str, Any] | None:
     return champion
 
 
-def _decide(record: dict[str, Any], deps: Dependencies) -> dict[str, Any]:
+def _decide(
+    record: dict[str, Any], deps: Dependencies, asking: evaluation.Budget | None = None
+) -> dict[str, Any]:
     """Gate the job, write the decision on it (first writer wins) and return what is written.
 
     Raises:
         UnknownJobError: the job record vanished or names no family.
+        EvaluationBudgetSpentError: ``asking`` ran out with golden-set prompts left.
         RetryableError: a backing service failed.
     """
     job_id = record["job_id"]
-    decision = _judge(record, _champion(family_of(record), deps), deps)
+    decision = _judge(record, _champion(family_of(record), deps), deps, asking)
 
     def mutate(current: dict[str, Any] | None) -> dict[str, Any] | None:
         if current is None or current.get("promotion"):
@@ -863,6 +890,7 @@ def _decide_again(
     old: Mapping[str, Any],
     champion: Mapping[str, Any] | None,
     deps: Dependencies,
+    asking: evaluation.Budget | None = None,
 ) -> dict[str, Any]:
     """Decide again against the family's current ``champion`` (it changed since ``old``).
 
@@ -875,7 +903,7 @@ def _decide_again(
         RetryableError: a backing service failed.
     """
     job_id = record["job_id"]
-    decision = _judge(record, champion, deps)
+    decision = _judge(record, champion, deps, asking)
     decision["decided_again"] = {
         "champion_was": (old.get("champion") or {}).get("job_id"),
         "decided_at": old.get("decided_at"),
