@@ -635,7 +635,8 @@ def ask(
     done = journal.read() if journal is not None else Recorded()
     total = len(prompts)
     deadline = budget.deadline if budget is not None else None
-    unrecorded = 0
+    #: Answers not in the journal yet, and answers since the last try to write it.
+    unrecorded = since_write = 0
 
     def note_progress() -> None:
         if budget is not None:
@@ -662,11 +663,13 @@ def ask(
             if error is not None and len(done.errors) < ERRORS_KEPT:
                 done.errors.append(error)
             unrecorded += 1
-            if journal is not None and unrecorded >= JOURNAL_EVERY and len(done.texts) < total:
+            since_write += 1
+            if journal is not None and since_write >= JOURNAL_EVERY and len(done.texts) < total:
+                since_write = 0
                 try:
                     done = journal.write(done)
                 except RetryableError as exc:
-                    # Kept in hand: the next write records these answers too.
+                    # Kept in hand: the next write, a few answers on, records these too.
                     logger.warning("the answers of %s could not be recorded yet: %s", who, exc)
                 else:
                     unrecorded = 0
