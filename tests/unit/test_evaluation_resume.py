@@ -488,3 +488,29 @@ def test_evaluation_resume_a_journal_that_cannot_be_written_surfaces_as_retryabl
     # The first call's answers were asked again, nothing more.
     assert len(world.asked_on(endpoint)) == 25 + 60
     assert _figures(world, "job-2") == _uninterrupted(0.8)
+
+
+def test_evaluation_resume_an_endpoint_that_stops_answering_leaves_its_answers_recorded() -> None:
+    world = World.make(budget=1000)
+    model = world.job("job-2", 0.8)
+    endpoint = world.record("job-2")["candidate_endpoint"]
+    endpoints = fake_endpoints(world.deps)
+    scripted = endpoints.answers[model]
+    down = [True]
+
+    def answer(prompt: str) -> str:
+        if down[0] and prompt == EXAMPLES[17][0]:
+            raise ServiceUnavailableError("503 the endpoint is overloaded")
+        return scripted(prompt)
+
+    endpoints.answers[model] = answer
+    with pytest.raises(ServiceUnavailableError):
+        world.deliver("job-2")
+    # Tried PROMPT_ATTEMPTS times; the 17 answers before it are recorded.
+    assert world.journals("job-2", "candidate")[-1]["answered"] == 17
+    down[0] = False
+    since = len(world.asked)
+    outcome, _ = world.until_decided("job-2")
+    assert outcome.state is JobState.PROMOTED
+    assert world.asked_on(endpoint, since) == [prompt for prompt, _ in EXAMPLES[17:]]
+    assert _figures(world, "job-2") == _uninterrupted(0.8)

@@ -642,48 +642,46 @@ def ask(
         if budget is not None:
             budget.progress[side] = {"answered": len(done.texts), "total": total}
 
-    try:
-        while len(done.texts) < total:
-            if deadline is not None and deps.clock() >= deadline:
+    while len(done.texts) < total:
+        if deadline is not None and deps.clock() >= deadline:
+            note_progress()
+            if journal is not None and unrecorded:
+                done = journal.write(done)  # A fault here surfaces: the event is redelivered.
+                unrecorded = 0
                 note_progress()
-                if journal is not None and unrecorded:
-                    done = journal.write(done)
-                    unrecorded = 0
-                    note_progress()
-                if len(done.texts) >= total:
-                    continue  # Another delivery of the job recorded the rest meanwhile.
-                raise EvaluationBudgetSpentError(
-                    f"evaluated {len(done.texts)} of {total} golden-set prompts of {who} before "
-                    f"the call's budget ran out ({budget.limit if budget else 'its deadline'}); "
-                    "a redelivery goes on from there"
-                )
+            if len(done.texts) >= total:
+                continue  # Another delivery of the job recorded the rest meanwhile.
+            raise EvaluationBudgetSpentError(
+                f"evaluated {len(done.texts)} of {total} golden-set prompts of {who} before "
+                f"the call's budget ran out ({budget.limit if budget else 'its deadline'}); "
+                "a redelivery goes on from there"
+            )
+        try:
             text, latency, error = _ask_one(answer, endpoint, prompts[len(done.texts)])
-            done.texts.append(text)
-            done.latencies_ms.append(latency)
-            if error is not None and len(done.errors) < ERRORS_KEPT:
-                done.errors.append(error)
-            unrecorded += 1
-            since_write += 1
-            if journal is not None and since_write >= JOURNAL_EVERY and len(done.texts) < total:
-                since_write = 0
+        except RetryableError:
+            # The call stops asking: what it has is recorded, if storage lets it.
+            note_progress()
+            if journal is not None and unrecorded:
                 try:
-                    done = journal.write(done)
+                    journal.write(done)
                 except RetryableError as exc:
-                    # Kept in hand: the next write, a few answers on, records these too.
-                    logger.warning("the answers of %s could not be recorded yet: %s", who, exc)
-                else:
-                    unrecorded = 0
-    except EvaluationBudgetSpentError:
-        raise
-    except RetryableError:
-        # The call stops asking: what it has is recorded, if storage lets it.
-        note_progress()
-        if journal is not None and unrecorded:
+                    logger.warning("the answers of %s could not be recorded: %s", who, exc)
+            raise
+        done.texts.append(text)
+        done.latencies_ms.append(latency)
+        if error is not None and len(done.errors) < ERRORS_KEPT:
+            done.errors.append(error)
+        unrecorded += 1
+        since_write += 1
+        if journal is not None and since_write >= JOURNAL_EVERY and len(done.texts) < total:
+            since_write = 0
             try:
-                journal.write(done)
+                done = journal.write(done)
             except RetryableError as exc:
-                logger.warning("the answers of %s could not be recorded: %s", who, exc)
-        raise
+                # Kept in hand: the next write, a few answers on, records these too.
+                logger.warning("the answers of %s could not be recorded yet: %s", who, exc)
+            else:
+                unrecorded = 0
     if journal is not None and unrecorded:
         try:
             done = journal.write(done)
