@@ -514,3 +514,48 @@ def test_evaluation_resume_an_endpoint_that_stops_answering_leaves_its_answers_r
     assert outcome.state is JobState.PROMOTED
     assert world.asked_on(endpoint, since) == [prompt for prompt, _ in EXAMPLES[17:]]
     assert _figures(world, "job-2") == _uninterrupted(0.8)
+
+
+# --- reconcile: what is left of its pass ----------------------------------------------------
+
+
+def test_evaluation_resume_reconcile_asks_within_what_is_left_of_its_pass() -> None:
+    from distillery.services.promoter import finish_promotions
+
+    world = World.make(budget=25)
+    world.job("job-2", 0.8)
+    endpoint = world.record("job-2")["candidate_endpoint"]
+    with pytest.raises(EvaluationBudgetSpentError):
+        world.deliver("job-2")  # 25 answered; the event goes to the dead-letter topic, say
+
+    def monotonic() -> float:  # reconcile's clock: the same fake time
+        return (world.clock.now - START).total_seconds()
+
+    # The deployment a pass starts takes fake time too (a pass does not wait for it).
+    fake_endpoints(world.deps).monotonic = monotonic
+
+    # A pass with no time left reaches no job, and says it is not complete.
+    nothing = finish_promotions(world.deps, 0, monotonic=monotonic)
+    assert not nothing.complete and not nothing.moved and not nothing.errors
+    assert len(world.asked_on(endpoint)) == 25
+
+    # A pass with 20 s left asks 20 more prompts (not the function's 25), then leaves the job.
+    short = finish_promotions(world.deps, 20, monotonic=monotonic)
+    assert short.moved == [] and list(short.errors) == ["job-2"]
+    assert "evaluated 45 of 60 golden-set prompts of the candidate" in short.errors["job-2"]
+    assert "what was left of the reconcile pass, 20 s" in short.errors["job-2"]
+    assert len(world.asked_on(endpoint)) == 45
+    assert world.record("job-2")["evaluation_progress"]["candidate"]["answered"] == 45
+
+    # The next pass finishes asking from the journal, and starts the deployment (which it does
+    # not wait for); a later pass finds it done: every prompt asked once in all.
+    for _ in range(3):
+        done = finish_promotions(world.deps, 100, monotonic=monotonic)
+        assert done.complete and not done.errors
+        if done.moved:
+            break
+        world.clock.advance(BACKOFF.total_seconds())
+    assert done.moved == ["job-2"]
+    assert world.record("job-2")["state"] == "PROMOTED"
+    assert world.asked_on(endpoint) == [prompt for prompt, _ in EXAMPLES]
+    assert _figures(world, "job-2") == _uninterrupted(0.8)

@@ -67,7 +67,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -319,12 +319,18 @@ def handle_status_event(event: CloudEventLike, deps: Dependencies) -> Outcome | 
 
 
 def promote(
-    job_id: str, deps: Dependencies, *, wait_seconds: float | None = None
+    job_id: str,
+    deps: Dependencies,
+    *,
+    wait_seconds: float | None = None,
+    asking_seconds: float | None = None,
 ) -> Outcome | None:
     """Promote or reject job ``job_id`` (idempotent); None when the job is not SUCCEEDED.
 
     The promotion holds its family's lease (one decision at a time per family) and waits for the
-    model's deployment up to ``wait_seconds`` (default ``DISTILLERY_PROMOTE_BUDGET_SECONDS``).
+    model's deployment up to ``wait_seconds`` (default ``DISTILLERY_PROMOTE_BUDGET_SECONDS``);
+    it asks the golden set for at most ``asking_seconds`` (the same default; a redelivery or the
+    next call goes on from the answers recorded).
     A deployment still running then is recorded on the job (``promotion.operation``): the
     outcome is SUCCEEDED, and a redelivery or :func:`finish_promotions` finishes it.
 
@@ -338,7 +344,8 @@ def promote(
     """
     budget = deps.settings.promote_budget_seconds if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + budget
-    asking = _asking_budget(job_id, deps)
+    asking_for = deps.settings.promote_budget_seconds if asking_seconds is None else asking_seconds
+    asking = _asking_budget(job_id, asking_for, deps)
     record = deps.records.get(deps.settings.jobs_collection, job_id)
     if record is None:
         raise UnknownJobError(f"there is no job {job_id} to promote")
@@ -354,7 +361,8 @@ def promote(
         return _reject(job_id, decided, deps)  # A rejection stands: no need for the family.
     family = family_of(record)
     holder = _holder(job_id)
-    _take_lease(family, holder, deps, seconds=budget + CLAIM_MARGIN_SECONDS)
+    # The lease outlasts the longest this call may work: its asking or its deployment wait.
+    _take_lease(family, holder, deps, seconds=max(budget, asking_for) + CLAIM_MARGIN_SECONDS)
     try:
         return _promote_holding(job_id, family, deadline, asking, deps)
     finally:
@@ -451,16 +459,16 @@ def _keep_lease(family: str, holder: str, deps: Dependencies) -> None:
         logger.warning("the lease of %s was lost: %s", holder, exc)
 
 
-def _asking_budget(job_id: str, deps: Dependencies) -> evaluation.Budget:
-    """How long this call may ask the golden set: the function's one budget
-    (``DISTILLERY_PROMOTE_BUDGET_SECONDS``) from now, on ``deps.clock`` — also when reconcile
-    waits for no deployment, since a redelivery goes on from what the call recorded."""
-    seconds = deps.settings.promote_budget_seconds
-    return evaluation.Budget(
-        job_id,
-        deps.clock() + timedelta(seconds=seconds),
-        f"{deps.settings.env_name('promote_budget_seconds')}={seconds:g}",
-    )
+def _asking_budget(job_id: str, seconds: float, deps: Dependencies) -> evaluation.Budget:
+    """How long this call may ask the golden set: ``seconds`` from now, on ``deps.clock`` (the
+    function's one budget, ``DISTILLERY_PROMOTE_BUDGET_SECONDS``, or what is left of reconcile's
+    pass); what it does not ask, a redelivery or the next pass asks from what was recorded."""
+    seconds = max(seconds, 0.0)
+    configured = deps.settings.promote_budget_seconds
+    why = f"{deps.settings.env_name('promote_budget_seconds')}={configured:g}"
+    if seconds < configured:
+        why = f"what was left of the reconcile pass, {seconds:.0f} s"
+    return evaluation.Budget(job_id, deps.clock() + timedelta(seconds=seconds), why)
 
 
 def _promote_holding(
@@ -652,10 +660,20 @@ class FinishedPromotions:
 
     moved: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
+    #: False: the budget ran out before every waiting job was reached.
+    complete: bool = True
 
 
-def finish_promotions(deps: Dependencies) -> FinishedPromotions:
-    """Finish the promotions a promote_model call left half-done (for ``reconcile``).
+def finish_promotions(
+    deps: Dependencies,
+    budget_seconds: float | None = None,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> FinishedPromotions:
+    """Finish the promotions a promote_model call left half-done (for ``reconcile``), within
+    ``budget_seconds`` (default ``DISTILLERY_PROMOTE_BUDGET_SECONDS``): each job asks the
+    golden set for at most what is left of it, and the jobs it does not reach wait for the next
+    pass (``complete`` is False then).
 
     Every SUCCEEDED job (but those whose deployment was refused or failed) is promoted again,
     polling its recorded deployment once rather than waiting for it: a deployment that outlived
@@ -670,10 +688,16 @@ def finish_promotions(deps: Dependencies) -> FinishedPromotions:
         for record in deps.records.list(deps.settings.jobs_collection, where={"state": state.value})
         if not (record.get("promotion") or {}).get("deploy_error")
     ]
+    budget = deps.settings.promote_budget_seconds if budget_seconds is None else budget_seconds
+    deadline = monotonic() + budget
     for record in waiting:
         job_id = str(record["job_id"])
+        left = deadline - monotonic()
+        if left <= 0:
+            finished.complete = False
+            break
         try:
-            outcome = promote(job_id, deps, wait_seconds=0)
+            outcome = promote(job_id, deps, wait_seconds=0, asking_seconds=left)
         except (FamilyBusyError, DeploymentInProgressError) as exc:
             logger.info("reconcile leaves job %s: %s", job_id, exc, extra={"job_id": job_id})
             continue

@@ -266,7 +266,11 @@ def reconcile(
     deadline = monotonic() + budget
     summary = ReconcileSummary()
     summary.complete = _poll_unfinished(deps, summary, lambda: monotonic() >= deadline)
-    for step in (_resume_requested, _finish_promotions, _cancel_pending_batches):
+
+    def finish(deps: Dependencies, summary: ReconcileSummary) -> None:
+        _finish_promotions(deps, summary, deadline - monotonic(), monotonic)
+
+    for step in (_resume_requested, finish, _cancel_pending_batches):
         if monotonic() >= deadline:
             summary.complete = False
             break
@@ -469,10 +473,17 @@ def _cancel_pending_batches(deps: Dependencies, summary: ReconcileSummary) -> No
         summary.errors["batch_cancel_pending"] = str(exc)
 
 
-def _finish_promotions(deps: Dependencies, summary: ReconcileSummary) -> None:
-    """Finish the promotions a promote_model call left half-done (its deployment outlived it)."""
+def _finish_promotions(
+    deps: Dependencies,
+    summary: ReconcileSummary,
+    seconds_left: float,
+    monotonic: Callable[[], float],
+) -> None:
+    """Finish the promotions a promote_model call left half-done (its deployment outlived it,
+    or its golden set was not all asked), in what is left of the pass."""
     from distillery.services.promoter import finish_promotions
 
-    finished = finish_promotions(deps)
+    finished = finish_promotions(deps, seconds_left, monotonic=monotonic)
     summary.moved.extend(finished.moved)
     summary.errors.update(finished.errors)
+    summary.complete = summary.complete and finished.complete
