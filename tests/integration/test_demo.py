@@ -32,3 +32,10 @@ def test_demo_promotes_a_model_then_rejects_a_worse_rerun(
     assert re.search(r"paired difference -\d\.\d{4}, 95% CI -\d\.\d{4} to [-+]\d\.\d{4}", out), out
     assert f"decision report: gs://{stack.settings.bucket}/reports/decisions/{rejected}.html" in out
     assert f"champion unchanged: job {promoted}," in out
+    # The step-by-step act (the teacher's LABELING stage) is the gemini backend's.
+    assert (
+        "7. Distilling step-by-step from an unlabeled set: skipped on the pipeline backend "
+        "(the seed's pipeline labels inside its own template" in out
+    )
+    assert not re.search(r"^\S+  \S+  LABELING", out, re.MULTILINE), out
+    assert "batch prediction job" not in out

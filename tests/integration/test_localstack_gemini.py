@@ -6,6 +6,8 @@ and polls tuning jobs every second (``poll_tuning_jobs_seconds``) instead of eve
 tuning job's states are seen within seconds. Training stays short: a few dozen examples, whose
 default three epochs are a few dozen steps of the local trainer. The session stack of the other
 ``test_localstack_*`` files runs the pipeline backend; this one is started (and stopped) here.
+Its Vertex AI emulator has a local teacher (trained here, a minute or three), which the demo's
+step-by-step act needs: its unlabeled training set is labeled by the teacher's batch job.
 """
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud.aiplatform_v1 import GenAiTuningServiceClient, ListTuningJobsRequest
 
 from distillery import policy
+from distillery.labeling import OUTCOMES
 from distillery.local import demo
-from distillery.local.example_data import generate
+from distillery.local.example_data import CLASSES, generate
 from distillery.local.stack import StackConfig
 from distillery.local.stack.harness import StackHarness
+from distillery.local.teachers import LocalTeacher, train_local_teacher
 from distillery.services.datasets import dataset_id
 from tests.helpers import jsonl
 from tests.integration.default_stack import default_backend_stack, follow, stack_dependencies
@@ -34,16 +38,28 @@ PROMOTED_PATH = ["REQUESTED", "SUBMITTED", "RUNNING", "SUCCEEDED", "EVALUATING",
 
 
 @pytest.fixture(scope="module")
-def gemini_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHarness]:
-    """A stack of the default backend, its client environment set in this process meanwhile."""
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> LocalTeacher:
+    """A local teacher that explains (the stand-in for the Gemini teacher of batch jobs)."""
+    return train_local_teacher(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture(scope="module")
+def gemini_stack(
+    tmp_path_factory: pytest.TempPathFactory, teacher: LocalTeacher
+) -> Iterator[StackHarness]:
+    """A stack of the default backend with the local teacher, its client environment set in
+    this process meanwhile."""
     config = StackConfig.ephemeral(
-        tmp_path_factory.mktemp("geministack"), startup_timeout=180.0, poll_tuning_jobs_seconds=1
+        tmp_path_factory.mktemp("geministack"),
+        startup_timeout=180.0,
+        poll_tuning_jobs_seconds=1,
+        vertex_env=teacher.env(),
     )
     with default_backend_stack(config) as harness:
         yield harness
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)  # the module's fixtures (the teacher, the stack) first, then one tuning
 def test_default_backend_tunes_promotes_and_answers_generate_content(
     gemini_stack: StackHarness,
 ) -> None:
@@ -124,7 +140,24 @@ def test_default_backend_tunes_promotes_and_answers_generate_content(
     assert correct / len(golden) == pytest.approx(judged), (answers, judged)
 
 
-@pytest.mark.timeout(1200)  # two tunings (375 and 125 steps), each judged on 100 prompts
+#: The demo's step-by-step act's lines: the job's LABELING state, its batch prediction job,
+#: the teacher's counts, a labeled line's rationale, the two tasks' answers.
+LABELING_LINE = re.compile(r"^\S+  (\S+)  LABELING", re.MULTILINE)
+BATCH_JOB_LINE = re.compile(
+    r"^   batch prediction job: projects/[^/]+/locations/[^/]+/batchPredictionJobs/\S+$",
+    re.MULTILINE,
+)
+COUNTS_LINE = re.compile(r"^   the teacher's answers: (.+) \(of (\d+): ", re.MULTILINE)
+RATIONALE_LINE = re.compile(r"^        rationale \(gemini-2\.5-pro\): '(.+)'$", re.MULTILINE)
+LABEL_TASK_ANSWER = re.compile(r"^   predict: .+ -> '(.*)' \(expected '(\w+)'\)$", re.MULTILINE)
+RATIONALE_TASK_ANSWER = re.compile(r"^   explain: .+ -> '(.*)'$", re.MULTILINE)
+
+
+# Budget: the module's fixtures when run alone (the teacher 1-3 min, the stack), two tunings
+# (375 and 125 steps) each judged on 100 prompts (about 4 min), then the step-by-step act
+# (300 prompts labeled, about 225 steps, 50 prompts judged: about 2 min); a busy machine
+# doubles it.
+@pytest.mark.timeout(1800)
 def test_the_demo_runs_the_default_backend_end_to_end(
     gemini_stack: StackHarness, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -142,8 +175,45 @@ def test_the_demo_runs_the_default_backend_end_to_end(
     assert "pipelineJobs" not in out
     # The worse rerun (one epoch at a thousandth of the learning rate) is rejected.
     assert "rerun with settings that make a worse model (epoch_count 1, learning" in out
-    promoted, rejected = re.findall(r"^\S+  (\S+)  (?:PROMOTED|REJECTED)", out, re.MULTILINE)
-    assert promoted != rejected
+    decided = re.findall(r"^\S+  (\S+)  (PROMOTED|REJECTED)", out, re.MULTILINE)
+    [(promoted, first), (rejected, second), (step_by_step, final)] = decided
+    assert (first, second) == ("PROMOTED", "REJECTED"), decided
+    assert len({promoted, rejected, step_by_step}) == 3, decided
     assert re.search(r"paired difference -\d\.\d{4}, 95% CI -\d\.\d{4} to [-+]\d\.\d{4}", out), out
     assert f"champion unchanged: job {promoted}," in out
     assert "its endpoint still answers: projects/" in out
+
+    # The step-by-step act: an unlabeled set labeled and explained by the teacher, then tuned.
+    act = out[out.index("7. Distilling step-by-step:") :]
+    assert f"{demo.STEP_BY_STEP_EXAMPLES} UNLABELED prompts" in act
+    [(job_id, states)] = _states_by_job(act).items()
+    assert job_id == step_by_step
+    assert states == ["REQUESTED", "LABELING", *PROMOTED_PATH[1:]], states
+    assert LABELING_LINE.findall(act) == [step_by_step], act
+    assert BATCH_JOB_LINE.search(act), act
+    assert "teacher model: publishers/google/models/gemini-2.5-pro" in act
+    [(shown, of)] = COUNTS_LINE.findall(act)
+    counts = {outcome: int(n) for outcome, n in (pair.split(" ") for pair in shown.split(", "))}
+    assert set(counts) == set(OUTCOMES), shown
+    total, labeled = int(of), counts["labeled"]
+    assert total == demo.STEP_BY_STEP_EXAMPLES == sum(counts.values()), shown
+    assert labeled >= 0.9 * total, shown  # the default min_labeled_fraction
+    assert "labeled.jsonl" in act and "lineage.json" in act, act
+    [rationale] = RATIONALE_LINE.findall(act)
+    assert rationale.strip(), act
+    tasks = re.search(r"(\d+) label tasks \('predict: '\) \+ (\d+) rationale tasks", act)
+    assert tasks and int(tasks[1]) == int(tasks[2]) == labeled, act
+    assert final == "PROMOTED", act
+    assert "its champion entry's prompt_prefix: 'predict: '" in act
+    answers = LABEL_TASK_ANSWER.findall(act)
+    assert len(answers) == 2 and all(answer in CLASSES for answer, _ in answers), act
+    [explained] = RATIONALE_TASK_ANSWER.findall(act)
+    assert explained.strip() and explained not in CLASSES, act
+
+
+def _states_by_job(out: str) -> dict[str, list[str]]:
+    """Job id → the states the demo's follower printed for it, in order."""
+    states: dict[str, list[str]] = {}
+    for job_id, state_name in re.findall(r"^\d\d:\d\d:\d\d  (\S+)  (\S+)", out, re.MULTILINE):
+        states.setdefault(job_id, []).append(state_name)
+    return states
