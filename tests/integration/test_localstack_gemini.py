@@ -6,8 +6,9 @@ and polls tuning jobs every second (``poll_tuning_jobs_seconds``) instead of eve
 tuning job's states are seen within seconds. Training stays short: a few dozen examples, whose
 default three epochs are a few dozen steps of the local trainer. The session stack of the other
 ``test_localstack_*`` files runs the pipeline backend; this one is started (and stopped) here.
-Its Vertex AI emulator has a local teacher (trained here, a minute or three), which the demo's
-step-by-step act needs: its unlabeled training set is labeled by the teacher's batch job.
+Its Vertex AI emulator has the local teacher ``distillery dev up`` provides (the session's,
+trained once, a minute or three), which the demo's step-by-step act needs: its unlabeled
+training set is labeled by the teacher's batch job.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from distillery.local import demo
 from distillery.local.example_data import CLASSES, generate
 from distillery.local.stack import StackConfig
 from distillery.local.stack.harness import StackHarness
-from distillery.local.teachers import LocalTeacher, train_local_teacher
+from distillery.local.teachers import STACK_TEACHER_MODELS, LocalTeacher
 from distillery.services.datasets import dataset_id
 from tests.helpers import jsonl
 from tests.integration.default_stack import default_backend_stack, follow, stack_dependencies
@@ -38,14 +39,8 @@ PROMOTED_PATH = ["REQUESTED", "SUBMITTED", "RUNNING", "SUCCEEDED", "EVALUATING",
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory: pytest.TempPathFactory) -> LocalTeacher:
-    """A local teacher that explains (the stand-in for the Gemini teacher of batch jobs)."""
-    return train_local_teacher(tmp_path_factory.mktemp("teacher"))
-
-
-@pytest.fixture(scope="module")
 def gemini_stack(
-    tmp_path_factory: pytest.TempPathFactory, teacher: LocalTeacher
+    tmp_path_factory: pytest.TempPathFactory, local_teacher: LocalTeacher
 ) -> Iterator[StackHarness]:
     """A stack of the default backend with the local teacher, its client environment set in
     this process meanwhile."""
@@ -53,7 +48,8 @@ def gemini_stack(
         tmp_path_factory.mktemp("geministack"),
         startup_timeout=180.0,
         poll_tuning_jobs_seconds=1,
-        vertex_env=teacher.env(),
+        # What `distillery dev up` hands its emulator (the session's cached local teacher).
+        vertex_env=local_teacher.env(STACK_TEACHER_MODELS),
     )
     with default_backend_stack(config) as harness:
         yield harness

@@ -17,6 +17,7 @@ from distillery.labeling._parse import (
     parse_teacher_text,
     same_answer,
 )
+from distillery.labeling._prompt import champion_prefix, with_prefix
 from distillery.labeling._requests import (
     LabelingSourceError,
     SourceExample,
@@ -78,6 +79,7 @@ __all__ = [
     "UnparseableError",
     "Written",
     "batch_job_body",
+    "champion_prefix",
     "compare_with_label",
     "gives_rationale_task",
     "instruction_sha256",
@@ -95,5 +97,6 @@ __all__ = [
     "task_example",
     "teacher_request",
     "training_file",
+    "with_prefix",
     "write_once",
 ]

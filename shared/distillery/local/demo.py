@@ -45,8 +45,7 @@ from distillery.core.errors import DistilleryError
 from distillery.core.models import JobState, LaunchRequest, split_gcs_uri
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import BACKENDS
-from distillery.labeling import OUTCOMES, LabelingSpec
-from distillery.labeling._prompt import champion_prefix, with_prefix
+from distillery.labeling import OUTCOMES, LabelingSpec, champion_prefix, with_prefix
 from distillery.local.example_data import Example, generate
 from distillery.local.stack.control import StackState, default_state_dir
 from distillery.services.datasets import dataset_id

@@ -16,7 +16,7 @@ from distillery.commands.cli import EXIT_OK
 from distillery.commands.ops._common import Invalid, Usage, dependencies, print_json, run
 from distillery.core.errors import ObjectNotFoundError, PermanentError
 from distillery.core.runtime import Dependencies
-from distillery.labeling._prompt import champion_prefix, with_prefix
+from distillery.labeling import champion_prefix, with_prefix
 
 
 def register(subparsers: Any) -> None:
