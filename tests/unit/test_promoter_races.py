@@ -30,6 +30,16 @@ from tests.helpers import fake_dependencies, wait_for
 from tests.unit.test_promoter import FAMILY, GOOD, _fake, _job, _succeeded
 
 
+def _short_waits(seconds: float) -> Dependencies:
+    """Fakes whose promote_model waits ``seconds`` for a deployment (on the real monotonic
+    clock). The same setting bounds the golden-set asking, on ``deps.clock``: frozen here, so
+    the asking never runs out however slow the machine is."""
+    deps = fake_dependencies(promote_budget_seconds=seconds)
+    frozen = deps.clock()
+    deps.clock = lambda: frozen
+    return deps
+
+
 def _until_done(action: Any, *, timeout: float = 20.0) -> Any:
     """Call ``action`` as redeliveries would: again after every RetryableError."""
     deadline = time.monotonic() + timeout
@@ -164,7 +174,7 @@ def test_two_first_promotions_create_one_endpoint() -> None:
 
 
 def test_a_deployment_longer_than_the_budget_is_finished_by_reconcile_once() -> None:
-    deps = fake_dependencies(promote_budget_seconds=0.3)
+    deps = _short_waits(0.3)
     fake = _fake(deps)
     fake.poll_seconds = 0.5  # the deployment runs for 1.5 s, five times the budget
     model = _succeeded(deps, "job-1", GOOD)
@@ -189,7 +199,7 @@ def test_a_deployment_longer_than_the_budget_is_finished_by_reconcile_once() -> 
 
 
 def test_a_deployment_longer_than_the_budget_is_finished_by_a_redelivery_once() -> None:
-    deps = fake_dependencies(promote_budget_seconds=0.3)
+    deps = _short_waits(0.3)
     fake = _fake(deps)
     fake.poll_seconds = 0.5
     model = _succeeded(deps, "job-1", GOOD)
@@ -232,7 +242,7 @@ def test_a_decision_made_against_a_champion_since_replaced_is_made_again() -> No
 
 
 def test_a_model_deployed_for_a_decision_that_no_longer_stands_is_taken_off() -> None:
-    deps = fake_dependencies(promote_budget_seconds=0.05)
+    deps = _short_waits(0.05)
     fake = _fake(deps)
     _succeeded(deps, "job-0", {**GOOD, ACCURACY: 0.5})
     _deliver("job-0", deps)
@@ -260,7 +270,7 @@ def test_a_model_deployed_for_a_decision_that_no_longer_stands_is_taken_off() ->
 
 
 def test_reconcile_promotes_a_job_whose_event_was_given_up_while_the_family_was_busy() -> None:
-    deps = fake_dependencies(promote_budget_seconds=0.05)
+    deps = _short_waits(0.05)
     fake = _fake(deps)
     fake.poll_seconds = 0.1
     _succeeded(deps, "job-a", GOOD)
