@@ -51,17 +51,18 @@ def _free_ports() -> dict[str, int]:
     return ports
 
 
+def _shell_env() -> dict[str, str]:
+    """This process's environment without what an earlier stack of the session may have
+    exported (the shell's DISTILLERY_BACKEND, poll interval and local teachers are the stack's)."""
+    exported = ("DISTILLERY_BACKEND", "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS")
+    return {k: v for k, v in os.environ.items() if k not in (*exported, LOCAL_TEACHERS_VARIABLE)}
+
+
 def test_localstack_cli_up_status_env_down(tmp_path: Path) -> None:
     state = tmp_path / "state"
     ports = _free_ports()
     options = [f"--{name}-port={port}" for name, port in ports.items()]
-    # The shell's DISTILLERY_BACKEND is the stack's: none here (an earlier stack of this session
-    # may have exported one), so the default.
-    shell_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DISTILLERY_BACKEND", "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS")
-    }
+    shell_env = _shell_env()  # so the default backend
     bad = _dev(
         "up",
         "--state-dir",
@@ -164,12 +165,7 @@ def test_dev_up_provides_a_local_teacher(
     state = tmp_path / "state"
     ports = _free_ports()
     options = [f"--{name}-port={port}" for name, port in ports.items()]
-    shell_env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DISTILLERY_BACKEND", "DISTILLERY_DEV_POLL_TUNING_JOBS_SECONDS")
-        and k != LOCAL_TEACHERS_VARIABLE
-    }
+    shell_env = _shell_env()
     up = _dev(
         "up", "--state-dir", str(state), *options, "--project", "cli-teacher",
         "--teacher-cache", str(teacher_cache), env=shell_env,

@@ -9,19 +9,16 @@ and the decision is the one an uninterrupted evaluation of the same job reaches.
 
 from __future__ import annotations
 
-import base64
 import json
-import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cloudevents.http import CloudEvent
 
 from distillery.core.errors import RetryableError, ServiceUnavailableError
-from distillery.core.models import JobState, StatusEvent
+from distillery.core.models import JobState
 from distillery.core.ports import ObjectInfo
 from distillery.core.runtime import Dependencies
 from distillery.fakes import InMemoryObjectStore
@@ -30,6 +27,7 @@ from distillery.services import evaluation
 from distillery.services.evaluation import EvaluationBudgetSpentError, journal_folder
 from distillery.services.promoter import Outcome, handle_status_event
 from tests.helpers import BUCKET, fake_dependencies, fake_endpoints
+from tests.unit.test_promoter import _event
 
 FAMILY = "news-distilled"
 #: A golden set of 60 examples: at one second an answer, 60 s of asking for each side.
@@ -162,25 +160,6 @@ class World:
             json.loads(self.deps.objects.read_bytes(BUCKET, name))
             for name in self.deps.objects.list_names(BUCKET, folder)
         ]
-
-
-def _event(job_id: str) -> CloudEvent:
-    status = StatusEvent(job_id=job_id, state=JobState.SUCCEEDED, at="2026-12-02T09:00:00Z")
-    return CloudEvent(
-        {
-            "id": f"{job_id}-{random.random()}",
-            "type": "google.cloud.pubsub.topic.v1.messagePublished",
-            "source": "//pubsub.googleapis.com/projects/p/topics/distill-job-status",
-        },
-        {
-            "message": {
-                "data": base64.b64encode(status.to_bytes()).decode(),
-                "attributes": status.attributes(),
-                "messageId": "1",
-            },
-            "subscription": "projects/p/subscriptions/promote",
-        },
-    )
 
 
 def _figures(world: World, job_id: str) -> dict[str, Any]:
