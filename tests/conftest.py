@@ -26,7 +26,7 @@ from distillery.core.runtime import Dependencies, google_dependencies
 from distillery.core.settings import Settings
 from distillery.local.stack import Stack, StackConfig
 from distillery.local.stack.harness import StackHarness
-from distillery.local.teachers import LocalTeacher, cached_local_teacher
+from distillery.local.teachers import CachedTeacher, LocalTeacher, cached_local_teacher
 from tests.helpers import fake_dependencies
 
 #: Variables the session stack set → their values before it did (None: unset), so tests that do
@@ -84,18 +84,22 @@ def stack_deps(stack: StackHarness) -> Dependencies:
 
 
 @pytest.fixture(scope="session")
-def teacher_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A teacher cache (``distillery dev up --teacher-cache``) with the default local teacher in
-    it: trained on first use (a minute or two), then shared by every test of the session."""
-    cache = tmp_path_factory.mktemp("teachers")
-    cached_local_teacher(cache)
-    return cache
+def _cached_teacher(tmp_path_factory: pytest.TempPathFactory) -> CachedTeacher:
+    """The default local teacher in a cache of the session: trained on first use (a minute or
+    two), then shared by every test of the session."""
+    return cached_local_teacher(tmp_path_factory.mktemp("teachers"))
 
 
 @pytest.fixture(scope="session")
-def local_teacher(teacher_cache: Path) -> LocalTeacher:
+def teacher_cache(_cached_teacher: CachedTeacher) -> Path:
+    """A teacher cache (``distillery dev up --teacher-cache``) with the default local teacher."""
+    return _cached_teacher.directory.parent
+
+
+@pytest.fixture(scope="session")
+def local_teacher(_cached_teacher: CachedTeacher) -> LocalTeacher:
     """The local teacher of :func:`teacher_cache` (what ``distillery dev up`` provides)."""
-    return cached_local_teacher(teacher_cache).teacher
+    return _cached_teacher.teacher
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -237,10 +237,9 @@ def cached_local_teacher(
             return CachedTeacher(found, directory, trained=False)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    cached = _cached(directory, parameters)
-    if cached is None:
-        raise TrainingError(f"the local teacher trained into {directory} cannot be loaded")
-    return CachedTeacher(cached, directory, trained=True)
+    # The training loaded it to measure it; renamed into place, it is the same files.
+    moved = replace(teacher, model_dir=directory / teacher.model_dir.relative_to(work))
+    return CachedTeacher(moved, directory, trained=True)
 
 
 def _cached(directory: Path, parameters: dict[str, object]) -> LocalTeacher | None:
