@@ -642,13 +642,26 @@ def ask(
         if budget is not None:
             budget.progress[side] = {"answered": len(done.texts), "total": total}
 
+    def record(*, required: bool) -> None:
+        """Write the answers not in the journal yet; a fault surfaces if ``required``, else it
+        is logged and the answers are kept in hand for the next write."""
+        nonlocal done, unrecorded
+        if journal is None or not unrecorded:
+            return
+        try:
+            done = journal.write(done)
+        except RetryableError as exc:
+            if required:
+                raise
+            logger.warning("the answers of %s could not be recorded: %s", who, exc)
+        else:
+            unrecorded = 0
+
     while len(done.texts) < total:
         if deadline is not None and deps.clock() >= deadline:
             note_progress()
-            if journal is not None and unrecorded:
-                done = journal.write(done)  # A fault here surfaces: the event is redelivered.
-                unrecorded = 0
-                note_progress()
+            record(required=True)  # A fault here surfaces: the event is redelivered.
+            note_progress()
             if len(done.texts) >= total:
                 continue  # Another delivery of the job recorded the rest meanwhile.
             raise EvaluationBudgetSpentError(
@@ -661,11 +674,7 @@ def ask(
         except RetryableError:
             # The call stops asking: what it has is recorded, if storage lets it.
             note_progress()
-            if journal is not None and unrecorded:
-                try:
-                    journal.write(done)
-                except RetryableError as exc:
-                    logger.warning("the answers of %s could not be recorded: %s", who, exc)
+            record(required=False)
             raise
         done.texts.append(text)
         done.latencies_ms.append(latency)
@@ -675,19 +684,9 @@ def ask(
         since_write += 1
         if journal is not None and since_write >= JOURNAL_EVERY and len(done.texts) < total:
             since_write = 0
-            try:
-                done = journal.write(done)
-            except RetryableError as exc:
-                # Kept in hand: the next write, a few answers on, records these too.
-                logger.warning("the answers of %s could not be recorded yet: %s", who, exc)
-            else:
-                unrecorded = 0
-    if journal is not None and unrecorded:
-        try:
-            done = journal.write(done)
-        except RetryableError as exc:
-            # Every answer is in hand: the decision does not need the journal, a later call would.
-            logger.warning("the answers of %s could not be recorded: %s", who, exc)
+            record(required=False)  # Kept in hand on a fault: the next write has these too.
+    # Every answer is in hand: the decision does not need the journal, a later call would.
+    record(required=False)
     note_progress()
     return Answers(
         endpoint, tuple(done.texts), tuple(done.latencies_ms), tuple(done.errors[:ERRORS_KEPT])
