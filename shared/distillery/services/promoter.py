@@ -329,8 +329,8 @@ def promote(
 
     The promotion holds its family's lease (one decision at a time per family) and waits for the
     model's deployment up to ``wait_seconds`` (default ``DISTILLERY_PROMOTE_BUDGET_SECONDS``);
-    it asks the golden set for at most ``asking_seconds`` (the same default; a redelivery or the
-    next call goes on from the answers recorded).
+    it asks the golden set for at most ``asking_seconds`` (the same default; given, it is what
+    is left of a reconcile pass; a redelivery or the next call goes on from the answers recorded).
     A deployment still running then is recorded on the job (``promotion.operation``): the
     outcome is SUCCEEDED, and a redelivery or :func:`finish_promotions` finishes it.
 
@@ -345,7 +345,12 @@ def promote(
     budget = deps.settings.promote_budget_seconds if wait_seconds is None else wait_seconds
     deadline = time.monotonic() + budget
     asking_for = deps.settings.promote_budget_seconds if asking_seconds is None else asking_seconds
-    asking = _asking_budget(job_id, asking_for, deps)
+    limit = (
+        f"{deps.settings.env_name('promote_budget_seconds')}={asking_for:g}"
+        if asking_seconds is None
+        else f"what was left of the reconcile pass, {max(asking_for, 0.0):.0f} s"
+    )
+    asking = _asking_budget(job_id, asking_for, limit, deps)
     record = deps.records.get(deps.settings.jobs_collection, job_id)
     if record is None:
         raise UnknownJobError(f"there is no job {job_id} to promote")
@@ -459,16 +464,15 @@ def _keep_lease(family: str, holder: str, deps: Dependencies) -> None:
         logger.warning("the lease of %s was lost: %s", holder, exc)
 
 
-def _asking_budget(job_id: str, seconds: float, deps: Dependencies) -> evaluation.Budget:
+def _asking_budget(
+    job_id: str, seconds: float, limit: str, deps: Dependencies
+) -> evaluation.Budget:
     """How long this call may ask the golden set: ``seconds`` from now, on ``deps.clock`` (the
     function's one budget, ``DISTILLERY_PROMOTE_BUDGET_SECONDS``, or what is left of reconcile's
-    pass); what it does not ask, a redelivery or the next pass asks from what was recorded."""
-    seconds = max(seconds, 0.0)
-    configured = deps.settings.promote_budget_seconds
-    why = f"{deps.settings.env_name('promote_budget_seconds')}={configured:g}"
-    if seconds < configured:
-        why = f"what was left of the reconcile pass, {seconds:.0f} s"
-    return evaluation.Budget(job_id, deps.clock() + timedelta(seconds=seconds), why)
+    pass, as ``limit`` says); what it does not ask, a redelivery or the next pass asks from what
+    was recorded."""
+    deadline = deps.clock() + timedelta(seconds=max(seconds, 0.0))
+    return evaluation.Budget(job_id, deadline, limit)
 
 
 def _promote_holding(
