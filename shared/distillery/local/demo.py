@@ -43,6 +43,7 @@ from distillery.commands.watch import (
 )
 from distillery.core.errors import DistilleryError
 from distillery.core.models import JobState, LaunchRequest, split_gcs_uri
+from distillery.core.ports import ObjectInfo
 from distillery.core.runtime import Dependencies
 from distillery.core.settings import BACKENDS
 from distillery.labeling import OUTCOMES, LabelingSpec, champion_prefix, with_prefix
@@ -106,20 +107,12 @@ def run(state_dir: Path, name: str, backend: str | None = None) -> int:
     bucket = settings.bucket
     chosen = backend or settings.backend
 
-    def record_of(object_name: str, generation: int) -> dict[str, Any] | None:
-        record = records.get(
-            settings.datasets_collection, dataset_id(bucket, object_name, generation)
-        )
-        return record if record and record.get("status") else None
-
     _say(f"1. A broken dataset: gs://{bucket}/datasets/{name}-broken.jsonl")
     broken = b'{"input_text": "Classify: great film", "output_text": "entertainment"}\n' + (
         b'{"input_text": "", "output_text": "sports"}\n{"prompt": "no input_text here"}\nnot json\n'
     )
     info = objects.write_bytes(bucket, f"datasets/{name}-broken.jsonl", broken)
-    record = wait_until(
-        lambda: record_of(info.name, info.generation), "the broken dataset's report", 120
-    )
+    record = wait_until(lambda: _dataset_record(deps, info), "the broken dataset's report", 120)
     _say(f"   verdict: {record['status'].upper()}  (report: {record['report_uri']})")
     for rule in record["reports"][0]["errors"]:
         for finding in rule["findings"]:
@@ -142,12 +135,7 @@ def run(state_dir: Path, name: str, backend: str | None = None) -> int:
     info = objects.write_bytes(bucket, f"datasets/{name}.jsonl", _jsonl(train))
     _say(f"   uploaded gs://{bucket}/{info.name} (generation {info.generation})")
 
-    def validated() -> dict[str, Any] | None:
-        found = record_of(info.name, info.generation)
-        launch_state = (found or {}).get("launch", {}).get("state")
-        return found if launch_state in ("published", "not_applicable") else None
-
-    record = wait_until(validated, "validation", 120)
+    record = _validated(deps, info)
     report = record["reports"][0]
     _say(
         f"   validated: {record['status'].upper()}, {report['examples']} examples, "
@@ -255,6 +243,31 @@ def run(state_dir: Path, name: str, backend: str | None = None) -> int:
     return 0
 
 
+def _dataset_record(deps: Dependencies, info: ObjectInfo) -> dict[str, Any] | None:
+    """The dataset record of the uploaded object ``info`` once its validation wrote a verdict."""
+    settings = deps.settings
+    record = deps.records.get(
+        settings.datasets_collection, dataset_id(settings.bucket, info.name, info.generation)
+    )
+    return record if record and record.get("status") else None
+
+
+def _validated(deps: Dependencies, info: ObjectInfo) -> dict[str, Any]:
+    """The dataset record of ``info`` once validated and its launch decided (published, or
+    none to publish).
+
+    Raises:
+        TimeoutError: not within the demo's time.
+    """
+
+    def decided() -> dict[str, Any] | None:
+        found = _dataset_record(deps, info)
+        launch_state = (found or {}).get("launch", {}).get("state")
+        return found if launch_state in ("published", "not_applicable") else None
+
+    return wait_until(decided, "validation", 120)
+
+
 def _step_by_step(deps: Dependencies, name: str, *, act: int) -> int:
     """Act ``act``: an unlabeled training set (a family of its own) labeled and explained by the
     teacher, the student tuned on the two tasks, judged and decided; a promoted model asked the
@@ -278,14 +291,7 @@ def _step_by_step(deps: Dependencies, name: str, *, act: int) -> int:
     info = objects.write_bytes(bucket, f"{stem}.jsonl", _jsonl(prompts))
     _say(f"   uploaded gs://{bucket}/{stem}.eval.jsonl, then gs://{bucket}/{info.name}")
 
-    def validated() -> dict[str, Any] | None:
-        found = records.get(
-            settings.datasets_collection, dataset_id(bucket, info.name, info.generation)
-        )
-        launch_state = (found or {}).get("launch", {}).get("state")
-        return found if launch_state in ("published", "not_applicable") else None
-
-    record = wait_until(validated, "validation", 120)
+    record = _validated(deps, info)
     _say(
         f"   validated: {record['status'].upper()}, {record['reports'][0]['examples']} "
         f"examples, {record.get('labeling')}"
